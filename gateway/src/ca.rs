@@ -1,0 +1,183 @@
+//! A development federation CA: creates the CA and issues member and agency
+//! certificates with SPIFFE-style URI subject alternative names (rcgen).
+//!
+//! A production federation would use its own PKI; the files written here have
+//! the same shape (`cert.pem`, `key.pem`, `ca.pem`) so the gateway does not care.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
+};
+use time::{Duration, OffsetDateTime};
+
+use crate::identity::{Identity, is_federation_name};
+
+pub const CA_CERT_FILE: &str = "ca.pem";
+pub const CA_KEY_FILE: &str = "ca-key.pem";
+pub const FEDERATION_FILE: &str = "federation";
+pub const CERT_FILE: &str = "cert.pem";
+pub const KEY_FILE: &str = "key.pem";
+/// Identity directories also carry their federation name, so clients and
+/// `cordon init` need no extra flag.
+pub const DEFAULT_FEDERATION: &str = "cordon-dev";
+
+/// The files of one identity (`cordon ca issue --out DIR`).
+#[derive(Debug, Clone)]
+pub struct IdentityFiles {
+    pub dir: PathBuf,
+}
+
+impl IdentityFiles {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        IdentityFiles { dir: dir.into() }
+    }
+    pub fn cert(&self) -> PathBuf {
+        self.dir.join(CERT_FILE)
+    }
+    pub fn key(&self) -> PathBuf {
+        self.dir.join(KEY_FILE)
+    }
+    pub fn ca(&self) -> PathBuf {
+        self.dir.join(CA_CERT_FILE)
+    }
+    pub fn federation(&self) -> Result<String> {
+        read_federation(&self.dir)
+    }
+}
+
+pub fn read_federation(dir: &Path) -> Result<String> {
+    let path = dir.join(FEDERATION_FILE);
+    let text = fs::read_to_string(&path)
+        .with_context(|| format!("reading federation name from {}", path.display()))?;
+    let name = text.trim().to_string();
+    if !is_federation_name(&name) {
+        bail!("{}: {name:?} is not a federation name", path.display());
+    }
+    Ok(name)
+}
+
+/// `cordon ca init`: a new federation CA in `out`.
+pub fn init_ca(out: &Path, federation: &str) -> Result<()> {
+    if !is_federation_name(federation) {
+        bail!("federation name {federation:?} must be lowercase letters, digits, '-' and '.'");
+    }
+    if out.join(CA_KEY_FILE).exists() {
+        bail!(
+            "{} already holds a CA key; refusing to overwrite it",
+            out.display()
+        );
+    }
+    fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let key = KeyPair::generate().context("generating the CA key")?;
+    let mut params = CertificateParams::default();
+    params.distinguished_name.push(
+        DnType::CommonName,
+        format!("Cordon federation CA ({federation})"),
+    );
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, "Cordon development federation");
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let now = OffsetDateTime::now_utc();
+    params.not_before = now - Duration::hours(1);
+    params.not_after = now + Duration::days(3650);
+    let certificate = params
+        .self_signed(&key)
+        .context("signing the CA certificate")?;
+    fs::write(out.join(CA_CERT_FILE), certificate.pem())?;
+    write_private(&out.join(CA_KEY_FILE), &key.serialize_pem())?;
+    fs::write(out.join(FEDERATION_FILE), format!("{federation}\n"))?;
+    Ok(())
+}
+
+/// `cordon ca issue`: a certificate for `name` (`GH` or `GH/customs`) signed by the CA in `ca_dir`.
+///
+/// The certificate serves both as a TLS server certificate (a gateway listens
+/// with it) and a client certificate (gateways follow each other, agencies call
+/// their gateway), so it names loopback as well as the SPIFFE URI.
+pub fn issue(ca_dir: &Path, name: &str, out: &Path) -> Result<Identity> {
+    let identity = Identity::parse(name)?;
+    let federation = read_federation(ca_dir)?;
+    let ca_pem = fs::read_to_string(ca_dir.join(CA_CERT_FILE))
+        .with_context(|| format!("reading {}", ca_dir.join(CA_CERT_FILE).display()))?;
+    let ca_key_pem = fs::read_to_string(ca_dir.join(CA_KEY_FILE))
+        .with_context(|| format!("reading {}", ca_dir.join(CA_KEY_FILE).display()))?;
+    let ca_key = KeyPair::from_pem(&ca_key_pem).context("parsing the CA key")?;
+    let issuer = Issuer::from_ca_cert_pem(&ca_pem, ca_key).context("parsing the CA certificate")?;
+
+    let key = KeyPair::generate().context("generating the identity key")?;
+    let mut params = CertificateParams::new(vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+    ])?;
+    params
+        .subject_alt_names
+        .push(SanType::URI(identity.spiffe_uri(&federation).try_into()?));
+    params
+        .distinguished_name
+        .push(DnType::CommonName, identity.to_string());
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.use_authority_key_identifier_extension = true;
+    let now = OffsetDateTime::now_utc();
+    params.not_before = now - Duration::hours(1);
+    params.not_after = now + Duration::days(365);
+    let certificate = params
+        .signed_by(&key, &issuer)
+        .context("signing the identity certificate")?;
+
+    fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    fs::write(out.join(CERT_FILE), certificate.pem())?;
+    write_private(&out.join(KEY_FILE), &key.serialize_pem())?;
+    fs::write(out.join(CA_CERT_FILE), ca_pem)?;
+    fs::write(out.join(FEDERATION_FILE), format!("{federation}\n"))?;
+    Ok(identity)
+}
+
+fn write_private(path: &Path, contents: &str) -> Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(contents.as_bytes())?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issued_certificate_carries_the_identity() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca");
+        init_ca(&ca, "test-fed").unwrap();
+        assert!(init_ca(&ca, "test-fed").is_err(), "must not overwrite a CA");
+        let out = dir.path().join("customs");
+        issue(&ca, "GH/customs", &out).unwrap();
+        let pem = fs::read(out.join(CERT_FILE)).unwrap();
+        let der = rustls_pemfile::certs(&mut pem.as_slice())
+            .next()
+            .unwrap()
+            .unwrap();
+        let identity = Identity::from_verified_certificate(&der, "test-fed").unwrap();
+        assert_eq!(identity, Identity::parse("GH/customs").unwrap());
+        assert!(Identity::from_verified_certificate(&der, "other-fed").is_err());
+        assert!(issue(&ca, "not a name", &dir.path().join("x")).is_err());
+    }
+}

@@ -1,0 +1,218 @@
+//! The gateway's configuration: the `cordon.toml` file (strict serde struct),
+//! environment overrides from a map passed in, and the validated runtime config.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::identity::{is_federation_name, is_member_id};
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7443";
+pub const CONFIG_FILE: &str = "cordon.toml";
+
+/// `cordon.toml` as written on disk. Relative paths are relative to the file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// This gateway's member id, for example `GH`.
+    pub member: String,
+    /// The federation (SPIFFE trust domain) whose certificates are accepted.
+    pub federation: String,
+    /// gRPC listen address (mutual TLS only). Port 0 picks a free port.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// `sqlite:PATH` (default `sqlite:cordon.db`) or `postgres://…`.
+    #[serde(default = "default_database")]
+    pub database: String,
+    /// Directory of the sharing policy (`*.rego`, `data.json`).
+    #[serde(default = "default_policy")]
+    pub policy: PathBuf,
+    pub tls: TlsFile,
+    #[serde(default)]
+    pub limits: LimitsFile,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFile {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// The federation CA: the only root client and peer certificates may chain to.
+    pub ca: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsFile {
+    /// Time limit of one policy evaluation, in milliseconds; past it the decision is a deny.
+    #[serde(default = "default_policy_time_limit_ms")]
+    pub policy_time_limit_ms: u64,
+}
+
+impl Default for LimitsFile {
+    fn default() -> Self {
+        LimitsFile {
+            policy_time_limit_ms: default_policy_time_limit_ms(),
+        }
+    }
+}
+
+fn default_listen() -> String {
+    DEFAULT_LISTEN.to_string()
+}
+fn default_database() -> String {
+    "sqlite:cordon.db".to_string()
+}
+fn default_policy() -> PathBuf {
+    PathBuf::from("policy")
+}
+fn default_policy_time_limit_ms() -> u64 {
+    100
+}
+
+/// The validated configuration the gateway runs with.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    pub member: String,
+    pub federation: String,
+    pub listen: SocketAddr,
+    pub database_url: String,
+    pub policy_dir: PathBuf,
+    pub tls_cert: PathBuf,
+    pub tls_key: PathBuf,
+    pub tls_ca: PathBuf,
+    pub policy_time_limit: Duration,
+}
+
+impl GatewayConfig {
+    /// Reads `path`, applies overrides from `environment` (`CORDON_DATABASE_URL`,
+    /// `CORDON_LISTEN`) and validates.
+    pub fn load(path: &Path, environment: &HashMap<String, String>) -> Result<GatewayConfig> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config {}", path.display()))?;
+        let file: ConfigFile =
+            toml::from_str(&text).with_context(|| format!("parsing config {}", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        GatewayConfig::from_file(file, base, environment)
+            .with_context(|| format!("in config {}", path.display()))
+    }
+
+    pub fn from_file(
+        file: ConfigFile,
+        base: &Path,
+        environment: &HashMap<String, String>,
+    ) -> Result<GatewayConfig> {
+        if !is_member_id(&file.member) {
+            bail!(
+                "member: {:?} is not a member id (2-16 of A-Z, 0-9, '-')",
+                file.member
+            );
+        }
+        if !is_federation_name(&file.federation) {
+            bail!("federation: {:?} is not a federation name", file.federation);
+        }
+        let listen_text = environment.get("CORDON_LISTEN").unwrap_or(&file.listen);
+        let listen: SocketAddr = listen_text.parse().with_context(|| {
+            format!("listen: {listen_text:?} is not an address such as 127.0.0.1:7443")
+        })?;
+        let database = environment
+            .get("CORDON_DATABASE_URL")
+            .unwrap_or(&file.database);
+        let database_url = resolve_database_url(database, base)?;
+        if file.limits.policy_time_limit_ms == 0 || file.limits.policy_time_limit_ms > 10_000 {
+            bail!("limits.policy_time_limit_ms: must be between 1 and 10000");
+        }
+        Ok(GatewayConfig {
+            member: file.member,
+            federation: file.federation,
+            listen,
+            database_url,
+            policy_dir: base.join(file.policy),
+            tls_cert: base.join(file.tls.cert),
+            tls_key: base.join(file.tls.key),
+            tls_ca: base.join(file.tls.ca),
+            policy_time_limit: Duration::from_millis(file.limits.policy_time_limit_ms),
+        })
+    }
+}
+
+/// SQLite paths in the config are relative to the config file.
+fn resolve_database_url(database: &str, base: &Path) -> Result<String> {
+    if database.starts_with("postgres://") || database.starts_with("postgresql://") {
+        return Ok(database.to_string());
+    }
+    let Some(path) = database
+        .strip_prefix("sqlite://")
+        .or_else(|| database.strip_prefix("sqlite:"))
+    else {
+        bail!("database: {database:?} must start with sqlite: or postgres://");
+    };
+    if path.is_empty() {
+        bail!("database: sqlite URL names no file");
+    }
+    let path = Path::new(path);
+    let resolved = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        base.join(path)
+    };
+    Ok(format!("sqlite:{}", resolved.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(text: &str) -> Result<GatewayConfig> {
+        let parsed: ConfigFile = toml::from_str(text)?;
+        GatewayConfig::from_file(parsed, Path::new("/etc/cordon"), &HashMap::new())
+    }
+
+    const MINIMAL: &str = "member = \"GH\"\nfederation = \"cordon-dev\"\n[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\nca = \"ca.pem\"\n";
+
+    #[test]
+    fn defaults_and_relative_paths() {
+        let config = file(MINIMAL).unwrap();
+        assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(config.database_url, "sqlite:/etc/cordon/cordon.db");
+        assert_eq!(config.policy_dir, Path::new("/etc/cordon/policy"));
+        assert_eq!(config.tls_ca, Path::new("/etc/cordon/ca.pem"));
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        for (text, field) in [
+            (MINIMAL.replace("\"GH\"", "\"gh\""), "member"),
+            (format!("listen = \"nowhere\"\n{MINIMAL}"), "listen"),
+            (format!("database = \"mysql://x\"\n{MINIMAL}"), "database"),
+            (
+                format!("{MINIMAL}[limits]\npolicy_time_limit_ms = 0\n"),
+                "policy_time_limit_ms",
+            ),
+        ] {
+            let error = format!("{:#}", file(&text).unwrap_err());
+            assert!(error.contains(field), "{error} should name {field}");
+        }
+        let unknown = toml::from_str::<ConfigFile>(&format!("colour = \"red\"\n{MINIMAL}"));
+        assert!(unknown.unwrap_err().to_string().contains("colour"));
+    }
+
+    #[test]
+    fn environment_overrides() {
+        let parsed: ConfigFile = toml::from_str(MINIMAL).unwrap();
+        let environment = HashMap::from([
+            (
+                "CORDON_DATABASE_URL".to_string(),
+                "postgres://db/cordon".to_string(),
+            ),
+            ("CORDON_LISTEN".to_string(), "127.0.0.1:0".to_string()),
+        ]);
+        let config = GatewayConfig::from_file(parsed, Path::new("/x"), &environment).unwrap();
+        assert_eq!(config.database_url, "postgres://db/cordon");
+        assert_eq!(config.listen.port(), 0);
+    }
+}

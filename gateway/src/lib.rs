@@ -1,0 +1,16 @@
+//! The Cordon gateway: one member's gRPC service over mutual TLS, the release of
+//! indicators under the member's policy, identities, configuration and the CLI.
+//!
+//! Only this crate knows `tonic::Status` and turns certificates into identities.
+
+pub mod ca;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod demo;
+pub mod identity;
+pub mod redaction;
+pub mod release;
+pub mod server;
+pub mod service;
+pub mod status;

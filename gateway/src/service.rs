@@ -1,0 +1,413 @@
+//! The `cordon.v1.IndicatorService` gRPC service: publish, retract, subscribe
+//! and get, each for the identity of the verified client certificate.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use cordon_indicator::Limits;
+use cordon_proto::v1::indicator_service_server::IndicatorService;
+use cordon_proto::v1::{
+    Accepted, Checkpoint, Event, GetRequest, GetResponse, Indicator, IndicatorKind, PublishRequest,
+    PublishResponse, Published, RetractRequest, RetractResponse, Retracted, SubscribeRequest,
+    event,
+};
+use cordon_storage::{EventBody, NewIndicator, Store, StoredEvent};
+use futures::Stream;
+use prost::Message;
+use tonic::{Request, Response, Status};
+
+use crate::identity::Identity;
+use crate::release::{Channel, Releaser};
+use crate::status::{invalid_batch, invalid_field, storage_status};
+
+/// Events read from storage per page of a subscription.
+const SUBSCRIBE_PAGE: u32 = 256;
+
+/// What every request handler shares.
+#[derive(Debug)]
+pub struct GatewayState {
+    pub member: String,
+    pub federation: String,
+    pub store: Store,
+    pub releaser: Arc<Releaser>,
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone)]
+pub struct IndicatorApi {
+    state: Arc<GatewayState>,
+}
+
+impl IndicatorApi {
+    pub fn new(state: Arc<GatewayState>) -> Self {
+        IndicatorApi { state }
+    }
+}
+
+/// The caller, from the certificate rustls verified. No request field can name it.
+pub fn caller<T>(request: &Request<T>, federation: &str) -> Result<Identity, Status> {
+    let certificates = request
+        .peer_certs()
+        .ok_or_else(|| Status::unauthenticated("a client certificate is required"))?;
+    let leaf = certificates
+        .first()
+        .ok_or_else(|| Status::unauthenticated("a client certificate is required"))?;
+    Identity::from_verified_certificate(leaf, federation)
+        .map_err(|error| Status::permission_denied(format!("client certificate refused: {error}")))
+}
+
+fn now_timestamp() -> pbjson_types::Timestamp {
+    let elapsed = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    pbjson_types::Timestamp {
+        seconds: elapsed.as_secs() as i64,
+        nanos: elapsed.subsec_nanos() as i32,
+    }
+}
+
+fn timestamp_from_micros(micros: i64) -> pbjson_types::Timestamp {
+    pbjson_types::Timestamp {
+        seconds: micros.div_euclid(1_000_000),
+        nanos: (micros.rem_euclid(1_000_000) * 1000) as i32,
+    }
+}
+
+fn micros_of(timestamp: &pbjson_types::Timestamp) -> i64 {
+    timestamp.seconds * 1_000_000 + i64::from(timestamp.nanos / 1000)
+}
+
+/// RFC 3339 `now` for `input.context.now`.
+pub fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+impl GatewayState {
+    fn require_own_agency(&self, caller: &Identity, action: &str) -> Result<(), Status> {
+        if caller.is_agency_of(&self.member) {
+            Ok(())
+        } else {
+            Err(Status::permission_denied(format!(
+                "{action} is for agencies of member {}; {caller} is not one",
+                self.member
+            )))
+        }
+    }
+
+    fn decode(&self, payload: &[u8]) -> Result<Indicator, Status> {
+        Indicator::decode(payload).map_err(|error| {
+            tracing::error!(%error, "stored indicator does not decode");
+            Status::internal("stored indicator does not decode; see the gateway log")
+        })
+    }
+
+    async fn publish(
+        &self,
+        caller: &Identity,
+        indicators: Vec<Indicator>,
+    ) -> Result<PublishResponse, Status> {
+        self.require_own_agency(caller, "publishing")?;
+        let warnings = cordon_indicator::validate_batch(&indicators, &self.limits)
+            .map_err(|errors| invalid_batch(&errors))?;
+        // A revision must name an indicator of this member that exists.
+        for (index, indicator) in indicators.iter().enumerate() {
+            if indicator.supersedes.is_empty() {
+                continue;
+            }
+            match self
+                .store
+                .indicator(&indicator.supersedes)
+                .await
+                .map_err(storage_status)?
+            {
+                Some(old) if old.originator == self.member => {}
+                Some(_) => {
+                    return Err(invalid_field(
+                        &format!("indicators[{index}].supersedes"),
+                        "names an indicator of another member",
+                    ));
+                }
+                None => {
+                    return Err(invalid_field(
+                        &format!("indicators[{index}].supersedes"),
+                        "names no stored indicator",
+                    ));
+                }
+            }
+        }
+        let created = now_timestamp();
+        let mut ids = Vec::with_capacity(indicators.len());
+        let mut batch = Vec::with_capacity(indicators.len());
+        for mut indicator in indicators {
+            if indicator.id.is_empty() {
+                indicator.id = uuid::Uuid::now_v7().to_string();
+            }
+            indicator.originator = self.member.clone();
+            indicator.publisher = caller.to_string();
+            indicator.created = Some(created);
+            indicator.signature = None;
+            let kind = cordon_indicator::kind_name(&indicator)
+                .unwrap_or("unknown")
+                .to_string();
+            ids.push(indicator.id.clone());
+            batch.push(NewIndicator {
+                id: indicator.id.clone(),
+                originator: self.member.clone(),
+                kind,
+                created_micros: micros_of(&created),
+                payload: indicator.encode_to_vec(),
+            });
+        }
+        let sequences = self.store.publish(batch).await.map_err(storage_status)?;
+        tracing::info!(publisher = %caller, count = ids.len(), last_sequence = sequences.last().copied().unwrap_or(0), "published");
+        let accepted = ids
+            .into_iter()
+            .zip(sequences)
+            .zip(warnings)
+            .map(|((id, sequence), warnings)| Accepted {
+                id,
+                sequence,
+                warnings,
+            })
+            .collect();
+        Ok(PublishResponse { accepted })
+    }
+
+    async fn retract(
+        &self,
+        caller: &Identity,
+        request: RetractRequest,
+    ) -> Result<RetractResponse, Status> {
+        self.require_own_agency(caller, "retracting")?;
+        if uuid::Uuid::parse_str(&request.id).is_err() {
+            return Err(invalid_field("id", "must be the UUID of an indicator"));
+        }
+        if request.reason.len() > self.limits.max_short_string {
+            return Err(invalid_field(
+                "reason",
+                format!("longer than {} bytes", self.limits.max_short_string),
+            ));
+        }
+        let stored = self
+            .store
+            .indicator(&request.id)
+            .await
+            .map_err(storage_status)?
+            .ok_or_else(|| Status::not_found(format!("no indicator {}", request.id)))?;
+        if stored.originator != self.member {
+            return Err(Status::permission_denied(format!(
+                "indicator {} was published by member {}; only its originator may retract it",
+                request.id, stored.originator
+            )));
+        }
+        let at = micros_of(&now_timestamp());
+        let sequence = self
+            .store
+            .retract(&request.id, &request.reason, at)
+            .await
+            .map_err(storage_status)?;
+        tracing::info!(retracted_by = %caller, indicator = %request.id, sequence, "retracted");
+        Ok(RetractResponse { sequence })
+    }
+
+    /// Releases one page of stored events to `recipient`, in order.
+    async fn release_page(
+        &self,
+        recipient: &Identity,
+        events: Vec<StoredEvent>,
+    ) -> Result<Vec<Event>, Status> {
+        // Retractions are released to whoever the retracted indicator would be
+        // released to; fetch those indicators before leaving the async world.
+        let mut work = Vec::with_capacity(events.len());
+        for stored in events {
+            let indicator = match &stored.body {
+                EventBody::Published { payload, .. } => Some(self.decode(payload)?),
+                EventBody::Retracted { indicator_id, .. } => match self
+                    .store
+                    .indicator(indicator_id)
+                    .await
+                    .map_err(storage_status)?
+                {
+                    Some(found) => Some(self.decode(&found.payload)?),
+                    None => None,
+                },
+            };
+            work.push((stored, indicator));
+        }
+        let releaser = self.releaser.clone();
+        let recipient = recipient.clone();
+        // Policy evaluation is CPU work: keep it off the async workers.
+        tokio::task::spawn_blocking(move || {
+            let now = now_rfc3339();
+            let mut released = Vec::new();
+            for (stored, indicator) in work {
+                let Some(indicator) = indicator else { continue };
+                let release = releaser.release(&indicator, &recipient, Channel::Subscribe, &now);
+                releaser.record(&release.record);
+                let Some(visible) = release.indicator else {
+                    continue;
+                };
+                let body = match stored.body {
+                    EventBody::Published { .. } => event::Body::Published(Published {
+                        indicator: Some(visible),
+                        redacted: release.record.redact,
+                    }),
+                    EventBody::Retracted {
+                        indicator_id,
+                        originator,
+                        reason,
+                    } => event::Body::Retracted(Retracted {
+                        indicator_id,
+                        originator,
+                        reason,
+                    }),
+                };
+                released.push(Event {
+                    sequence: stored.sequence,
+                    at: Some(timestamp_from_micros(stored.at_micros)),
+                    body: Some(body),
+                });
+            }
+            released
+        })
+        .await
+        .map_err(|error| Status::internal(format!("release task failed: {error}")))
+    }
+}
+
+fn kinds_filter(kinds: &[i32]) -> Result<Vec<String>, Status> {
+    kinds
+        .iter()
+        .enumerate()
+        .map(|(index, value)| {
+            IndicatorKind::try_from(*value)
+                .ok()
+                .and_then(cordon_indicator::kind_name_of)
+                .map(str::to_string)
+                .ok_or_else(|| {
+                    invalid_field(
+                        &format!("kinds[{index}]"),
+                        format!("{value} is not an indicator kind"),
+                    )
+                })
+        })
+        .collect()
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<Event, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl IndicatorService for IndicatorApi {
+    async fn publish(
+        &self,
+        request: Request<PublishRequest>,
+    ) -> Result<Response<PublishResponse>, Status> {
+        let caller = caller(&request, &self.state.federation)?;
+        let response = self
+            .state
+            .publish(&caller, request.into_inner().indicators)
+            .await?;
+        Ok(Response::new(response))
+    }
+
+    async fn retract(
+        &self,
+        request: Request<RetractRequest>,
+    ) -> Result<Response<RetractResponse>, Status> {
+        let caller = caller(&request, &self.state.federation)?;
+        let response = self.state.retract(&caller, request.into_inner()).await?;
+        Ok(Response::new(response))
+    }
+
+    type SubscribeStream = EventStream;
+
+    async fn subscribe(
+        &self,
+        request: Request<SubscribeRequest>,
+    ) -> Result<Response<EventStream>, Status> {
+        let recipient = caller(&request, &self.state.federation)?;
+        let request = request.into_inner();
+        let kinds = kinds_filter(&request.kinds)?;
+        let state = self.state.clone();
+        tracing::info!(%recipient, after = request.after, follow = request.follow, "subscription opened");
+        let stream = async_stream::try_stream! {
+            let mut cursor = request.after;
+            let mut sent: u64 = 0;
+            let mut head = state.store.watch_head();
+            loop {
+                // Mark the head seen before reading: a commit after this point
+                // changes the watch, so the wait below cannot miss it.
+                head.borrow_and_update();
+                let batch = state.store.read_after(cursor, SUBSCRIBE_PAGE, &kinds).await.map_err(storage_status)?;
+                let page_full = batch.events.len() >= SUBSCRIBE_PAGE as usize;
+                let events = state.release_page(&recipient, batch.events).await?;
+                let mut last_sent = cursor;
+                for event in events {
+                    last_sent = event.sequence;
+                    yield event;
+                    sent += 1;
+                    if request.limit != 0 && sent >= request.limit {
+                        return;
+                    }
+                }
+                let scanned_to = batch.scanned_to.max(cursor);
+                // Let the subscriber's cursor move past what it may not see,
+                // without a message per withheld event.
+                if scanned_to > last_sent && (!page_full || last_sent == cursor) {
+                    yield Event { sequence: scanned_to, at: None, body: Some(event::Body::Checkpoint(Checkpoint {})) };
+                }
+                cursor = scanned_to;
+                if !page_full {
+                    if !request.follow {
+                        return;
+                    }
+                    if head.changed().await.is_err() {
+                        return;
+                    }
+                }
+            }
+        };
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn get(&self, request: Request<GetRequest>) -> Result<Response<GetResponse>, Status> {
+        let recipient = caller(&request, &self.state.federation)?;
+        let id = request.into_inner().id;
+        if uuid::Uuid::parse_str(&id).is_err() {
+            return Err(invalid_field("id", "must be the UUID of an indicator"));
+        }
+        // Denied and absent look the same, so a lookup reveals nothing the policy withholds.
+        let not_found = || Status::not_found(format!("no indicator {id} for {recipient}"));
+        let stored = self
+            .state
+            .store
+            .indicator(&id)
+            .await
+            .map_err(storage_status)?
+            .ok_or_else(not_found)?;
+        let indicator = self.state.decode(&stored.payload)?;
+        let releaser = self.state.releaser.clone();
+        let for_recipient = recipient.clone();
+        let release = tokio::task::spawn_blocking(move || {
+            let release = releaser.release(
+                &indicator,
+                &for_recipient,
+                Channel::Subscribe,
+                &now_rfc3339(),
+            );
+            releaser.record(&release.record);
+            release
+        })
+        .await
+        .map_err(|error| Status::internal(format!("release task failed: {error}")))?;
+        let visible = release.indicator.ok_or_else(not_found)?;
+        Ok(Response::new(GetResponse {
+            indicator: Some(visible),
+            redacted: release.record.redact,
+            retracted: stored.retracted,
+        }))
+    }
+}

@@ -1,0 +1,21 @@
+//! The indicator model of Cordon: validation of every field of a `cordon.v1.Indicator` per
+//! DOMAIN.md, the documented size limits, risk-signal warnings, and kind names.
+//!
+//! Validation reports every field error it finds, not only the first, each with the field's path
+//! in the proto3 JSON form (`vessel.imo`, `tags[2]`), so that a publisher can fix a batch in one
+//! pass. Warnings are risk signals (an MMSI of another country than the flag, an HS code outside
+//! the arms chapter): they never reject an indicator.
+//!
+//! This crate does no I/O and knows nothing of gRPC status codes: the gateway maps
+//! [`FieldError`]s to its responses.
+
+pub mod checks;
+mod field_error;
+mod kind;
+mod limits;
+mod validate;
+
+pub use field_error::FieldError;
+pub use kind::{KIND_NAMES, indicator_kind, kind_name, kind_name_of};
+pub use limits::Limits;
+pub use validate::{validate_batch, validate_indicator};

@@ -1,0 +1,509 @@
+//! One member's gateway as real `cordon serve` processes on loopback with
+//! mutual TLS: publishing, release under the reference policy, refusals,
+//! crash recovery and gap-free following under concurrent publishers.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use cordon_integration_tests::{
+    Federation, GatewayProcess, example_indicators, indicator_client, patience, postgres_url,
+};
+use cordon_proto::v1::{
+    Event, Indicator, PublishRequest, RetractRequest, SubscribeRequest, Tlp, Vessel, event,
+    indicator,
+};
+use tonic::Code;
+use tonic_types::StatusExt;
+
+/// Reads a non-following subscription to its end.
+async fn read_all(endpoint: &str, identity: &Path, after: u64, limit: u64) -> Result<Vec<Event>> {
+    let mut client = indicator_client(endpoint, identity).await?;
+    let request = SubscribeRequest {
+        after,
+        follow: false,
+        kinds: Vec::new(),
+        limit,
+    };
+    let mut stream = client.subscribe(request).await?.into_inner();
+    let mut events = Vec::new();
+    while let Some(event) = stream.message().await? {
+        events.push(event);
+    }
+    Ok(events)
+}
+
+fn published(events: &[Event]) -> Vec<(u64, Indicator, Vec<String>)> {
+    events
+        .iter()
+        .filter_map(|event| match &event.body {
+            Some(event::Body::Published(published)) => Some((
+                event.sequence,
+                published.indicator.clone()?,
+                published.redacted.clone(),
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+fn clear_vessel(narrative: String) -> Indicator {
+    Indicator {
+        tlp: Tlp::Clear as i32,
+        confidence: 50,
+        valid_from: Some(pbjson_timestamp(1_790_000_000)),
+        narrative,
+        kind: Some(indicator::Kind::Vessel(Vessel {
+            imo: "9234563".into(),
+            ..Default::default()
+        })),
+        ..Default::default()
+    }
+}
+
+fn pbjson_timestamp(seconds: i64) -> cordon_proto::Timestamp {
+    cordon_proto::Timestamp { seconds, nanos: 0 }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recipients_receive_exactly_what_the_policy_releases() -> Result<()> {
+    let federation = Federation::new()?;
+    let gateway = federation.member("GH")?.start(&[]).await?;
+    let customs = federation.identity("GH/customs")?;
+    let examples = example_indicators()?;
+    let mut client = indicator_client(&gateway.endpoint, &customs).await?;
+    let accepted = client
+        .publish(PublishRequest {
+            indicators: examples.clone(),
+        })
+        .await?
+        .into_inner()
+        .accepted;
+    assert_eq!(accepted.len(), examples.len());
+    // Line number (1-based) of examples/indicators.jsonl -> sequence.
+    let line_of: BTreeMap<u64, usize> = accepted
+        .iter()
+        .enumerate()
+        .map(|(index, item)| (item.sequence, index + 1))
+        .collect();
+
+    // What the reference policy releases (README of the policy): NG is a
+    // bilateral partner with trust 4 and an AMBER agreement for entities,
+    // end-user certificates, accounts and consignments, and is named on the
+    // RED line; CI is a member with trust 2 and no agreement. Line 11 is
+    // source-protected and never leaves on Subscribe; line 4 is AMBER+STRICT.
+    let expectations: [(&str, Vec<usize>, Vec<usize>); 2] = [
+        ("NG", vec![1, 2, 3, 5, 6, 7, 8, 9, 10, 12], vec![]),
+        ("CI", vec![1, 2, 6, 7, 8, 10], vec![2]),
+    ];
+    for (recipient, expected_lines, expected_redacted_lines) in expectations {
+        let identity = federation.identity(recipient)?;
+        let events = read_all(&gateway.endpoint, &identity, 0, 0).await?;
+        let received = published(&events);
+        let lines: Vec<usize> = received
+            .iter()
+            .map(|(sequence, _, _)| line_of[sequence])
+            .collect();
+        assert_eq!(lines, expected_lines, "lines released to {recipient}");
+        for (sequence, indicator, redacted) in &received {
+            let line = line_of[sequence];
+            let original = &examples[line - 1];
+            if expected_redacted_lines.contains(&line) {
+                assert_eq!(
+                    redacted,
+                    &vec!["source".to_string()],
+                    "{recipient} line {line}"
+                );
+                assert!(
+                    indicator.source.is_none(),
+                    "{recipient} line {line}: redacted source arrived"
+                );
+            } else {
+                assert!(
+                    redacted.is_empty(),
+                    "{recipient} line {line} redacted {redacted:?}"
+                );
+                assert_eq!(indicator.source, original.source, "{recipient} line {line}");
+            }
+            assert_eq!(indicator.narrative, original.narrative);
+            assert_eq!(indicator.originator, "GH");
+            assert_eq!(indicator.publisher, "GH/customs");
+        }
+        // The stream ends with a checkpoint at the head, past anything withheld.
+        assert_eq!(
+            events.last().map(|event| event.sequence),
+            Some(accepted.len() as u64),
+            "{recipient}"
+        );
+    }
+    // Every release decision is logged with the policy revision.
+    let log = gateway.log_text();
+    let decisions = log
+        .lines()
+        .filter(|line| line.contains("release decision"))
+        .count();
+    assert!(
+        decisions >= 2 * examples.len(),
+        "{decisions} decisions logged"
+    );
+    assert!(
+        log.contains("policy_revision=sha256:"),
+        "decision log names the revision: {}",
+        log.lines()
+            .find(|line| line.contains("release decision"))
+            .unwrap_or("")
+    );
+    gateway.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_batch_names_every_bad_field_and_stores_nothing() -> Result<()> {
+    let federation = Federation::new()?;
+    let gateway = federation.member("GH")?.start(&[]).await?;
+    let customs = federation.identity("GH/customs")?;
+    let mut client = indicator_client(&gateway.endpoint, &customs).await?;
+    let mut batch = example_indicators()?;
+    let mut bad_vessel = clear_vessel("bad check digit".into());
+    bad_vessel.kind = Some(indicator::Kind::Vessel(Vessel {
+        imo: "9234564".into(),
+        ..Default::default()
+    }));
+    batch.push(bad_vessel);
+    let mut no_tlp = clear_vessel("no tlp".into());
+    no_tlp.tlp = 0;
+    batch.push(no_tlp);
+    let status = client
+        .publish(PublishRequest {
+            indicators: batch.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    let violations = status
+        .get_details_bad_request()
+        .context("BadRequest detail")?
+        .field_violations;
+    let fields: Vec<&str> = violations
+        .iter()
+        .map(|violation| violation.field.as_str())
+        .collect();
+    let bad_index = batch.len() - 2;
+    assert!(
+        fields.contains(&format!("indicators[{bad_index}].vessel.imo").as_str()),
+        "{fields:?}"
+    );
+    assert!(
+        fields.contains(&format!("indicators[{}].tlp", bad_index + 1).as_str()),
+        "{fields:?}"
+    );
+    assert!(
+        status.message().contains("vessel.imo"),
+        "{}",
+        status.message()
+    );
+
+    let reader = federation.identity("GH/police")?;
+    assert!(
+        read_all(&gateway.endpoint, &reader, 0, 0).await?.is_empty(),
+        "nothing may be stored"
+    );
+    // The good part alone is accepted and numbered from 1: nothing was half-written before.
+    let accepted = client
+        .publish(PublishRequest {
+            indicators: batch[..bad_index].to_vec(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(accepted.accepted.first().map(|item| item.sequence), Some(1));
+    gateway.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identities_are_enforced_from_certificates() -> Result<()> {
+    let federation = Federation::new()?;
+    let gateway = federation.member("GH")?.start(&[]).await?;
+
+    // A certificate from another CA is refused at the handshake.
+    let other = Federation::new()?;
+    let outsider = other.identity("GH/customs")?;
+    let refused = match indicator_client(&gateway.endpoint, &outsider).await {
+        Err(_) => true,
+        Ok(mut client) => client
+            .publish(PublishRequest {
+                indicators: example_indicators()?,
+            })
+            .await
+            .is_err(),
+    };
+    assert!(refused, "a certificate of another CA must not be served");
+
+    // An agency of another member, and a member gateway itself, cannot publish.
+    for name in ["NG/customs", "NG", "GH"] {
+        let identity = federation.identity(name)?;
+        let mut client = indicator_client(&gateway.endpoint, &identity).await?;
+        let status = client
+            .publish(PublishRequest {
+                indicators: example_indicators()?,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::PermissionDenied, "{name}: {status:?}");
+    }
+
+    // The originator's agency can retract; another member's agency cannot.
+    let customs = federation.identity("GH/customs")?;
+    let mut publisher = indicator_client(&gateway.endpoint, &customs).await?;
+    let accepted = publisher
+        .publish(PublishRequest {
+            indicators: vec![clear_vessel("x".into())],
+        })
+        .await?
+        .into_inner();
+    let id = accepted.accepted[0].id.clone();
+    let mut foreign =
+        indicator_client(&gateway.endpoint, &federation.identity("NG/customs")?).await?;
+    let status = foreign
+        .retract(RetractRequest {
+            id: id.clone(),
+            reason: "no".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    let retracted = publisher
+        .retract(RetractRequest {
+            id: id.clone(),
+            reason: "wrong ship".into(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(retracted.sequence, 2);
+    // The outsider read nothing at all; a recipient sees the retraction.
+    let events = read_all(&gateway.endpoint, &federation.identity("CI")?, 0, 0).await?;
+    assert!(events.iter().any(|event| matches!(&event.body, Some(event::Body::Retracted(retraction)) if retraction.indicator_id == id)));
+    gateway.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_gateway_loses_nothing_acknowledged_and_subscribers_resume() -> Result<()> {
+    let federation = Federation::new()?;
+    let member = federation.member("GH")?;
+    let gateway = member.start(&[]).await?;
+    let customs = federation.identity("GH/customs")?;
+    let reader = federation.identity("GH/police")?;
+    let mut acknowledged = Vec::new();
+    {
+        let mut client = indicator_client(&gateway.endpoint, &customs).await?;
+        for batch in 0..20 {
+            let indicators = (0..25)
+                .map(|item| clear_vessel(format!("batch {batch} item {item}")))
+                .collect();
+            let response = client
+                .publish(PublishRequest { indicators })
+                .await?
+                .into_inner();
+            acknowledged.extend(
+                response
+                    .accepted
+                    .into_iter()
+                    .map(|item| (item.sequence, item.id)),
+            );
+        }
+    }
+    // A subscriber reads part of the feed and keeps its cursor.
+    let first_part = read_all(&gateway.endpoint, &reader, 0, 137).await?;
+    let cursor = first_part.last().context("events")?.sequence;
+    assert_eq!(cursor, 137);
+    gateway.kill().await?;
+
+    let restarted = member.start(&[]).await?;
+    let rest = read_all(&restarted.endpoint, &reader, cursor, 0).await?;
+    let mut seen: Vec<(u64, String)> = published(&first_part)
+        .into_iter()
+        .chain(published(&rest))
+        .map(|(sequence, indicator, _)| (sequence, indicator.id))
+        .collect();
+    let sequences: Vec<u64> = seen.iter().map(|(sequence, _)| *sequence).collect();
+    assert_eq!(
+        sequences,
+        (1..=acknowledged.len() as u64).collect::<Vec<_>>(),
+        "no gap, no duplicate"
+    );
+    seen.sort();
+    acknowledged.sort();
+    assert_eq!(
+        seen, acknowledged,
+        "every acknowledged indicator survived SIGKILL"
+    );
+    restarted.stop().await
+}
+
+/// Publishers on `publish_endpoints` in parallel while a follower on
+/// `follow_endpoint` reads with follow=true: it must see every sequence once, in order.
+async fn follower_never_skips(
+    federation: &Federation,
+    publish_endpoints: &[String],
+    follow_endpoint: &str,
+) -> Result<()> {
+    const PUBLISHERS: usize = 6;
+    const BATCHES: usize = 15;
+    const BATCH_SIZE: usize = 10;
+    let total = (PUBLISHERS * BATCHES * BATCH_SIZE) as u64;
+    let reader = federation.identity("GH/police")?;
+    let mut follower_client = indicator_client(follow_endpoint, &reader).await?;
+    let mut stream = follower_client
+        .subscribe(SubscribeRequest {
+            after: 0,
+            follow: true,
+            kinds: Vec::new(),
+            limit: total,
+        })
+        .await?
+        .into_inner();
+    let follower = tokio::spawn(async move {
+        let mut sequences = Vec::new();
+        let mut ids = HashSet::new();
+        while let Some(event) = stream.message().await? {
+            if let Some(event::Body::Published(published)) = event.body {
+                sequences.push(event.sequence);
+                ids.insert(published.indicator.context("indicator")?.id);
+            }
+        }
+        anyhow::Ok((sequences, ids))
+    });
+    let mut publishers = Vec::new();
+    for index in 0..PUBLISHERS {
+        let endpoint = publish_endpoints[index % publish_endpoints.len()].clone();
+        let identity = federation.identity("GH/customs")?;
+        publishers.push(tokio::spawn(async move {
+            let mut client = indicator_client(&endpoint, &identity).await?;
+            let mut ids = Vec::new();
+            for batch in 0..BATCHES {
+                let indicators = (0..BATCH_SIZE)
+                    .map(|item| clear_vessel(format!("p{index} b{batch} i{item}")))
+                    .collect();
+                let response = client
+                    .publish(PublishRequest { indicators })
+                    .await?
+                    .into_inner();
+                ids.extend(response.accepted.into_iter().map(|item| item.id));
+            }
+            anyhow::Ok(ids)
+        }));
+    }
+    let mut published_ids = HashSet::new();
+    for publisher in publishers {
+        published_ids.extend(publisher.await??);
+    }
+    let (sequences, seen_ids) = tokio::time::timeout(patience(), follower)
+        .await
+        .context("follower stalled")???;
+    assert_eq!(
+        sequences,
+        (1..=total).collect::<Vec<_>>(),
+        "the follower skipped or repeated an event"
+    );
+    assert_eq!(seen_ids, published_ids);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_publishers_never_make_a_follower_skip_on_sqlite() -> Result<()> {
+    let federation = Federation::new()?;
+    let gateway = federation.member("GH")?.start(&[]).await?;
+    follower_never_skips(
+        &federation,
+        std::slice::from_ref(&gateway.endpoint),
+        &gateway.endpoint,
+    )
+    .await?;
+    gateway.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_publishers_on_two_postgres_replicas_never_make_a_follower_skip() -> Result<()> {
+    let Some(url) = postgres_url("concurrent_publishers_on_two_postgres_replicas").await? else {
+        return Ok(());
+    };
+    let federation = Federation::new()?;
+    let member = federation.member("GH")?;
+    let environment = [("CORDON_DATABASE_URL", url.as_str())];
+    let replica_a: GatewayProcess = member.start(&environment).await?;
+    let replica_b: GatewayProcess = member.start(&environment).await?;
+    // Publishers write through both replicas; the follower reads from B and
+    // must be woken by A's commits (LISTEN/NOTIFY), not by polling.
+    let endpoints = [replica_a.endpoint.clone(), replica_b.endpoint.clone()];
+    follower_never_skips(&federation, &endpoints, &replica_b.endpoint).await?;
+    replica_a.stop().await?;
+    replica_b.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_publishes_and_subscribes_and_reports_field_errors() -> Result<()> {
+    let federation = Federation::new()?;
+    let gateway = federation.member("GH")?.start(&[]).await?;
+    let customs = federation.identity("GH/customs")?;
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../gateway/demo/indicators.jsonl");
+    let args = |command: &str| {
+        vec![
+            command.to_string(),
+            "--endpoint".to_string(),
+            gateway.endpoint.clone(),
+            "--identity".to_string(),
+            customs.display().to_string(),
+        ]
+    };
+    let mut publish = args("publish");
+    publish.extend(["--file".to_string(), examples.display().to_string()]);
+    let publish: Vec<&str> = publish.iter().map(String::as_str).collect();
+    let output = cordon_integration_tests::cordon(&publish)?;
+    let lines: Vec<serde_json::Value> = output
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    assert_eq!(lines.len(), example_indicators()?.len());
+    assert_eq!(lines[0]["sequence"], 1);
+    assert!(lines[0]["id"].as_str().is_some_and(|id| id.len() == 36));
+
+    // A bad file: non-zero exit, the field errors with their line, nothing stored.
+    let bad = federation.dir.path().join("bad.jsonl");
+    std::fs::write(
+        &bad,
+        "{\"tlp\":\"TLP_CLEAR\",\"confidence\":150,\"validFrom\":\"2026-11-01T00:00:00Z\",\"vessel\":{\"imo\":\"9234563\"}}\n",
+    )?;
+    let mut publish_bad = args("publish");
+    publish_bad.extend(["--file".to_string(), bad.display().to_string()]);
+    let output = std::process::Command::new(cordon_integration_tests::cordon_bin())
+        .args(&publish_bad)
+        .output()?;
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("indicators[0].confidence (line 1)"),
+        "{stderr}"
+    );
+
+    let mut subscribe = args("subscribe");
+    subscribe.extend([
+        "--after".to_string(),
+        "2".to_string(),
+        "--limit".to_string(),
+        "3".to_string(),
+    ]);
+    let subscribe: Vec<&str> = subscribe.iter().map(String::as_str).collect();
+    let output = cordon_integration_tests::cordon(&subscribe)?;
+    let sequences: Vec<u64> = output
+        .lines()
+        .map(|line| {
+            serde_json::from_str::<serde_json::Value>(line).map(|event| {
+                event["sequence"]
+                    .as_str()
+                    .and_then(|text| text.parse().ok())
+                    .or(event["sequence"].as_u64())
+                    .unwrap_or(0)
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    assert_eq!(sequences, vec![3, 4, 5]);
+    gateway.stop().await
+}

@@ -1,0 +1,75 @@
+//! Helpers shared by the integration tests: temporary policy directories and reference inputs.
+
+#![allow(dead_code)] // each test binary uses a different subset
+
+use serde_json::{Value, json};
+
+/// Writes `files` (relative path, contents) into a fresh temporary directory.
+pub fn policy_dir(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    write_files(dir.path(), files);
+    dir
+}
+
+pub fn write_files(dir: &std::path::Path, files: &[(&str, &str)]) {
+    for (relative_path, contents) in files {
+        let path = dir.join(relative_path);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("create directory");
+        std::fs::write(path, contents).expect("write policy file");
+    }
+}
+
+/// A directory holding the reference policy, as `cordon init` writes it.
+pub fn reference_dir() -> tempfile::TempDir {
+    policy_dir(&cordon_policy::reference_policy_files())
+}
+
+/// The example indicators, with the fields the gateway adds at publication.
+pub fn example_indicators() -> Vec<Value> {
+    include_str!("../data/indicators.jsonl")
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .enumerate()
+        .map(|(index, line)| {
+            let mut indicator: Value = serde_json::from_str(line).expect("example indicator");
+            let object = indicator.as_object_mut().expect("indicator object");
+            object.insert(
+                "id".into(),
+                json!(format!("00000000-0000-4000-8000-{index:012}")),
+            );
+            object.insert("originator".into(), json!("GH"));
+            object.insert("publisher".into(), json!("GH/customs"));
+            object.insert("created".into(), json!("2026-11-01T00:00:00Z"));
+            indicator
+        })
+        .collect()
+}
+
+/// The recipient as the gateway builds it: identity fields from the certificate, the rest from
+/// `data.recipients[id]`.
+pub fn recipient(policy: &cordon_policy::Policy, id: &str) -> Value {
+    let mut recipient = policy.recipient_data(id).cloned().unwrap_or_default();
+    let (kind, member) = match id.split_once('/') {
+        Some((member, _)) => ("agency".to_owned(), member.to_owned()),
+        None => (
+            recipient
+                .get("kind")
+                .and_then(Value::as_str)
+                .unwrap_or("member")
+                .to_owned(),
+            id.to_owned(),
+        ),
+    };
+    recipient.insert("id".into(), json!(id));
+    recipient.insert("kind".into(), json!(kind));
+    recipient.insert("member".into(), json!(member));
+    Value::Object(recipient)
+}
+
+pub fn input(indicator: &Value, recipient: Value, channel: &str) -> Value {
+    json!({
+        "indicator": indicator,
+        "recipient": recipient,
+        "context": {"gateway": "GH", "channel": channel, "now": "2026-11-15T12:00:00Z"},
+    })
+}

@@ -1,0 +1,268 @@
+//! The `Store` handle: picks the backend from the URL and dispatches the feed operations.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use sqlx::postgres::PgConnectOptions;
+use tokio::sync::watch;
+
+use crate::error::StorageError;
+use crate::model::{EventBatch, NewIndicator, StoredIndicator};
+use crate::operations::{postgres_feed, sqlite_feed};
+use crate::postgres::{self, PostgresPools};
+use crate::sqlite::{self, SqlitePools};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A handle on one feed database. Cheap to clone: clones share pools and the head watch.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<StoreInner>,
+}
+
+struct StoreInner {
+    pools: Pools,
+    /// The highest head this process knows to be committed; followers wait on it.
+    head: watch::Sender<u64>,
+}
+
+enum Pools {
+    Sqlite(SqlitePools),
+    Postgres(PostgresPools),
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("Store")
+            .field("backend", &self.backend())
+            .field("known_head", &*self.inner.head.borrow())
+            .finish()
+    }
+}
+
+/// Raises the known head, waking followers only if it moved.
+pub(crate) fn raise_known_head(head: &watch::Sender<u64>, value: u64) -> bool {
+    head.send_if_modified(|known| {
+        if value > *known {
+            *known = value;
+            true
+        } else {
+            false
+        }
+    })
+}
+
+impl Store {
+    /// Opens (and migrates) the feed at `url`: `sqlite:PATH` or `sqlite://PATH` (the file is
+    /// created if missing; WAL mode, synchronous FULL, foreign keys on), or
+    /// `postgres://…` / `postgresql://…`.
+    pub async fn connect(url: &str) -> Result<Store, StorageError> {
+        if let Some(path) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        {
+            let pools = sqlite::connect(path).await?;
+            let head = sqlite_feed::head(&pools.read).await?;
+            return Ok(Store::new(Pools::Sqlite(pools), watch::Sender::new(head)));
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            // The parser's message names the part that is wrong; the URL itself may hold a
+            // password, so it is not repeated.
+            let options = PgConnectOptions::from_str(url)
+                .map_err(|error| StorageError::InvalidUrl(format!("postgresql url: {error}")))?;
+            return Store::connect_postgres_with(options).await;
+        }
+        let scheme = url.split_once(':').map_or("none", |(scheme, _)| scheme);
+        Err(StorageError::InvalidUrl(format!(
+            "unsupported database url scheme {scheme:?}: expected sqlite:PATH, sqlite://PATH, postgres://… or postgresql://…"
+        )))
+    }
+
+    /// Opens (and migrates) a PostgreSQL feed with explicit options, for example a
+    /// `search_path` that selects the schema holding the feed.
+    pub async fn connect_postgres_with(options: PgConnectOptions) -> Result<Store, StorageError> {
+        let head = watch::Sender::new(0);
+        let pools = postgres::connect(options, head.clone()).await?;
+        Ok(Store::new(Pools::Postgres(pools), head))
+    }
+
+    fn new(pools: Pools, head: watch::Sender<u64>) -> Store {
+        Store {
+            inner: Arc::new(StoreInner { pools, head }),
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self.inner.pools {
+            Pools::Sqlite(_) => Backend::Sqlite,
+            Pools::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// Stores the batch atomically: every indicator and its `published` event in one
+    /// transaction, or nothing (a duplicate id, within the batch or with a stored indicator,
+    /// fails it with [`StorageError::Duplicate`]). Returns one sequence per item, in order,
+    /// consecutive, once committed. Each event's time is the item's `created_micros`.
+    pub async fn publish(&self, batch: Vec<NewIndicator>) -> Result<Vec<u64>, StorageError> {
+        let sequences = match &self.inner.pools {
+            Pools::Sqlite(pools) => sqlite_feed::publish(&pools.write, &batch).await?,
+            Pools::Postgres(pools) => postgres_feed::publish(&pools.pool, &batch).await?,
+        };
+        if let Some(&last) = sequences.last() {
+            raise_known_head(&self.inner.head, last);
+        }
+        Ok(sequences)
+    }
+
+    /// Appends a `retracted` event (at `at_micros`, with the indicator's kind) and marks the
+    /// indicator retracted, atomically. Returns the event's sequence.
+    pub async fn retract(
+        &self,
+        indicator_id: &str,
+        reason: &str,
+        at_micros: i64,
+    ) -> Result<u64, StorageError> {
+        let sequence = match &self.inner.pools {
+            Pools::Sqlite(pools) => {
+                sqlite_feed::retract(&pools.write, indicator_id, reason, at_micros).await?
+            }
+            Pools::Postgres(pools) => {
+                postgres_feed::retract(&pools.pool, indicator_id, reason, at_micros).await?
+            }
+        };
+        raise_known_head(&self.inner.head, sequence);
+        Ok(sequence)
+    }
+
+    /// Events with sequence `> after` (and, if `kinds` is not empty, whose kind is one of
+    /// `kinds`), at most `limit`, ascending. Never returns an event above a head that some
+    /// transaction has not committed yet; [`EventBatch::scanned_to`] says how far the cursor
+    /// may move. Each distinct kind is one bind parameter, so keep `kinds` short (tens, not
+    /// thousands); repeats are ignored.
+    pub async fn read_after(
+        &self,
+        after: u64,
+        limit: u32,
+        kinds: &[String],
+    ) -> Result<EventBatch, StorageError> {
+        match &self.inner.pools {
+            Pools::Sqlite(pools) => sqlite_feed::read_after(&pools.read, after, limit, kinds).await,
+            Pools::Postgres(pools) => {
+                postgres_feed::read_after(&pools.pool, after, limit, kinds).await
+            }
+        }
+    }
+
+    pub async fn indicator(&self, id: &str) -> Result<Option<StoredIndicator>, StorageError> {
+        match &self.inner.pools {
+            Pools::Sqlite(pools) => sqlite_feed::indicator(&pools.read, id).await,
+            Pools::Postgres(pools) => postgres_feed::indicator(&pools.pool, id).await,
+        }
+    }
+
+    /// The highest committed sequence, 0 if none.
+    pub async fn head(&self) -> Result<u64, StorageError> {
+        let head = match &self.inner.pools {
+            Pools::Sqlite(pools) => sqlite_feed::head(&pools.read).await?,
+            Pools::Postgres(pools) => postgres_feed::head(&pools.pool).await?,
+        };
+        raise_known_head(&self.inner.head, head);
+        Ok(head)
+    }
+
+    /// Wakes followers. The value is at least the latest head this process knows of; it moves
+    /// after every commit through this Store (and its clones) and, on PostgreSQL, after every
+    /// commit by any process on the same schema (LISTEN/NOTIFY). After the listener loses its
+    /// connection it reconnects and wakes followers even if the value did not move, since
+    /// notifications may have been lost: a woken follower re-reads from its cursor.
+    ///
+    /// On SQLite only this Store's own commits are seen: another process or Store writing the
+    /// same file does not wake it.
+    pub fn watch_head(&self) -> watch::Receiver<u64> {
+        self.inner.head.subscribe()
+    }
+
+    /// Closes the pools (for every clone) and stops the PostgreSQL listener. Operations after
+    /// this fail with [`StorageError::Unavailable`].
+    pub async fn close(&self) {
+        match &self.inner.pools {
+            Pools::Sqlite(pools) => pools.close().await,
+            Pools::Postgres(pools) => pools.close().await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn check_invalid(url: &str, expected_fragment: &str) {
+        match Store::connect(url).await {
+            Err(StorageError::InvalidUrl(message)) => assert!(
+                message.contains(expected_fragment),
+                "{url}: {message} lacks {expected_fragment}"
+            ),
+            other => panic!("{url}: expected InvalidUrl, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn urls_that_are_refused() {
+        check_invalid("mysql://localhost/feed", "\"mysql\"").await;
+        check_invalid("feed.db", "scheme \"none\"").await;
+        check_invalid("sqlite:", "no file path").await;
+        check_invalid("sqlite://", "no file path").await;
+        check_invalid("sqlite::memory:", "in-memory").await;
+        check_invalid("postgres://user:secret@[::1", "postgresql url").await;
+    }
+
+    #[tokio::test]
+    async fn password_is_not_repeated_in_errors() {
+        let Err(error) = Store::connect("postgres://user:secret@[::1").await else {
+            panic!("a malformed url connected");
+        };
+        assert!(!error.to_string().contains("secret"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn sqlite_file_is_created_in_wal_mode() {
+        let directory = tempfile::tempdir().expect("create temporary directory");
+        let path = directory.path().join("feed.db");
+        let store = Store::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .expect("open sqlite store");
+        assert_eq!(store.backend(), Backend::Sqlite);
+        assert_eq!(store.head().await, Ok(0));
+        let Pools::Sqlite(pools) = &store.inner.pools else {
+            unreachable!("sqlite url opened another backend");
+        };
+        let journal_mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&pools.write)
+            .await
+            .expect("read journal mode");
+        assert_eq!(journal_mode, "wal");
+        // 2 is FULL.
+        let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(&pools.write)
+            .await
+            .expect("read synchronous");
+        assert_eq!(synchronous, 2);
+        let foreign_keys: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
+            .fetch_one(&pools.read)
+            .await
+            .expect("read foreign keys");
+        assert_eq!(foreign_keys, 1);
+        let write_refused = sqlx::query("UPDATE feed_head SET head = head + 1")
+            .execute(&pools.read)
+            .await;
+        assert!(write_refused.is_err(), "reader pool accepted a write");
+        store.close().await;
+        assert!(path.exists());
+    }
+}

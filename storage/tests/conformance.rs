@@ -1,0 +1,974 @@
+//! One conformance suite for every backend: each case below runs as `sqlite::<case>` and as
+//! `postgres::<case>`; the PostgreSQL cases need `CORDON_TEST_DATABASE_URL` and otherwise say
+//! they were skipped. Each PostgreSQL case works in a fresh schema of its own, dropped at the end.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use cordon_storage::{
+    Backend, EventBatch, EventBody, NewIndicator, PgConnectOptions, StorageError, Store,
+    StoredEvent, StoredIndicator,
+};
+use sqlx::{Connection, Executor, PgConnection};
+use tempfile::TempDir;
+
+const DATABASE_URL_VARIABLE: &str = "CORDON_TEST_DATABASE_URL";
+
+/// The bound on every wait for something another task or process does.
+const PATIENCE: Duration = Duration::from_secs(10);
+
+// ---------------------------------------------------------------------------------------------
+// Fixtures
+
+/// One empty feed database; `open` gives a new, independent Store on it (its own pools and, on
+/// PostgreSQL, its own listener), as another replica would have.
+enum Fixture {
+    Sqlite {
+        _directory: TempDir,
+        url: String,
+    },
+    Postgres {
+        // Boxed: the options are large and the SQLite variant small.
+        options: Box<PgConnectOptions>,
+        schema: SchemaGuard,
+    },
+}
+
+impl Fixture {
+    fn sqlite() -> Fixture {
+        let directory = tempfile::tempdir().expect("create temporary directory");
+        let url = format!("sqlite://{}", directory.path().join("feed.db").display());
+        Fixture::Sqlite {
+            _directory: directory,
+            url,
+        }
+    }
+
+    async fn postgres() -> Option<Fixture> {
+        let Ok(url) = std::env::var(DATABASE_URL_VARIABLE) else {
+            eprintln!("skipped: {DATABASE_URL_VARIABLE} is not set");
+            return None;
+        };
+        let schema = format!("cordon_test_{}", uuid::Uuid::new_v4().simple());
+        let mut connection = PgConnection::connect(&url)
+            .await
+            .expect("connect to CORDON_TEST_DATABASE_URL");
+        connection
+            .execute(sqlx::AssertSqlSafe(format!("CREATE SCHEMA \"{schema}\"")))
+            .await
+            .expect("create test schema");
+        connection.close().await.ok();
+        let options = PgConnectOptions::from_str(&url)
+            .expect("parse CORDON_TEST_DATABASE_URL")
+            .options([("search_path", schema.as_str())]);
+        Some(Fixture::Postgres {
+            options: Box::new(options),
+            schema: SchemaGuard { url, schema },
+        })
+    }
+
+    fn backend(&self) -> Backend {
+        match self {
+            Fixture::Sqlite { .. } => Backend::Sqlite,
+            Fixture::Postgres { .. } => Backend::Postgres,
+        }
+    }
+
+    async fn open(&self) -> Store {
+        let store = match self {
+            Fixture::Sqlite { url, .. } => Store::connect(url).await,
+            Fixture::Postgres { options, .. } => {
+                Store::connect_postgres_with(PgConnectOptions::clone(options)).await
+            }
+        }
+        .expect("open store");
+        assert_eq!(store.backend(), self.backend());
+        store
+    }
+
+    /// PostgreSQL only: a Store whose connections carry `application_name`, so that a test can
+    /// find them in `pg_stat_activity`.
+    async fn open_named(&self, application_name: &str) -> Store {
+        let Fixture::Postgres { options, .. } = self else {
+            panic!("open_named is for postgresql fixtures");
+        };
+        Store::connect_postgres_with(
+            PgConnectOptions::clone(options).application_name(application_name),
+        )
+        .await
+        .expect("open named store")
+    }
+
+    async fn admin_connection(&self) -> PgConnection {
+        let Fixture::Postgres { schema, .. } = self else {
+            panic!("admin_connection is for postgresql fixtures");
+        };
+        PgConnection::connect(&schema.url)
+            .await
+            .expect("connect to CORDON_TEST_DATABASE_URL")
+    }
+}
+
+/// Drops the test schema when the test ends, also when it panics. Best effort: a failure is
+/// printed, not raised, so it never hides the test's own result.
+struct SchemaGuard {
+    url: String,
+    schema: String,
+}
+
+impl Drop for SchemaGuard {
+    fn drop(&mut self) {
+        let url = self.url.clone();
+        let schema = self.schema.clone();
+        // Its own thread and runtime: this may run inside the test's runtime, which cannot be
+        // blocked on.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|error| error.to_string())?;
+            runtime.block_on(async {
+                let mut connection = PgConnection::connect(&url)
+                    .await
+                    .map_err(|error| error.to_string())?;
+                connection
+                    .execute("SET lock_timeout = '5s'")
+                    .await
+                    .map_err(|error| error.to_string())?;
+                connection
+                    .execute(sqlx::AssertSqlSafe(format!(
+                        "DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"
+                    )))
+                    .await
+                    .map_err(|error| error.to_string())?;
+                connection.close().await.ok();
+                Ok::<(), String>(())
+            })
+        })
+        .join();
+        match dropped {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => eprintln!("could not drop test schema {}: {error}", self.schema),
+            Err(_) => eprintln!("dropping test schema {} panicked", self.schema),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+fn indicator(id: &str, kind: &str) -> NewIndicator {
+    NewIndicator {
+        id: id.to_owned(),
+        originator: "spiffe://federation/member/GH".to_owned(),
+        kind: kind.to_owned(),
+        created_micros: 1_700_000_000_000_000 + id.len() as i64,
+        payload: format!("payload of {id}").into_bytes(),
+    }
+}
+
+fn indicators(prefix: &str, count: usize, kind: &str) -> Vec<NewIndicator> {
+    (0..count)
+        .map(|index| indicator(&format!("{prefix}-{index}"), kind))
+        .collect()
+}
+
+fn published_event(sequence: u64, item: &NewIndicator) -> StoredEvent {
+    StoredEvent {
+        sequence,
+        at_micros: item.created_micros,
+        kind: item.kind.clone(),
+        body: EventBody::Published {
+            indicator_id: item.id.clone(),
+            originator: item.originator.clone(),
+            payload: item.payload.clone(),
+        },
+    }
+}
+
+fn sequences(batch: &EventBatch) -> Vec<u64> {
+    batch.events.iter().map(|event| event.sequence).collect()
+}
+
+fn kinds(list: &[&str]) -> Vec<String> {
+    list.iter().map(|kind| (*kind).to_owned()).collect()
+}
+
+async fn read(store: &Store, after: u64, limit: u32, kind_filter: &[&str]) -> EventBatch {
+    store
+        .read_after(after, limit, &kinds(kind_filter))
+        .await
+        .expect("read events")
+}
+
+/// Waits at most [`PATIENCE`] for `future`, failing the test with `what` otherwise.
+async fn within_patience<T>(what: &str, future: impl Future<Output = T>) -> T {
+    match tokio::time::timeout(PATIENCE, future).await {
+        Ok(value) => value,
+        Err(_) => panic!("timed out after {PATIENCE:?}: {what}"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cases run against every backend
+
+async fn publish_and_read_round_trip(fixture: &Fixture) {
+    let store = fixture.open().await;
+    assert_eq!(store.head().await, Ok(0));
+    assert_eq!(read(&store, 0, 10, &[]).await.events, []);
+
+    let batch = vec![
+        indicator("a", "ip"),
+        indicator("bb", "url"),
+        indicator("ccc", "ip"),
+    ];
+    let published = store.publish(batch.clone()).await.expect("publish");
+    assert_eq!(published, [1, 2, 3]);
+    assert_eq!(store.head().await, Ok(3));
+
+    let expected: Vec<StoredEvent> = batch
+        .iter()
+        .zip(1..)
+        .map(|(item, sequence)| published_event(sequence, item))
+        .collect();
+    assert_eq!(
+        read(&store, 0, 10, &[]).await,
+        EventBatch {
+            events: expected,
+            scanned_to: 3
+        }
+    );
+
+    assert_eq!(
+        store.indicator("bb").await,
+        Ok(Some(StoredIndicator {
+            id: "bb".to_owned(),
+            originator: batch[1].originator.clone(),
+            kind: "url".to_owned(),
+            payload: batch[1].payload.clone(),
+            sequence: 2,
+            retracted: false,
+        }))
+    );
+    assert_eq!(store.indicator("missing").await, Ok(None));
+
+    // Opaque payloads: every byte value, and an empty payload, round-trip.
+    let mut binary = indicator("binary", "hash");
+    binary.payload = (0..=255).collect();
+    let mut empty = indicator("empty", "hash");
+    empty.payload = Vec::new();
+    store
+        .publish(vec![binary.clone(), empty.clone()])
+        .await
+        .expect("publish binary payloads");
+    let stored = read(&store, 3, 10, &[]).await;
+    assert_eq!(
+        stored.events,
+        [published_event(4, &binary), published_event(5, &empty)]
+    );
+    store.close().await;
+}
+
+async fn sequences_are_consecutive_across_batches(fixture: &Fixture) {
+    let store = fixture.open().await;
+    assert_eq!(store.publish(Vec::new()).await, Ok(vec![]));
+    assert_eq!(store.head().await, Ok(0), "an empty batch took a sequence");
+
+    let mut next = 1;
+    for (round, size) in [1, 5, 100, 2, 700].into_iter().enumerate() {
+        let published = store
+            .publish(indicators(&format!("round{round}"), size, "ip"))
+            .await
+            .expect("publish batch");
+        let expected: Vec<u64> = (next..next + size as u64).collect();
+        assert_eq!(published, expected, "batch of {size}");
+        next += size as u64;
+    }
+    let total = next - 1;
+    assert_eq!(store.head().await, Ok(total));
+
+    let mut cursor = 0;
+    let mut seen = Vec::new();
+    loop {
+        let batch = read(&store, cursor, 64, &[]).await;
+        if batch.events.is_empty() {
+            break;
+        }
+        seen.extend(sequences(&batch));
+        cursor = batch.scanned_to;
+    }
+    assert_eq!(seen, (1..=total).collect::<Vec<_>>());
+    store.close().await;
+}
+
+async fn duplicate_id_stores_nothing(fixture: &Fixture) {
+    let store = fixture.open().await;
+    store
+        .publish(vec![indicator("a", "ip")])
+        .await
+        .expect("publish a");
+
+    // Duplicate of a stored indicator, in the middle of a batch.
+    let refused = store
+        .publish(vec![
+            indicator("b", "ip"),
+            indicator("a", "url"),
+            indicator("c", "ip"),
+        ])
+        .await;
+    assert_eq!(refused, Err(StorageError::Duplicate { id: "a".to_owned() }));
+
+    // Duplicate within the batch itself.
+    let refused = store
+        .publish(vec![
+            indicator("d", "ip"),
+            indicator("e", "ip"),
+            indicator("d", "ip"),
+        ])
+        .await;
+    assert_eq!(refused, Err(StorageError::Duplicate { id: "d".to_owned() }));
+
+    assert_eq!(store.head().await, Ok(1), "a refused batch moved the head");
+    for id in ["b", "c", "d", "e"] {
+        assert_eq!(
+            store.indicator(id).await,
+            Ok(None),
+            "{id} of a refused batch"
+        );
+    }
+    assert_eq!(sequences(&read(&store, 0, 10, &[]).await), [1]);
+    // The stored indicator is unchanged (the refused batch had it as kind url).
+    assert_eq!(
+        store.indicator("a").await.expect("read a").map(|a| a.kind),
+        Some("ip".to_owned())
+    );
+
+    // The refused batches left no hole in the numbering.
+    assert_eq!(
+        store
+            .publish(vec![indicator("b", "ip"), indicator("c", "ip")])
+            .await,
+        Ok(vec![2, 3])
+    );
+    assert_eq!(sequences(&read(&store, 0, 10, &[]).await), [1, 2, 3]);
+    store.close().await;
+}
+
+/// Two Stores publishing the same id at once: one wins, the other's whole batch is refused.
+async fn concurrent_duplicate_publish_stores_one(fixture: &Fixture) {
+    let first = fixture.open().await;
+    let second = fixture.open().await;
+    let publish = |store: Store, other: &'static str| async move {
+        store
+            .publish(vec![indicator(other, "ip"), indicator("contested", "ip")])
+            .await
+    };
+    let (first_result, second_result) = tokio::join!(
+        tokio::spawn(publish(first.clone(), "only-first")),
+        tokio::spawn(publish(second.clone(), "only-second")),
+    );
+    let results = [
+        first_result.expect("first publisher task"),
+        second_result.expect("second publisher task"),
+    ];
+    let winners = results.iter().filter(|result| result.is_ok()).count();
+    assert_eq!(winners, 1, "exactly one publish must win: {results:?}");
+    assert!(
+        results.contains(&Err(StorageError::Duplicate {
+            id: "contested".to_owned()
+        })),
+        "the loser must be told which id: {results:?}"
+    );
+    assert!(results.contains(&Ok(vec![1, 2])), "{results:?}");
+    assert_eq!(first.head().await, Ok(2));
+    let stored_sides = [
+        first.indicator("only-first").await.expect("read").is_some(),
+        first
+            .indicator("only-second")
+            .await
+            .expect("read")
+            .is_some(),
+    ];
+    assert_eq!(
+        stored_sides.iter().filter(|stored| **stored).count(),
+        1,
+        "the losing batch left rows behind"
+    );
+    first.close().await;
+    second.close().await;
+}
+
+/// One `read_after` and what it must return.
+struct ReadCase {
+    after: u64,
+    limit: u32,
+    kinds: &'static [&'static str],
+    sequences: &'static [u64],
+    scanned_to: u64,
+}
+
+const fn case(
+    after: u64,
+    limit: u32,
+    kinds: &'static [&'static str],
+    sequences: &'static [u64],
+    scanned_to: u64,
+) -> ReadCase {
+    ReadCase {
+        after,
+        limit,
+        kinds,
+        sequences,
+        scanned_to,
+    }
+}
+
+async fn check_reads(store: &Store, cases: &[ReadCase]) {
+    for case in cases {
+        let (after, limit, kinds) = (case.after, case.limit, case.kinds);
+        let batch = read(store, after, limit, kinds).await;
+        assert_eq!(
+            sequences(&batch),
+            case.sequences,
+            "after {after}, limit {limit}, kinds {kinds:?}"
+        );
+        assert_eq!(
+            batch.scanned_to, case.scanned_to,
+            "scanned_to after {after}, limit {limit}, kinds {kinds:?}"
+        );
+        for event in &batch.events {
+            assert!(
+                kinds.is_empty() || kinds.contains(&event.kind.as_str()),
+                "event {} of kind {} passed filter {kinds:?}",
+                event.sequence,
+                event.kind
+            );
+        }
+    }
+}
+
+async fn read_after_limit_and_scanned_to(fixture: &Fixture) {
+    let store = fixture.open().await;
+    store
+        .publish(indicators("x", 10, "ip"))
+        .await
+        .expect("publish");
+    check_reads(
+        &store,
+        &[
+            case(0, 4, &[], &[1, 2, 3, 4], 4),
+            case(4, 4, &[], &[5, 6, 7, 8], 8),
+            case(8, 4, &[], &[9, 10], 10),
+            // A full batch that ends at the head.
+            case(6, 4, &[], &[7, 8, 9, 10], 10),
+            case(10, 4, &[], &[], 10),
+            // A cursor beyond the head is kept, not moved back.
+            case(20, 4, &[], &[], 20),
+            case(u64::MAX, 4, &[], &[], u64::MAX),
+            case(3, 0, &[], &[], 3),
+        ],
+    )
+    .await;
+    store.close().await;
+}
+
+async fn read_after_kinds_filter(fixture: &Fixture) {
+    let store = fixture.open().await;
+    let batch = vec![
+        indicator("1", "url"),
+        indicator("2", "ip"),
+        indicator("3", "url"),
+        indicator("4", "url"),
+        indicator("5", "ip"),
+        indicator("6", "hash"),
+    ];
+    store.publish(batch).await.expect("publish");
+    check_reads(
+        &store,
+        &[
+            case(0, 10, &["ip"], &[2, 5], 6),
+            // Full batches stop the cursor at their last event, not at the head.
+            case(0, 1, &["ip"], &[2], 2),
+            case(2, 1, &["ip"], &[5], 5),
+            // Nothing left of that kind: the cursor passes the events it will not receive.
+            case(5, 1, &["ip"], &[], 6),
+            case(0, 10, &["hash", "ip"], &[2, 5, 6], 6),
+            case(0, 10, &["ip", "ip", "hash"], &[2, 5, 6], 6),
+            case(0, 2, &["url", "hash"], &[1, 3], 3),
+            case(0, 10, &["none"], &[], 6),
+            case(0, 10, &[], &[1, 2, 3, 4, 5, 6], 6),
+        ],
+    )
+    .await;
+    store.close().await;
+}
+
+async fn retract_appends_event_and_marks_indicator(fixture: &Fixture) {
+    let store = fixture.open().await;
+    let batch = vec![indicator("a", "ip"), indicator("b", "url")];
+    store.publish(batch.clone()).await.expect("publish");
+
+    let at_micros = 1_800_000_000_000_000;
+    let sequence = store
+        .retract("a", "false positive", at_micros)
+        .await
+        .expect("retract a");
+    assert_eq!(sequence, 3);
+    assert_eq!(store.head().await, Ok(3));
+
+    let retraction = StoredEvent {
+        sequence: 3,
+        at_micros,
+        kind: "ip".to_owned(),
+        body: EventBody::Retracted {
+            indicator_id: "a".to_owned(),
+            originator: batch[0].originator.clone(),
+            reason: "false positive".to_owned(),
+        },
+    };
+    assert_eq!(
+        read(&store, 2, 10, &[]).await,
+        EventBatch {
+            events: vec![retraction.clone()],
+            scanned_to: 3
+        }
+    );
+    // A retraction travels with the kind of its indicator.
+    assert_eq!(
+        read(&store, 0, 10, &["ip"]).await.events,
+        [published_event(1, &batch[0]), retraction]
+    );
+    assert_eq!(
+        read(&store, 0, 10, &["url"]).await,
+        EventBatch {
+            events: vec![published_event(2, &batch[1])],
+            scanned_to: 3
+        }
+    );
+
+    let a = store
+        .indicator("a")
+        .await
+        .expect("read a")
+        .expect("a stored");
+    assert!(a.retracted);
+    assert_eq!(a.sequence, 1, "the indicator keeps its published sequence");
+    let b = store
+        .indicator("b")
+        .await
+        .expect("read b")
+        .expect("b stored");
+    assert!(!b.retracted);
+    store.close().await;
+}
+
+async fn retract_refusals_change_nothing(fixture: &Fixture) {
+    let store = fixture.open().await;
+    store
+        .publish(vec![indicator("a", "ip")])
+        .await
+        .expect("publish");
+    assert_eq!(store.retract("a", "first", 1).await, Ok(2));
+
+    assert_eq!(
+        store.retract("a", "again", 2).await,
+        Err(StorageError::AlreadyRetracted { id: "a".to_owned() })
+    );
+    assert_eq!(
+        store.retract("nowhere", "typo", 3).await,
+        Err(StorageError::NotFound {
+            id: "nowhere".to_owned()
+        })
+    );
+    assert_eq!(
+        store.head().await,
+        Ok(2),
+        "a refused retraction moved the head"
+    );
+    assert_eq!(sequences(&read(&store, 0, 10, &[]).await), [1, 2]);
+    // Refusals left no hole in the numbering.
+    assert_eq!(store.publish(vec![indicator("b", "ip")]).await, Ok(vec![3]));
+    store.close().await;
+}
+
+async fn data_survives_close_and_reopen(fixture: &Fixture) {
+    let store = fixture.open().await;
+    let batch = indicators("kept", 3, "ip");
+    store.publish(batch.clone()).await.expect("publish");
+    store
+        .retract("kept-1", "withdrawn", 7)
+        .await
+        .expect("retract");
+    let before = read(&store, 0, 10, &[]).await;
+    store.close().await;
+    drop(store);
+
+    let reopened = fixture.open().await;
+    assert_eq!(reopened.head().await, Ok(4));
+    assert_eq!(read(&reopened, 0, 10, &[]).await, before);
+    let retracted = reopened
+        .indicator("kept-1")
+        .await
+        .expect("read kept-1")
+        .expect("kept-1 stored");
+    assert!(retracted.retracted);
+    assert_eq!(
+        *reopened.watch_head().borrow(),
+        4,
+        "a reopened store starts from the stored head"
+    );
+    assert_eq!(
+        reopened.publish(vec![indicator("after", "ip")]).await,
+        Ok(vec![5])
+    );
+    reopened.close().await;
+}
+
+async fn operations_after_close_are_unavailable(fixture: &Fixture) {
+    let store = fixture.open().await;
+    let clone = store.clone();
+    store.close().await;
+    assert!(
+        matches!(clone.head().await, Err(StorageError::Unavailable(_))),
+        "head on a closed store"
+    );
+    assert!(
+        matches!(
+            clone.publish(vec![indicator("late", "ip")]).await,
+            Err(StorageError::Unavailable(_))
+        ),
+        "publish on a closed store"
+    );
+}
+
+/// The gap trap of DESIGN.md: publishers on separate Stores (separate pools, as replicas would
+/// be) commit concurrently while a follower reads from its cursor and moves it to
+/// `scanned_to`, as a subscriber does. The follower must see every sequence exactly once, in
+/// order: a sequence that became visible after the follower's cursor passed it is lost.
+async fn concurrent_publishers_follower_sees_every_sequence_once(fixture: &Fixture) {
+    const PUBLISHERS: usize = 8;
+    const BATCHES: usize = 50;
+    const BATCH_SIZE: usize = 3;
+    const TOTAL: u64 = (PUBLISHERS * BATCHES * BATCH_SIZE) as u64;
+    // Generous: 400 commits that fsync on a loaded 2-core machine.
+    const DEADLINE: Duration = Duration::from_secs(180);
+
+    let follower_store = fixture.open().await;
+    let mut publisher_stores = Vec::new();
+    for _ in 0..PUBLISHERS {
+        publisher_stores.push(fixture.open().await);
+    }
+
+    let follower = tokio::spawn(async move {
+        let mut head = follower_store.watch_head();
+        let mut cursor = 0;
+        let mut seen = Vec::new();
+        let started = Instant::now();
+        while cursor < TOTAL {
+            assert!(
+                started.elapsed() < DEADLINE,
+                "follower stuck at {cursor} of {TOTAL}"
+            );
+            let batch = follower_store
+                .read_after(cursor, 100, &[])
+                .await
+                .expect("follower reads");
+            for event in &batch.events {
+                assert!(event.sequence > cursor, "event {} repeated", event.sequence);
+                seen.push(event.sequence);
+            }
+            // Without a filter, every event up to scanned_to must have been returned.
+            let last_returned = batch.events.last().map_or(cursor, |event| event.sequence);
+            assert_eq!(
+                batch.scanned_to, last_returned,
+                "scanned_to passes events that were not returned"
+            );
+            cursor = batch.scanned_to;
+            if batch.events.is_empty() {
+                // Other Stores' commits wake this one only on PostgreSQL; on SQLite this is
+                // a poll interval.
+                let _ = tokio::time::timeout(Duration::from_millis(20), head.changed()).await;
+            }
+        }
+        follower_store.close().await;
+        seen
+    });
+
+    let mut publishers = tokio::task::JoinSet::new();
+    for (publisher, store) in publisher_stores.into_iter().enumerate() {
+        publishers.spawn(async move {
+            let mut published = Vec::new();
+            for batch in 0..BATCHES {
+                let sequences = store
+                    .publish(indicators(
+                        &format!("publisher{publisher}-batch{batch}"),
+                        BATCH_SIZE,
+                        "ip",
+                    ))
+                    .await
+                    .expect("concurrent publish");
+                assert!(
+                    sequences.windows(2).all(|pair| pair[1] == pair[0] + 1),
+                    "batch sequences not consecutive: {sequences:?}"
+                );
+                published.extend(sequences);
+            }
+            store.close().await;
+            published
+        });
+    }
+    let mut all_published = BTreeSet::new();
+    while let Some(result) = publishers.join_next().await {
+        for sequence in result.expect("publisher task") {
+            assert!(
+                all_published.insert(sequence),
+                "sequence {sequence} handed out twice"
+            );
+        }
+    }
+    assert_eq!(all_published, (1..=TOTAL).collect::<BTreeSet<_>>());
+
+    let seen = tokio::time::timeout(DEADLINE, follower)
+        .await
+        .expect("follower finished")
+        .expect("follower task");
+    let seen_once: BTreeSet<u64> = seen.iter().copied().collect();
+    let missing: Vec<u64> = (1..=TOTAL)
+        .filter(|sequence| !seen_once.contains(sequence))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "the follower never saw {} sequences, the first: {:?}",
+        missing.len(),
+        &missing[..missing.len().min(10)]
+    );
+    assert!(
+        seen.windows(2).all(|pair| pair[1] == pair[0] + 1) && seen.len() as u64 == TOTAL,
+        "the follower did not see every sequence once, in order"
+    );
+}
+
+async fn watch_head_wakes_on_own_commit(fixture: &Fixture) {
+    let store = fixture.open().await;
+    let mut head = store.watch_head();
+    assert_eq!(*head.borrow_and_update(), 0);
+
+    let publisher = store.clone();
+    let published = tokio::spawn(async move {
+        publisher
+            .publish(indicators("woken", 2, "ip"))
+            .await
+            .expect("publish")
+    });
+    within_patience(
+        "watch_head woken by a commit of the same store",
+        head.wait_for(|head| *head >= 2),
+    )
+    .await
+    .expect("head sender alive");
+    assert_eq!(published.await.expect("publisher task"), [1, 2]);
+
+    let retracted = store.retract("woken-0", "test", 9).await.expect("retract");
+    assert!(head.has_changed().expect("head sender alive"));
+    assert_eq!(*head.borrow_and_update(), retracted);
+    store.close().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cases for PostgreSQL only: other processes on the same database
+
+/// A replica's commit must wake this Store's followers through LISTEN/NOTIFY, without polling.
+async fn watch_head_wakes_on_commit_by_replica(fixture: &Fixture) {
+    let follower_store = fixture.open().await;
+    let replica = fixture.open().await;
+    let mut head = follower_store.watch_head();
+    assert_eq!(*head.borrow_and_update(), 0);
+
+    let published = replica
+        .publish(indicators("replica", 3, "ip"))
+        .await
+        .expect("publish on the replica");
+    within_patience(
+        "watch_head woken by a commit of another store",
+        head.wait_for(|head| *head >= 3),
+    )
+    .await
+    .expect("head sender alive");
+    assert_eq!(published, [1, 2, 3]);
+    assert_eq!(
+        sequences(&read(&follower_store, 0, 10, &[]).await),
+        [1, 2, 3]
+    );
+
+    replica
+        .retract("replica-2", "test", 5)
+        .await
+        .expect("retract");
+    within_patience(
+        "watch_head woken by a retraction on another store",
+        head.wait_for(|head| *head >= 4),
+    )
+    .await
+    .expect("head sender alive");
+    replica.close().await;
+    follower_store.close().await;
+}
+
+async fn backends_named(connection: &mut PgConnection, application_name: &str) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1")
+        .bind(application_name)
+        .fetch_one(connection)
+        .await
+        .expect("count backends")
+}
+
+/// Polls (a bounded number of times) until the server has no backend named so: a backend ends
+/// a moment after its client closes the socket.
+async fn wait_until_no_backends(connection: &mut PgConnection, application_name: &str) {
+    let started = Instant::now();
+    loop {
+        let count = backends_named(connection, application_name).await;
+        if count == 0 {
+            return;
+        }
+        assert!(
+            started.elapsed() < PATIENCE,
+            "{count} connections of {application_name} still open after {PATIENCE:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Killing the listener's connection must not leave followers asleep: the listener reconnects,
+/// wakes them (notifications may have been lost meanwhile) and keeps listening.
+async fn listener_reconnects_and_wakes_followers(fixture: &Fixture) {
+    let name = format!("cordon-test-{}", uuid::Uuid::new_v4().simple());
+    let follower_store = fixture.open_named(&name).await;
+    let replica = fixture.open().await;
+    let mut admin = fixture.admin_connection().await;
+    let mut head = follower_store.watch_head();
+    head.borrow_and_update();
+
+    let terminated: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+    )
+    .bind(&name)
+    .fetch_all(&mut admin)
+    .await
+    .expect("terminate the store's connections");
+    assert!(
+        !terminated.is_empty(),
+        "no connection of the store to terminate"
+    );
+
+    within_patience(
+        "followers woken after the listener reconnected",
+        head.changed(),
+    )
+    .await
+    .expect("head sender alive");
+
+    let published = replica
+        .publish(indicators("after-reconnect", 1, "ip"))
+        .await
+        .expect("publish on the replica");
+    within_patience(
+        "watch_head woken by a replica after the listener reconnected",
+        head.wait_for(|head| *head >= published[0]),
+    )
+    .await
+    .expect("head sender alive");
+    // The store's own pool recovered too.
+    assert_eq!(follower_store.head().await, Ok(published[0]));
+    replica.close().await;
+    follower_store.close().await;
+}
+
+/// Neither the pool nor the listener outlives its Store, whether closed or just dropped.
+async fn closed_or_dropped_store_leaves_no_connection(fixture: &Fixture) {
+    let mut admin = fixture.admin_connection().await;
+
+    let closed_name = format!("cordon-test-{}", uuid::Uuid::new_v4().simple());
+    let closed = fixture.open_named(&closed_name).await;
+    closed.head().await.expect("read head");
+    assert!(
+        backends_named(&mut admin, &closed_name).await >= 2,
+        "expected a pool connection and a listener connection"
+    );
+    closed.close().await;
+    wait_until_no_backends(&mut admin, &closed_name).await;
+
+    let dropped_name = format!("cordon-test-{}", uuid::Uuid::new_v4().simple());
+    let dropped = fixture.open_named(&dropped_name).await;
+    let clone = dropped.clone();
+    dropped.head().await.expect("read head");
+    drop(dropped);
+    assert!(
+        backends_named(&mut admin, &dropped_name).await >= 2,
+        "a live clone must keep the store open"
+    );
+    drop(clone);
+    wait_until_no_backends(&mut admin, &dropped_name).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Test generation
+
+macro_rules! conformance_suite {
+    (every_backend: [$($case:ident),* $(,)?], postgres_only: [$($postgres_case:ident),* $(,)?] $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    let fixture = super::Fixture::sqlite();
+                    super::$case(&fixture).await;
+                }
+            )*
+        }
+
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    let Some(fixture) = super::Fixture::postgres().await else {
+                        return;
+                    };
+                    super::$case(&fixture).await;
+                }
+            )*
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $postgres_case() {
+                    let Some(fixture) = super::Fixture::postgres().await else {
+                        return;
+                    };
+                    super::$postgres_case(&fixture).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance_suite! {
+    every_backend: [
+        publish_and_read_round_trip,
+        sequences_are_consecutive_across_batches,
+        duplicate_id_stores_nothing,
+        concurrent_duplicate_publish_stores_one,
+        read_after_limit_and_scanned_to,
+        read_after_kinds_filter,
+        retract_appends_event_and_marks_indicator,
+        retract_refusals_change_nothing,
+        data_survives_close_and_reopen,
+        operations_after_close_are_unavailable,
+        concurrent_publishers_follower_sees_every_sequence_once,
+        watch_head_wakes_on_own_commit,
+    ],
+    postgres_only: [
+        watch_head_wakes_on_commit_by_replica,
+        listener_reconnects_and_wakes_followers,
+        closed_or_dropped_store_leaves_no_connection,
+    ],
+}
