@@ -22,12 +22,28 @@ const IBAN_LENGTHS: &[(&str, usize)] = &[
     ("UA", 29), ("VA", 22), ("VG", 24), ("XK", 20), ("YE", 30),
 ];
 
-/// The IBAN length of a country of the SWIFT IBAN registry.
+/// Countries whose banks issue IBANs although they are not (yet) in SWIFT's registry: the
+/// West and Central African monetary unions (UEMOA, CEMAC) and a few others. Accounts there
+/// are central to this project's region, so rejecting them as unknown would refuse real data.
+#[rustfmt::skip]
+const NATIONAL_IBAN_LENGTHS: &[(&str, usize)] = &[
+    ("AO", 25), ("BF", 28), ("BJ", 28), ("CF", 27), ("CG", 27), ("CI", 28), ("CM", 27),
+    ("CV", 25), ("DZ", 26), ("GA", 27), ("GQ", 27), ("GW", 25), ("IR", 26), ("KM", 27),
+    ("MA", 28), ("MG", 27), ("ML", 28), ("MZ", 25), ("NE", 28), ("SN", 28), ("TD", 27),
+    ("TG", 28),
+];
+
+/// The IBAN length of a country of the SWIFT IBAN registry, or of a country whose banks
+/// issue IBANs outside it ([`NATIONAL_IBAN_LENGTHS`]).
 pub fn iban_length(country: &str) -> Option<usize> {
-    IBAN_LENGTHS
-        .binary_search_by(|(code, _)| (*code).cmp(country))
-        .ok()
-        .map(|index| IBAN_LENGTHS[index].1)
+    [IBAN_LENGTHS, NATIONAL_IBAN_LENGTHS]
+        .into_iter()
+        .find_map(|table| {
+            table
+                .binary_search_by(|(code, _)| (*code).cmp(country))
+                .ok()
+                .map(|index| table[index].1)
+        })
 }
 
 /// Checks an IBAN: capital letters and digits (spaces, as in the printed form, are ignored),
@@ -242,12 +258,23 @@ mod tests {
             ("SA", Some(24)),
             ("AE", Some(23)),
             ("XK", Some(20)),
+            ("SN", Some(28)),
+            ("CM", Some(27)),
             ("US", None),
             ("GH", None),
         ];
         for (country, expected) in cases {
             assert_eq!(iban_length(country), expected, "{country}");
         }
+        assert!(
+            NATIONAL_IBAN_LENGTHS
+                .windows(2)
+                .all(|pair| pair[0].0 < pair[1].0)
+                && NATIONAL_IBAN_LENGTHS
+                    .iter()
+                    .all(|(code, _)| !IBAN_LENGTHS.iter().any(|(swift, _)| swift == code)),
+            "national table sorted and disjoint from the registry"
+        );
         assert!(
             IBAN_LENGTHS.windows(2).all(|pair| pair[0].0 < pair[1].0),
             "sorted for binary search"
