@@ -10,6 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
         "proto/cordon/v1/indicator.proto",
         "proto/cordon/v1/gateway.proto",
+        "proto/cordon/v1/policy.proto",
     ];
     for file in files {
         println!("cargo:rerun-if-changed={file}");

@@ -14,7 +14,9 @@ use tonic_types::StatusExt;
 
 use crate::ca::{self, DEFAULT_FEDERATION};
 use crate::client::indicator_client;
-use crate::config::{CONFIG_FILE, ConfigFile, DEFAULT_LISTEN, GatewayConfig, LimitsFile, TlsFile};
+use crate::config::{
+    CONFIG_FILE, ConfigFile, DEFAULT_LISTEN, DecisionLogFile, GatewayConfig, LimitsFile, TlsFile,
+};
 use crate::identity::{Identity, is_member_id};
 
 #[derive(Debug, Parser)]
@@ -90,6 +92,12 @@ pub enum Command {
         #[arg(long)]
         id: String,
     },
+    /// Governance board tools: check, test, evaluate and compare policies;
+    /// status and reload of a running gateway's policy.
+    #[command(subcommand)]
+    Policy(crate::policy_cli::PolicyCommand),
+    /// Stored release decisions of a gateway (its own identity or agencies).
+    Decisions(crate::policy_cli::DecisionsArgs),
     /// Start a gateway with two recipients on a temporary directory and show
     /// what the policy releases to each, withholds and redacts, and why.
     Demo {
@@ -138,10 +146,10 @@ pub struct InitArgs {
 pub struct Connection {
     /// The gateway, for example https://127.0.0.1:7443.
     #[arg(long)]
-    endpoint: String,
+    pub endpoint: String,
     /// An identity directory written by `cordon ca issue`.
     #[arg(long)]
-    identity: PathBuf,
+    pub identity: PathBuf,
 }
 
 pub fn init_tracing(format: LogFormat) {
@@ -214,6 +222,8 @@ pub async fn run(cli: Cli) -> Result<()> {
             println!("{}", serde_json::to_string(&response)?);
             Ok(())
         }
+        Command::Policy(command) => crate::policy_cli::run(command).await,
+        Command::Decisions(args) => crate::policy_cli::decisions(args).await,
         Command::Demo { json } => crate::demo::run(json).await,
     }
 }
@@ -263,6 +273,8 @@ fn init(args: InitArgs) -> Result<()> {
             ca: PathBuf::from("identity/ca.pem"),
         },
         limits: LimitsFile::default(),
+        decision_log: DecisionLogFile::default(),
+        watch_policy: true,
     };
     // Validate before writing, so init never leaves a config serve would refuse.
     GatewayConfig::from_file(file.clone(), &args.dir, &HashMap::new())?;

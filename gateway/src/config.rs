@@ -28,12 +28,40 @@ pub struct ConfigFile {
     /// `sqlite:PATH` (default `sqlite:cordon.db`) or `postgres://…`.
     #[serde(default = "default_database")]
     pub database: String,
-    /// Directory of the sharing policy (`*.rego`, `data.json`).
+    /// The sharing policy: a directory (`*.rego`, `data.json`) or an OPA bundle (`.tar.gz`).
     #[serde(default = "default_policy")]
     pub policy: PathBuf,
     pub tls: TlsFile,
     #[serde(default)]
     pub limits: LimitsFile,
+    #[serde(default)]
+    pub decision_log: DecisionLogFile,
+    /// Reload the policy when its files change (it is also reloadable by RPC).
+    #[serde(default = "default_true")]
+    pub watch_policy: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionLogFile {
+    /// Days a stored release decision is kept; 0 keeps decisions forever.
+    #[serde(default = "default_retention_days")]
+    pub retention_days: u32,
+}
+
+impl Default for DecisionLogFile {
+    fn default() -> Self {
+        DecisionLogFile {
+            retention_days: default_retention_days(),
+        }
+    }
+}
+
+fn default_retention_days() -> u32 {
+    365
+}
+fn default_true() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -86,6 +114,9 @@ pub struct GatewayConfig {
     pub tls_key: PathBuf,
     pub tls_ca: PathBuf,
     pub policy_time_limit: Duration,
+    /// None keeps decisions forever.
+    pub decision_retention: Option<Duration>,
+    pub watch_policy: bool,
 }
 
 impl GatewayConfig {
@@ -136,6 +167,9 @@ impl GatewayConfig {
             tls_key: base.join(file.tls.key),
             tls_ca: base.join(file.tls.ca),
             policy_time_limit: Duration::from_millis(file.limits.policy_time_limit_ms),
+            decision_retention: (file.decision_log.retention_days > 0)
+                .then(|| Duration::from_secs(u64::from(file.decision_log.retention_days) * 86_400)),
+            watch_policy: file.watch_policy,
         })
     }
 }

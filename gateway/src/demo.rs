@@ -98,6 +98,8 @@ async fn run_in(base: &Path) -> Result<DemoReport> {
         tls_key: gateway_identity.join(ca::KEY_FILE),
         tls_ca: gateway_identity.join(ca::CA_CERT_FILE),
         policy_time_limit: std::time::Duration::from_millis(100),
+        decision_retention: None,
+        watch_policy: false,
     };
     let decisions = Arc::new(MemoryDecisionSink::default());
     let gateway =

@@ -2,7 +2,9 @@
 //! loosen, then the member's Rego policy, then redaction, and a record of the
 //! decision for every outcome.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use cordon_policy::{Decision, Policy};
 use cordon_proto::v1::{Indicator, Protection, Tlp};
@@ -37,6 +39,10 @@ impl Channel {
 /// One release decision, as logged and shown to auditors.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DecisionRecord {
+    /// A UUID (v7, so ids sort by time).
+    pub decision_id: String,
+    /// Unix time in microseconds.
+    pub at_micros: i64,
     pub recipient: String,
     pub indicator_id: String,
     pub channel: Channel,
@@ -90,6 +96,19 @@ pub struct Releaser {
     policy: RwLock<Policy>,
     schema: RedactionSchema,
     sinks: Vec<Arc<dyn DecisionSink>>,
+    counters: DecisionCounters,
+}
+
+/// Counts of decisions since start, for status and metrics.
+#[derive(Debug, Default)]
+pub struct DecisionCounters {
+    pub total: AtomicU64,
+    pub allowed: AtomicU64,
+    /// Denied because the policy or redaction failed (undefined, error,
+    /// time-out, bad shape, bad redaction path), not because it said no.
+    pub failed_closed: AtomicU64,
+    /// Denied by the hard floor before the policy ran.
+    pub hard_floor: AtomicU64,
 }
 
 impl std::fmt::Debug for Releaser {
@@ -108,7 +127,16 @@ impl Releaser {
             policy: RwLock::new(policy),
             schema: RedactionSchema::cordon(),
             sinks,
+            counters: DecisionCounters::default(),
         }
+    }
+
+    pub fn member(&self) -> &str {
+        &self.member
+    }
+
+    pub fn counters(&self) -> &DecisionCounters {
+        &self.counters
     }
 
     /// The active policy (a cheap clone: one decision never sees two policies).
@@ -127,29 +155,6 @@ impl Releaser {
         }
     }
 
-    /// `input.recipient`: who the certificate says, plus what the board's data
-    /// says of it (`data.recipients[id]`). The certificate's fields win, except
-    /// that data may call a member an `organization`.
-    pub fn recipient_input(&self, policy: &Policy, recipient: &Identity) -> Value {
-        let id = recipient.to_string();
-        let mut object = Map::new();
-        if let Some(data) = policy.recipient_data(&id) {
-            object.extend(data.clone());
-        }
-        let data_kind = object
-            .get("kind")
-            .and_then(Value::as_str)
-            .map(str::to_string);
-        let kind = match (recipient, data_kind.as_deref()) {
-            (Identity::Member { .. }, Some("organization")) => "organization",
-            _ => recipient.kind(),
-        };
-        object.insert("id".into(), Value::String(id));
-        object.insert("kind".into(), Value::String(kind.into()));
-        object.insert("member".into(), Value::String(recipient.member().into()));
-        Value::Object(object)
-    }
-
     /// Decides whether `indicator` goes to `recipient` on `channel`, and in what form.
     pub fn release(
         &self,
@@ -158,20 +163,29 @@ impl Releaser {
         channel: Channel,
         now: &str,
     ) -> Release {
+        // One clone of the active policy per decision: a reload in the middle
+        // of it cannot mix two revisions.
         let policy = self.policy();
         let (decision, released) = match self.hard_floor(indicator, recipient, channel) {
-            Some(reason) => (
-                Decision {
-                    allow: false,
-                    redact: Vec::new(),
-                    reasons: vec![reason],
-                    error: None,
-                },
-                None,
-            ),
+            Some(reason) => {
+                self.counters.hard_floor.fetch_add(1, Ordering::Relaxed);
+                (Decision::deny(reason), None)
+            }
             None => self.decide_with_policy(&policy, indicator, recipient, channel, now),
         };
+        self.counters.total.fetch_add(1, Ordering::Relaxed);
+        if decision.allow {
+            self.counters.allowed.fetch_add(1, Ordering::Relaxed);
+        }
+        if decision.error.is_some() {
+            self.counters.failed_closed.fetch_add(1, Ordering::Relaxed);
+        }
         let record = DecisionRecord {
+            decision_id: uuid::Uuid::now_v7().to_string(),
+            at_micros: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|elapsed| elapsed.as_micros() as i64)
+                .unwrap_or_default(),
             recipient: recipient.to_string(),
             indicator_id: indicator.id.clone(),
             channel,
@@ -253,11 +267,14 @@ impl Releaser {
                 );
             }
         };
-        let input = json!({
-            "indicator": indicator_json,
-            "recipient": self.recipient_input(policy, recipient),
-            "context": {"gateway": self.member, "channel": channel.as_str(), "now": now},
-        });
+        let input = policy_input(
+            policy,
+            indicator_json.clone(),
+            recipient,
+            &self.member,
+            channel,
+            now,
+        );
         let decision = policy.decide(&input);
         if !decision.allow {
             return (decision, None);
@@ -279,6 +296,45 @@ impl Releaser {
             ),
         }
     }
+}
+
+/// `input.recipient`: who the certificate says, plus what the board's data
+/// says of it (`data.recipients[id]`). The certificate's fields win, except
+/// that data may call a member an `organization`.
+pub fn recipient_input(policy: &Policy, recipient: &Identity) -> Value {
+    let id = recipient.to_string();
+    let mut object = Map::new();
+    if let Some(data) = policy.recipient_data(&id) {
+        object.extend(data.clone());
+    }
+    let data_kind = object
+        .get("kind")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let kind = match (recipient, data_kind.as_deref()) {
+        (Identity::Member { .. }, Some("organization")) => "organization",
+        _ => recipient.kind(),
+    };
+    object.insert("id".into(), Value::String(id));
+    object.insert("kind".into(), Value::String(kind.into()));
+    object.insert("member".into(), Value::String(recipient.member().into()));
+    Value::Object(object)
+}
+
+/// The full policy input for one release.
+pub fn policy_input(
+    policy: &Policy,
+    indicator_json: Value,
+    recipient: &Identity,
+    member: &str,
+    channel: Channel,
+    now: &str,
+) -> Value {
+    json!({
+        "indicator": indicator_json,
+        "recipient": recipient_input(policy, recipient),
+        "context": {"gateway": member, "channel": channel.as_str(), "now": now},
+    })
 }
 
 fn fail_closed(error: String) -> Decision {
@@ -315,5 +371,140 @@ pub fn handling_label(indicator: &Indicator) -> String {
         format!("{tlp}, no_reshare")
     } else {
         tlp.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cordon_proto::v1::{Source, Vessel, indicator};
+
+    fn policy(decision: &str) -> Policy {
+        let module = format!("package cordon.outbound\nimport rego.v1\n{decision}\n");
+        Policy::from_modules(
+            vec![("test.rego".into(), module)],
+            json!({}),
+            "test-revision".into(),
+        )
+        .unwrap()
+    }
+
+    fn indicator(originator: &str, tlp: Tlp) -> Indicator {
+        Indicator {
+            id: "0196f1a2-0000-7000-8000-000000000001".into(),
+            originator: originator.into(),
+            tlp: tlp as i32,
+            source: Some(Source {
+                description: "informant".into(),
+                ..Default::default()
+            }),
+            kind: Some(indicator::Kind::Vessel(Vessel {
+                imo: "9234563".into(),
+                ..Default::default()
+            })),
+            ..Default::default()
+        }
+    }
+
+    fn check(
+        decision: &str,
+        subject: Indicator,
+        recipient: &str,
+        expect_allow: bool,
+        expect_error: bool,
+    ) -> Release {
+        let releaser = Releaser::new("GH".into(), policy(decision), Vec::new());
+        let recipient = Identity::parse(recipient).unwrap();
+        let release = releaser.release(
+            &subject,
+            &recipient,
+            Channel::Subscribe,
+            "2026-11-25T00:00:00Z",
+        );
+        assert_eq!(
+            release.record.allow, expect_allow,
+            "{decision}: {:?}",
+            release.record
+        );
+        assert_eq!(release.indicator.is_some(), expect_allow);
+        assert_eq!(
+            release.record.error.is_some(),
+            expect_error,
+            "{decision}: {:?}",
+            release.record
+        );
+        let failed = releaser.counters().failed_closed.load(Ordering::Relaxed);
+        assert_eq!(failed, u64::from(expect_error));
+        release
+    }
+
+    #[test]
+    fn redactions_are_applied_and_bad_paths_deny() {
+        let allow_all = r#"decision := {"allow": true, "redact": ["source"], "reasons": ["ok"]}"#;
+        let release = check(allow_all, indicator("GH", Tlp::Green), "NG", true, false);
+        let released = release.indicator.unwrap();
+        assert!(released.source.is_none(), "redacted field must be absent");
+        assert_eq!(released.id, "0196f1a2-0000-7000-8000-000000000001");
+
+        check(
+            r#"decision := {"allow": true, "redact": ["sauce"], "reasons": []}"#,
+            indicator("GH", Tlp::Green),
+            "NG",
+            false,
+            true,
+        );
+        check(
+            r#"decision := {"allow": true, "redact": ["id"], "reasons": []}"#,
+            indicator("GH", Tlp::Green),
+            "NG",
+            false,
+            true,
+        );
+        check(
+            r#"decision := {"allow": "yes", "redact": [], "reasons": []}"#,
+            indicator("GH", Tlp::Green),
+            "NG",
+            false,
+            true,
+        );
+        check(
+            r#"decision := x if { x := input.nothing }"#,
+            indicator("GH", Tlp::Green),
+            "NG",
+            false,
+            true,
+        );
+    }
+
+    #[test]
+    fn the_hard_floor_holds_whatever_the_policy_says() {
+        let allow_all =
+            r#"decision := {"allow": true, "redact": [], "reasons": ["policy says yes"]}"#;
+        // Received from NG under AMBER: stays with GH's own agencies.
+        check(allow_all, indicator("NG", Tlp::Amber), "CI", false, false);
+        check(
+            allow_all,
+            indicator("NG", Tlp::Red),
+            "SN/police",
+            false,
+            false,
+        );
+        check(
+            allow_all,
+            indicator("NG", Tlp::Amber),
+            "GH/customs",
+            true,
+            false,
+        );
+        // GREEN from another member may travel on when the policy allows.
+        check(allow_all, indicator("NG", Tlp::Green), "CI", true, false);
+        let mut no_reshare = indicator("NG", Tlp::Green);
+        no_reshare.no_reshare = true;
+        check(allow_all, no_reshare, "CI", false, false);
+        // Source-protected never leaves on Subscribe, even to own agencies.
+        let mut protected = indicator("GH", Tlp::Clear);
+        protected.protection = Protection::SourceProtected as i32;
+        let release = check(allow_all, protected, "GH/customs", false, false);
+        assert!(release.record.reasons[0].starts_with("hard floor"));
     }
 }

@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use cordon_indicator::Limits;
 use cordon_policy::Policy;
 use cordon_proto::v1::indicator_service_server::IndicatorServiceServer;
+use cordon_proto::v1::policy_service_server::PolicyServiceServer;
 use cordon_storage::Store;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -17,15 +18,16 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Certificate, Identity as TlsIdentity, Server, ServerTlsConfig};
 
 use crate::config::GatewayConfig;
+use crate::decision_log::DecisionLog;
+use crate::policy_admin::{PolicyApi, PolicyManager, load_checked_policy};
 use crate::release::{DecisionSink, Releaser};
 use crate::service::{GatewayState, IndicatorApi};
 
-/// Loads the policy of `config`, refusing to start on a broken one.
+/// Loads the policy of `config`, refusing to start on one that does not load
+/// or fails its own tests.
 pub fn load_policy(config: &GatewayConfig) -> Result<Policy> {
-    let mut policy = Policy::load_dir(&config.policy_dir)
-        .with_context(|| format!("loading policy from {}", config.policy_dir.display()))?;
-    policy.set_time_limit(config.policy_time_limit);
-    Ok(policy)
+    load_checked_policy(&config.policy_dir, config.policy_time_limit)
+        .map_err(|reason| anyhow::anyhow!("policy {}: {reason}", config.policy_dir.display()))
 }
 
 /// The server's TLS: its own identity, and client certificates required to
@@ -44,8 +46,11 @@ pub fn server_tls(config: &GatewayConfig) -> Result<ServerTlsConfig> {
 pub struct RunningGateway {
     pub address: SocketAddr,
     pub state: Arc<GatewayState>,
+    pub policy_manager: Arc<PolicyManager>,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<()>>,
+    decision_writer: JoinHandle<()>,
+    _watcher: Option<notify::RecommendedWatcher>,
 }
 
 impl RunningGateway {
@@ -55,7 +60,17 @@ impl RunningGateway {
             let _ = shutdown.send(());
         }
         self.task.await.context("gateway task panicked")??;
-        self.state.store.close().await;
+        // The server's handlers held the last decision log senders; once they
+        // are gone the writer drains what is queued and ends.
+        let RunningGateway {
+            state,
+            decision_writer,
+            ..
+        } = self;
+        let store = state.store.clone();
+        drop(state);
+        let _ = decision_writer.await;
+        store.close().await;
         Ok(())
     }
 
@@ -85,27 +100,54 @@ pub async fn start(
     let address = listener.local_addr()?;
     tracing::info!(member = %config.member, %address, policy_revision = %policy.revision(), "gateway listening (mutual TLS)");
     let releaser = Arc::new(Releaser::new(config.member.clone(), policy, sinks));
+    let (decision_log, decision_writer) =
+        DecisionLog::start(store.clone(), config.decision_retention);
+    let policy_manager = Arc::new(PolicyManager::new(
+        config.policy_dir.clone(),
+        config.policy_time_limit,
+        releaser.clone(),
+    ));
+    let watcher = if config.watch_policy {
+        Some(
+            policy_manager
+                .watch()
+                .with_context(|| format!("watching {}", config.policy_dir.display()))?,
+        )
+    } else {
+        None
+    };
     let state = Arc::new(GatewayState {
         member: config.member.clone(),
         federation: config.federation.clone(),
-        store,
+        store: store.clone(),
         releaser,
+        decision_log,
         limits: Limits::default(),
     });
+    let policy_api = PolicyApi {
+        member: config.member.clone(),
+        federation: config.federation.clone(),
+        manager: policy_manager.clone(),
+        store,
+    };
     let (shutdown, shutdown_signal) = oneshot::channel::<()>();
-    let task = tokio::spawn(serve(state.clone(), tls, listener, async {
+    let task = tokio::spawn(serve(state.clone(), policy_api, tls, listener, async {
         let _ = shutdown_signal.await;
     }));
     Ok(RunningGateway {
         address,
         state,
+        policy_manager,
         shutdown: Some(shutdown),
         task,
+        decision_writer,
+        _watcher: watcher,
     })
 }
 
 async fn serve(
     state: Arc<GatewayState>,
+    policy_api: PolicyApi,
     tls: ServerTlsConfig,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -129,6 +171,7 @@ async fn serve(
         .add_service(health_service)
         .add_service(reflection)
         .add_service(indicators)
+        .add_service(PolicyServiceServer::new(policy_api))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await
         .context("serving gRPC")

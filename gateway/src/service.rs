@@ -17,8 +17,9 @@ use futures::Stream;
 use prost::Message;
 use tonic::{Request, Response, Status};
 
+use crate::decision_log::DecisionLog;
 use crate::identity::Identity;
-use crate::release::{Channel, Releaser};
+use crate::release::{Channel, DecisionRecord, Releaser};
 use crate::status::{invalid_batch, invalid_field, storage_status};
 
 /// Events read from storage per page of a subscription.
@@ -31,6 +32,7 @@ pub struct GatewayState {
     pub federation: String,
     pub store: Store,
     pub releaser: Arc<Releaser>,
+    pub decision_log: DecisionLog,
     pub limits: Limits,
 }
 
@@ -240,13 +242,15 @@ impl GatewayState {
         let releaser = self.releaser.clone();
         let recipient = recipient.clone();
         // Policy evaluation is CPU work: keep it off the async workers.
-        tokio::task::spawn_blocking(move || {
+        let (released, records) = tokio::task::spawn_blocking(move || {
             let now = now_rfc3339();
             let mut released = Vec::new();
+            let mut records = Vec::new();
             for (stored, indicator) in work {
                 let Some(indicator) = indicator else { continue };
                 let release = releaser.release(&indicator, &recipient, Channel::Subscribe, &now);
                 releaser.record(&release.record);
+                records.push(release.record.clone());
                 let Some(visible) = release.indicator else {
                     continue;
                 };
@@ -271,10 +275,20 @@ impl GatewayState {
                     body: Some(body),
                 });
             }
-            released
+            (released, records)
         })
         .await
-        .map_err(|error| Status::internal(format!("release task failed: {error}")))
+        .map_err(|error| Status::internal(format!("release task failed: {error}")))?;
+        self.log_decisions(&records).await?;
+        Ok(released)
+    }
+
+    /// Stores decisions; nothing they released may be sent before this returns.
+    async fn log_decisions(&self, records: &[DecisionRecord]) -> Result<(), Status> {
+        self.decision_log
+            .write(records)
+            .await
+            .map_err(storage_status)
     }
 }
 
@@ -403,6 +417,9 @@ impl IndicatorService for IndicatorApi {
         })
         .await
         .map_err(|error| Status::internal(format!("release task failed: {error}")))?;
+        self.state
+            .log_decisions(std::slice::from_ref(&release.record))
+            .await?;
         let visible = release.indicator.ok_or_else(not_found)?;
         Ok(Response::new(GetResponse {
             indicator: Some(visible),

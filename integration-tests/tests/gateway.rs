@@ -96,7 +96,7 @@ async fn recipients_receive_exactly_what_the_policy_releases() -> Result<()> {
         ("NG", vec![1, 2, 3, 5, 6, 7, 8, 9, 10, 12], vec![]),
         ("CI", vec![1, 2, 6, 7, 8, 10], vec![2]),
     ];
-    for (recipient, expected_lines, expected_redacted_lines) in expectations {
+    for (recipient, expected_lines, expected_redacted_lines) in expectations.clone() {
         let identity = federation.identity(recipient)?;
         let events = read_all(&gateway.endpoint, &identity, 0, 0).await?;
         let received = published(&events);
@@ -136,7 +136,43 @@ async fn recipients_receive_exactly_what_the_policy_releases() -> Result<()> {
             "{recipient}"
         );
     }
-    // Every release decision is logged with the policy revision.
+    // Every release decision is stored and can be queried, and agrees with what was sent.
+    let mut admin = cordon_proto::v1::policy_service_client::PolicyServiceClient::new(
+        cordon_gateway::client::channel(&gateway.endpoint, &federation.identity("GH")?).await?,
+    );
+    for (recipient, expected_lines, _) in &expectations {
+        let request = cordon_proto::v1::DecisionsRequest {
+            recipient: recipient.to_string(),
+            ..Default::default()
+        };
+        let decisions = admin.decisions(request).await?.into_inner().decisions;
+        assert_eq!(
+            decisions.len(),
+            examples.len(),
+            "one stored decision per indicator for {recipient}"
+        );
+        let sequence_of: BTreeMap<&str, u64> = accepted
+            .iter()
+            .map(|item| (item.id.as_str(), item.sequence))
+            .collect();
+        let mut allowed_lines: Vec<usize> = decisions
+            .iter()
+            .filter(|decision| decision.allow)
+            .map(|decision| line_of[&sequence_of[decision.indicator_id.as_str()]])
+            .collect();
+        allowed_lines.sort();
+        assert_eq!(
+            &allowed_lines, expected_lines,
+            "stored decisions for {recipient}"
+        );
+        assert!(
+            decisions
+                .iter()
+                .all(|decision| decision.policy_revision.starts_with("sha256:")
+                    && !decision.reasons.is_empty())
+        );
+    }
+    // Every release decision is also logged with the policy revision.
     let log = gateway.log_text();
     let decisions = log
         .lines()

@@ -44,46 +44,71 @@ impl Decision {
 
     /// Checks the value of the entrypoint rule. `redact` and `reasons` may be arrays or sets
     /// (partial set rules) and may be left out, meaning none; `allow` must be there.
+    ///
+    /// Reads the engine's value directly: a round trip through `serde_json` cost more than
+    /// some whole decisions.
     pub(crate) fn from_policy_value(value: &regorus::Value) -> Result<Decision, String> {
         if *value == regorus::Value::Undefined {
             return Err(format!("{} is undefined", crate::ENTRYPOINT));
         }
-        let value = serde_json::to_value(value)
-            .map_err(|error| format!("{} is not a JSON value: {error}", crate::ENTRYPOINT))?;
-        let serde_json::Value::Object(object) = value else {
+        let regorus::Value::Object(object) = value else {
             return Err(format!(
                 "{} is {}, not an object",
                 crate::ENTRYPOINT,
-                json_type(&value)
+                value_type(value)
             ));
         };
-        if let Some(unknown) = object
-            .keys()
-            .find(|key| !DECISION_FIELDS.contains(&key.as_str()))
-        {
-            return Err(format!(
-                "decision has unknown field {unknown:?} (expected allow, redact, reasons)"
-            ));
-        }
-        let allow = match object.get("allow") {
-            Some(serde_json::Value::Bool(allow)) => *allow,
-            Some(other) => {
+        // Unknown fields first: a typo such as `redcat` is the likeliest mistake to report.
+        for (key, _) in object.iter() {
+            let known = matches!(key, regorus::Value::String(name) if DECISION_FIELDS.contains(&name.as_ref()));
+            if !known {
+                let name = match key {
+                    regorus::Value::String(name) => format!("{:?}", name.as_ref()),
+                    other => other.to_string(),
+                };
                 return Err(format!(
-                    "decision.allow is {}, not a boolean",
-                    json_type(other)
+                    "decision has unknown field {name} (expected {})",
+                    DECISION_FIELDS.join(", ")
                 ));
             }
-            None => return Err("decision has no allow field".to_owned()),
+        }
+        let mut allow = None;
+        let mut redact = Vec::new();
+        let mut reasons = Vec::new();
+        for (key, field) in object.iter() {
+            match key {
+                regorus::Value::String(name) if name.as_ref() == "allow" => {
+                    allow = match field {
+                        regorus::Value::Bool(allow) => Some(*allow),
+                        other => {
+                            return Err(format!(
+                                "decision.allow is {}, not a boolean",
+                                value_type(other)
+                            ));
+                        }
+                    }
+                }
+                regorus::Value::String(name) if name.as_ref() == "redact" => {
+                    redact = string_list(field, "redact")?;
+                }
+                regorus::Value::String(name) if name.as_ref() == "reasons" => {
+                    reasons = string_list(field, "reasons")?;
+                }
+                _ => {}
+            }
+        }
+        let Some(allow) = allow else {
+            return Err("decision has no allow field".to_owned());
         };
-        let mut redact = string_list(&object, "redact")?;
         if let Some(bad) = redact.iter().find(|path| !is_field_path(path)) {
             return Err(format!(
                 "decision.redact entry {bad:?} is not a field path such as \"source\" or \"entity.name\""
             ));
         }
-        let mut seen = std::collections::HashSet::new();
-        redact.retain(|path| seen.insert(path.clone()));
-        let reasons = string_list(&object, "reasons")?;
+        if redact.len() > 1 {
+            let mut seen = std::collections::HashSet::new();
+            redact.retain(|path| seen.insert(path.clone()));
+        }
         Ok(Decision {
             allow,
             redact,
@@ -93,26 +118,23 @@ impl Decision {
     }
 }
 
-fn string_list(
-    object: &serde_json::Map<String, serde_json::Value>,
-    field: &str,
-) -> Result<Vec<String>, String> {
-    let Some(value) = object.get(field) else {
-        return Ok(Vec::new());
-    };
-    let serde_json::Value::Array(items) = value else {
-        return Err(format!(
-            "decision.{field} is {}, not a list of strings",
-            json_type(value)
-        ));
+fn string_list(value: &regorus::Value, field: &str) -> Result<Vec<String>, String> {
+    let items: Box<dyn Iterator<Item = &regorus::Value>> = match value {
+        regorus::Value::Array(items) => Box::new(items.iter()),
+        regorus::Value::Set(items) => Box::new(items.iter()),
+        other => {
+            return Err(format!(
+                "decision.{field} is {}, not a list of strings",
+                value_type(other)
+            ));
+        }
     };
     items
-        .iter()
         .map(|item| match item {
-            serde_json::Value::String(text) => Ok(text.clone()),
+            regorus::Value::String(text) => Ok(text.as_ref().to_owned()),
             other => Err(format!(
                 "decision.{field} holds {}, not only strings",
-                json_type(other)
+                value_type(other)
             )),
         })
         .collect()
@@ -133,7 +155,10 @@ fn is_field_path(path: &str) -> bool {
         })
 }
 
-fn json_type(value: &serde_json::Value) -> &'static str {
+/// The JSON name of a value's type, as the decision errors say it (used by the wasm engine,
+/// whose results are JSON).
+#[cfg_attr(not(feature = "opa-wasm"), allow(dead_code))]
+pub(crate) fn json_type(value: &serde_json::Value) -> &'static str {
     match value {
         serde_json::Value::Null => "null",
         serde_json::Value::Bool(_) => "a boolean",
@@ -141,6 +166,20 @@ fn json_type(value: &serde_json::Value) -> &'static str {
         serde_json::Value::String(_) => "a string",
         serde_json::Value::Array(_) => "an array",
         serde_json::Value::Object(_) => "an object",
+    }
+}
+
+/// The JSON name of a regorus value's type, as the decision errors say it; sets are lists in
+/// JSON.
+fn value_type(value: &regorus::Value) -> &'static str {
+    match value {
+        regorus::Value::Null => "null",
+        regorus::Value::Bool(_) => "a boolean",
+        regorus::Value::Number(_) => "a number",
+        regorus::Value::String(_) => "a string",
+        regorus::Value::Array(_) | regorus::Value::Set(_) => "an array",
+        regorus::Value::Object(_) => "an object",
+        regorus::Value::Undefined => "undefined",
     }
 }
 

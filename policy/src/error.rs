@@ -15,6 +15,10 @@ pub enum PolicyError {
         #[source]
         source: std::io::Error,
     },
+    /// An OPA bundle is malformed, too large, or holds an entry that is refused (a path leaving
+    /// the bundle, a link, a duplicate).
+    #[error("invalid bundle {}: {message}", path.display())]
+    Bundle { path: PathBuf, message: String },
     /// A Rego module does not parse.
     #[error("cannot parse rego module {file}: {message}")]
     Parse { file: String, message: String },

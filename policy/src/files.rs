@@ -1,5 +1,6 @@
-//! Reading a policy directory the way OPA reads one: which files are policy, tests and data,
-//! where each data document is mounted, and the revision hash over what actually runs.
+//! Reading a policy source the way OPA reads one: a directory or a bundle, which files are
+//! policy, tests and data, where each data document is mounted, and the revision: a bundle
+//! manifest's, or a hash over what actually runs.
 
 use std::path::Path;
 
@@ -18,9 +19,67 @@ pub(crate) struct PolicyFile {
     pub contents: String,
 }
 
-/// The files of a policy directory, each list sorted by relative path.
+/// Where the files came from.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SourceKind {
+    #[default]
+    Directory,
+    Bundle,
+}
+
+/// A bundle's `.manifest`: the fields Cordon uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Manifest {
+    /// Empty when the manifest gives none.
+    pub revision: String,
+    /// Path prefixes (`cordon/outbound`) the bundle owns; `[""]`, everything, by default.
+    pub roots: Vec<String>,
+    /// Whether the manifest lists WebAssembly modules.
+    pub wasm: bool,
+}
+
+impl Manifest {
+    pub fn parse(text: &str) -> Result<Manifest, String> {
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|error| format!("not valid json: {error}"))?;
+        let serde_json::Value::Object(object) = value else {
+            return Err("not a json object".to_owned());
+        };
+        let revision = match object.get("revision") {
+            None | Some(serde_json::Value::Null) => String::new(),
+            Some(serde_json::Value::String(revision)) => revision.clone(),
+            Some(_) => return Err("revision is not a string".to_owned()),
+        };
+        let roots = match object.get("roots") {
+            None | Some(serde_json::Value::Null) => vec![String::new()],
+            Some(serde_json::Value::Array(roots)) => roots
+                .iter()
+                .map(|root| {
+                    root.as_str()
+                        .map(|root| root.trim_matches('/').to_owned())
+                        .ok_or_else(|| "roots holds a value that is not a string".to_owned())
+                })
+                .collect::<Result<_, _>>()?,
+            Some(_) => return Err("roots is not a list of strings".to_owned()),
+        };
+        let wasm = object
+            .get("wasm")
+            .and_then(serde_json::Value::as_array)
+            .is_some_and(|modules| !modules.is_empty());
+        Ok(Manifest {
+            revision,
+            roots,
+            wasm,
+        })
+    }
+}
+
+/// The files of a policy source, each list sorted by relative path.
 #[derive(Debug, Default)]
 pub(crate) struct PolicyDirectory {
+    pub kind: SourceKind,
+    /// A bundle's manifest; directories have none.
+    pub manifest: Option<Manifest>,
     /// `*.rego` files other than tests: the running policy.
     pub modules: Vec<PolicyFile>,
     /// `*_test.rego` files: run by `run_tests`, never part of the running policy.
@@ -29,14 +88,14 @@ pub(crate) struct PolicyDirectory {
     pub data: Vec<PolicyFile>,
 }
 
-enum FileRole {
+pub(crate) enum FileRole {
     Module,
     Test,
     Data,
     Other,
 }
 
-fn file_role(name: &str) -> FileRole {
+pub(crate) fn file_role(name: &str) -> FileRole {
     if name.ends_with("_test.rego") {
         FileRole::Test
     } else if name.ends_with(".rego") {
@@ -49,21 +108,32 @@ fn file_role(name: &str) -> FileRole {
 }
 
 impl PolicyDirectory {
+    /// Reads a directory or, for any other file, a bundle.
+    pub fn read_source(path: &Path) -> Result<PolicyDirectory, PolicyError> {
+        if crate::bundle::is_bundle(path) {
+            crate::bundle::read_bundle(path)
+        } else {
+            PolicyDirectory::read(path)
+        }
+    }
+
     /// Reads every policy, test and data file under `dir`. Hidden entries (`.git`, `.manifest`,
-    /// Kubernetes' `..data` links) are skipped: they are not policy.
+    /// Kubernetes' `..data` links) are skipped: they are not policy. A directory's revision is
+    /// always its content hash, so that editing a file can never keep the old revision.
     pub fn read(dir: &Path) -> Result<PolicyDirectory, PolicyError> {
         let mut directory = PolicyDirectory::default();
         directory.read_level(dir, "", 0)?;
-        directory
-            .modules
-            .sort_by(|a, b| a.relative_path.cmp(&b.relative_path));
-        directory
-            .tests
-            .sort_by(|a, b| a.relative_path.cmp(&b.relative_path));
-        directory
-            .data
-            .sort_by(|a, b| a.relative_path.cmp(&b.relative_path));
+        directory.sort();
         Ok(directory)
+    }
+
+    pub fn sort(&mut self) {
+        self.modules
+            .sort_by(|a, b| a.relative_path.cmp(&b.relative_path));
+        self.tests
+            .sort_by(|a, b| a.relative_path.cmp(&b.relative_path));
+        self.data
+            .sort_by(|a, b| a.relative_path.cmp(&b.relative_path));
     }
 
     fn read_level(&mut self, dir: &Path, prefix: &str, depth: usize) -> Result<(), PolicyError> {
@@ -122,9 +192,37 @@ impl PolicyDirectory {
         Ok(())
     }
 
-    /// `sha256:<hex>` over the policy and data files in path order. Tests are left out so that
-    /// adding a test does not look like a policy change in the decision log.
+    /// The policy modules as `(relative path, text)`, as the engine takes them; with the tests
+    /// after them when `with_tests`.
+    pub fn module_pairs(&self, with_tests: bool) -> Vec<(String, String)> {
+        let tests: &[PolicyFile] = if with_tests { &self.tests } else { &[] };
+        self.modules
+            .iter()
+            .chain(tests)
+            .map(|file| (file.relative_path.clone(), file.contents.clone()))
+            .collect()
+    }
+
+    /// Every data file parsed and wrapped for its mount point, named by its relative path.
+    pub fn mounted_data(&self) -> Result<Vec<(String, serde_json::Value)>, PolicyError> {
+        self.data
+            .iter()
+            .map(|file| Ok((file.relative_path.clone(), mounted_data_document(file)?)))
+            .collect()
+    }
+
+    /// A bundle manifest's revision when it gives a non-empty one, otherwise the content hash.
     pub fn revision(&self) -> String {
+        match &self.manifest {
+            Some(manifest) if !manifest.revision.is_empty() => manifest.revision.clone(),
+            _ => self.content_hash(),
+        }
+    }
+
+    /// `sha256:<hex>` over the policy and data files in path order. Tests are left out so that
+    /// adding a test does not look like a policy change in the decision log. A bundle and the
+    /// directory it was built from hash alike.
+    pub fn content_hash(&self) -> String {
         let mut files: Vec<&PolicyFile> = self.modules.iter().chain(&self.data).collect();
         files.sort_by(|a, b| a.relative_path.cmp(&b.relative_path));
         let mut hasher = Sha256::new();

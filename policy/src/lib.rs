@@ -1,5 +1,7 @@
-//! Rego sharing policy for a Cordon gateway: loading a board's policy directory, deciding what a
-//! recipient may see, and running the policy's own tests.
+//! Rego sharing policy for a Cordon gateway: loading a board's policy directory or OPA bundle,
+//! checking it, deciding what a recipient may see (fast: bytecode VM and a decision cache where
+//! they are safe), running the policy's own tests with coverage, and showing what a policy
+//! change would change.
 //!
 //! The crate is pure computation over files and JSON values: it does no network and no SQL and
 //! knows nothing of gRPC or protobuf. The gateway hands it the indicator in its proto3 JSON form
@@ -8,18 +10,37 @@
 //! Invariant: [`Policy::decide`] never fails open. An undefined decision, an evaluation error, a
 //! time-out or a malformed decision document is a deny with [`Decision::error`] set.
 
+mod analysis;
+mod bundle;
+mod cache;
+mod check;
+mod corpus;
 mod decision;
+mod diff;
 mod error;
 mod files;
 mod policy;
 mod reference;
+mod rvm;
 mod testing;
+#[cfg(feature = "opa-wasm")]
+pub mod wasm;
 
+pub use bundle::{
+    MAX_BUNDLE_BYTES, MAX_ENTRIES, MAX_ENTRY_BYTES, MAX_UNCOMPRESSED_BYTES, bundle_from_dir,
+};
+pub use cache::{CacheStats, DEFAULT_CACHE_ENTRIES};
+pub use check::{CheckReport, check};
 pub use decision::Decision;
+pub use diff::{
+    ChangeKind, DecisionChange, DiffInput, DiffReport, DiffSummary, diff, diff_with_inputs,
+};
 pub use error::PolicyError;
-pub use policy::{DEFAULT_TIME_LIMIT, Policy};
+pub use policy::{DEFAULT_TIME_LIMIT, EngineKind, EngineMismatch, EngineVerification, Policy};
 pub use reference::reference_policy_files;
-pub use testing::{TestReport, TestResult, run_tests};
+pub use testing::{
+    CoverageReport, FileCoverage, TestReport, TestResult, run_tests, run_tests_with,
+};
 
 /// The one rule the gateway evaluates for every (indicator, recipient) pair.
 pub const ENTRYPOINT: &str = "data.cordon.outbound.decision";

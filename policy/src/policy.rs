@@ -3,14 +3,17 @@
 use std::num::NonZeroU32;
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use regorus::languages::rego::compiler::{Compiler, CompilerError};
 use regorus::utils::limits::ExecutionTimerConfig;
-use serde::Deserialize;
+use serde::Serialize;
 
-use crate::files::{PolicyDirectory, mounted_data_document};
+use crate::analysis::{Analysis, Functions, analyse};
+use crate::cache::{CacheStats, DEFAULT_CACHE_ENTRIES, DecisionCache};
+use crate::files::{Manifest, PolicyDirectory};
+use crate::rvm::{Compiled, RvmEngine};
 use crate::{Decision, ENTRYPOINT, ENTRYPOINT_PACKAGE, ENTRYPOINT_RULE, PolicyError};
 
 /// Per-decision time limit unless [`Policy::set_time_limit`] says otherwise. Decisions take
@@ -21,14 +24,65 @@ pub const DEFAULT_TIME_LIMIT: Duration = Duration::from_millis(100);
 /// fraction of a millisecond, rare enough that reading the clock costs nothing measurable.
 const TIMER_CHECK_INTERVAL: NonZeroU32 = NonZeroU32::new(32).expect("32 is not zero");
 
+/// How long loading may spend comparing the engines. The reference policy needs a few
+/// milliseconds for the whole corpus; a policy whose every decision times out gets a handful
+/// of comparisons instead of minutes.
+const LOAD_VERIFICATION_BUDGET: Duration = Duration::from_millis(500);
+
+/// Mismatches kept in an [`EngineVerification`]; one is enough to refuse the VM.
+const MAX_REPORTED_MISMATCHES: usize = 10;
+
+/// The two ways regorus can evaluate a policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineKind {
+    /// The tree-walking interpreter: runs every policy, and is the reference for answers.
+    Interpreter,
+    /// The bytecode VM: several times faster, used only where it compiles the policy and
+    /// gives the interpreter's answers.
+    Rvm,
+}
+
+impl EngineKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            EngineKind::Interpreter => "interpreter",
+            EngineKind::Rvm => "rvm",
+        }
+    }
+}
+
+/// One input on which the two engines disagreed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EngineMismatch {
+    pub input: serde_json::Value,
+    pub interpreter: Decision,
+    pub rvm: Decision,
+}
+
+/// The outcome of comparing the engines on a set of inputs.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EngineVerification {
+    /// The engine [`Policy::decide`] uses after the comparison.
+    pub engine: EngineKind,
+    /// Inputs evaluated by both engines (none when the VM is not available).
+    pub compared: usize,
+    /// The first few inputs where they disagreed; any disagreement retires the VM for this
+    /// policy.
+    pub mismatches: Vec<EngineMismatch>,
+}
+
 /// A board's policy, compiled once and shared by every decision.
 ///
 /// Cloning is cheap (an `Arc`); each decision clones the prepared template engine, which shares
 /// the parsed modules and the data document, so no decision re-parses or re-analyses anything.
+/// The time limit and whether the cache is used belong to each clone; the cache and the engine
+/// choice are shared by all clones of one loaded policy.
 #[derive(Clone)]
 pub struct Policy {
     shared: Arc<CompiledPolicy>,
     time_limit: Duration,
+    use_cache: bool,
 }
 
 struct CompiledPolicy {
@@ -37,7 +91,26 @@ struct CompiledPolicy {
     revision: String,
     /// The merged data document, for the gateway's lookups of recipient facts.
     data: serde_json::Value,
+    modules: usize,
+    rules: usize,
+    /// The bytecode program, when the policy compiles to one.
+    rvm: Option<RvmEngine>,
+    /// [`RVM_UNVERIFIED`], [`RVM_ACTIVE`] once the VM has matched the interpreter on a corpus,
+    /// or [`RVM_RETIRED`] for good after the first disagreement.
+    rvm_state: AtomicU8,
+    /// Why the interpreter runs this policy, when it does.
+    interpreter_reason: Mutex<Option<String>>,
+    cache: Option<DecisionCache>,
+    cache_disabled_reason: Option<String>,
+    /// The parts of the input the engines are given: only what the policy reads, which is
+    /// cheaper to convert and yields the same decision. `None` when it reads input whole.
+    projection: Option<Projection>,
+    read_paths: Vec<String>,
 }
+
+const RVM_UNVERIFIED: u8 = 0;
+const RVM_ACTIVE: u8 = 1;
+const RVM_RETIRED: u8 = 2;
 
 // The gateway shares one policy across its worker threads.
 const _: () = {
@@ -50,33 +123,48 @@ impl std::fmt::Debug for Policy {
         formatter
             .debug_struct("Policy")
             .field("revision", &self.shared.revision)
+            .field("engine", &self.engine_name())
             .field("time_limit", &self.time_limit)
             .finish_non_exhaustive()
     }
 }
 
 impl Policy {
-    /// Loads a policy directory: every `*.rego` except `*_test.rego` is policy; `data.json` and
-    /// `data.yaml` files are mounted by their directory as OPA does (`a/b/data.json` is
-    /// `data.a.b`). The revision is `sha256:<hex>` over the sorted relative paths and contents
-    /// of the policy and data files; tests are excluded.
+    /// Loads a policy source: a directory, or any other file as an OPA bundle (`.tar.gz`, see
+    /// [`crate::bundle_from_dir`] for its layout and limits).
     ///
-    /// Fails when a module does not parse or compile, a data file does not parse, data
-    /// documents conflict, or package `cordon.outbound` does not define `decision`.
+    /// Every `*.rego` except `*_test.rego` is policy; `data.json` and `data.yaml` files are
+    /// mounted by their directory as OPA does (`a/b/data.json` is `data.a.b`). The revision is
+    /// a bundle manifest's non-empty `revision`, otherwise `sha256:<hex>` over the sorted
+    /// relative paths and contents of the policy and data files (tests excluded).
+    ///
+    /// Fails when a module does not parse or compile, calls a function or builtin the engine
+    /// does not have, a data file does not parse, data documents conflict, a bundle is
+    /// malformed or defines something outside its manifest's roots, or package
+    /// `cordon.outbound` does not define `decision`.
+    pub fn load(path: &Path) -> Result<Policy, PolicyError> {
+        let directory = PolicyDirectory::read_source(path)?;
+        Policy::from_directory(&directory)
+    }
+
+    /// [`Policy::load`], kept under its first name; it takes a bundle as well.
     pub fn load_dir(dir: &Path) -> Result<Policy, PolicyError> {
-        let directory = PolicyDirectory::read(dir)?;
-        let revision = directory.revision();
-        let modules: Vec<(String, String)> = directory
-            .modules
-            .iter()
-            .map(|file| (file.relative_path.clone(), file.contents.clone()))
-            .collect();
-        let data = directory
-            .data
-            .iter()
-            .map(|file| Ok((file.relative_path.clone(), mounted_data_document(file)?)))
-            .collect::<Result<Vec<_>, PolicyError>>()?;
-        Policy::compile(&modules, data, revision)
+        Policy::load(dir)
+    }
+
+    pub(crate) fn from_directory(directory: &PolicyDirectory) -> Result<Policy, PolicyError> {
+        let policy = Policy::compile(
+            &directory.module_pairs(false),
+            directory.mounted_data()?,
+            directory.revision(),
+            directory.manifest.as_ref(),
+        )?;
+        if policy.shared.rvm.is_some() {
+            let mut inputs = crate::corpus::builtin_inputs(&policy.shared.data);
+            inputs.extend(crate::corpus::test_inputs(directory));
+            policy.verify_engine_within(&inputs, Some(LOAD_VERIFICATION_BUDGET));
+        }
+        Ok(policy)
     }
 
     /// Builds a policy from in-memory modules `(name, text)` and one data document (an object),
@@ -92,29 +180,87 @@ impl Policy {
                 message: "the data document must be an object".to_owned(),
             });
         }
-        Policy::compile(&modules, vec![("data".to_owned(), data)], revision)
+        let policy = Policy::compile(&modules, vec![("data".to_owned(), data)], revision, None)?;
+        if policy.shared.rvm.is_some() {
+            policy.verify_engine_within(
+                &crate::corpus::builtin_inputs(&policy.shared.data),
+                Some(LOAD_VERIFICATION_BUDGET),
+            );
+        }
+        Ok(policy)
     }
 
     fn compile(
         modules: &[(String, String)],
         data: Vec<(String, serde_json::Value)>,
         revision: String,
+        manifest: Option<&Manifest>,
     ) -> Result<Policy, PolicyError> {
+        if let Some(manifest) = manifest {
+            let mut parsed = regorus::Engine::new();
+            for (name, text) in modules {
+                parsed
+                    .add_policy(name.clone(), text.clone())
+                    .map_err(|error| PolicyError::Parse {
+                        file: name.clone(),
+                        message: error.to_string().trim().to_owned(),
+                    })?;
+            }
+            let packages =
+                parsed
+                    .get_policy_package_components()
+                    .map_err(|error| PolicyError::Compile {
+                        message: error.to_string(),
+                    })?;
+            crate::bundle::check_roots(manifest, &packages, &data)?;
+        }
         let template = prepared_engine(modules, data)?;
         check_entrypoint(&template)?;
-        check_with_bytecode_compiler(&template)?;
+        let analysis = analyse_engine(&template);
+        if let Some(call) = analysis.unknown_calls.first() {
+            return Err(PolicyError::Compile {
+                message: call.message(),
+            });
+        }
+        let (rvm, interpreter_reason) = match RvmEngine::compile(&template)? {
+            Compiled::Program(engine) => (Some(engine), None),
+            Compiled::Unsupported(reason) => {
+                tracing::debug!(%reason, "policy runs on the interpreter");
+                (None, Some(reason))
+            }
+        };
         let data =
             serde_json::to_value(template.get_data()).map_err(|error| PolicyError::Data {
                 file: "data".to_owned(),
                 message: error.to_string(),
             })?;
+        let cache_disabled_reason = analysis.uncacheable_reason();
+        let cache = analysis
+            .cacheable()
+            .then(|| DecisionCache::new(analysis.reads.clone(), DEFAULT_CACHE_ENTRIES));
+        let projection = (!analysis.reads.whole).then(|| Projection::new(&analysis.reads));
+        let read_paths = if analysis.reads.whole {
+            vec!["input".to_owned()]
+        } else {
+            analysis.reads.describe()
+        };
         Ok(Policy {
             shared: Arc::new(CompiledPolicy {
                 template,
                 revision,
                 data,
+                modules: modules.len(),
+                rules: analysis.rules,
+                rvm,
+                rvm_state: AtomicU8::new(RVM_UNVERIFIED),
+                interpreter_reason: Mutex::new(interpreter_reason),
+                cache,
+                cache_disabled_reason,
+                projection,
+                read_paths,
             }),
             time_limit: DEFAULT_TIME_LIMIT,
+            use_cache: true,
         })
     }
 
@@ -124,6 +270,7 @@ impl Policy {
     }
 
     /// Sets the wall-clock limit of one evaluation; a decision that takes longer is a deny.
+    /// Both engines honour it.
     pub fn set_time_limit(&mut self, limit: Duration) {
         self.time_limit = limit;
     }
@@ -144,13 +291,218 @@ impl Policy {
         self.shared.data.get("recipients")?.get(id)?.as_object()
     }
 
+    /// How many policy modules (test files excluded) and rule definitions the policy has.
+    pub fn counts(&self) -> (usize, usize) {
+        (self.shared.modules, self.shared.rules)
+    }
+
+    /// The engine [`Policy::decide`] uses: `"rvm"` or `"interpreter"`.
+    pub fn engine_name(&self) -> &'static str {
+        self.engine().name()
+    }
+
+    /// The engine [`Policy::decide`] uses.
+    pub fn engine(&self) -> EngineKind {
+        if self.shared.rvm.is_some() && self.shared.rvm_state.load(Ordering::Acquire) == RVM_ACTIVE
+        {
+            EngineKind::Rvm
+        } else {
+            EngineKind::Interpreter
+        }
+    }
+
+    /// Why the interpreter runs this policy rather than the VM: the compiler does not support
+    /// it, or the VM disagreed with the interpreter on some input. `None` when the VM runs it.
+    pub fn interpreter_reason(&self) -> Option<String> {
+        match self.engine() {
+            EngineKind::Rvm => None,
+            EngineKind::Interpreter => self
+                .shared
+                .interpreter_reason
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .clone()
+                .or_else(|| Some("the bytecode VM has not been verified".to_owned())),
+        }
+    }
+
+    /// Compares the two engines on `inputs` (the gateway's own sample of real inputs, say).
+    ///
+    /// The VM is used only while every compared decision is identical to the interpreter's
+    /// (two fail-closed decisions count as identical whatever their errors say). The first
+    /// disagreement moves this policy, and every clone of it, to the interpreter for good and
+    /// empties the decision cache, which may hold the VM's answers. Calling it again with more
+    /// inputs never brings the VM back.
+    pub fn verify_engine(&self, inputs: &[serde_json::Value]) -> EngineVerification {
+        self.verify_engine_within(inputs, None)
+    }
+
+    /// [`Policy::verify_engine`], stopping after `budget` (at load, a slow policy must not make
+    /// loading slow: each of its inputs may take a whole time limit on each engine). What was
+    /// compared before the budget ran out still decides.
+    fn verify_engine_within(
+        &self,
+        inputs: &[serde_json::Value],
+        budget: Option<Duration>,
+    ) -> EngineVerification {
+        let started = std::time::Instant::now();
+        let Some(rvm) = &self.shared.rvm else {
+            return EngineVerification {
+                engine: EngineKind::Interpreter,
+                compared: 0,
+                mismatches: Vec::new(),
+            };
+        };
+        let mut mismatches = Vec::new();
+        let mut disagreements = 0usize;
+        let mut compared = 0;
+        for input in inputs {
+            if budget.is_some_and(|budget| started.elapsed() > budget) {
+                break;
+            }
+            compared += 1;
+            let interpreter = self.decide_with(EngineKind::Interpreter, input);
+            let vm = self.evaluate_guarded(|input| self.evaluate_rvm(rvm, input), input);
+            if !same_decision(&interpreter, &vm) {
+                disagreements += 1;
+                if mismatches.len() < MAX_REPORTED_MISMATCHES {
+                    mismatches.push(EngineMismatch {
+                        input: input.clone(),
+                        interpreter,
+                        rvm: vm,
+                    });
+                }
+            }
+        }
+        if disagreements > 0 {
+            let first = &mismatches[0];
+            let reason = format!(
+                "the bytecode VM disagreed with the interpreter on {disagreements} of {compared} inputs; for example the interpreter gave {:?} and the VM {:?}",
+                first.interpreter, first.rvm
+            );
+            tracing::warn!(revision = %self.shared.revision, %reason, "policy moved to the interpreter");
+            // Retire the VM before emptying the cache; the cache refuses answers computed before
+            // it was emptied.
+            self.shared.rvm_state.store(RVM_RETIRED, Ordering::Release);
+            *self
+                .shared
+                .interpreter_reason
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(reason);
+            if let Some(cache) = &self.shared.cache {
+                cache.clear();
+            }
+        } else if compared > 0 {
+            // Never over a retirement, even one made by another thread meanwhile.
+            let _ = self.shared.rvm_state.compare_exchange(
+                RVM_UNVERIFIED,
+                RVM_ACTIVE,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
+        }
+        EngineVerification {
+            engine: self.engine(),
+            compared,
+            mismatches,
+        }
+    }
+
+    /// Whether [`Policy::decide`] on this handle uses the decision cache (default: yes, when the
+    /// policy allows caching).
+    pub fn set_cache_enabled(&mut self, enabled: bool) {
+        self.use_cache = enabled;
+    }
+
+    /// How the decision cache of this policy is doing.
+    pub fn cache_stats(&self) -> CacheStats {
+        let (entries, hits, misses) = self
+            .shared
+            .cache
+            .as_ref()
+            .map_or((0, 0, 0), DecisionCache::stats);
+        CacheStats {
+            enabled: self.shared.cache.is_some(),
+            disabled_reason: self.shared.cache_disabled_reason.clone(),
+            key_paths: self
+                .shared
+                .cache
+                .as_ref()
+                .map(DecisionCache::key_paths)
+                .unwrap_or_default(),
+            entries,
+            hits,
+            misses,
+        }
+    }
+
+    /// The parts of `input` the policy reads, as `input.a.b` paths (`input` alone when it reads
+    /// input as a whole).
+    pub fn input_paths(&self) -> &[String] {
+        &self.shared.read_paths
+    }
+
     /// Evaluates the entrypoint for `input`. Never fails: an undefined decision, an evaluation
     /// error, a time-out, a non-boolean `allow` or a malformed `redact`/`reasons` is a deny with
     /// `error` set.
+    ///
+    /// Uses the decision cache when the policy allows it, and the VM when it has been verified.
     pub fn decide(&self, input: &serde_json::Value) -> Decision {
+        let cache = self.shared.cache.as_ref().filter(|_| self.use_cache);
+        let Some(cache) = cache else {
+            return self.decide_uncached(input);
+        };
+        match cache.lookup(input) {
+            Ok(decision) => decision,
+            Err(key) => {
+                let decision = self.decide_uncached(input);
+                // Only answers the policy gave are kept: a time-out may not recur. An answer from
+                // a VM retired meanwhile is refused by the cache, which was emptied since.
+                if let Some(key) = key
+                    && decision.error.is_none()
+                {
+                    cache.insert(key, &decision);
+                }
+                decision
+            }
+        }
+    }
+
+    /// [`Policy::decide`] without the cache.
+    pub fn decide_uncached(&self, input: &serde_json::Value) -> Decision {
+        self.decide_with(self.engine(), input)
+    }
+
+    /// Evaluates with the given engine, without the cache: for comparisons and benchmarks.
+    /// Asking for the VM when the policy does not compile to it gives a fail-closed deny.
+    pub fn decide_with(&self, engine: EngineKind, input: &serde_json::Value) -> Decision {
+        match engine {
+            EngineKind::Interpreter => {
+                self.evaluate_guarded(|input| self.evaluate_interpreter(input), input)
+            }
+            EngineKind::Rvm => match &self.shared.rvm {
+                Some(rvm) => self.evaluate_guarded(|input| self.evaluate_rvm(rvm, input), input),
+                None => Decision::fail_closed(
+                    "the policy does not compile to the bytecode VM".to_owned(),
+                ),
+            },
+        }
+    }
+
+    fn evaluate_guarded(
+        &self,
+        evaluate: impl FnOnce(regorus::Value) -> Result<Decision, String>,
+        input: &serde_json::Value,
+    ) -> Decision {
         // A panic inside the engine must not take the gateway's worker down, nor let anything
         // through; the engine clone that panicked is discarded with the closure.
-        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| self.evaluate(input)));
+        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            let input = match &self.shared.projection {
+                Some(projection) => projection.convert(input)?,
+                None => to_rego_value(input)?,
+            };
+            evaluate(input)
+        }));
         match outcome {
             Ok(Ok(decision)) => decision,
             Ok(Err(error)) => Decision::fail_closed(error),
@@ -158,9 +510,7 @@ impl Policy {
         }
     }
 
-    fn evaluate(&self, input: &serde_json::Value) -> Result<Decision, String> {
-        let input = regorus::Value::deserialize(input)
-            .map_err(|error| format!("input is not a valid rego value: {error}"))?;
+    fn evaluate_interpreter(&self, input: regorus::Value) -> Result<Decision, String> {
         let mut engine = self.shared.template.clone();
         engine.set_execution_timer_config(timer_config(self.time_limit));
         engine.set_input(input);
@@ -169,6 +519,124 @@ impl Policy {
             .map_err(|error| evaluation_error(ENTRYPOINT, &error, self.time_limit))?;
         Decision::from_policy_value(&value)
     }
+
+    fn evaluate_rvm(&self, rvm: &RvmEngine, input: regorus::Value) -> Result<Decision, String> {
+        let value = rvm.evaluate(input, self.time_limit)?;
+        Decision::from_policy_value(&value)
+    }
+}
+
+/// Equal decisions. Two fail-closed decisions are equal when they failed the same way (a
+/// time-out, an undefined decision, an evaluation error, the same malformed document): the
+/// engines word their evaluation errors differently, but a VM that says "undefined" where the
+/// interpreter names a failing builtin would make the decision log less useful.
+fn same_decision(a: &Decision, b: &Decision) -> bool {
+    match (&a.error, &b.error) {
+        (Some(a), Some(b)) => failure_kind(a) == failure_kind(b),
+        (None, None) => a == b,
+        _ => false,
+    }
+}
+
+fn failure_kind(error: &str) -> &str {
+    if error.contains("exceeded the time limit") {
+        "time-out"
+    } else if error.starts_with(&format!("evaluation of {ENTRYPOINT} failed")) {
+        "evaluation error"
+    } else {
+        // Undefined, a malformed decision document, an input that is not a value: worded by
+        // this crate, the same for both engines.
+        error
+    }
+}
+
+/// The static analysis of the policy modules of a prepared engine.
+pub(crate) fn analyse_engine(template: &regorus::Engine) -> Analysis {
+    let mut engine = template.clone();
+    let modules = engine.get_modules().clone();
+    let functions = Functions::of(&modules);
+    analyse(&modules, &functions)
+}
+
+/// The read paths of a policy, with the engine's key values made once (each is a shared string
+/// the conversion only has to reference).
+struct Projection {
+    whole: bool,
+    children: Vec<(String, regorus::Value, Projection)>,
+}
+
+impl Projection {
+    fn new(reads: &crate::analysis::ReadPaths) -> Projection {
+        Projection {
+            whole: reads.whole,
+            children: reads
+                .children
+                .iter()
+                .map(|(name, child)| {
+                    (
+                        name.clone(),
+                        regorus::Value::String(name.as_str().into()),
+                        Projection::new(child),
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    /// The input with only the read fields. Where the policy looks for fields of something that
+    /// is not an object, all of it is kept, as the cache key does.
+    fn convert(&self, value: &serde_json::Value) -> Result<regorus::Value, String> {
+        match value {
+            serde_json::Value::Object(object) if !self.whole => {
+                let mut map = std::collections::BTreeMap::new();
+                for (name, key, child) in &self.children {
+                    if let Some(item) = object.get(name) {
+                        map.insert(key.clone(), child.convert(item)?);
+                    }
+                }
+                Ok(regorus::Value::from(map))
+            }
+            other => to_rego_value(other),
+        }
+    }
+}
+
+/// Converts the gateway's JSON input into the engine's value directly, as regorus' own
+/// deserializer would (integers stay integers, floats stay floats).
+pub(crate) fn to_rego_value(value: &serde_json::Value) -> Result<regorus::Value, String> {
+    Ok(match value {
+        serde_json::Value::Null => regorus::Value::Null,
+        serde_json::Value::Bool(flag) => regorus::Value::Bool(*flag),
+        serde_json::Value::Number(number) => {
+            if let Some(unsigned) = number.as_u64() {
+                regorus::Value::from(unsigned)
+            } else if let Some(signed) = number.as_i64() {
+                regorus::Value::from(signed)
+            } else {
+                match number.as_f64() {
+                    Some(float) if float.is_finite() => regorus::Value::from(float),
+                    _ => return Err(format!("input holds a number that is not finite: {number}")),
+                }
+            }
+        }
+        serde_json::Value::String(text) => regorus::Value::String(text.as_str().into()),
+        serde_json::Value::Array(items) => regorus::Value::from(
+            items
+                .iter()
+                .map(to_rego_value)
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+        serde_json::Value::Object(object) => {
+            let mut map = std::collections::BTreeMap::new();
+            for (key, item) in object {
+                map.insert(
+                    regorus::Value::String(key.as_str().into()),
+                    to_rego_value(item)?,
+                );
+            }
+            regorus::Value::from(map)
+        }
+    })
 }
 
 pub(crate) fn timer_config(limit: Duration) -> ExecutionTimerConfig {
@@ -321,55 +789,4 @@ fn check_entrypoint(engine: &regorus::Engine) -> Result<(), PolicyError> {
         }
     }
     Err(PolicyError::MissingEntrypoint)
-}
-
-/// The interpreter finds unknown functions and unsafe variables only when evaluation reaches
-/// them, which for a rarely taken branch may be months after activation. The bytecode compiler
-/// resolves everything the entrypoint can reach, so its verdict on those errors is taken at load
-/// time. It does not support every construct (`with`, some partial object rules); when it gives
-/// up for such a reason the policy still loads and runs on the interpreter.
-fn check_with_bytecode_compiler(template: &regorus::Engine) -> Result<(), PolicyError> {
-    let mut engine = template.clone();
-    let compiled = engine
-        .compile_with_entrypoint(&ENTRYPOINT.into())
-        .map_err(|error| PolicyError::Compile {
-            message: error.to_string().trim().to_owned(),
-        })?;
-    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
-        Compiler::compile_from_policy(&compiled, &[ENTRYPOINT]).map(|_| ())
-    }));
-    match outcome {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(error)) if is_policy_defect(&error.error) => Err(PolicyError::Compile {
-            message: error.to_string().trim().to_owned(),
-        }),
-        Ok(Err(error)) => {
-            tracing::debug!(%error, "bytecode compiler does not support this policy; checked by the interpreter only");
-            Ok(())
-        }
-        Err(_) => {
-            tracing::debug!("bytecode compiler panicked; policy checked by the interpreter only");
-            Ok(())
-        }
-    }
-}
-
-/// Errors that mean the policy itself is wrong, as opposed to the compiler's own limits. Some
-/// arrive wrapped in a general error, so their text is matched too.
-fn is_policy_defect(error: &CompilerError) -> bool {
-    const DEFECT_MESSAGES: [&str; 3] = [
-        "Unknown function",
-        "Unknown builtin function",
-        "Undefined variable",
-    ];
-    match error {
-        CompilerError::UnknownFunction { .. }
-        | CompilerError::UnknownBuiltinFunction { .. }
-        | CompilerError::NotBuiltinFunction { .. }
-        | CompilerError::UndefinedVariable { .. } => true,
-        CompilerError::General { message } => DEFECT_MESSAGES
-            .iter()
-            .any(|defect| message.contains(defect)),
-        _ => false,
-    }
 }

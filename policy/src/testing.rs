@@ -1,6 +1,6 @@
-//! A test runner for a policy directory, in the manner of `opa test`: every rule named `test_*`
-//! in a `*_test.rego` file is evaluated against the directory's policy and data, and passes
-//! when it is `true`.
+//! A test runner for a policy directory or bundle, in the manner of `opa test`: every rule
+//! named `test_*` in a `*_test.rego` file is evaluated against the policy and data, and passes
+//! when it is `true`; optionally with line coverage of the policy files.
 
 use std::path::Path;
 use std::time::Duration;
@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::PolicyError;
-use crate::files::{PolicyDirectory, mounted_data_document};
+use crate::files::PolicyDirectory;
 use crate::policy::{evaluation_error, prepared_engine, timer_config};
 
 /// Tests may build many inputs and mock data; they get far more time than one decision, but a
@@ -38,9 +38,44 @@ impl TestResult {
 }
 
 /// The outcome of a test run, in file order and then in the order the tests are written.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct TestReport {
     pub results: Vec<TestResult>,
+    /// Line coverage of the policy files by the tests that ran, when asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub coverage: Option<CoverageReport>,
+}
+
+/// Which lines of the policy files (tests excluded) the tests evaluated, as `opa test
+/// --coverage` reports them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct CoverageReport {
+    pub files: Vec<FileCoverage>,
+    /// Covered lines of all files over all lines with code, in percent.
+    pub percent: f64,
+}
+
+/// The coverage of one policy file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct FileCoverage {
+    /// Path relative to the policy source.
+    pub file: String,
+    /// Line numbers (1-based) with code that some test evaluated.
+    pub covered: Vec<u32>,
+    /// Line numbers with code that no test evaluated.
+    pub not_covered: Vec<u32>,
+    /// `covered` over both, in percent; 0 for a file no test reached at all.
+    pub percent: f64,
+}
+
+fn percent(covered: usize, not_covered: usize) -> f64 {
+    let total = covered + not_covered;
+    if total == 0 {
+        0.0
+    } else {
+        // Two decimals, as opa test prints.
+        ((covered as f64) * 10_000.0 / (total as f64)).round() / 100.0
+    }
 }
 
 impl TestReport {
@@ -65,27 +100,29 @@ impl TestReport {
     }
 }
 
-/// Runs the `test_*` rules of the directory's `*_test.rego` files against its policy and data.
+/// Runs the `test_*` rules of the `*_test.rego` files of a policy directory or bundle against
+/// its policy and data.
 ///
 /// `filter` is a regular expression matched against each test's full path
 /// (`data.cordon.outbound_test.test_red_to_named`), like `opa test --run`.
 ///
 /// Errors are for what prevents running at all (a file that does not parse, conflicting data,
-/// an invalid filter); a failing or erroring test is a result, not an error.
-pub fn run_tests(dir: &Path, filter: Option<&str>) -> Result<TestReport, PolicyError> {
-    let directory = PolicyDirectory::read(dir)?;
-    let modules: Vec<(String, String)> = directory
-        .modules
-        .iter()
-        .chain(&directory.tests)
-        .map(|file| (file.relative_path.clone(), file.contents.clone()))
-        .collect();
-    let data = directory
-        .data
-        .iter()
-        .map(|file| Ok((file.relative_path.clone(), mounted_data_document(file)?)))
-        .collect::<Result<Vec<_>, PolicyError>>()?;
-    let template = prepared_engine(&modules, data)?;
+/// an invalid filter, a malformed bundle); a failing or erroring test is a result, not an
+/// error.
+pub fn run_tests(path: &Path, filter: Option<&str>) -> Result<TestReport, PolicyError> {
+    run_tests_with(path, filter, false)
+}
+
+/// [`run_tests`], with line coverage of the policy files in [`TestReport::coverage`] when
+/// `coverage` is set.
+pub fn run_tests_with(
+    path: &Path,
+    filter: Option<&str>,
+    coverage: bool,
+) -> Result<TestReport, PolicyError> {
+    let directory = PolicyDirectory::read_source(path)?;
+    let modules = directory.module_pairs(true);
+    let template = prepared_engine(&modules, directory.mounted_data()?)?;
 
     let packages =
         template
@@ -120,11 +157,58 @@ pub fn run_tests(dir: &Path, filter: Option<&str>) -> Result<TestReport, PolicyE
         tests.retain(|_| selected.next().unwrap_or(false));
     }
 
+    let mut merged = coverage.then(CoverageMerge::default);
     let results = tests
         .into_iter()
-        .map(|test| run_one(&template, test))
+        .map(|test| run_one(&template, test, merged.as_mut()))
         .collect();
-    Ok(TestReport { results })
+    let coverage = merged.map(|merged| merged.report(&directory));
+    Ok(TestReport { results, coverage })
+}
+
+/// Coverage summed over the tests: a line is covered when any test covered it.
+#[derive(Default)]
+struct CoverageMerge {
+    files: std::collections::BTreeMap<String, (BTreeSet<u32>, BTreeSet<u32>)>,
+}
+
+use std::collections::BTreeSet;
+
+impl CoverageMerge {
+    fn add(&mut self, report: regorus::coverage::Report) {
+        for file in report.files {
+            let (covered, not_covered) = self.files.entry(file.path).or_default();
+            covered.extend(file.covered);
+            not_covered.extend(file.not_covered);
+        }
+    }
+
+    /// The policy files only, in path order; a file no test reached is listed at 0 %.
+    fn report(self, directory: &PolicyDirectory) -> CoverageReport {
+        let mut files = Vec::new();
+        let (mut all_covered, mut all_not_covered) = (0, 0);
+        for module in &directory.modules {
+            let (covered, not_covered) = self
+                .files
+                .get(&module.relative_path)
+                .cloned()
+                .unwrap_or_default();
+            let not_covered: Vec<u32> = not_covered.difference(&covered).copied().collect();
+            let covered: Vec<u32> = covered.into_iter().collect();
+            all_covered += covered.len();
+            all_not_covered += not_covered.len();
+            files.push(FileCoverage {
+                file: module.relative_path.clone(),
+                percent: percent(covered.len(), not_covered.len()),
+                covered,
+                not_covered,
+            });
+        }
+        CoverageReport {
+            files,
+            percent: percent(all_covered, all_not_covered),
+        }
+    }
 }
 
 struct PlannedTest {
@@ -133,13 +217,26 @@ struct PlannedTest {
     rule_path: String,
 }
 
-fn run_one(template: &regorus::Engine, test: PlannedTest) -> TestResult {
+fn run_one(
+    template: &regorus::Engine,
+    test: PlannedTest,
+    coverage: Option<&mut CoverageMerge>,
+) -> TestResult {
     let mut engine = template.clone();
     engine.set_execution_timer_config(timer_config(TEST_TIME_LIMIT));
+    if coverage.is_some() {
+        engine.set_enable_coverage(true);
+    }
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         engine.eval_rule(test.rule_path.clone())
     }));
     let output = engine.take_prints().unwrap_or_default();
+    if let Some(coverage) = coverage {
+        match engine.get_coverage_report() {
+            Ok(report) => coverage.add(report),
+            Err(error) => tracing::debug!(%error, test = %test.rule_path, "no coverage report"),
+        }
+    }
     let (passed, error) = match outcome {
         Ok(Ok(regorus::Value::Bool(true))) => (true, None),
         Ok(Ok(regorus::Value::Bool(false) | regorus::Value::Undefined)) => (false, None),
@@ -193,7 +290,7 @@ fn identifiers(text: &str) -> impl Iterator<Item = &str> {
 }
 
 /// `data.a.b.name`, with bracket notation for components that are not identifiers.
-fn rule_path(package: &[String], name: &str) -> String {
+pub(crate) fn rule_path(package: &[String], name: &str) -> String {
     let mut path = String::from("data");
     for component in package.iter().map(String::as_str).chain([name]) {
         let is_identifier = component

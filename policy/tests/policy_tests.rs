@@ -5,7 +5,7 @@ use std::path::Path;
 mod common;
 
 use common::{policy_dir, reference_dir};
-use cordon_policy::{PolicyError, TestReport, run_tests};
+use cordon_policy::{PolicyError, TestReport, run_tests, run_tests_with};
 
 fn summary(report: &TestReport) -> String {
     report
@@ -140,4 +140,70 @@ fn directory_without_tests_has_an_empty_report() {
 fn missing_directory_is_an_io_error() {
     let result = run_tests(Path::new("/nonexistent/cordon/policy"), None);
     assert!(matches!(result, Err(PolicyError::Io { .. })), "{result:?}");
+}
+
+#[test]
+fn coverage_of_policy_files() {
+    let dir = policy_dir(&[
+        (
+            "p.rego",
+            "package p\n\nimport rego.v1\n\nlimit := 3\n\nbig(x) if {\n\tx > limit\n}\n\nnever_tested(x) if {\n\tx < 0\n}\n",
+        ),
+        (
+            "p_test.rego",
+            "package p_test\n\nimport rego.v1\nimport data.p\n\ntest_big if p.big(4)\n",
+        ),
+    ]);
+    let report = run_tests_with(dir.path(), None, true).expect("tests run");
+    assert!(report.all_passed(), "{report:?}");
+    let coverage = report.coverage.expect("coverage asked for");
+    // Policy files only; the tests themselves are not measured.
+    assert_eq!(coverage.files.len(), 1, "{coverage:?}");
+    let file = &coverage.files[0];
+    assert_eq!(file.file, "p.rego");
+    assert!(file.covered.contains(&8), "{file:?}");
+    assert!(file.not_covered.contains(&12), "{file:?}");
+    assert!(
+        file.covered
+            .iter()
+            .all(|line| !file.not_covered.contains(line))
+    );
+    assert!(file.percent > 0.0 && file.percent < 100.0, "{file:?}");
+    assert_eq!(coverage.percent, file.percent);
+    let json = serde_json::to_value(&coverage).expect("serializes");
+    assert_eq!(json["files"][0]["file"], "p.rego");
+
+    // Without the flag there is none.
+    assert!(
+        run_tests(dir.path(), None)
+            .expect("tests run")
+            .coverage
+            .is_none()
+    );
+}
+
+#[test]
+fn reference_policy_coverage() {
+    let dir = reference_dir();
+    let report = run_tests_with(dir.path(), None, true).expect("tests run");
+    assert!(report.all_passed());
+    let coverage = report.coverage.expect("coverage");
+    assert_eq!(coverage.files.len(), 1);
+    assert_eq!(coverage.files[0].file, "cordon/outbound.rego");
+    // The reference tests exercise nearly every rule.
+    assert!(coverage.percent >= 90.0, "{coverage:?}");
+}
+
+#[test]
+fn failing_test_still_fails_with_coverage() {
+    let dir = policy_dir(&[
+        ("p.rego", "package p\n\nlimit := 3\n"),
+        (
+            "p_test.rego",
+            "package p_test\n\nimport data.p\n\ntest_wrong if p.limit == 4\n",
+        ),
+    ]);
+    let report = run_tests_with(dir.path(), None, true).expect("tests run");
+    assert_eq!(report.failed(), 1);
+    assert!(report.coverage.is_some());
 }

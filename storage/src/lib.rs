@@ -1,8 +1,12 @@
-//! The feed's storage: an append-only, gap-safe event log of published and retracted
-//! indicators, on SQLite (embedded default) or PostgreSQL (production, several replicas).
+//! The gateway's storage, on SQLite (embedded default) or PostgreSQL (production, several
+//! replicas): the feed, an append-only, gap-safe event log of published and retracted
+//! indicators; and the decision log, every release decision of the sharing policy.
 //!
 //! Payloads are opaque bytes: this crate knows nothing of protobuf or gRPC, and it is the only
-//! crate of the workspace that names sqlx.
+//! crate of the workspace that names sqlx. Both backends run the same SQL text, checked at run
+//! time, and pass the same conformance suite (`tests/conformance.rs`); their migrations
+//! (`migrations/sqlite`, `migrations/postgres`) keep the same logical schema and run when a
+//! [`Store`] connects.
 //!
 //! **Gap safety.** A follower reads "events after my cursor" and moves its cursor to
 //! [`EventBatch::scanned_to`]. That is only correct if no event at or below `scanned_to` can
@@ -10,7 +14,22 @@
 //! `feed_head` as the first statement of the writing transaction; the row lock makes writers
 //! commit in sequence order, and a reader never looks past the head it read in the same
 //! snapshot. See [`Store::read_after`].
+//!
+//! **Decision log.** [`Store::record_decisions`] appends a batch of [`DecisionRow`]s in one
+//! transaction, all or nothing (`decision_id` is the primary key, so a repeated id refuses the
+//! batch). [`Store::decisions`] filters by indicator, recipient and time (`since`), alone or
+//! combined, and pages in the keyset order `(at_micros, decision_id)` through
+//! [`DecisionQuery::after_decision`], at most [`MAX_DECISIONS_PER_QUERY`] rows a page; each
+//! filter has an index ending in that order, so a page is one range scan. Redactions and
+//! reasons are stored as JSON arrays of strings. [`Store::purge_decisions_before`] applies
+//! the retention in short transactions. The decision log does not touch the feed head.
+//!
+//! **SQLite writes** all go through one writer connection (so this process's writers queue
+//! instead of contending for the file's lock): publishes, retractions, decision batches and
+//! purge chunks wait for each other. Decision batches and purge chunks are therefore kept to
+//! one short transaction each.
 
+mod decisions;
 mod error;
 mod model;
 mod operations;
@@ -19,8 +38,11 @@ mod sqlite;
 mod store;
 pub mod testing;
 
+pub use decisions::MAX_DECISIONS_PER_QUERY;
 pub use error::StorageError;
-pub use model::{EventBatch, EventBody, NewIndicator, StoredEvent, StoredIndicator};
+pub use model::{
+    DecisionQuery, DecisionRow, EventBatch, EventBody, NewIndicator, StoredEvent, StoredIndicator,
+};
 pub use store::{Backend, Store};
 
 /// Re-exported so that callers (the gateway, tests) can build PostgreSQL options, for example

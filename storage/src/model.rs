@@ -56,3 +56,38 @@ pub struct StoredIndicator {
     pub sequence: u64,
     pub retracted: bool,
 }
+
+/// One release decision of the sharing policy, as the decision log stores it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecisionRow {
+    /// A UUID made by the gateway; the primary key. Compared bytewise in the keyset order.
+    pub decision_id: String,
+    /// Unix time in microseconds when the decision was made.
+    pub at_micros: i64,
+    pub recipient: String,
+    pub indicator_id: String,
+    pub channel: String,
+    /// The revision of the policy that made the decision.
+    pub policy_revision: String,
+    pub allow: bool,
+    /// The paths the policy redacted, in the policy's order.
+    pub redact: Vec<String>,
+    pub reasons: Vec<String>,
+    /// Why the evaluation failed (and so denied), if it did.
+    pub error: Option<String>,
+}
+
+/// Which decisions [`crate::Store::decisions`] returns. Every filter that is set must match;
+/// with none set, every decision matches.
+#[derive(Debug, Clone, Default)]
+pub struct DecisionQuery {
+    pub indicator_id: Option<String>,
+    pub recipient: Option<String>,
+    /// Only decisions with `at_micros >= since_micros`.
+    pub since_micros: Option<i64>,
+    /// Keyset cursor `(at_micros, decision_id)`: only decisions strictly after it in the order
+    /// of the results. Pass the last row of the previous page to get the next one.
+    pub after_decision: Option<(i64, String)>,
+    /// At most this many rows, capped at [`crate::MAX_DECISIONS_PER_QUERY`]; 0 returns none.
+    pub limit: u32,
+}

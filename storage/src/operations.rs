@@ -1,5 +1,5 @@
 //! The feed operations, written once and expanded for SQLite and PostgreSQL by
-//! [`feed_operations!`].
+//! `feed_operations!`.
 //!
 //! The SQL uses `$N` placeholders: sqlx's SQLite driver binds `$N` by number as PostgreSQL does,
 //! so one text serves both backends. Only the statement that opens a write transaction differs.

@@ -1,4 +1,5 @@
-//! The `Store` handle: picks the backend from the URL and dispatches the feed operations.
+//! The `Store` handle: picks the backend from the URL and dispatches the feed and decision log
+//! operations.
 
 use std::fmt;
 use std::str::FromStr;
@@ -7,8 +8,9 @@ use std::sync::Arc;
 use sqlx::postgres::PgConnectOptions;
 use tokio::sync::watch;
 
+use crate::decisions::{postgres_decisions, sqlite_decisions};
 use crate::error::StorageError;
-use crate::model::{EventBatch, NewIndicator, StoredIndicator};
+use crate::model::{DecisionQuery, DecisionRow, EventBatch, NewIndicator, StoredIndicator};
 use crate::operations::{postgres_feed, sqlite_feed};
 use crate::postgres::{self, PostgresPools};
 use crate::sqlite::{self, SqlitePools};
@@ -174,6 +176,47 @@ impl Store {
         };
         raise_known_head(&self.inner.head, head);
         Ok(head)
+    }
+
+    /// Appends decisions in one transaction: all of them, or none if any `decision_id` is
+    /// repeated within `rows` or already stored (then [`StorageError::Database`]). Does not
+    /// move the feed head. The gateway buffers decisions and writes them in batches.
+    ///
+    /// On SQLite this goes through the same single writer connection as [`Store::publish`],
+    /// which waits meanwhile: the lists are encoded before the transaction starts and the
+    /// transaction only inserts, but keep batches to hundreds or a few thousand rows.
+    pub async fn record_decisions(&self, rows: &[DecisionRow]) -> Result<(), StorageError> {
+        match &self.inner.pools {
+            Pools::Sqlite(pools) => sqlite_decisions::record(&pools.write, rows).await,
+            Pools::Postgres(pools) => postgres_decisions::record(&pools.pool, rows).await,
+        }
+    }
+
+    /// The decisions that match every filter set in `query`, oldest first in the keyset order
+    /// `(at_micros, decision_id)` (ids compared bytewise), at most `query.limit` of them and
+    /// never more than [`MAX_DECISIONS_PER_QUERY`](crate::MAX_DECISIONS_PER_QUERY). For the
+    /// next page, set [`DecisionQuery::after_decision`] to the last row's
+    /// `(at_micros, decision_id)`; a short page is the last one.
+    pub async fn decisions(&self, query: &DecisionQuery) -> Result<Vec<DecisionRow>, StorageError> {
+        match &self.inner.pools {
+            Pools::Sqlite(pools) => sqlite_decisions::select(&pools.read, query).await,
+            Pools::Postgres(pools) => postgres_decisions::select(&pools.pool, query).await,
+        }
+    }
+
+    /// Deletes the decisions with `at_micros < cutoff_micros` and returns how many it deleted.
+    /// It deletes the oldest first, in short transactions of at most a thousand rows, so that
+    /// publishes (on SQLite, queued for the one writer connection) get through between them; a
+    /// failure part-way leaves the older part purged.
+    pub async fn purge_decisions_before(&self, cutoff_micros: i64) -> Result<u64, StorageError> {
+        match &self.inner.pools {
+            Pools::Sqlite(pools) => {
+                sqlite_decisions::purge_before(&pools.write, cutoff_micros).await
+            }
+            Pools::Postgres(pools) => {
+                postgres_decisions::purge_before(&pools.pool, cutoff_micros).await
+            }
+        }
     }
 
     /// Wakes followers. The value is at least the latest head this process knows of; it moves

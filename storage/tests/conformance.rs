@@ -8,8 +8,8 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use cordon_storage::{
-    Backend, EventBatch, EventBody, NewIndicator, PgConnectOptions, StorageError, Store,
-    StoredEvent, StoredIndicator,
+    Backend, DecisionQuery, DecisionRow, EventBatch, EventBody, MAX_DECISIONS_PER_QUERY,
+    NewIndicator, PgConnectOptions, StorageError, Store, StoredEvent, StoredIndicator,
 };
 use sqlx::{Connection, Executor, PgConnection};
 use tempfile::TempDir;
@@ -602,6 +602,8 @@ async fn data_survives_close_and_reopen(fixture: &Fixture) {
         .await
         .expect("retract");
     let before = read(&store, 0, 10, &[]).await;
+    let decided = vec![decision("kept-decision", 8, "R1", "kept-0")];
+    store.record_decisions(&decided).await.expect("record");
     store.close().await;
     drop(store);
 
@@ -614,6 +616,10 @@ async fn data_survives_close_and_reopen(fixture: &Fixture) {
         .expect("read kept-1")
         .expect("kept-1 stored");
     assert!(retracted.retracted);
+    assert_eq!(
+        query_decisions(&reopened, &all_decisions_query()).await,
+        decided
+    );
     assert_eq!(
         *reopened.watch_head().borrow(),
         4,
@@ -640,6 +646,29 @@ async fn operations_after_close_are_unavailable(fixture: &Fixture) {
             Err(StorageError::Unavailable(_))
         ),
         "publish on a closed store"
+    );
+    assert!(
+        matches!(
+            clone
+                .record_decisions(&[decision("late", 1, "R1", "I1")])
+                .await,
+            Err(StorageError::Unavailable(_))
+        ),
+        "record_decisions on a closed store"
+    );
+    assert!(
+        matches!(
+            clone.decisions(&all_decisions_query()).await,
+            Err(StorageError::Unavailable(_))
+        ),
+        "decisions on a closed store"
+    );
+    assert!(
+        matches!(
+            clone.purge_decisions_before(i64::MAX).await,
+            Err(StorageError::Unavailable(_))
+        ),
+        "purge_decisions_before on a closed store"
     );
 }
 
@@ -773,6 +802,530 @@ async fn watch_head_wakes_on_own_commit(fixture: &Fixture) {
     let retracted = store.retract("woken-0", "test", 9).await.expect("retract");
     assert!(head.has_changed().expect("head sender alive"));
     assert_eq!(*head.borrow_and_update(), retracted);
+    store.close().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Decision log cases, run against every backend
+
+/// A decision id that sorts by `n`: UUID-shaped, lowercase hex.
+fn decision_id(n: u64) -> String {
+    format!("00000000-0000-4000-8000-{n:012x}")
+}
+
+fn decision(id: &str, at_micros: i64, recipient: &str, indicator_id: &str) -> DecisionRow {
+    DecisionRow {
+        decision_id: id.to_owned(),
+        at_micros,
+        recipient: recipient.to_owned(),
+        indicator_id: indicator_id.to_owned(),
+        channel: "subscribe".to_owned(),
+        policy_revision: "rev-1".to_owned(),
+        allow: true,
+        redact: vec!["source".to_owned()],
+        reasons: vec![format!("{recipient} may receive {indicator_id}")],
+        error: None,
+    }
+}
+
+fn sorted_by_keyset(mut rows: Vec<DecisionRow>) -> Vec<DecisionRow> {
+    rows.sort_by(|a, b| (a.at_micros, &a.decision_id).cmp(&(b.at_micros, &b.decision_id)));
+    rows
+}
+
+fn ids(rows: &[DecisionRow]) -> Vec<&str> {
+    rows.iter().map(|row| row.decision_id.as_str()).collect()
+}
+
+fn all_decisions_query() -> DecisionQuery {
+    DecisionQuery {
+        limit: MAX_DECISIONS_PER_QUERY,
+        ..DecisionQuery::default()
+    }
+}
+
+async fn query_decisions(store: &Store, query: &DecisionQuery) -> Vec<DecisionRow> {
+    store.decisions(query).await.expect("query decisions")
+}
+
+/// Every stored decision, page by page, checking that pages follow each other in order.
+async fn every_decision(store: &Store, mut query: DecisionQuery) -> Vec<DecisionRow> {
+    let mut all: Vec<DecisionRow> = Vec::new();
+    loop {
+        let page = query_decisions(store, &query).await;
+        assert!(page.len() <= query.limit as usize, "page over its limit");
+        let Some(last) = page.last() else {
+            return all;
+        };
+        query.after_decision = Some((last.at_micros, last.decision_id.clone()));
+        let short = page.len() < query.limit as usize;
+        all.extend(page);
+        if short {
+            return all;
+        }
+    }
+}
+
+async fn decisions_round_trip_every_field(fixture: &Fixture) {
+    let store = fixture.open().await;
+    store
+        .record_decisions(&[])
+        .await
+        .expect("record an empty batch");
+    assert_eq!(query_decisions(&store, &all_decisions_query()).await, []);
+
+    let allowed_plain = DecisionRow {
+        redact: Vec::new(),
+        reasons: Vec::new(),
+        ..decision(&decision_id(1), 1_700_000_000_000_000, "member/GH", "ind-1")
+    };
+    let denied_with_error = DecisionRow {
+        channel: "fetch".to_owned(),
+        policy_revision: "sha256:0f1e2d".to_owned(),
+        allow: false,
+        redact: vec!["source".to_owned(), "source.contact.email".to_owned()],
+        reasons: vec![
+            "TLP:RED is only for releasable_to".to_owned(),
+            "quote \" comma , backslash \\ bracket ] newline \n é 🦀".to_owned(),
+        ],
+        error: Some("evaluation timed out after 50ms".to_owned()),
+        ..decision(&decision_id(2), 1_700_000_000_000_001, "member/SN", "ind-2")
+    };
+    let empty_strings = DecisionRow {
+        redact: vec![String::new()],
+        reasons: vec![String::new(), String::new()],
+        error: Some(String::new()),
+        ..decision(&decision_id(3), 0, "", "")
+    };
+    let earliest = DecisionRow {
+        error: None,
+        ..decision(&decision_id(4), i64::MIN, "member/GH", "ind-1")
+    };
+    let latest = decision(&decision_id(5), i64::MAX, "member/GH", "ind-1");
+    let recorded = vec![
+        denied_with_error.clone(),
+        latest.clone(),
+        allowed_plain.clone(),
+        earliest.clone(),
+        empty_strings.clone(),
+    ];
+    store
+        .record_decisions(&recorded)
+        .await
+        .expect("record decisions");
+
+    assert_eq!(
+        query_decisions(&store, &all_decisions_query()).await,
+        [
+            earliest,
+            empty_strings,
+            allowed_plain,
+            denied_with_error,
+            latest
+        ],
+        "every field, oldest first"
+    );
+    assert_eq!(store.head().await, Ok(0), "decisions moved the feed head");
+    store.close().await;
+}
+
+/// Three recipients, two indicators, times with ties, recorded in two batches out of order.
+fn filter_fixture() -> Vec<DecisionRow> {
+    let plan: [(u64, i64, &str, &str); 12] = [
+        (12, 300, "R2", "I2"),
+        (1, 100, "R1", "I1"),
+        (2, 100, "R2", "I1"),
+        (3, 100, "R1", "I2"),
+        (11, 300, "R1", "I1"),
+        (4, 150, "R3", "I1"),
+        (5, 200, "R1", "I1"),
+        (6, 200, "R2", "I2"),
+        (7, 200, "R3", "I2"),
+        (8, 250, "R1", "I2"),
+        (9, 250, "R2", "I1"),
+        (10, 300, "R3", "I1"),
+    ];
+    plan.iter()
+        .map(|&(n, at, recipient, indicator)| decision(&decision_id(n), at, recipient, indicator))
+        .collect()
+}
+
+fn id_list(numbers: &[u64]) -> Vec<String> {
+    numbers.iter().copied().map(decision_id).collect()
+}
+
+async fn decisions_filter_by_indicator_recipient_and_time(fixture: &Fixture) {
+    let store = fixture.open().await;
+    let rows = filter_fixture();
+    store
+        .record_decisions(&rows[..5])
+        .await
+        .expect("record first batch");
+    store
+        .record_decisions(&rows[5..])
+        .await
+        .expect("record second batch");
+
+    let query =
+        |indicator: Option<&str>, recipient: Option<&str>, since: Option<i64>| DecisionQuery {
+            indicator_id: indicator.map(str::to_owned),
+            recipient: recipient.map(str::to_owned),
+            since_micros: since,
+            after_decision: None,
+            limit: 100,
+        };
+    // Each filter alone, and combined, against hand-written answers.
+    let cases: [(DecisionQuery, &[u64]); 10] = [
+        (
+            query(None, None, None),
+            &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12],
+        ),
+        (query(Some("I1"), None, None), &[1, 2, 4, 5, 9, 10, 11]),
+        (query(None, Some("R1"), None), &[1, 3, 5, 8, 11]),
+        (query(None, None, Some(200)), &[5, 6, 7, 8, 9, 10, 11, 12]),
+        (query(None, None, Some(201)), &[8, 9, 10, 11, 12]),
+        (query(Some("I2"), Some("R2"), None), &[6, 12]),
+        (query(Some("I1"), None, Some(250)), &[9, 10, 11]),
+        (query(None, Some("R3"), Some(150)), &[4, 7, 10]),
+        (query(Some("I1"), Some("R1"), Some(150)), &[5, 11]),
+        (query(Some("I9"), None, None), &[]),
+    ];
+    for (query, expected) in cases {
+        let found = query_decisions(&store, &query).await;
+        assert_eq!(ids(&found), id_list(expected), "{query:?}");
+    }
+
+    // Every combination against a filter over all rows, comparing whole rows.
+    let all = sorted_by_keyset(rows);
+    for indicator in [None, Some("I1"), Some("I2"), Some("none")] {
+        for recipient in [None, Some("R1"), Some("R2"), Some("R3"), Some("none")] {
+            for since in [
+                None,
+                Some(i64::MIN),
+                Some(100),
+                Some(150),
+                Some(300),
+                Some(301),
+            ] {
+                let query = query(indicator, recipient, since);
+                let expected: Vec<DecisionRow> = all
+                    .iter()
+                    .filter(|row| indicator.is_none_or(|id| row.indicator_id == id))
+                    .filter(|row| recipient.is_none_or(|id| row.recipient == id))
+                    .filter(|row| since.is_none_or(|since| row.at_micros >= since))
+                    .cloned()
+                    .collect();
+                assert_eq!(query_decisions(&store, &query).await, expected, "{query:?}");
+            }
+        }
+    }
+    store.close().await;
+}
+
+async fn decisions_keyset_pagination_with_limit(fixture: &Fixture) {
+    let store = fixture.open().await;
+    // 23 decisions over 6 instants, so most pages end inside a run of equal times; ids
+    // recorded in an order unrelated to theirs.
+    let rows: Vec<DecisionRow> = (0..23_u64)
+        .map(|n| {
+            let id = decision_id((n * 7) % 23);
+            let recipient = if n % 3 == 0 { "R1" } else { "R2" };
+            decision(&id, 1_000 + (n % 6) as i64, recipient, "I1")
+        })
+        .collect();
+    store.record_decisions(&rows).await.expect("record");
+    let all = sorted_by_keyset(rows);
+
+    let mut query = DecisionQuery {
+        limit: 5,
+        ..DecisionQuery::default()
+    };
+    let mut pages = Vec::new();
+    loop {
+        let page = query_decisions(&store, &query).await;
+        if page.is_empty() {
+            break;
+        }
+        let last = page.last().expect("non-empty page");
+        query.after_decision = Some((last.at_micros, last.decision_id.clone()));
+        pages.push(page);
+        assert!(pages.len() <= 5, "pagination does not end");
+    }
+    let sizes: Vec<usize> = pages.iter().map(Vec::len).collect();
+    assert_eq!(sizes, [5, 5, 5, 5, 3]);
+    assert_eq!(pages.concat(), all, "pages, joined, are every row in order");
+
+    // With filters, the same helper walks the same rows as a single filtered query.
+    let filtered = DecisionQuery {
+        recipient: Some("R2".to_owned()),
+        since_micros: Some(1_002),
+        limit: 4,
+        ..DecisionQuery::default()
+    };
+    let expected: Vec<DecisionRow> = all
+        .iter()
+        .filter(|row| row.recipient == "R2" && row.at_micros >= 1_002)
+        .cloned()
+        .collect();
+    assert!(expected.len() > 8, "the filtered walk needs several pages");
+    assert_eq!(every_decision(&store, filtered).await, expected);
+
+    // A cursor need not be a stored row: ("", t) is before every id at time t.
+    let from_cursor = |at_micros: i64, id: &str, limit: u32| DecisionQuery {
+        after_decision: Some((at_micros, id.to_owned())),
+        limit,
+        ..DecisionQuery::default()
+    };
+    let at_1003: Vec<DecisionRow> = all
+        .iter()
+        .filter(|row| row.at_micros >= 1_003)
+        .cloned()
+        .collect();
+    assert_eq!(
+        query_decisions(&store, &from_cursor(1_003, "", 100)).await,
+        at_1003
+    );
+    // The row at the cursor itself is excluded, the next one with the same time included.
+    let middle = &all[10];
+    let page = query_decisions(
+        &store,
+        &from_cursor(middle.at_micros, &middle.decision_id, 2),
+    )
+    .await;
+    assert_eq!(page, all[11..13]);
+    // The cursor combined with since: the later of the two bounds applies.
+    let both = DecisionQuery {
+        since_micros: Some(1_004),
+        ..from_cursor(1_001, "", 100)
+    };
+    let from_1004: Vec<DecisionRow> = all
+        .iter()
+        .filter(|row| row.at_micros >= 1_004)
+        .cloned()
+        .collect();
+    assert_eq!(query_decisions(&store, &both).await, from_1004);
+    let last = all.last().expect("rows");
+    assert_eq!(
+        query_decisions(&store, &from_cursor(last.at_micros, &last.decision_id, 10)).await,
+        []
+    );
+    assert_eq!(
+        query_decisions(&store, &from_cursor(i64::MIN, "", 0)).await,
+        [],
+        "limit 0"
+    );
+    store.close().await;
+}
+
+/// Ids are ordered bytewise (as SQLite and Rust compare strings), whatever the locale of a
+/// PostgreSQL database: an upper-case hex digit sorts before every lower-case one.
+async fn decision_ids_order_bytewise(fixture: &Fixture) {
+    let store = fixture.open().await;
+    let ids_in_order = [
+        "0000000B-0000-4000-8000-000000000000",
+        "0000000a-0000-4000-8000-000000000000",
+        "0000000b-0000-4000-8000-000000000000",
+        "0000000c-0000-4000-8000-000000000000",
+    ];
+    let rows: Vec<DecisionRow> = ids_in_order
+        .iter()
+        .rev()
+        .map(|id| decision(id, 5, "R1", "I1"))
+        .collect();
+    store.record_decisions(&rows).await.expect("record");
+    let found = query_decisions(&store, &all_decisions_query()).await;
+    assert_eq!(ids(&found), ids_in_order);
+    let after_upper = DecisionQuery {
+        after_decision: Some((5, ids_in_order[0].to_owned())),
+        limit: 10,
+        ..DecisionQuery::default()
+    };
+    assert_eq!(
+        ids(&query_decisions(&store, &after_upper).await),
+        ids_in_order[1..]
+    );
+    store.close().await;
+}
+
+async fn purge_decisions_before_cutoff(fixture: &Fixture) {
+    let store = fixture.open().await;
+    assert_eq!(
+        store.purge_decisions_before(i64::MAX).await,
+        Ok(0),
+        "empty log"
+    );
+    let rows = filter_fixture();
+    store.record_decisions(&rows).await.expect("record");
+
+    // Strictly older than the cutoff: the decisions at 200 stay.
+    assert_eq!(store.purge_decisions_before(200).await, Ok(4));
+    let kept = query_decisions(&store, &all_decisions_query()).await;
+    let expected: Vec<DecisionRow> = sorted_by_keyset(rows)
+        .into_iter()
+        .filter(|row| row.at_micros >= 200)
+        .collect();
+    assert_eq!(kept, expected, "the rest is untouched");
+    assert_eq!(
+        store.purge_decisions_before(200).await,
+        Ok(0),
+        "purged twice"
+    );
+    assert_eq!(store.purge_decisions_before(i64::MIN).await, Ok(0));
+    assert_eq!(store.purge_decisions_before(301).await, Ok(8));
+    assert_eq!(query_decisions(&store, &all_decisions_query()).await, []);
+    store.close().await;
+}
+
+/// Batches and purges larger than their internal chunks (inserts of 500 rows, purges of
+/// 1,000), and a limit above the cap.
+async fn large_batches_are_capped_and_purged_in_chunks(fixture: &Fixture) {
+    let store = fixture.open().await;
+    let total = MAX_DECISIONS_PER_QUERY as usize + 50;
+    let rows: Vec<DecisionRow> = (0..total as u64)
+        .map(|n| decision(&decision_id(n), n as i64, "R1", "I1"))
+        .collect();
+    store
+        .record_decisions(&rows)
+        .await
+        .expect("record a large batch");
+
+    let capped = query_decisions(
+        &store,
+        &DecisionQuery {
+            limit: u32::MAX,
+            ..DecisionQuery::default()
+        },
+    )
+    .await;
+    assert_eq!(capped.len(), MAX_DECISIONS_PER_QUERY as usize);
+    assert_eq!(capped, rows[..MAX_DECISIONS_PER_QUERY as usize]);
+
+    assert_eq!(store.purge_decisions_before(2_500).await, Ok(2_500));
+    let rest = every_decision(&store, all_decisions_query()).await;
+    assert_eq!(rest, rows[2_500..], "after the purge, oldest first");
+    assert_eq!(
+        store.purge_decisions_before(i64::MAX).await,
+        Ok((total - 2_500) as u64)
+    );
+    assert_eq!(query_decisions(&store, &all_decisions_query()).await, []);
+    store.close().await;
+}
+
+async fn duplicate_decision_id_stores_nothing(fixture: &Fixture) {
+    let store = fixture.open().await;
+    let stored = decision(&decision_id(1), 10, "R1", "I1");
+    store
+        .record_decisions(std::slice::from_ref(&stored))
+        .await
+        .expect("record");
+
+    // Clashes with a stored decision, in the middle of the batch.
+    let clash = DecisionRow {
+        allow: false,
+        ..decision(&decision_id(1), 99, "R2", "I2")
+    };
+    let refused = store
+        .record_decisions(&[
+            decision(&decision_id(2), 11, "R1", "I1"),
+            clash,
+            decision(&decision_id(3), 12, "R1", "I1"),
+        ])
+        .await;
+    assert!(
+        matches!(refused, Err(StorageError::Database(_))),
+        "clash with a stored id: {refused:?}"
+    );
+
+    // Repeated within the batch.
+    let refused = store
+        .record_decisions(&[
+            decision(&decision_id(4), 13, "R1", "I1"),
+            decision(&decision_id(4), 14, "R1", "I1"),
+        ])
+        .await;
+    assert!(
+        matches!(refused, Err(StorageError::Database(ref message)) if message.contains(&decision_id(4))),
+        "repeat within the batch: {refused:?}"
+    );
+
+    // A clash in the second insert statement of a batch: the first one's rows go too.
+    let mut long: Vec<DecisionRow> = (100..700)
+        .map(|n| decision(&decision_id(n), n as i64, "R1", "I1"))
+        .collect();
+    long.push(decision(&decision_id(1), 1_000, "R1", "I1"));
+    let refused = store.record_decisions(&long).await;
+    assert!(
+        matches!(refused, Err(StorageError::Database(_))),
+        "clash at the end of a long batch: {refused:?}"
+    );
+
+    assert_eq!(
+        query_decisions(&store, &all_decisions_query()).await,
+        [stored],
+        "a refused batch left rows behind or changed the stored one"
+    );
+    // The store still takes decisions, including the ids of the refused batches.
+    store
+        .record_decisions(&[
+            decision(&decision_id(2), 11, "R1", "I1"),
+            decision(&decision_id(4), 13, "R1", "I1"),
+        ])
+        .await
+        .expect("record after refusals");
+    assert_eq!(
+        ids(&query_decisions(&store, &all_decisions_query()).await),
+        id_list(&[1, 2, 4])
+    );
+    store.close().await;
+}
+
+/// The gateway writes decision batches while it publishes: on SQLite both go through the one
+/// writer connection. Both must get through, and the feed must stay gap-free.
+async fn decision_batches_and_publishes_interleave(fixture: &Fixture) {
+    const ROUNDS: u64 = 30;
+    const DECISIONS_PER_BATCH: u64 = 200;
+    let store = fixture.open().await;
+    let decisions = tokio::spawn({
+        let store = store.clone();
+        async move {
+            for round in 0..ROUNDS {
+                let batch: Vec<DecisionRow> = (0..DECISIONS_PER_BATCH)
+                    .map(|n| {
+                        let n = round * DECISIONS_PER_BATCH + n;
+                        decision(&decision_id(n), n as i64, "R1", "I1")
+                    })
+                    .collect();
+                store.record_decisions(&batch).await.expect("record batch");
+            }
+        }
+    });
+    let publishes = tokio::spawn({
+        let store = store.clone();
+        async move {
+            let mut sequences = Vec::new();
+            for round in 0..ROUNDS {
+                sequences.extend(
+                    store
+                        .publish(indicators(&format!("interleaved{round}"), 2, "ip"))
+                        .await
+                        .expect("publish"),
+                );
+            }
+            sequences
+        }
+    });
+    let (decided, published) = within_patience("decision batches and publishes", async {
+        tokio::join!(decisions, publishes)
+    })
+    .await;
+    decided.expect("decision task");
+    assert_eq!(
+        published.expect("publish task"),
+        (1..=2 * ROUNDS).collect::<Vec<_>>()
+    );
+    let stored = every_decision(&store, all_decisions_query()).await;
+    assert_eq!(stored.len() as u64, ROUNDS * DECISIONS_PER_BATCH);
+    assert_eq!(store.head().await, Ok(2 * ROUNDS));
     store.close().await;
 }
 
@@ -965,6 +1518,14 @@ conformance_suite! {
         operations_after_close_are_unavailable,
         concurrent_publishers_follower_sees_every_sequence_once,
         watch_head_wakes_on_own_commit,
+        decisions_round_trip_every_field,
+        decisions_filter_by_indicator_recipient_and_time,
+        decisions_keyset_pagination_with_limit,
+        decision_ids_order_bytewise,
+        purge_decisions_before_cutoff,
+        large_batches_are_capped_and_purged_in_chunks,
+        duplicate_decision_id_stores_nothing,
+        decision_batches_and_publishes_interleave,
     ],
     postgres_only: [
         watch_head_wakes_on_commit_by_replica,

@@ -27,8 +27,8 @@ default decision := {
 
 decision := {
 	"allow": true,
-	"redact": sort([path | some path in redactions]),
-	"reasons": array.concat(sort([reason | some reason in releases]), sort([reason | some reason in redaction_reasons])),
+	"redact": sort(redactions),
+	"reasons": array.concat(sort(releases), sort(redaction_reasons)),
 } if {
 	allowed
 }
@@ -36,7 +36,7 @@ decision := {
 decision := {
 	"allow": false,
 	"redact": [],
-	"reasons": sort([reason | some reason in denial_reasons]),
+	"reasons": sort(denial_reasons),
 } if {
 	not allowed
 	count(denial_reasons) > 0
@@ -49,9 +49,9 @@ allowed if {
 }
 
 # When something forbids the release, that is the answer; otherwise explain what was missing.
-denial_reasons := prohibitions if {
-	count(prohibitions) > 0
-} else := refusals
+denial_reasons := prohibitions if count(prohibitions) > 0
+
+denial_reasons := refusals if count(prohibitions) == 0
 
 ## Facts about the indicator.
 
@@ -65,13 +65,15 @@ tlp_names := {
 	"TLP_RED": "TLP:RED",
 }
 
-indicator_kinds := [
-	"vessel", "aircraft", "entity", "endUserCertificate",
-	"consignment", "weapon", "account", "route",
-]
-
-# The proto oneof guarantees one kind; a set keeps a malformed indicator from erroring here.
-kinds_present := {kind | some kind in indicator_kinds; object.get(input.indicator, kind, null) != null}
+# The kind fields of an indicator. The proto oneof guarantees one kind; a set keeps a malformed
+# indicator from erroring here.
+kinds_present := {kind |
+	some kind, value in object.filter(input.indicator, {
+		"vessel", "aircraft", "entity", "endUserCertificate",
+		"consignment", "weapon", "account", "route",
+	})
+	value != null
+}
 
 indicator_kind := kind if {
 	count(kinds_present) == 1
@@ -112,21 +114,23 @@ other_agency if {
 	recipient_member != own_member
 }
 
-# An agency inherits its member's country and trust when the board lists only the member.
-recipient_attribute(name) := value if {
-	value := input.recipient[name]
-} else := value if {
-	value := data.recipients[recipient_member][name]
+# An agency inherits its member's country and trust when the board lists only the member;
+# what the recipient's own facts say wins.
+default member_facts := {}
+
+member_facts := facts if {
+	facts := data.recipients[recipient_member]
+	is_object(facts)
 }
 
 default recipient_trust := 0
 
 recipient_trust := trust if {
-	trust := recipient_attribute("trust")
+	trust := object.get(input.recipient, "trust", object.get(member_facts, "trust", null))
 	is_number(trust)
 }
 
-recipient_country := recipient_attribute("country")
+recipient_country := object.get(input.recipient, "country", object.get(member_facts, "country", null))
 
 ## Board settings, with the defaults a fresh installation needs.
 
@@ -175,8 +179,11 @@ releases contains reason if {
 	reason := sprintf("TLP:GREEN shared with regional organisation %s", [recipient_id])
 }
 
+# The labels a member's own agencies receive.
+own_agency_tlps := {"TLP_GREEN", "TLP_AMBER", "TLP_AMBER_STRICT"}
+
 releases contains reason if {
-	tlp in {"TLP_GREEN", "TLP_AMBER", "TLP_AMBER_STRICT"}
+	tlp in own_agency_tlps
 	own_agency
 	reason := sprintf("%s shared with own agency %s", [tlp_names[tlp], recipient_id])
 }

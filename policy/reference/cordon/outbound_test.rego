@@ -324,6 +324,7 @@ test_own_agencies_exempt_from_redaction if {
 test_unknown_trust_redacts if {
 	d := outbound.decision with input as request(indicator("TLP_GREEN", "consignment"), {"id": "XX", "kind": "member", "member": "XX"})
 		with data.recipients as {}
+		with data.settings.source_min_trust as 3
 	d.allow
 	d.redact == ["source"]
 	"source redacted: trust 0 below 3" in d.reasons

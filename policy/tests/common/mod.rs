@@ -73,3 +73,63 @@ pub fn input(indicator: &Value, recipient: Value, channel: &str) -> Value {
         "context": {"gateway": "GH", "channel": channel, "now": "2026-11-15T12:00:00Z"},
     })
 }
+
+/// Writes a tar.gz bundle of `entries` (raw names, kept as given, even `../x`) into a fresh
+/// temporary directory and returns the directory and the bundle's path.
+pub fn raw_bundle(entries: &[(&str, &[u8])]) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("bundle.tar.gz");
+    let file = std::fs::File::create(&path).expect("create bundle");
+    let encoder = flate2::write::GzEncoder::new(file, flate2::Compression::fast());
+    let mut builder = tar::Builder::new(encoder);
+    for (name, contents) in entries {
+        let mut header = tar::Header::new_gnu();
+        // Set the name bytes directly: the tar crate refuses `..` itself, an attacker's does not.
+        let bytes = name.as_bytes();
+        header.as_gnu_mut().expect("gnu header").name[..bytes.len()].copy_from_slice(bytes);
+        header.set_size(contents.len() as u64);
+        header.set_mode(0o644);
+        header.set_entry_type(tar::EntryType::Regular);
+        header.set_cksum();
+        builder.append(&header, *contents).expect("append entry");
+    }
+    builder
+        .into_inner()
+        .expect("finish tar")
+        .finish()
+        .expect("finish gzip");
+    (dir, path)
+}
+
+/// The reference policy as a bundle built from its directory, with `revision` in the manifest
+/// (no manifest when `None`).
+pub fn reference_bundle(revision: Option<&str>) -> (tempfile::TempDir, std::path::PathBuf) {
+    let source = reference_dir();
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("policy.tar.gz");
+    cordon_policy::bundle_from_dir(source.path(), &path, revision).expect("bundle written");
+    (dir, path)
+}
+
+/// Every example indicator to a spread of recipients on every channel, as the gateway builds
+/// the inputs.
+pub fn example_corpus(policy: &cordon_policy::Policy) -> Vec<Value> {
+    let mut corpus = Vec::new();
+    for indicator in example_indicators() {
+        for recipient_id in [
+            "NG",
+            "CI",
+            "ECOWAS",
+            "SS",
+            "GH/customs",
+            "GH/police",
+            "NG/customs",
+            "SS/customs",
+        ] {
+            for channel in ["subscribe", "federation", "circle"] {
+                corpus.push(input(&indicator, recipient(policy, recipient_id), channel));
+            }
+        }
+    }
+    corpus
+}

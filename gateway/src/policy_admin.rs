@@ -1,0 +1,372 @@
+//! Safe policy reload and the `cordon.v1.PolicyService`: a new policy becomes
+//! active only if it loads, passes its check and its own tests; the swap is
+//! atomic; a rejected policy leaves the old one serving and is reported (log,
+//! counters, status RPC). Reloads come from a file watch and an admin call.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use cordon_policy::Policy;
+use cordon_proto::v1::policy_service_server::PolicyService;
+use cordon_proto::v1::{
+    DecisionEntry, DecisionsRequest, DecisionsResponse, PolicyStatus, PolicyStatusRequest,
+    Rejection, ReloadRequest, ReloadResponse,
+};
+use cordon_storage::{DecisionQuery, Store};
+use notify::Watcher;
+use tokio::sync::mpsc;
+use tonic::{Request, Response, Status};
+
+use crate::identity::Identity;
+use crate::release::Releaser;
+use crate::service::caller;
+use crate::status::{invalid_field, storage_status};
+
+/// Quiet time after the last file event before a reload, so that an editor's
+/// or `cp -r`'s burst of writes is loaded once, whole.
+const WATCH_SETTLE: Duration = Duration::from_millis(300);
+/// Largest page of decisions one call returns.
+const MAX_DECISIONS_PAGE: u32 = 10_000;
+
+/// Loads a candidate policy: it must load (parse, compile, entrypoint, known
+/// builtins) and every one of its own tests must pass.
+pub fn load_checked_policy(source: &Path, time_limit: Duration) -> Result<Policy, String> {
+    let mut policy = Policy::load(source).map_err(|error| format!("{error}"))?;
+    let report = cordon_policy::run_tests(source, None)
+        .map_err(|error| format!("policy tests could not run: {error}"))?;
+    if !report.all_passed() {
+        let failed: Vec<String> = report
+            .failures()
+            .map(|result| match &result.error {
+                Some(error) => format!("{} ({error})", result.path()),
+                None => result.path(),
+            })
+            .collect();
+        return Err(format!(
+            "{} of {} policy tests failed: {}",
+            failed.len(),
+            report.results.len(),
+            failed.join(", ")
+        ));
+    }
+    policy.set_time_limit(time_limit);
+    Ok(policy)
+}
+
+#[derive(Debug, Clone, Default)]
+struct ManagerState {
+    activated_at_micros: i64,
+    last_rejection: Option<(i64, String, String)>,
+    reloads_accepted: u64,
+    reloads_rejected: u64,
+}
+
+/// Owns reloads of one gateway's policy.
+#[derive(Debug)]
+pub struct PolicyManager {
+    source: PathBuf,
+    time_limit: Duration,
+    releaser: Arc<Releaser>,
+    state: Mutex<ManagerState>,
+    /// One reload at a time; decisions never wait for it.
+    reloading: Mutex<()>,
+}
+
+/// What a reload did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReloadOutcome {
+    Activated {
+        revision: String,
+    },
+    Unchanged {
+        revision: String,
+    },
+    Rejected {
+        active_revision: String,
+        reason: String,
+    },
+}
+
+impl PolicyManager {
+    pub fn new(source: PathBuf, time_limit: Duration, releaser: Arc<Releaser>) -> PolicyManager {
+        PolicyManager {
+            source,
+            time_limit,
+            releaser,
+            state: Mutex::new(ManagerState {
+                activated_at_micros: now_micros(),
+                ..ManagerState::default()
+            }),
+            reloading: Mutex::new(()),
+        }
+    }
+
+    pub fn source(&self) -> &Path {
+        &self.source
+    }
+
+    /// Loads the source again and activates it if it passes. Blocking: call
+    /// from a blocking thread.
+    pub fn reload(&self) -> ReloadOutcome {
+        let _one_at_a_time = self
+            .reloading
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let active = self.releaser.policy();
+        let outcome = match load_checked_policy(&self.source, self.time_limit) {
+            Ok(candidate) if candidate.revision() == active.revision() => {
+                ReloadOutcome::Unchanged {
+                    revision: active.revision().to_string(),
+                }
+            }
+            Ok(candidate) => {
+                let revision = candidate.revision().to_string();
+                self.releaser.set_policy(candidate);
+                ReloadOutcome::Activated { revision }
+            }
+            Err(reason) => ReloadOutcome::Rejected {
+                active_revision: active.revision().to_string(),
+                reason,
+            },
+        };
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match &outcome {
+            ReloadOutcome::Activated { revision } => {
+                state.activated_at_micros = now_micros();
+                state.reloads_accepted += 1;
+                tracing::info!(%revision, previous = %active.revision(), "policy activated");
+            }
+            ReloadOutcome::Unchanged { .. } => {}
+            ReloadOutcome::Rejected {
+                active_revision,
+                reason,
+            } => {
+                state.reloads_rejected += 1;
+                let attempted = cordon_policy::Policy::load(&self.source)
+                    .map(|policy| policy.revision().to_string())
+                    .unwrap_or_default();
+                state.last_rejection = Some((now_micros(), attempted, reason.clone()));
+                tracing::warn!(%active_revision, %reason, "policy rejected; the active policy keeps serving");
+            }
+        }
+        outcome
+    }
+
+    pub fn status(&self) -> PolicyStatus {
+        let state = self
+            .state
+            .lock()
+            .map(|state| state.clone())
+            .unwrap_or_default();
+        let policy = self.releaser.policy();
+        let counters = self.releaser.counters();
+        use std::sync::atomic::Ordering::Relaxed;
+        PolicyStatus {
+            active_revision: policy.revision().to_string(),
+            activated_at: Some(timestamp(state.activated_at_micros)),
+            engine: policy.engine_name().to_string(),
+            last_rejection: state
+                .last_rejection
+                .map(|(at, revision, reason)| Rejection {
+                    at: Some(timestamp(at)),
+                    revision,
+                    reason,
+                }),
+            reloads_accepted: state.reloads_accepted,
+            reloads_rejected: state.reloads_rejected,
+            decisions_failed_closed: counters.failed_closed.load(Relaxed),
+            decisions_total: counters.total.load(Relaxed),
+            source: self.source.display().to_string(),
+        }
+    }
+
+    /// Watches the policy source and reloads after changes settle. The
+    /// returned watcher must be kept alive.
+    pub fn watch(self: &Arc<Self>) -> notify::Result<notify::RecommendedWatcher> {
+        let (events, mut receiver) = mpsc::unbounded_channel::<()>();
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                if event.is_ok_and(|event| !event.kind.is_access()) {
+                    let _ = events.send(());
+                }
+            })?;
+        // A bundle file is watched through its directory, so that an atomic
+        // rename over it is seen.
+        let watched = if self.source.is_dir() {
+            self.source.clone()
+        } else {
+            self.source
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| PathBuf::from("."))
+        };
+        watcher.watch(&watched, notify::RecursiveMode::Recursive)?;
+        let manager = self.clone();
+        tokio::spawn(async move {
+            while receiver.recv().await.is_some() {
+                // Settle: wait until no event arrived for WATCH_SETTLE.
+                while let Ok(Some(())) = tokio::time::timeout(WATCH_SETTLE, receiver.recv()).await {
+                }
+                let manager = manager.clone();
+                let _ = tokio::task::spawn_blocking(move || manager.reload()).await;
+            }
+        });
+        Ok(watcher)
+    }
+}
+
+fn now_micros() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_micros() as i64)
+        .unwrap_or_default()
+}
+
+fn timestamp(micros: i64) -> pbjson_types::Timestamp {
+    pbjson_types::Timestamp {
+        seconds: micros.div_euclid(1_000_000),
+        nanos: (micros.rem_euclid(1_000_000) * 1000) as i32,
+    }
+}
+
+fn micros(timestamp: &pbjson_types::Timestamp) -> i64 {
+    timestamp.seconds * 1_000_000 + i64::from(timestamp.nanos / 1000)
+}
+
+/// The gRPC face of the policy manager and the decision log.
+#[derive(Debug, Clone)]
+pub struct PolicyApi {
+    pub member: String,
+    pub federation: String,
+    pub manager: Arc<PolicyManager>,
+    pub store: Store,
+}
+
+impl PolicyApi {
+    /// Status and decisions: the member's own gateway identity and its agencies.
+    fn require_member_side(&self, caller: &Identity) -> Result<(), Status> {
+        if caller.member() == self.member {
+            Ok(())
+        } else {
+            Err(Status::permission_denied(format!(
+                "policy administration is for member {}; {caller} is not",
+                self.member
+            )))
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl PolicyService for PolicyApi {
+    async fn status(
+        &self,
+        request: Request<PolicyStatusRequest>,
+    ) -> Result<Response<PolicyStatus>, Status> {
+        let caller = caller(&request, &self.federation)?;
+        self.require_member_side(&caller)?;
+        Ok(Response::new(self.manager.status()))
+    }
+
+    async fn reload(
+        &self,
+        request: Request<ReloadRequest>,
+    ) -> Result<Response<ReloadResponse>, Status> {
+        let caller = caller(&request, &self.federation)?;
+        // Changing what the gateway releases takes the gateway's own key.
+        if caller
+            != (Identity::Member {
+                member: self.member.clone(),
+            })
+        {
+            return Err(Status::permission_denied(format!(
+                "reloading the policy takes the gateway identity {}; {caller} is not",
+                self.member
+            )));
+        }
+        let manager = self.manager.clone();
+        let outcome = tokio::task::spawn_blocking(move || manager.reload())
+            .await
+            .map_err(|error| Status::internal(format!("reload task failed: {error}")))?;
+        let response = match outcome {
+            ReloadOutcome::Activated { revision } => ReloadResponse {
+                activated: true,
+                active_revision: revision,
+                message: "activated".into(),
+            },
+            ReloadOutcome::Unchanged { revision } => ReloadResponse {
+                activated: false,
+                active_revision: revision,
+                message: "unchanged".into(),
+            },
+            ReloadOutcome::Rejected {
+                active_revision,
+                reason,
+            } => ReloadResponse {
+                activated: false,
+                active_revision,
+                message: reason,
+            },
+        };
+        Ok(Response::new(response))
+    }
+
+    async fn decisions(
+        &self,
+        request: Request<DecisionsRequest>,
+    ) -> Result<Response<DecisionsResponse>, Status> {
+        let caller = caller(&request, &self.federation)?;
+        self.require_member_side(&caller)?;
+        let request = request.into_inner();
+        let limit = match request.limit {
+            0 => 1000,
+            limit if limit > MAX_DECISIONS_PAGE => {
+                return Err(invalid_field(
+                    "limit",
+                    format!("at most {MAX_DECISIONS_PAGE}"),
+                ));
+            }
+            limit => limit,
+        };
+        let after_decision = match (
+            request.after_time.as_ref(),
+            request.after_decision_id.is_empty(),
+        ) {
+            (Some(at), false) => Some((micros(at), request.after_decision_id.clone())),
+            (None, true) => None,
+            _ => {
+                return Err(invalid_field(
+                    "after_decision_id",
+                    "after_decision_id and after_time go together",
+                ));
+            }
+        };
+        let query = DecisionQuery {
+            indicator_id: Some(request.indicator_id).filter(|id| !id.is_empty()),
+            recipient: Some(request.recipient).filter(|id| !id.is_empty()),
+            since_micros: request.since.as_ref().map(micros),
+            after_decision,
+            limit,
+        };
+        let rows = self.store.decisions(&query).await.map_err(storage_status)?;
+        let decisions = rows
+            .into_iter()
+            .map(|row| DecisionEntry {
+                decision_id: row.decision_id,
+                at: Some(timestamp(row.at_micros)),
+                recipient: row.recipient,
+                indicator_id: row.indicator_id,
+                channel: row.channel,
+                policy_revision: row.policy_revision,
+                allow: row.allow,
+                redact: row.redact,
+                reasons: row.reasons,
+                error: row.error.unwrap_or_default(),
+            })
+            .collect();
+        Ok(Response::new(DecisionsResponse { decisions }))
+    }
+}

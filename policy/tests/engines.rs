@@ -1,0 +1,163 @@
+//! The two engines: the bytecode VM runs a policy only where it gives the interpreter's answers,
+//! both honour the time limit, and a disagreement found later retires the VM.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{example_corpus, reference_dir};
+use cordon_policy::{EngineKind, Policy};
+use serde_json::json;
+
+fn policy_from(rego: &str, data: serde_json::Value) -> Policy {
+    Policy::from_modules(
+        vec![("cordon/outbound.rego".into(), rego.into())],
+        data,
+        "test".into(),
+    )
+    .unwrap_or_else(|error| panic!("policy loads: {error}"))
+}
+
+#[test]
+fn reference_policy_runs_on_the_vm_with_identical_decisions() {
+    let dir = reference_dir();
+    let policy = Policy::load(dir.path()).expect("loads");
+    assert_eq!(
+        policy.engine(),
+        EngineKind::Rvm,
+        "{:?}",
+        policy.interpreter_reason()
+    );
+    assert_eq!(policy.engine_name(), "rvm");
+    assert_eq!(policy.interpreter_reason(), None);
+    let corpus = example_corpus(&policy);
+    for input in &corpus {
+        let interpreter = policy.decide_with(EngineKind::Interpreter, input);
+        assert_eq!(interpreter.error, None, "{input}");
+        assert_eq!(
+            policy.decide_with(EngineKind::Rvm, input),
+            interpreter,
+            "{input}"
+        );
+    }
+    let verification = policy.verify_engine(&corpus);
+    assert_eq!(verification.compared, corpus.len());
+    assert!(verification.mismatches.is_empty());
+    assert_eq!(verification.engine, EngineKind::Rvm);
+}
+
+#[test]
+fn policies_the_vm_cannot_compile_run_on_the_interpreter() {
+    let policy = policy_from(
+        "package cordon.outbound\nimport rego.v1\nflag := input.flag\ndecision := {\"allow\": f} if { f := flag with input.flag as true }\n",
+        json!({}),
+    );
+    assert_eq!(policy.engine(), EngineKind::Interpreter);
+    let reason = policy.interpreter_reason().expect("a reason");
+    assert!(reason.contains("bytecode compiler"), "{reason}");
+    assert!(policy.decide(&json!({"flag": false})).allow);
+    let forced = policy.decide_with(EngineKind::Rvm, &json!({}));
+    assert!(!forced.allow && forced.error.is_some());
+}
+
+/// The VM of regorus 0.14.1 gets a function's `else` branch wrong: it makes the call
+/// undefined. Here that would turn an embargo into a release; the load-time comparison keeps
+/// such a policy on the interpreter.
+#[test]
+fn a_vm_that_answers_differently_is_not_used() {
+    let policy = policy_from(
+        r#"package cordon.outbound
+import rego.v1
+
+attribute(name) := value if {
+	value := input.recipient[name]
+} else := value if {
+	value := data.recipients[input.recipient.member][name]
+}
+
+default decision := {"allow": true, "reasons": ["open"]}
+
+decision := {"allow": false, "reasons": ["embargo"]} if attribute("country") in data.embargoed
+"#,
+        json!({"recipients": {"SS": {"country": "SS"}}, "embargoed": ["SS"]}),
+    );
+    let agency = json!({"recipient": {"id": "SS/customs", "kind": "agency", "member": "SS"}});
+    let vm = policy.decide_with(EngineKind::Rvm, &agency);
+    let interpreter = policy.decide_with(EngineKind::Interpreter, &agency);
+    assert!(!interpreter.allow, "{interpreter:?}");
+    assert_ne!(
+        vm, interpreter,
+        "the VM bug this test is about seems fixed: {vm:?}"
+    );
+    assert_eq!(policy.engine(), EngineKind::Interpreter);
+    assert!(
+        policy
+            .interpreter_reason()
+            .expect("a reason")
+            .contains("disagreed")
+    );
+    assert!(!policy.decide(&agency).allow);
+}
+
+#[test]
+fn a_disagreement_found_later_retires_the_vm() {
+    // Agrees on every input but those with `debug`, which the load corpus does not have.
+    let policy = policy_from(
+        r#"package cordon.outbound
+import rego.v1
+default decision := {"allow": false, "reasons": ["closed"]}
+decision := {"allow": true, "reasons": [sprintf("%d", [time.now_ns()])]} if input.debug
+"#,
+        json!({}),
+    );
+    assert_eq!(policy.engine(), EngineKind::Rvm);
+    let clone = policy.clone();
+    let report = policy.verify_engine(&[json!({}), json!({"debug": true})]);
+    assert_eq!(report.compared, 2);
+    assert_eq!(report.mismatches.len(), 1);
+    assert_eq!(report.mismatches[0].input, json!({"debug": true}));
+    assert_eq!(report.engine, EngineKind::Interpreter);
+    // Every clone of the policy moves, and for good.
+    assert_eq!(clone.engine(), EngineKind::Interpreter);
+    policy.verify_engine(&[json!({})]);
+    assert_eq!(policy.engine(), EngineKind::Interpreter);
+}
+
+#[test]
+fn both_engines_honour_the_time_limit() {
+    let mut policy = policy_from(
+        r#"package cordon.outbound
+import rego.v1
+decision := {"allow": count(products) > 0} if {
+	products := [p | some i in numbers.range(1, 3000); some j in numbers.range(1, 3000); p := i * j]
+}"#,
+        json!({}),
+    );
+    policy.set_time_limit(Duration::from_millis(20));
+    for engine in [EngineKind::Interpreter, EngineKind::Rvm] {
+        let started = Instant::now();
+        let decision = policy.decide_with(engine, &json!({}));
+        assert!(!decision.allow, "{engine:?}");
+        let error = decision.error.expect("an error");
+        assert!(
+            error.contains("exceeded the time limit of 20ms"),
+            "{engine:?}: {error}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{engine:?}: {:?}",
+            started.elapsed()
+        );
+    }
+}
+
+#[test]
+fn errors_fail_closed_on_the_vm_too() {
+    let policy = policy_from(
+        "package cordon.outbound\nimport rego.v1\ndecision := {\"allow\": true, \"redcat\": []} if input.typo\ndefault decision := {\"allow\": false}\n",
+        json!({}),
+    );
+    let decision = policy.decide_with(EngineKind::Rvm, &json!({"typo": true}));
+    assert!(!decision.allow);
+    assert!(decision.error.expect("an error").contains("redcat"));
+}
