@@ -172,6 +172,54 @@ async fn recipients_receive_exactly_what_the_policy_releases() -> Result<()> {
                     && !decision.reasons.is_empty())
         );
     }
+    // The CLI exports them, also in OPA's decision-log shape.
+    let admin_dir = federation.identity("GH")?;
+    let exported = cordon_integration_tests::cordon(&[
+        "decisions",
+        "--endpoint",
+        &gateway.endpoint,
+        "--identity",
+        admin_dir.to_str().context("path")?,
+        "--recipient",
+        "CI",
+        "--format",
+        "opa",
+    ])?;
+    let entries: Vec<serde_json::Value> = exported
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    assert_eq!(entries.len(), examples.len());
+    for entry in &entries {
+        assert_eq!(entry["path"], "cordon/outbound/decision");
+        assert!(
+            entry["bundles"]["cordon"]["revision"]
+                .as_str()
+                .is_some_and(|revision| revision.starts_with("sha256:"))
+        );
+        assert!(entry["result"]["allow"].is_boolean());
+        assert!(
+            entry["decision_id"]
+                .as_str()
+                .is_some_and(|id| id.len() == 36)
+        );
+        assert!(
+            entry["input"]["indicator"].get("narrative").is_none(),
+            "the log must not copy indicator contents"
+        );
+    }
+    let limited = cordon_integration_tests::cordon(&[
+        "decisions",
+        "--endpoint",
+        &gateway.endpoint,
+        "--identity",
+        admin_dir.to_str().context("path")?,
+        "--indicator",
+        &accepted[0].id,
+        "--limit",
+        "1",
+    ])?;
+    assert_eq!(limited.lines().count(), 1);
     // Every release decision is also logged with the policy revision.
     let log = gateway.log_text();
     let decisions = log

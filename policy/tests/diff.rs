@@ -197,7 +197,10 @@ fn the_reworded_reference_policy_decides_as_before() {
             }
         }
     }
-    for odd in [serde_json::json!({}), serde_json::json!({"indicator": {"tlp": "TLP_CLEAR"}})] {
+    for odd in [
+        serde_json::json!({}),
+        serde_json::json!({"indicator": {"tlp": "TLP_CLEAR"}}),
+    ] {
         inputs.push(DiffInput {
             indicator: "odd".into(),
             recipient: "odd".into(),
