@@ -143,7 +143,7 @@ pub fn issue(ca_dir: &Path, name: &str, out: &Path) -> Result<Identity> {
     Ok(identity)
 }
 
-fn write_private(path: &Path, contents: &str) -> Result<()> {
+pub(crate) fn write_private(path: &Path, contents: &str) -> Result<()> {
     use std::io::Write;
     #[cfg(unix)]
     use std::os::unix::fs::OpenOptionsExt;

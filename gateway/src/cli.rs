@@ -254,6 +254,12 @@ fn init(args: InitArgs) -> Result<()> {
     };
     let federation = ca::read_federation(&ca_dir)?;
     ca::issue(&ca_dir, &args.member, &args.dir.join("identity"))?;
+    let signing_key_path = args
+        .dir
+        .join("identity")
+        .join(crate::signing::SIGNING_KEY_FILE);
+    crate::signing::generate_signing_key(&signing_key_path)?;
+    let signing_key = crate::signing::SigningKey::load(&signing_key_path, &args.member)?;
     for (relative, contents) in cordon_policy::reference_policy_files() {
         let path = args.dir.join("policy").join(relative);
         if let Some(parent) = path.parent() {
@@ -272,6 +278,7 @@ fn init(args: InitArgs) -> Result<()> {
             key: PathBuf::from("identity/key.pem"),
             ca: PathBuf::from("identity/ca.pem"),
         },
+        signing_key: PathBuf::from("identity").join(crate::signing::SIGNING_KEY_FILE),
         limits: LimitsFile::default(),
         decision_log: DecisionLogFile::default(),
         watch_policy: true,
@@ -293,6 +300,11 @@ fn init(args: InitArgs) -> Result<()> {
         args.dir.join("policy").display()
     );
     println!("  CA:       {}", ca_dir.display());
+    println!(
+        "  signing:  key {} (public key {}; partners verify GH's indicators with it)",
+        signing_key.key_id(),
+        hex::encode(signing_key.public_key())
+    );
     println!("next: cordon serve --config {}", config_path.display());
     Ok(())
 }

@@ -32,6 +32,9 @@ pub struct ConfigFile {
     #[serde(default = "default_policy")]
     pub policy: PathBuf,
     pub tls: TlsFile,
+    /// The gateway's Ed25519 key; it signs every indicator it publishes.
+    #[serde(default = "default_signing_key")]
+    pub signing_key: PathBuf,
     #[serde(default)]
     pub limits: LimitsFile,
     #[serde(default)]
@@ -95,6 +98,9 @@ fn default_listen() -> String {
 fn default_database() -> String {
     "sqlite:cordon.db".to_string()
 }
+fn default_signing_key() -> PathBuf {
+    PathBuf::from("identity/signing-key.pem")
+}
 fn default_policy() -> PathBuf {
     PathBuf::from("policy")
 }
@@ -113,6 +119,7 @@ pub struct GatewayConfig {
     pub tls_cert: PathBuf,
     pub tls_key: PathBuf,
     pub tls_ca: PathBuf,
+    pub signing_key: PathBuf,
     pub policy_time_limit: Duration,
     /// None keeps decisions forever.
     pub decision_retention: Option<Duration>,
@@ -166,6 +173,7 @@ impl GatewayConfig {
             tls_cert: base.join(file.tls.cert),
             tls_key: base.join(file.tls.key),
             tls_ca: base.join(file.tls.ca),
+            signing_key: base.join(file.signing_key),
             policy_time_limit: Duration::from_millis(file.limits.policy_time_limit_ms),
             decision_retention: (file.decision_log.retention_days > 0)
                 .then(|| Duration::from_secs(u64::from(file.decision_log.retention_days) * 86_400)),

@@ -88,6 +88,7 @@ async fn run_in(base: &Path) -> Result<DemoReport> {
         std::fs::write(&path, contents)?;
     }
     let gateway_identity = identity_path(&identities, MEMBER);
+    crate::signing::generate_signing_key(&gateway_identity.join(crate::signing::SIGNING_KEY_FILE))?;
     let config = GatewayConfig {
         member: MEMBER.into(),
         federation: ca::DEFAULT_FEDERATION.into(),
@@ -97,6 +98,7 @@ async fn run_in(base: &Path) -> Result<DemoReport> {
         tls_cert: gateway_identity.join(ca::CERT_FILE),
         tls_key: gateway_identity.join(ca::KEY_FILE),
         tls_ca: gateway_identity.join(ca::CA_CERT_FILE),
+        signing_key: gateway_identity.join(crate::signing::SIGNING_KEY_FILE),
         policy_time_limit: std::time::Duration::from_millis(100),
         decision_retention: None,
         watch_policy: false,

@@ -16,4 +16,5 @@ pub mod redaction;
 pub mod release;
 pub mod server;
 pub mod service;
+pub mod signing;
 pub mod status;

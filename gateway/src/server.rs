@@ -90,6 +90,10 @@ pub async fn start(
     sinks: Vec<Arc<dyn DecisionSink>>,
 ) -> Result<RunningGateway> {
     let policy = load_policy(config)?;
+    let signing_key = Arc::new(crate::signing::SigningKey::load(
+        &config.signing_key,
+        &config.member,
+    )?);
     let tls = server_tls(config)?;
     let store = Store::connect(&config.database_url)
         .await
@@ -122,6 +126,7 @@ pub async fn start(
         store: store.clone(),
         releaser,
         decision_log,
+        signing_key,
         limits: Limits::default(),
     });
     let policy_api = PolicyApi {

@@ -20,6 +20,7 @@ use tonic::{Request, Response, Status};
 use crate::decision_log::DecisionLog;
 use crate::identity::Identity;
 use crate::release::{Channel, DecisionRecord, Releaser};
+use crate::signing::SigningKey;
 use crate::status::{invalid_batch, invalid_field, storage_status};
 
 /// Events read from storage per page of a subscription.
@@ -33,6 +34,7 @@ pub struct GatewayState {
     pub store: Store,
     pub releaser: Arc<Releaser>,
     pub decision_log: DecisionLog,
+    pub signing_key: Arc<SigningKey>,
     pub limits: Limits,
 }
 
@@ -150,7 +152,7 @@ impl GatewayState {
             indicator.originator = self.member.clone();
             indicator.publisher = caller.to_string();
             indicator.created = Some(created);
-            indicator.signature = None;
+            self.signing_key.sign(&mut indicator);
             let kind = cordon_indicator::kind_name(&indicator)
                 .unwrap_or("unknown")
                 .to_string();

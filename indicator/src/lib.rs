@@ -9,12 +9,14 @@
 //! This crate does no I/O and knows nothing of gRPC status codes: the gateway maps
 //! [`FieldError`]s to its responses.
 
+mod canonical;
 pub mod checks;
 mod field_error;
 mod kind;
 mod limits;
 mod validate;
 
+pub use canonical::{SIGNING_CONTEXT, signing_bytes};
 pub use field_error::FieldError;
 pub use kind::{KIND_NAMES, indicator_kind, kind_name, kind_name_of};
 pub use limits::Limits;

@@ -68,7 +68,12 @@ fn pbjson_timestamp(seconds: i64) -> cordon_proto::Timestamp {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recipients_receive_exactly_what_the_policy_releases() -> Result<()> {
     let federation = Federation::new()?;
-    let gateway = federation.member("GH")?.start(&[]).await?;
+    let member = federation.member("GH")?;
+    let gateway = member.start(&[]).await?;
+    let signing_key = cordon_gateway::signing::SigningKey::load(
+        &member.dir.join("identity/signing-key.pem"),
+        "GH",
+    )?;
     let customs = federation.identity("GH/customs")?;
     let examples = example_indicators()?;
     let mut client = indicator_client(&gateway.endpoint, &customs).await?;
@@ -124,6 +129,9 @@ async fn recipients_receive_exactly_what_the_policy_releases() -> Result<()> {
                     "{recipient} line {line} redacted {redacted:?}"
                 );
                 assert_eq!(indicator.source, original.source, "{recipient} line {line}");
+                // What was not redacted arrives exactly as GH signed it.
+                cordon_gateway::signing::verify(indicator, "GH", signing_key.public_key())
+                    .with_context(|| format!("{recipient} line {line}"))?;
             }
             assert_eq!(indicator.narrative, original.narrative);
             assert_eq!(indicator.originator, "GH");

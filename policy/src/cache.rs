@@ -3,8 +3,10 @@
 //!
 //! The key is the recipient id and the projection of the input onto the paths the policy reads
 //! (found by `analysis`), encoded exactly, byte for byte: two inputs share an entry only when
-//! everything the policy could look at is equal, so a hit is never a guess. `context.now`,
-//! which the reference policy does not read, is not in the key. The policy revision is part of
+//! everything the policy could look at is equal, so a hit is never a guess; the 64-bit hash
+//! only finds the slot. `context.now`, which the reference policy does not read, is not in the
+//! key, nor are an indicator's narrative or id: two indicators alike in what the policy reads
+//! share their decisions. The policy revision is part of
 //! the key by construction: each loaded policy owns its cache, so a reload starts empty even
 //! when a careless bundle keeps its old revision.
 //!
@@ -26,8 +28,9 @@ use crate::analysis::ReadPaths;
 /// Entries a policy's cache holds at most, across its shards and both generations.
 pub const DEFAULT_CACHE_ENTRIES: usize = 65_536;
 
-/// Key bytes across all shards and both generations: the key holds the projected input (for the
-/// reference policy the whole indicator, a few hundred bytes).
+/// Bytes of keys and decisions across all shards and both generations: the key holds the
+/// projected input (for the reference policy the indicator's label, subject and source, and
+/// the recipient's facts: a few hundred bytes).
 const DEFAULT_CACHE_BYTES: usize = 64 * 1024 * 1024;
 
 /// An input whose projection is larger than this is decided without the cache: it would crowd
@@ -182,8 +185,9 @@ impl DecisionCache {
     }
 
     fn shard(&self, hash: u64) -> &Mutex<Shard> {
-        // The map uses the low bits; the shard takes the high ones.
-        &self.shards[(hash >> 60) as usize % SHARDS]
+        // The map takes its bucket from the low bits and its tag from the top seven; the shard
+        // comes from bits in between, so that neither loses entropy within a shard.
+        &self.shards[(hash >> 40) as usize % SHARDS]
     }
 
     /// Looks `input` up. `Err(Some(key))` is a miss whose decision may be stored with

@@ -45,7 +45,9 @@ pub struct CheckReport {
 }
 
 /// Checks a policy directory or bundle as the gateway would before activating it, and also its
-/// test files (they must parse and call only functions that exist), without running anything.
+/// test files (they must parse and call only functions that exist), without running the tests
+/// (that is [`crate::run_tests`]). Loading compares the two engines on sample inputs, which is
+/// how the report knows the engine.
 ///
 /// Builtins the engine lacks (`io.jwt.decode`, `http.send`, `net.cidr_contains`, …) are refused
 /// here with the file and line of the call, not discovered later as a run-time deny.

@@ -130,8 +130,12 @@ impl std::fmt::Debug for Policy {
 }
 
 impl Policy {
-    /// Loads a policy source: a directory, or any other file as an OPA bundle (`.tar.gz`, see
-    /// [`crate::bundle_from_dir`] for its layout and limits).
+    /// Loads a policy source: a directory, or any other file as an OPA bundle (`.tar.gz` with an
+    /// optional `.manifest`; see [`crate::bundle_from_dir`]). A bundle is read into memory,
+    /// never extracted, and refused when it is larger than [`crate::MAX_BUNDLE_BYTES`],
+    /// decompresses to more than [`crate::MAX_UNCOMPRESSED_BYTES`], has an entry larger than
+    /// [`crate::MAX_ENTRY_BYTES`] or more than [`crate::MAX_ENTRIES`] entries, or holds a path
+    /// with `..`, a link or a special file.
     ///
     /// Every `*.rego` except `*_test.rego` is policy; `data.json` and `data.yaml` files are
     /// mounted by their directory as OPA does (`a/b/data.json` is `data.a.b`). The revision is
