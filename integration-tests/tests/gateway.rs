@@ -599,3 +599,58 @@ async fn the_cli_publishes_and_subscribes_and_reports_field_errors() -> Result<(
     assert_eq!(sequences, vec![3, 4, 5]);
     gateway.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_reflection_are_served_over_mutual_tls() -> Result<()> {
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+
+    let federation = Federation::new()?;
+    let gateway = federation.member("GH")?.start(&[]).await?;
+    let channel =
+        cordon_gateway::client::channel(&gateway.endpoint, &federation.identity("CI")?).await?;
+    let mut health = HealthClient::new(channel.clone());
+    let service = "cordon.v1.IndicatorService".to_string();
+    let status = health
+        .check(HealthCheckRequest { service })
+        .await?
+        .into_inner();
+    assert_eq!(status.status, ServingStatus::Serving as i32);
+
+    let mut reflection = ServerReflectionClient::new(channel);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses = reflection
+        .server_reflection_info(futures::stream::iter([request]))
+        .await?
+        .into_inner();
+    let response = responses
+        .message()
+        .await?
+        .context("a reflection response")?;
+    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+        anyhow::bail!("unexpected reflection response {response:?}");
+    };
+    let names: Vec<String> = list
+        .service
+        .into_iter()
+        .map(|service| service.name)
+        .collect();
+    for expected in [
+        "cordon.v1.IndicatorService",
+        "cordon.v1.PolicyService",
+        "grpc.health.v1.Health",
+    ] {
+        assert!(
+            names.iter().any(|name| name == expected),
+            "{expected} not in {names:?}"
+        );
+    }
+    gateway.stop().await
+}
