@@ -188,23 +188,44 @@ impl PolicyManager {
     /// returned watcher must be kept alive.
     pub fn watch(self: &Arc<Self>) -> notify::Result<notify::RecommendedWatcher> {
         let (events, mut receiver) = mpsc::unbounded_channel::<()>();
+        // A bundle file is watched through its directory (so that an atomic
+        // rename over it is seen), but only events on the bundle itself count:
+        // the directory may also hold the database, which changes all the time.
+        let bundle = (!self.source.is_dir()).then(|| self.source.clone());
+        let watched = match &bundle {
+            None => self.source.clone(),
+            Some(file) => file
+                .parent()
+                .map(Path::to_path_buf)
+                .filter(|parent| !parent.as_os_str().is_empty())
+                .unwrap_or_else(|| PathBuf::from(".")),
+        };
+        let bundle_name = bundle
+            .as_ref()
+            .and_then(|file| file.file_name().map(|name| name.to_os_string()));
         let mut watcher =
             notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-                if event.is_ok_and(|event| !event.kind.is_access()) {
+                let Ok(event) = event else { return };
+                if event.kind.is_access() {
+                    return;
+                }
+                let relevant = match &bundle_name {
+                    None => true,
+                    Some(name) => event
+                        .paths
+                        .iter()
+                        .any(|path| path.file_name() == Some(name.as_os_str())),
+                };
+                if relevant {
                     let _ = events.send(());
                 }
             })?;
-        // A bundle file is watched through its directory, so that an atomic
-        // rename over it is seen.
-        let watched = if self.source.is_dir() {
-            self.source.clone()
+        let recursive = if bundle.is_some() {
+            notify::RecursiveMode::NonRecursive
         } else {
-            self.source
-                .parent()
-                .map(Path::to_path_buf)
-                .unwrap_or_else(|| PathBuf::from("."))
+            notify::RecursiveMode::Recursive
         };
-        watcher.watch(&watched, notify::RecursiveMode::Recursive)?;
+        watcher.watch(&watched, recursive)?;
         let manager = self.clone();
         tokio::spawn(async move {
             while receiver.recv().await.is_some() {
@@ -247,13 +268,31 @@ pub struct PolicyApi {
 }
 
 impl PolicyApi {
-    /// Status and decisions: the member's own gateway identity and its agencies.
+    /// Status: the member's own gateway identity and its agencies.
     fn require_member_side(&self, caller: &Identity) -> Result<(), Status> {
         if caller.member() == self.member {
             Ok(())
         } else {
             Err(Status::permission_denied(format!(
                 "policy administration is for member {}; {caller} is not",
+                self.member
+            )))
+        }
+    }
+
+    /// Reload and the decision log: the gateway's own identity only. The log
+    /// names every recipient of every indicator, RED ones included, which an
+    /// agency of the member need not see.
+    fn require_gateway_identity(&self, caller: &Identity, action: &str) -> Result<(), Status> {
+        if *caller
+            == (Identity::Member {
+                member: self.member.clone(),
+            })
+        {
+            Ok(())
+        } else {
+            Err(Status::permission_denied(format!(
+                "{action} takes the gateway identity {}; {caller} is not",
                 self.member
             )))
         }
@@ -319,7 +358,7 @@ impl PolicyService for PolicyApi {
         request: Request<DecisionsRequest>,
     ) -> Result<Response<DecisionsResponse>, Status> {
         let caller = caller(&request, &self.federation)?;
-        self.require_member_side(&caller)?;
+        self.require_gateway_identity(&caller, "reading the decision log")?;
         let request = request.into_inner();
         let limit = match request.limit {
             0 => 1000,

@@ -9,9 +9,20 @@ use prost_types::field_descriptor_proto::Type as FieldType;
 use prost_types::{DescriptorProto, FileDescriptorSet};
 use serde_json::Value;
 
-/// Paths that no policy may redact: without them a recipient could not tell
-/// which indicator a later retraction or revision refers to, nor who vouches for it.
-const NEVER_REDACTED: [&str; 3] = ["id", "originator", "created"];
+/// Paths that no policy may redact. Without `id`, `originator` and `created` a
+/// recipient could not tell which indicator a later retraction or revision
+/// refers to, nor who vouches for it; without the handling markings (`tlp`,
+/// `noReshare`, `protection`, `releasableTo`) the next gateway's hard floor
+/// would treat an AMBER indicator as unmarked and pass it on.
+const NEVER_REDACTED: [&str; 7] = [
+    "id",
+    "originator",
+    "created",
+    "tlp",
+    "noReshare",
+    "protection",
+    "releasableTo",
+];
 
 /// The field tree of `cordon.v1.Indicator`, by JSON name.
 #[derive(Debug)]
@@ -184,6 +195,15 @@ mod tests {
             Err(RedactionError::UnknownPath("narrative.text".into())),
         );
         check(&["id"], Err(RedactionError::Protected("id".into())));
+        check(&["tlp"], Err(RedactionError::Protected("tlp".into())));
+        check(
+            &["no_reshare"],
+            Err(RedactionError::Protected("no_reshare".into())),
+        );
+        check(
+            &["releasableTo"],
+            Err(RedactionError::Protected("releasableTo".into())),
+        );
         check(&[""], Err(RedactionError::UnknownPath("".into())));
     }
 }

@@ -286,7 +286,13 @@ impl Releaser {
             return (fail_closed_keeping(decision, error.to_string()), None);
         }
         match serde_json::from_value::<Indicator>(indicator_json) {
-            Ok(redacted) => (decision, Some(redacted)),
+            Ok(mut redacted) => {
+                // The originator's signature covers the fields just removed: kept,
+                // it would let a recipient confirm guesses of them offline, and it
+                // could never verify anyway.
+                redacted.signature = None;
+                (decision, Some(redacted))
+            }
             Err(error) => (
                 fail_closed_keeping(
                     decision,
@@ -398,6 +404,10 @@ mod tests {
                 description: "informant".into(),
                 ..Default::default()
             }),
+            signature: Some(cordon_proto::v1::Signature {
+                key_id: "GH:00".into(),
+                signature: vec![7; 64],
+            }),
             kind: Some(indicator::Kind::Vessel(Vessel {
                 imo: "9234563".into(),
                 ..Default::default()
@@ -444,6 +454,10 @@ mod tests {
         let release = check(allow_all, indicator("GH", Tlp::Green), "NG", true, false);
         let released = release.indicator.unwrap();
         assert!(released.source.is_none(), "redacted field must be absent");
+        assert!(
+            released.signature.is_none(),
+            "a signature over removed fields must not travel"
+        );
         assert_eq!(released.id, "0196f1a2-0000-7000-8000-000000000001");
 
         check(

@@ -48,6 +48,7 @@ pub struct RunningGateway {
     pub state: Arc<GatewayState>,
     pub policy_manager: Arc<PolicyManager>,
     shutdown: Option<oneshot::Sender<()>>,
+    stopping: tokio::sync::watch::Sender<bool>,
     task: JoinHandle<Result<()>>,
     decision_writer: JoinHandle<()>,
     _watcher: Option<notify::RecommendedWatcher>,
@@ -56,6 +57,7 @@ pub struct RunningGateway {
 impl RunningGateway {
     /// Stops accepting, lets open calls finish, and waits.
     pub async fn stop(mut self) -> Result<()> {
+        let _ = self.stopping.send(true);
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
@@ -104,6 +106,7 @@ pub async fn start(
     let address = listener.local_addr()?;
     tracing::info!(member = %config.member, %address, policy_revision = %policy.revision(), "gateway listening (mutual TLS)");
     let releaser = Arc::new(Releaser::new(config.member.clone(), policy, sinks));
+    let (stopping, stopping_signal) = tokio::sync::watch::channel(false);
     let (decision_log, decision_writer) =
         DecisionLog::start(store.clone(), config.decision_retention);
     let policy_manager = Arc::new(PolicyManager::new(
@@ -128,6 +131,7 @@ pub async fn start(
         decision_log,
         signing_key,
         limits: Limits::default(),
+        shutdown: stopping_signal,
     });
     let policy_api = PolicyApi {
         member: config.member.clone(),
@@ -144,6 +148,7 @@ pub async fn start(
         state,
         policy_manager,
         shutdown: Some(shutdown),
+        stopping,
         task,
         decision_writer,
         _watcher: watcher,

@@ -36,6 +36,9 @@ pub struct GatewayState {
     pub decision_log: DecisionLog,
     pub signing_key: Arc<SigningKey>,
     pub limits: Limits,
+    /// Turns true when the gateway stops: following streams end (UNAVAILABLE,
+    /// clients resume from their cursor) so that shutdown does not wait on them.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 #[derive(Debug, Clone)]
@@ -195,6 +198,10 @@ impl GatewayState {
                 format!("longer than {} bytes", self.limits.max_short_string),
             ));
         }
+        // The reason reaches analysts' terminals and the database as text.
+        if request.reason.chars().any(char::is_control) {
+            return Err(invalid_field("reason", "contains control characters"));
+        }
         let stored = self
             .store
             .indicator(&request.id)
@@ -295,7 +302,15 @@ impl GatewayState {
 }
 
 fn kinds_filter(kinds: &[i32]) -> Result<Vec<String>, Status> {
-    kinds
+    // Checked before anything is allocated per entry: a 4 MiB request could
+    // otherwise hold millions of kinds for the life of a stream.
+    if kinds.len() > cordon_indicator::KIND_NAMES.len() {
+        return Err(invalid_field(
+            "kinds",
+            format!("at most {} kinds", cordon_indicator::KIND_NAMES.len()),
+        ));
+    }
+    let mut names = kinds
         .iter()
         .enumerate()
         .map(|(index, value)| {
@@ -310,7 +325,10 @@ fn kinds_filter(kinds: &[i32]) -> Result<Vec<String>, Status> {
                     )
                 })
         })
-        .collect()
+        .collect::<Result<Vec<_>, _>>()?;
+    names.sort_unstable();
+    names.dedup();
+    Ok(names)
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<Event, Status>> + Send>>;
@@ -353,12 +371,19 @@ impl IndicatorService for IndicatorApi {
             let mut cursor = request.after;
             let mut sent: u64 = 0;
             let mut head = state.store.watch_head();
+            let mut shutdown = state.shutdown.clone();
             loop {
                 // Mark the head seen before reading: a commit after this point
                 // changes the watch, so the wait below cannot miss it.
                 head.borrow_and_update();
-                let batch = state.store.read_after(cursor, SUBSCRIBE_PAGE, &kinds).await.map_err(storage_status)?;
-                let page_full = batch.events.len() >= SUBSCRIBE_PAGE as usize;
+                // With a limit, read no more than can still be sent: every event
+                // read is decided and logged, and a logged release must be sent.
+                let page = match request.limit {
+                    0 => SUBSCRIBE_PAGE,
+                    limit => SUBSCRIBE_PAGE.min(u32::try_from(limit - sent).unwrap_or(u32::MAX)),
+                };
+                let batch = state.store.read_after(cursor, page, &kinds).await.map_err(storage_status)?;
+                let page_full = batch.events.len() >= page as usize;
                 let events = state.release_page(&recipient, batch.events).await?;
                 let mut last_sent = cursor;
                 for event in events {
@@ -380,8 +405,12 @@ impl IndicatorService for IndicatorApi {
                     if !request.follow {
                         return;
                     }
-                    if head.changed().await.is_err() {
-                        return;
+                    let stopping = tokio::select! {
+                        changed = head.changed() => changed.is_err(),
+                        _ = shutdown.wait_for(|stopping| *stopping) => true,
+                    };
+                    if stopping {
+                        Err(Status::unavailable("gateway shutting down; resume from your cursor"))?;
                     }
                 }
             }

@@ -209,9 +209,12 @@ impl GatewayProcess {
                 .args(["-TERM", &pid.to_string()])
                 .status()?;
         }
-        tokio::time::timeout(patience(), self.child.wait())
+        let status = tokio::time::timeout(patience(), self.child.wait())
             .await
             .context("gateway did not stop")??;
+        if !status.success() {
+            bail!("gateway exited with {status}: {}", self.log_text());
+        }
         Ok(())
     }
 

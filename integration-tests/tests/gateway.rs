@@ -123,6 +123,10 @@ async fn recipients_receive_exactly_what_the_policy_releases() -> Result<()> {
                     indicator.source.is_none(),
                     "{recipient} line {line}: redacted source arrived"
                 );
+                assert!(
+                    indicator.signature.is_none(),
+                    "{recipient} line {line}: a signature over redacted fields travelled"
+                );
             } else {
                 assert!(
                     redacted.is_empty(),
@@ -653,4 +657,29 @@ async fn health_and_reflection_are_served_over_mutual_tls() -> Result<()> {
         );
     }
     gateway.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_stops_cleanly_while_partners_follow_it() -> Result<()> {
+    let federation = Federation::new()?;
+    let gateway = federation.member("GH")?.start(&[]).await?;
+    let mut client = indicator_client(&gateway.endpoint, &federation.identity("NG")?).await?;
+    let mut stream = client
+        .subscribe(SubscribeRequest {
+            after: 0,
+            follow: true,
+            kinds: Vec::new(),
+            limit: 0,
+        })
+        .await?
+        .into_inner();
+    // The follower is caught up and waiting; SIGTERM must still end the process.
+    let waiting = tokio::spawn(async move { stream.message().await });
+    gateway.stop().await?;
+    let ended = tokio::time::timeout(patience(), waiting)
+        .await
+        .context("the stream did not end")??;
+    let status = ended.expect_err("a following stream ends with a status when the gateway stops");
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    Ok(())
 }
