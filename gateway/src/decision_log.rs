@@ -82,23 +82,45 @@ async fn write_loop(
             }
         };
         // Group commit: take whatever else is already waiting.
-        let mut rows = first.rows;
-        let mut waiting = vec![first.done];
-        while rows.len() < GROUP_COMMIT_ROWS {
+        let mut batch = vec![first];
+        let mut rows = batch[0].rows.len();
+        while rows < GROUP_COMMIT_ROWS {
             match receiver.try_recv() {
                 Ok(request) => {
-                    rows.extend(request.rows);
-                    waiting.push(request.done);
+                    rows += request.rows.len();
+                    batch.push(request);
                 }
                 Err(_) => break,
             }
         }
-        let result = store.record_decisions(&rows).await;
-        if let Err(error) = &result {
-            tracing::error!(%error, rows = rows.len(), "decision log write failed; the releases wait and fail");
-        }
-        for done in waiting {
-            let _ = done.send(result.clone());
+        let all_rows: Vec<DecisionRow> = batch
+            .iter()
+            .flat_map(|request| request.rows.iter().cloned())
+            .collect();
+        match store.record_decisions(&all_rows).await {
+            Ok(()) => {
+                for request in batch {
+                    let _ = request.done.send(Ok(()));
+                }
+            }
+            // One request's bad rows must not fail everyone else's releases:
+            // write each request alone and answer each with its own result.
+            Err(error) if batch.len() > 1 => {
+                tracing::warn!(%error, requests = batch.len(), "group commit failed; writing requests one by one");
+                for request in batch {
+                    let result = store.record_decisions(&request.rows).await;
+                    if let Err(error) = &result {
+                        tracing::error!(%error, rows = request.rows.len(), "decision log write failed; those releases fail");
+                    }
+                    let _ = request.done.send(result);
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, rows = all_rows.len(), "decision log write failed; those releases fail");
+                for request in batch {
+                    let _ = request.done.send(Err(error.clone()));
+                }
+            }
         }
     }
 }
@@ -119,6 +141,12 @@ fn now_micros() -> i64 {
         .unwrap_or_default()
 }
 
+/// PostgreSQL text cannot hold NUL; a policy's reasons or a bundle's revision
+/// could contain one, and the decision must still be stored.
+fn text(value: &str) -> String {
+    value.replace('\0', "\u{FFFD}")
+}
+
 fn row_of(record: &DecisionRecord) -> DecisionRow {
     DecisionRow {
         decision_id: record.decision_id.clone(),
@@ -126,11 +154,11 @@ fn row_of(record: &DecisionRecord) -> DecisionRow {
         recipient: record.recipient.clone(),
         indicator_id: record.indicator_id.clone(),
         channel: record.channel.as_str().to_string(),
-        policy_revision: record.policy_revision.clone(),
+        policy_revision: text(&record.policy_revision),
         allow: record.allow,
-        redact: record.redact.clone(),
-        reasons: record.reasons.clone(),
-        error: record.error.clone(),
+        redact: record.redact.iter().map(|path| text(path)).collect(),
+        reasons: record.reasons.iter().map(|reason| text(reason)).collect(),
+        error: record.error.as_deref().map(text),
     }
 }
 
@@ -164,4 +192,58 @@ pub fn opa_decision_log_entry(row: &DecisionRow, gateway: &str) -> Value {
         "result": result,
         "timestamp": timestamp,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cordon_storage::DecisionQuery;
+    use crate::release::Channel;
+
+    fn record(id: &str, reason: &str) -> DecisionRecord {
+        DecisionRecord {
+            decision_id: id.into(),
+            at_micros: 1_790_000_000_000_000,
+            recipient: "NG".into(),
+            indicator_id: "0196f1a2-0000-7000-8000-000000000001".into(),
+            channel: Channel::Subscribe,
+            policy_revision: "sha256:x".into(),
+            allow: true,
+            redact: Vec::new(),
+            reasons: vec![reason.into()],
+            error: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn one_bad_request_does_not_fail_the_others_in_its_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::connect(&format!("sqlite:{}", dir.path().join("d.db").display()))
+            .await
+            .unwrap();
+        let (log, _writer) = DecisionLog::start(store.clone(), None);
+        let first = "0196f1a2-0000-7000-8000-0000000000a1";
+        log.write(&[record(first, "first")]).await.unwrap();
+        // Queue both before the writer runs, so that they can share one transaction.
+        let duplicate = [record(first, "again")];
+        let fresh = [record(
+            "0196f1a2-0000-7000-8000-0000000000a2",
+            "with a NUL \0 inside",
+        )];
+        let (bad, good) = tokio::join!(log.write(&duplicate), log.write(&fresh));
+        assert!(bad.is_err(), "a duplicate decision id must fail");
+        good.unwrap();
+        let stored = store
+            .decisions(&DecisionQuery {
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(stored.len(), 2);
+        assert_eq!(
+            stored[1].reasons,
+            vec!["with a NUL \u{FFFD} inside".to_string()]
+        );
+    }
 }
