@@ -197,8 +197,8 @@ pub fn opa_decision_log_entry(row: &DecisionRow, gateway: &str) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cordon_storage::DecisionQuery;
     use crate::release::Channel;
+    use cordon_storage::DecisionQuery;
 
     fn record(id: &str, reason: &str) -> DecisionRecord {
         DecisionRecord {

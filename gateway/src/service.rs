@@ -12,7 +12,9 @@ use cordon_proto::v1::{
     PublishResponse, Published, RetractRequest, RetractResponse, Retracted, SubscribeRequest,
     event,
 };
-use cordon_storage::{EventBody, NewIndicator, Store, StoredEvent};
+use cordon_storage::{
+    DecisionQuery, EventBody, MAX_DECISIONS_PER_QUERY, NewIndicator, Store, StoredEvent,
+};
 use futures::Stream;
 use prost::Message;
 use tonic::{Request, Response, Status};
@@ -230,23 +232,31 @@ impl GatewayState {
         recipient: &Identity,
         events: Vec<StoredEvent>,
     ) -> Result<Vec<Event>, Status> {
-        // Retractions are released to whoever the retracted indicator would be
-        // released to; fetch those indicators before leaving the async world.
+        // A retraction goes to exactly the recipients that received the
+        // indicator (a stored allow decision, whatever the policy says now), so
+        // that it reaches everyone who holds it and no one else learns of it.
         let mut work = Vec::with_capacity(events.len());
         for stored in events {
-            let indicator = match &stored.body {
-                EventBody::Published { payload, .. } => Some(self.decode(payload)?),
-                EventBody::Retracted { indicator_id, .. } => match self
-                    .store
-                    .indicator(indicator_id)
-                    .await
-                    .map_err(storage_status)?
-                {
-                    Some(found) => Some(self.decode(&found.payload)?),
-                    None => None,
-                },
+            let item = match &stored.body {
+                EventBody::Published { payload, .. } => PageItem::Published(self.decode(payload)?),
+                EventBody::Retracted { indicator_id, .. } => {
+                    let query = DecisionQuery {
+                        indicator_id: Some(indicator_id.clone()),
+                        recipient: Some(recipient.to_string()),
+                        limit: MAX_DECISIONS_PER_QUERY,
+                        ..DecisionQuery::default()
+                    };
+                    let earlier = self.store.decisions(&query).await.map_err(storage_status)?;
+                    let released = earlier
+                        .iter()
+                        .find(|decision| decision.allow)
+                        .map(|decision| decision.policy_revision.clone());
+                    PageItem::Retracted {
+                        released_under: released,
+                    }
+                }
             };
-            work.push((stored, indicator));
+            work.push((stored, item));
         }
         let releaser = self.releaser.clone();
         let recipient = recipient.clone();
@@ -255,28 +265,62 @@ impl GatewayState {
             let now = now_rfc3339();
             let mut released = Vec::new();
             let mut records = Vec::new();
-            for (stored, indicator) in work {
-                let Some(indicator) = indicator else { continue };
-                let release = releaser.release(&indicator, &recipient, Channel::Subscribe, &now);
-                releaser.record(&release.record);
-                records.push(release.record.clone());
-                let Some(visible) = release.indicator else {
-                    continue;
-                };
-                let body = match stored.body {
-                    EventBody::Published { .. } => event::Body::Published(Published {
-                        indicator: Some(visible),
-                        redacted: release.record.redact,
-                    }),
-                    EventBody::Retracted {
-                        indicator_id,
-                        originator,
-                        reason,
-                    } => event::Body::Retracted(Retracted {
-                        indicator_id,
-                        originator,
-                        reason,
-                    }),
+            // Indicators released earlier in this very page (not yet in the log).
+            let mut released_in_page: std::collections::HashMap<String, String> =
+                std::collections::HashMap::new();
+            for (stored, item) in work {
+                let body = match (stored.body, item) {
+                    (EventBody::Published { .. }, PageItem::Published(indicator)) => {
+                        let release =
+                            releaser.release(&indicator, &recipient, Channel::Subscribe, &now);
+                        releaser.record(&release.record);
+                        records.push(release.record.clone());
+                        let Some(visible) = release.indicator else {
+                            continue;
+                        };
+                        released_in_page
+                            .insert(indicator.id.clone(), release.record.policy_revision.clone());
+                        event::Body::Published(Published {
+                            indicator: Some(visible),
+                            redacted: release.record.redact,
+                        })
+                    }
+                    (
+                        EventBody::Retracted {
+                            indicator_id,
+                            originator,
+                            reason,
+                        },
+                        PageItem::Retracted { released_under },
+                    ) => {
+                        let Some(revision) =
+                            released_under.or_else(|| released_in_page.get(&indicator_id).cloned())
+                        else {
+                            continue;
+                        };
+                        let record = DecisionRecord {
+                            decision_id: uuid::Uuid::now_v7().to_string(),
+                            at_micros: micros_of(&now_timestamp()),
+                            recipient: recipient.to_string(),
+                            indicator_id: indicator_id.clone(),
+                            channel: Channel::Subscribe,
+                            policy_revision: revision.clone(),
+                            allow: true,
+                            redact: Vec::new(),
+                            reasons: vec![format!(
+                                "retraction follows the indicator, released under {revision}"
+                            )],
+                            error: None,
+                        };
+                        releaser.record(&record);
+                        records.push(record);
+                        event::Body::Retracted(Retracted {
+                            indicator_id,
+                            originator,
+                            reason,
+                        })
+                    }
+                    _ => continue,
                 };
                 released.push(Event {
                     sequence: stored.sequence,
@@ -329,6 +373,16 @@ fn kinds_filter(kinds: &[i32]) -> Result<Vec<String>, Status> {
     names.sort_unstable();
     names.dedup();
     Ok(names)
+}
+
+/// One stored event of a page, prepared for release.
+enum PageItem {
+    Published(Indicator),
+    /// `released_under`: the revision under which the recipient received the
+    /// indicator, if it did.
+    Retracted {
+        released_under: Option<String>,
+    },
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<Event, Status>> + Send>>;

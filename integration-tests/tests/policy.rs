@@ -335,3 +335,73 @@ async fn reloads_under_streaming_subscribers_never_mix_revisions() -> Result<()>
     );
     gateway.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retraction_reaches_exactly_those_who_received_the_indicator() -> Result<()> {
+    let federation = Federation::new()?;
+    let member = federation.member("GH")?;
+    let gateway = member.start(&[]).await?;
+    let mut policy = policy_client(&gateway.endpoint, &federation.identity("GH")?).await?;
+    let original_revision = status(&mut policy).await?.active_revision;
+    let customs = federation.identity("GH/customs")?;
+    let mut publisher = indicator_client(&gateway.endpoint, &customs).await?;
+    // Line 3 of the examples: TLP:AMBER end-user certificate; NG has an agreement for it, CI not.
+    let amber = example_indicators()?.remove(2);
+    let accepted = publisher
+        .publish(PublishRequest {
+            indicators: vec![amber],
+        })
+        .await?
+        .into_inner();
+    let id = accepted.accepted[0].id.clone();
+    let partner = federation.identity("NG")?;
+    let outsider = federation.identity("CI")?;
+    assert_eq!(
+        read(&gateway.endpoint, &partner, 0).await?.len(),
+        1,
+        "NG receives the AMBER indicator"
+    );
+    assert!(read(&gateway.endpoint, &outsider, 0).await?.is_empty());
+
+    // The board ends the agreement with NG; then GH retracts.
+    let data_path = member.dir.join("policy/data.json");
+    let mut data: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&data_path)?)?;
+    data["agreements"] = serde_json::json!({});
+    write_atomically(&data_path, &serde_json::to_string_pretty(&data)?)?;
+    wait_for_status(&mut policy, "the new agreements to be active", |status| {
+        status.active_revision != original_revision
+    })
+    .await?;
+    publisher
+        .retract(cordon_proto::v1::RetractRequest {
+            id: id.clone(),
+            reason: "forged stamp confirmed".into(),
+        })
+        .await?;
+
+    let retractions_for = |identity: std::path::PathBuf| {
+        let endpoint = gateway.endpoint.clone();
+        async move {
+            let mut client = indicator_client(&endpoint, &identity).await?;
+            let request = SubscribeRequest {
+                after: 0,
+                follow: false,
+                kinds: Vec::new(),
+                limit: 0,
+            };
+            let mut stream = client.subscribe(request).await?.into_inner();
+            let mut retracted = Vec::new();
+            while let Some(event) = stream.message().await? {
+                if let Some(event::Body::Retracted(retraction)) = event.body {
+                    retracted.push(retraction.indicator_id);
+                }
+            }
+            anyhow::Ok(retracted)
+        }
+    };
+    // NG held it, so NG hears of the retraction although the policy would no longer send it.
+    assert_eq!(retractions_for(partner).await?, vec![id.clone()]);
+    // CI never received it and learns nothing, not even that it was retracted.
+    assert!(retractions_for(outsider).await?.is_empty());
+    gateway.stop().await
+}
