@@ -238,7 +238,9 @@ impl GatewayState {
         let mut work = Vec::with_capacity(events.len());
         for stored in events {
             let item = match &stored.body {
-                EventBody::Published { payload, .. } => PageItem::Published(self.decode(payload)?),
+                EventBody::Published { payload, .. } => {
+                    PageItem::Published(Box::new(self.decode(payload)?))
+                }
                 EventBody::Retracted { indicator_id, .. } => {
                     let query = DecisionQuery {
                         indicator_id: Some(indicator_id.clone()),
@@ -377,7 +379,7 @@ fn kinds_filter(kinds: &[i32]) -> Result<Vec<String>, Status> {
 
 /// One stored event of a page, prepared for release.
 enum PageItem {
-    Published(Indicator),
+    Published(Box<Indicator>),
     /// `released_under`: the revision under which the recipient received the
     /// indicator, if it did.
     Retracted {

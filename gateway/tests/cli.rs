@@ -39,8 +39,16 @@ fn init_writes_a_config_that_names_identity_and_policy() {
     }
     let tests = std::fs::read_dir(member.join("policy/cordon"))
         .unwrap()
+        .filter(|entry| {
+            entry
+                .as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with("_test.rego")
+        })
         .count();
-    assert!(tests >= 2, "starter policy with tests");
+    assert!(tests >= 1, "starter policy with tests");
 
     // A second init would overwrite the member's keys: refused.
     let again = cordon(&["init", "--member", "GH", "--dir", member.to_str().unwrap()]);
@@ -82,6 +90,7 @@ fn bad_names_are_refused_with_the_reason() {
         "--dir",
         dir.path().join("m").to_str().unwrap(),
     ]);
+    assert!(!bad_member.status.success());
     assert!(String::from_utf8_lossy(&bad_member.stderr).contains("--member"));
 }
 
