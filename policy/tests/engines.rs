@@ -161,3 +161,21 @@ fn errors_fail_closed_on_the_vm_too() {
     assert!(!decision.allow);
     assert!(decision.error.expect("an error").contains("redcat"));
 }
+
+#[test]
+fn a_comparison_cut_short_by_the_load_budget_keeps_the_interpreter() {
+    // Every decision runs into the time limit on both engines, so loading can
+    // compare only a few inputs within its budget: the VM, unchecked on the
+    // rest, must not become the engine.
+    let policy = policy_from(
+        r#"package cordon.outbound
+import rego.v1
+decision := {"allow": count(products) > 0, "redact": [], "reasons": ["slow"]} if {
+	products := [p | some i in numbers.range(1, 5000); some j in numbers.range(1, 5000); p := i * j]
+}"#,
+        json!({}),
+    );
+    assert_eq!(policy.engine(), EngineKind::Interpreter);
+    let reason = policy.interpreter_reason().unwrap_or_default();
+    assert!(reason.contains("compared on only"), "{reason}");
+}
