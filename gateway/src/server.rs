@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use cordon_indicator::Limits;
@@ -23,6 +24,11 @@ use crate::policy_admin::{PolicyApi, PolicyManager, load_checked_policy};
 use crate::release::{DecisionSink, Releaser};
 use crate::service::{GatewayState, IndicatorApi};
 
+/// Concurrent gRPC calls (streams) on one connection.
+const MAX_STREAMS_PER_CONNECTION: u32 = 256;
+/// A client that does not finish its TLS handshake in this time is dropped.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Loads the policy of `config`, refusing to start on one that does not load
 /// or fails its own tests.
 pub fn load_policy(config: &GatewayConfig) -> Result<Policy> {
@@ -38,7 +44,10 @@ pub fn server_tls(config: &GatewayConfig) -> Result<ServerTlsConfig> {
     };
     let identity = TlsIdentity::from_pem(read(&config.tls_cert)?, read(&config.tls_key)?);
     let ca = Certificate::from_pem(read(&config.tls_ca)?);
-    Ok(ServerTlsConfig::new().identity(identity).client_ca_root(ca))
+    Ok(ServerTlsConfig::new()
+        .identity(identity)
+        .client_ca_root(ca)
+        .timeout(TLS_HANDSHAKE_TIMEOUT))
 }
 
 /// A gateway running in this process.
@@ -132,6 +141,7 @@ pub async fn start(
         signing_key,
         limits: Limits::default(),
         shutdown: stopping_signal,
+        open_subscriptions: Default::default(),
     });
     let policy_api = PolicyApi {
         member: config.member.clone(),
@@ -176,6 +186,13 @@ async fn serve(
         .build_v1()
         .context("building the reflection service")?;
     Server::builder()
+        // Bounds for one connection and for dead peers; per-identity limits
+        // on subscriptions are in the service.
+        .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+        .tcp_keepalive(Some(Duration::from_secs(60)))
+        .tcp_nodelay(true)
         .tls_config(tls)
         .context("configuring TLS")?
         .add_service(health_service)

@@ -41,6 +41,54 @@ pub struct GatewayState {
     /// Turns true when the gateway stops: following streams end (UNAVAILABLE,
     /// clients resume from their cursor) so that shutdown does not wait on them.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// Open subscriptions per identity, bounded by [`MAX_SUBSCRIPTIONS_PER_IDENTITY`].
+    pub open_subscriptions: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
+}
+
+/// Open subscriptions one identity may hold at once: enough for a gateway's
+/// followers and an agency's tools, not enough to exhaust the gateway.
+pub const MAX_SUBSCRIPTIONS_PER_IDENTITY: usize = 64;
+
+/// Holds one of an identity's subscription slots until the stream ends.
+struct SubscriptionSlot {
+    identity: String,
+    open: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
+}
+
+impl SubscriptionSlot {
+    fn take(state: &GatewayState, identity: &Identity) -> Result<SubscriptionSlot, Status> {
+        let key = identity.to_string();
+        let mut open = state
+            .open_subscriptions
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let count = open.entry(key.clone()).or_default();
+        if *count >= MAX_SUBSCRIPTIONS_PER_IDENTITY {
+            return Err(Status::resource_exhausted(format!(
+                "{identity} already has {MAX_SUBSCRIPTIONS_PER_IDENTITY} open subscriptions"
+            )));
+        }
+        *count += 1;
+        Ok(SubscriptionSlot {
+            identity: key,
+            open: state.open_subscriptions.clone(),
+        })
+    }
+}
+
+impl Drop for SubscriptionSlot {
+    fn drop(&mut self) {
+        let mut open = self
+            .open
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(count) = open.get_mut(&self.identity) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                open.remove(&self.identity);
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -423,7 +471,10 @@ impl IndicatorService for IndicatorApi {
         let kinds = kinds_filter(&request.kinds)?;
         let state = self.state.clone();
         tracing::info!(%recipient, after = request.after, follow = request.follow, "subscription opened");
+        let slot = SubscriptionSlot::take(&state, &recipient)?;
         let stream = async_stream::try_stream! {
+            // Released when the stream ends or the client goes away.
+            let _slot = slot;
             let mut cursor = request.after;
             let mut sent: u64 = 0;
             let mut head = state.store.watch_head();

@@ -695,3 +695,127 @@ async fn a_gateway_stops_cleanly_while_partners_follow_it() -> Result<()> {
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_identity_cannot_hold_unbounded_subscriptions() -> Result<()> {
+    let limit = cordon_gateway::service::MAX_SUBSCRIPTIONS_PER_IDENTITY;
+    let federation = Federation::new()?;
+    let gateway = federation.member("GH")?.start(&[]).await?;
+    let mut client = indicator_client(&gateway.endpoint, &federation.identity("NG")?).await?;
+    let follow = SubscribeRequest {
+        after: 0,
+        follow: true,
+        kinds: Vec::new(),
+        limit: 0,
+    };
+    let mut open = Vec::new();
+    for _ in 0..limit {
+        open.push(client.subscribe(follow.clone()).await?.into_inner());
+    }
+    let refused = client.subscribe(follow.clone()).await.unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    // Another identity is not affected.
+    let mut other = indicator_client(&gateway.endpoint, &federation.identity("CI")?).await?;
+    other.subscribe(follow.clone()).await?;
+    // Closing one stream frees its slot (the server notices the reset; wait for it).
+    drop(open.pop());
+    let deadline = tokio::time::Instant::now() + patience();
+    loop {
+        match client.subscribe(follow.clone()).await {
+            Ok(_) => break,
+            Err(status)
+                if status.code() == Code::ResourceExhausted
+                    && tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            Err(status) => anyhow::bail!("slot not released: {status:?}"),
+        }
+    }
+    drop(open);
+    gateway.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_concurrent_publishing_loses_no_acknowledged_indicator() -> Result<()> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let federation = Federation::new()?;
+    let member = federation.member("GH")?;
+    let gateway = member.start(&[]).await?;
+    let acknowledged_count = Arc::new(AtomicUsize::new(0));
+    let mut publishers = Vec::new();
+    for index in 0..4 {
+        let endpoint = gateway.endpoint.clone();
+        let identity = federation.identity("GH/customs")?;
+        let counter = acknowledged_count.clone();
+        publishers.push(tokio::spawn(async move {
+            let mut acknowledged = Vec::new();
+            let Ok(mut client) = indicator_client(&endpoint, &identity).await else {
+                return acknowledged;
+            };
+            for batch in 0.. {
+                let indicators = (0..10)
+                    .map(|item| clear_vessel(format!("p{index} b{batch} i{item}")))
+                    .collect();
+                match client.publish(PublishRequest { indicators }).await {
+                    Ok(response) => {
+                        let ids: Vec<String> = response
+                            .into_inner()
+                            .accepted
+                            .into_iter()
+                            .map(|item| item.id)
+                            .collect();
+                        counter.fetch_add(ids.len(), Ordering::Relaxed);
+                        acknowledged.extend(ids);
+                    }
+                    // The gateway was killed: whatever was in flight was never acknowledged.
+                    Err(_) => return acknowledged,
+                }
+            }
+            acknowledged
+        }));
+    }
+    // Kill once publishing is well under way, while calls are in flight.
+    let deadline = tokio::time::Instant::now() + patience();
+    while acknowledged_count.load(Ordering::Relaxed) < 400 {
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "publishers made no progress"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    gateway.kill().await?;
+    let mut acknowledged = HashSet::new();
+    for publisher in publishers {
+        acknowledged.extend(tokio::time::timeout(patience(), publisher).await??);
+    }
+
+    let restarted = member.start(&[]).await?;
+    let events = read_all(
+        &restarted.endpoint,
+        &federation.identity("GH/police")?,
+        0,
+        0,
+    )
+    .await?;
+    let stored = published(&events);
+    let sequences: Vec<u64> = stored.iter().map(|(sequence, _, _)| *sequence).collect();
+    assert_eq!(
+        sequences,
+        (1..=stored.len() as u64).collect::<Vec<_>>(),
+        "no gap, no duplicate"
+    );
+    let stored_ids: HashSet<String> = stored
+        .into_iter()
+        .map(|(_, indicator, _)| indicator.id)
+        .collect();
+    let lost: Vec<&String> = acknowledged.difference(&stored_ids).collect();
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged indicators lost: {lost:?}",
+        lost.len()
+    );
+    assert!(acknowledged.len() >= 400);
+    restarted.stop().await
+}
