@@ -32,19 +32,12 @@ const MAX_DECISIONS_PAGE: u32 = 10_000;
 /// Loads a candidate policy: it must load (parse, compile, entrypoint, known
 /// builtins) and every one of its own tests must pass.
 ///
-/// The source is copied first and both steps read the copy: a board saving
-/// files while a reload runs could otherwise get one version compiled and
+/// The policy and its tests come from one reading of the source: a board
+/// saving files while a reload runs cannot get one version compiled and
 /// another version's tests run.
 pub fn load_checked_policy(source: &Path, time_limit: Duration) -> Result<Policy, String> {
-    let snapshot =
-        tempfile::tempdir().map_err(|error| format!("creating a policy snapshot: {error}"))?;
-    let copy = snapshot_source(source, snapshot.path())
-        .map_err(|error| format!("copying {}: {error}", source.display()))?;
-    let in_source_terms =
-        |text: String| text.replace(&copy.display().to_string(), &source.display().to_string());
-    let mut policy = Policy::load(&copy).map_err(|error| in_source_terms(format!("{error}")))?;
-    let report = cordon_policy::run_tests(&copy, None)
-        .map_err(|error| in_source_terms(format!("policy tests could not run: {error}")))?;
+    let (mut policy, report) =
+        cordon_policy::load_with_tests(source).map_err(|error| format!("{error}"))?;
     if !report.all_passed() {
         let failed: Vec<String> = report
             .failures()
@@ -62,42 +55,6 @@ pub fn load_checked_policy(source: &Path, time_limit: Duration) -> Result<Policy
     }
     policy.set_time_limit(time_limit);
     Ok(policy)
-}
-
-/// Copies a policy directory (without hidden entries) or a bundle file into `into`.
-fn snapshot_source(source: &Path, into: &Path) -> std::io::Result<PathBuf> {
-    if source.is_dir() {
-        let target = into.join("policy");
-        copy_tree(source, &target)?;
-        Ok(target)
-    } else {
-        let target = into.join(
-            source
-                .file_name()
-                .unwrap_or_else(|| std::ffi::OsStr::new("bundle.tar.gz")),
-        );
-        std::fs::copy(source, &target)?;
-        Ok(target)
-    }
-}
-
-fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(to)?;
-    for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
-        let name = entry.file_name();
-        if name.to_string_lossy().starts_with('.') {
-            continue;
-        }
-        // Follow links: mounted configuration (Kubernetes ConfigMaps) is links to files.
-        let kind = std::fs::metadata(entry.path())?;
-        if kind.is_dir() {
-            copy_tree(&entry.path(), &to.join(&name))?;
-        } else if kind.is_file() {
-            std::fs::copy(entry.path(), to.join(&name))?;
-        }
-    }
-    Ok(())
 }
 
 #[derive(Debug, Clone, Default)]

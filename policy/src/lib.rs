@@ -39,7 +39,8 @@ pub use error::PolicyError;
 pub use policy::{DEFAULT_TIME_LIMIT, EngineKind, EngineMismatch, EngineVerification, Policy};
 pub use reference::reference_policy_files;
 pub use testing::{
-    CoverageReport, FileCoverage, TestReport, TestResult, run_tests, run_tests_with,
+    CoverageReport, FileCoverage, TestReport, TestResult, load_with_tests, run_tests,
+    run_tests_with,
 };
 
 /// The one rule the gateway evaluates for every (indicator, recipient) pair.

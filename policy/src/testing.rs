@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::PolicyError;
 use crate::files::PolicyDirectory;
 use crate::policy::{evaluation_error, prepared_engine, timer_config};
+use crate::{Policy, PolicyError};
 
 /// Tests may build many inputs and mock data; they get far more time than one decision, but a
 /// test stuck in a loop must still not hang `cordon policy test` or a policy activation.
@@ -121,6 +121,24 @@ pub fn run_tests_with(
     coverage: bool,
 ) -> Result<TestReport, PolicyError> {
     let directory = PolicyDirectory::read_source(path)?;
+    run_tests_in(&directory, filter, coverage)
+}
+
+/// Loads a policy source and runs its tests from one reading of its files, so that the
+/// policy compiled and the tests run are the same version even while a board is saving
+/// files: what the gateway does before it activates a policy.
+pub fn load_with_tests(path: &Path) -> Result<(Policy, TestReport), PolicyError> {
+    let directory = PolicyDirectory::read_source(path)?;
+    let policy = Policy::from_directory(&directory)?;
+    let report = run_tests_in(&directory, None, false)?;
+    Ok((policy, report))
+}
+
+fn run_tests_in(
+    directory: &PolicyDirectory,
+    filter: Option<&str>,
+    coverage: bool,
+) -> Result<TestReport, PolicyError> {
     let modules = directory.module_pairs(true);
     let template = prepared_engine(&modules, directory.mounted_data()?)?;
 

@@ -319,3 +319,31 @@ fn from_modules() {
         "{duplicate:?}"
     );
 }
+
+#[test]
+fn load_with_tests_compiles_and_tests_one_reading() {
+    let dir = reference_dir();
+    let (policy, report) = cordon_policy::load_with_tests(dir.path()).expect("loads");
+    assert_eq!(
+        policy.revision(),
+        Policy::load(dir.path()).unwrap().revision()
+    );
+    assert!(
+        report.all_passed() && report.results.len() > 10,
+        "{report:?}"
+    );
+
+    write_files(
+        dir.path(),
+        &[(
+            "cordon/wrong_test.rego",
+            "package cordon.wrong_test\nimport rego.v1\ntest_wrong if { 1 == 2 }\n",
+        )],
+    );
+    let (_, report) = cordon_policy::load_with_tests(dir.path()).expect("still loads");
+    assert_eq!(report.failed(), 1);
+    assert_eq!(
+        report.failures().next().map(|result| result.name.as_str()),
+        Some("test_wrong")
+    );
+}
