@@ -180,7 +180,7 @@ fn run_tests_in(
         .into_iter()
         .map(|test| run_one(&template, test, merged.as_mut()))
         .collect();
-    let coverage = merged.map(|merged| merged.report(&directory));
+    let coverage = merged.map(|merged| merged.report(directory));
     Ok(TestReport { results, coverage })
 }
 
