@@ -284,9 +284,20 @@ async fn reloads_under_streaming_subscribers_never_mix_revisions() -> Result<()>
     let mut publisher = indicator_client(&gateway.endpoint, &customs).await?;
     let template = example_indicators()?.remove(0);
     let mut revisions: HashMap<String, String> = HashMap::new();
+    let mut lookups: u64 = 0;
     for batch in 0..BATCHES {
         let indicators = (0..BATCH_SIZE).map(|_| template.clone()).collect();
-        publisher.publish(PublishRequest { indicators }).await?;
+        let accepted = publisher
+            .publish(PublishRequest { indicators })
+            .await?
+            .into_inner();
+        // One synchronous decision per batch, so that every active revision
+        // decides something whatever the followers' pace.
+        let get = cordon_proto::v1::GetRequest {
+            id: accepted.accepted[0].id.clone(),
+        };
+        publisher.get(get).await?;
+        lookups += 1;
         if batch % 4 == 3 {
             let marker = if (batch / 4) % 2 == 0 { "B" } else { "A" };
             marker_policy(&member, marker)?;
@@ -304,7 +315,7 @@ async fn reloads_under_streaming_subscribers_never_mix_revisions() -> Result<()>
     let decisions = all_decisions(&mut policy, DecisionsRequest::default()).await?;
     assert_eq!(
         decisions.len() as u64,
-        3 * total,
+        3 * total + lookups,
         "one stored decision per release"
     );
     let mut markers_by_revision: HashMap<String, String> = HashMap::new();
