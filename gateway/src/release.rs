@@ -258,7 +258,7 @@ impl Releaser {
         channel: Channel,
         now: &str,
     ) -> (Decision, Option<Indicator>) {
-        let mut indicator_json = match serde_json::to_value(indicator) {
+        let indicator_json = match serde_json::to_value(indicator) {
             Ok(value) => value,
             Err(error) => {
                 return (
@@ -267,9 +267,9 @@ impl Releaser {
                 );
             }
         };
-        let input = policy_input(
+        let mut input = policy_input(
             policy,
-            indicator_json.clone(),
+            indicator_json,
             recipient,
             &self.member,
             channel,
@@ -282,6 +282,9 @@ impl Releaser {
         if decision.redact.is_empty() {
             return (decision, Some(indicator.clone()));
         }
+        // The input is done with: redact its copy of the indicator rather than clone it
+        // for every decision.
+        let mut indicator_json = input["indicator"].take();
         if let Err(error) = self.schema.apply(&mut indicator_json, &decision.redact) {
             return (fail_closed_keeping(decision, error.to_string()), None);
         }

@@ -59,17 +59,7 @@ pub fn check(path: &Path) -> Result<CheckReport, PolicyError> {
         let mut engine = template.clone();
         let modules = engine.get_modules().clone();
         let functions = Functions::of(&modules);
-        let tests: Vec<_> = modules
-            .iter()
-            .filter(|module| {
-                let file = module.package.span.source.file();
-                directory
-                    .tests
-                    .iter()
-                    .any(|test| &test.relative_path == file)
-            })
-            .cloned()
-            .collect();
+        let tests = directory.test_modules(&modules);
         if let Some(call) = analyse(&tests, &functions).unknown_calls.first() {
             return Err(PolicyError::Compile {
                 message: call.message(),

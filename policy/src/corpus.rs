@@ -133,17 +133,7 @@ fn try_test_inputs(directory: &PolicyDirectory) -> Result<Vec<Value>, PolicyErro
             })?;
     }
     let all_modules = parsed.get_modules().clone();
-    let test_modules: Vec<_> = all_modules
-        .iter()
-        .filter(|module| {
-            let file = module.package.span.source.file();
-            directory
-                .tests
-                .iter()
-                .any(|test| &test.relative_path == file)
-        })
-        .cloned()
-        .collect();
+    let test_modules = directory.test_modules(&all_modules);
     let literals = closed_input_literals(&test_modules);
     if literals.is_empty() {
         return Ok(Vec::new());

@@ -108,6 +108,21 @@ pub(crate) fn file_role(name: &str) -> FileRole {
 }
 
 impl PolicyDirectory {
+    /// Those of `modules` (parsed from this directory) that come from its test files.
+    pub fn test_modules(
+        &self,
+        modules: &[regorus::unstable::Ref<regorus::unstable::Module>],
+    ) -> Vec<regorus::unstable::Ref<regorus::unstable::Module>> {
+        modules
+            .iter()
+            .filter(|module| {
+                let file = module.package.span.source.file();
+                self.tests.iter().any(|test| &test.relative_path == file)
+            })
+            .cloned()
+            .collect()
+    }
+
     /// Reads a directory or, for any other file, a bundle.
     pub fn read_source(path: &Path) -> Result<PolicyDirectory, PolicyError> {
         if crate::bundle::is_bundle(path) {

@@ -202,21 +202,7 @@ impl Policy {
         manifest: Option<&Manifest>,
     ) -> Result<Policy, PolicyError> {
         if let Some(manifest) = manifest {
-            let mut parsed = regorus::Engine::new();
-            for (name, text) in modules {
-                parsed
-                    .add_policy(name.clone(), text.clone())
-                    .map_err(|error| PolicyError::Parse {
-                        file: name.clone(),
-                        message: error.to_string().trim().to_owned(),
-                    })?;
-            }
-            let packages =
-                parsed
-                    .get_policy_package_components()
-                    .map_err(|error| PolicyError::Compile {
-                        message: error.to_string(),
-                    })?;
+            let (_, packages) = parsed_modules(modules)?;
             crate::bundle::check_roots(manifest, &packages, &data)?;
         }
         let template = prepared_engine(modules, data)?;
@@ -679,14 +665,11 @@ pub(crate) fn evaluation_error(rule: &str, error: &anyhow::Error, limit: Duratio
     }
 }
 
-/// An engine holding `modules` and `data`, analysed once so that clones start evaluating at once.
-pub(crate) fn prepared_engine(
+/// An engine holding `modules` (unique names, each parsed), and the packages they define.
+fn parsed_modules(
     modules: &[(String, String)],
-    data: Vec<(String, serde_json::Value)>,
-) -> Result<regorus::Engine, PolicyError> {
+) -> Result<(regorus::Engine, Vec<regorus::PolicyPackageComponents>), PolicyError> {
     let mut engine = regorus::Engine::new();
-    // print() output goes nowhere rather than to the gateway's stderr on every decision.
-    engine.set_gather_prints(true);
     let mut names = std::collections::HashSet::new();
     for (name, text) in modules {
         if !names.insert(name.as_str()) {
@@ -707,6 +690,17 @@ pub(crate) fn prepared_engine(
             .map_err(|error| PolicyError::Compile {
                 message: error.to_string(),
             })?;
+    Ok((engine, packages))
+}
+
+/// An engine holding `modules` and `data`, analysed once so that clones start evaluating at once.
+pub(crate) fn prepared_engine(
+    modules: &[(String, String)],
+    data: Vec<(String, serde_json::Value)>,
+) -> Result<regorus::Engine, PolicyError> {
+    let (mut engine, packages) = parsed_modules(modules)?;
+    // print() output goes nowhere rather than to the gateway's stderr on every decision.
+    engine.set_gather_prints(true);
     for (file, document) in data {
         check_data_shadows_no_rule(&engine, &packages, &file, &document)?;
         let value: regorus::Value =
