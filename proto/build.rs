@@ -11,6 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/cordon/v1/indicator.proto",
         "proto/cordon/v1/gateway.proto",
         "proto/cordon/v1/policy.proto",
+        "proto/cordon/v1/federation.proto",
     ];
     for file in files {
         println!("cargo:rerun-if-changed={file}");

@@ -96,6 +96,15 @@ pub enum Command {
     /// status and reload of a running gateway's policy.
     #[command(subcommand)]
     Policy(crate::policy_cli::PolicyCommand),
+    /// The partner gateways a gateway follows: connection state, cursor, lag
+    /// behind the peer's head, last error (its own identity or agencies).
+    Peers {
+        #[command(flatten)]
+        connection: Connection,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Stored release decisions of a gateway (its own identity or agencies).
     Decisions(crate::policy_cli::DecisionsArgs),
     /// Start a gateway with two recipients on a temporary directory and show
@@ -224,6 +233,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Policy(command) => crate::policy_cli::run(command).await,
         Command::Decisions(args) => crate::policy_cli::decisions(args).await,
+        Command::Peers { connection, json } => peers(&connection, json).await,
         Command::Demo { json } => crate::demo::run(json).await,
     }
 }
@@ -260,6 +270,13 @@ fn init(args: InitArgs) -> Result<()> {
         .join(crate::signing::SIGNING_KEY_FILE);
     crate::signing::generate_signing_key(&signing_key_path)?;
     let signing_key = crate::signing::SigningKey::load(&signing_key_path, &args.member)?;
+    let public_key_hex = hex::encode(signing_key.public_key());
+    std::fs::write(
+        args.dir
+            .join("identity")
+            .join(crate::signing::PUBLIC_KEY_FILE),
+        format!("{public_key_hex}\n"),
+    )?;
     for (relative, contents) in cordon_policy::reference_policy_files() {
         let path = args.dir.join("policy").join(relative);
         if let Some(parent) = path.parent() {
@@ -282,6 +299,8 @@ fn init(args: InitArgs) -> Result<()> {
         limits: LimitsFile::default(),
         decision_log: DecisionLogFile::default(),
         watch_policy: true,
+        members: Vec::new(),
+        peers: Vec::new(),
     };
     // Validate before writing, so init never leaves a config serve would refuse.
     GatewayConfig::from_file(file.clone(), &args.dir, &HashMap::new())?;
@@ -301,11 +320,58 @@ fn init(args: InitArgs) -> Result<()> {
     );
     println!("  CA:       {}", ca_dir.display());
     println!(
-        "  signing:  key {} (public key {}; partners verify GH's indicators with it)",
+        "  signing:  key {} (public key {public_key_hex}; partners verify {}'s indicators with it)",
         signing_key.key_id(),
-        hex::encode(signing_key.public_key())
+        args.member
+    );
+    println!(
+        "  partners add to their cordon.toml:\n    [[members]]\n    id = \"{}\"\n    signing_keys = [\"{public_key_hex}\"]",
+        args.member
     );
     println!("next: cordon serve --config {}", config_path.display());
+    Ok(())
+}
+
+async fn peers(connection: &Connection, json: bool) -> Result<()> {
+    use cordon_proto::v1::federation_service_client::FederationServiceClient;
+    let mut client = FederationServiceClient::new(
+        crate::client::channel(&connection.endpoint, &connection.identity).await?,
+    );
+    let peers = client
+        .peers(cordon_proto::v1::PeersRequest {})
+        .await
+        .map_err(status_error)?
+        .into_inner()
+        .peers;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&peers)?);
+        return Ok(());
+    }
+    if peers.is_empty() {
+        println!("no peers configured");
+        return Ok(());
+    }
+    println!(
+        "{:<8} {:<11} {:>10} {:>10} {:>8} {:>8} {:>7}  last error",
+        "peer", "state", "cursor", "head", "lag", "stored", "refused"
+    );
+    for peer in peers {
+        println!(
+            "{:<8} {:<11} {:>10} {:>10} {:>8} {:>8} {:>7}  {}",
+            peer.id,
+            peer.state,
+            peer.cursor,
+            peer.peer_head,
+            peer.lag,
+            peer.stored,
+            peer.refused,
+            if peer.last_error.is_empty() {
+                "-"
+            } else {
+                &peer.last_error
+            }
+        );
+    }
     Ok(())
 }
 

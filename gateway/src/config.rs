@@ -42,6 +42,46 @@ pub struct ConfigFile {
     /// Reload the policy when its files change (it is also reloadable by RPC).
     #[serde(default = "default_true")]
     pub watch_policy: bool,
+    /// Federation data: the members whose indicators this gateway may hold, with the public
+    /// keys their gateways sign with. An indicator is accepted from a peer only if its
+    /// originator is listed here and its signature verifies with one of these keys.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<MemberFile>,
+    /// Partner gateways this gateway follows.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub peers: Vec<PeerFile>,
+}
+
+/// `[[members]]`: one member of the federation and its gateway's signing keys.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberFile {
+    pub id: String,
+    /// Ed25519 public keys, 64 hex digits each (`cordon init` prints the new member's). More
+    /// than one while a key is rotated.
+    pub signing_keys: Vec<String>,
+}
+
+/// `[[peers]]`: a partner gateway to follow.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerFile {
+    /// The peer's member id; its certificate must name `spiffe://<federation>/member/<id>`.
+    pub id: String,
+    /// For example `https://127.0.0.1:7443`.
+    pub endpoint: String,
+}
+
+/// A partner gateway this gateway follows, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerConfig {
+    pub id: String,
+    /// `https://host:port` as written in the config.
+    pub endpoint: String,
+    /// `host:port` to connect to.
+    pub authority: String,
+    /// The host, the name the peer's certificate must carry.
+    pub host: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -124,6 +164,9 @@ pub struct GatewayConfig {
     /// None keeps decisions forever.
     pub decision_retention: Option<Duration>,
     pub watch_policy: bool,
+    /// The federation's members' signing keys (this gateway's own key is added at start).
+    pub federation_keys: crate::signing::FederationKeys,
+    pub peers: Vec<PeerConfig>,
 }
 
 impl GatewayConfig {
@@ -164,6 +207,8 @@ impl GatewayConfig {
         if file.limits.policy_time_limit_ms == 0 || file.limits.policy_time_limit_ms > 10_000 {
             bail!("limits.policy_time_limit_ms: must be between 1 and 10000");
         }
+        let federation_keys = federation_keys(&file.members)?;
+        let peers = peers(&file.peers, &file.member, &federation_keys)?;
         Ok(GatewayConfig {
             member: file.member,
             federation: file.federation,
@@ -178,8 +223,93 @@ impl GatewayConfig {
             decision_retention: (file.decision_log.retention_days > 0)
                 .then(|| Duration::from_secs(u64::from(file.decision_log.retention_days) * 86_400)),
             watch_policy: file.watch_policy,
+            federation_keys,
+            peers,
         })
     }
+}
+
+fn federation_keys(members: &[MemberFile]) -> Result<crate::signing::FederationKeys> {
+    let mut keys = crate::signing::FederationKeys::default();
+    for (index, member) in members.iter().enumerate() {
+        if !is_member_id(&member.id) {
+            bail!("members[{index}].id: {:?} is not a member id", member.id);
+        }
+        if keys.knows(&member.id) {
+            bail!("members[{index}].id: member {} is listed twice", member.id);
+        }
+        if member.signing_keys.is_empty() {
+            bail!(
+                "members[{index}].signing_keys: member {} has no key",
+                member.id
+            );
+        }
+        for (key_index, text) in member.signing_keys.iter().enumerate() {
+            let key = crate::signing::parse_public_key(text).map_err(|error| {
+                anyhow::anyhow!("members[{index}].signing_keys[{key_index}]: {error}")
+            })?;
+            keys.insert(&member.id, key);
+        }
+    }
+    Ok(keys)
+}
+
+fn peers(
+    peers: &[PeerFile],
+    own_member: &str,
+    keys: &crate::signing::FederationKeys,
+) -> Result<Vec<PeerConfig>> {
+    let mut validated: Vec<PeerConfig> = Vec::with_capacity(peers.len());
+    for (index, peer) in peers.iter().enumerate() {
+        if !is_member_id(&peer.id) {
+            bail!("peers[{index}].id: {:?} is not a member id", peer.id);
+        }
+        if peer.id == own_member {
+            bail!("peers[{index}].id: a gateway does not follow itself");
+        }
+        if validated.iter().any(|other| other.id == peer.id) {
+            bail!("peers[{index}].id: peer {} is listed twice", peer.id);
+        }
+        if !keys.knows(&peer.id) {
+            bail!(
+                "peers[{index}].id: member {} has no signing key under [[members]], so nothing it sends could be verified",
+                peer.id
+            );
+        }
+        let (authority, host) = parse_endpoint(&peer.endpoint)
+            .map_err(|error| anyhow::anyhow!("peers[{index}].endpoint: {error}"))?;
+        validated.push(PeerConfig {
+            id: peer.id.clone(),
+            endpoint: peer.endpoint.clone(),
+            authority,
+            host,
+        });
+    }
+    Ok(validated)
+}
+
+/// `https://host:port` (no path) into `host:port` and the host.
+fn parse_endpoint(endpoint: &str) -> Result<(String, String), String> {
+    let rest = endpoint.strip_prefix("https://").ok_or_else(|| {
+        format!("{endpoint:?} must start with https:// (peers speak only mutual TLS)")
+    })?;
+    let authority = rest.strip_suffix('/').unwrap_or(rest);
+    if authority.is_empty() || authority.contains(['/', '?', '#', '@']) {
+        return Err(format!(
+            "{endpoint:?} must be https://host:port with no path"
+        ));
+    }
+    let (host, port) = authority
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{endpoint:?} has no port"))?;
+    if port.parse::<u16>().map_or(true, |port| port == 0) {
+        return Err(format!("{endpoint:?} has no valid port"));
+    }
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err(format!("{endpoint:?} has no host"));
+    }
+    Ok((authority.to_string(), host.to_string()))
 }
 
 /// SQLite paths in the config are relative to the config file.
@@ -241,6 +371,57 @@ mod tests {
         }
         let unknown = toml::from_str::<ConfigFile>(&format!("colour = \"red\"\n{MINIMAL}"));
         assert!(unknown.unwrap_err().to_string().contains("colour"));
+    }
+
+    const GH_KEY: &str = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
+
+    #[test]
+    fn members_and_peers() {
+        let text = format!(
+            "{MINIMAL}[[members]]\nid = \"NG\"\nsigning_keys = [\"{GH_KEY}\"]\n[[peers]]\nid = \"NG\"\nendpoint = \"https://127.0.0.1:7444\"\n"
+        );
+        let config = file(&text).unwrap();
+        assert!(config.federation_keys.knows("NG"));
+        assert_eq!(
+            config.peers,
+            vec![PeerConfig {
+                id: "NG".into(),
+                endpoint: "https://127.0.0.1:7444".into(),
+                authority: "127.0.0.1:7444".into(),
+                host: "127.0.0.1".into(),
+            }]
+        );
+        let member = |id: &str, key: &str| {
+            format!("[[members]]\nid = \"{id}\"\nsigning_keys = [\"{key}\"]\n")
+        };
+        let peer = |id: &str, endpoint: &str| {
+            format!("[[peers]]\nid = \"{id}\"\nendpoint = \"{endpoint}\"\n")
+        };
+        for (extra, field) in [
+            (member("ng", GH_KEY), "members[0].id"),
+            (member("NG", "abcd"), "members[0].signing_keys[0]"),
+            (member("NG", GH_KEY) + &member("NG", GH_KEY), "listed twice"),
+            (peer("SN", "https://127.0.0.1:1"), "no signing key"),
+            (
+                member("GH", GH_KEY) + &peer("GH", "https://127.0.0.1:1"),
+                "itself",
+            ),
+            (
+                member("NG", GH_KEY) + &peer("NG", "http://127.0.0.1:1"),
+                "peers[0].endpoint",
+            ),
+            (
+                member("NG", GH_KEY) + &peer("NG", "https://127.0.0.1"),
+                "no port",
+            ),
+            (
+                member("NG", GH_KEY) + &peer("NG", "https://h:1/x"),
+                "no path",
+            ),
+        ] {
+            let error = format!("{:#}", file(&format!("{MINIMAL}{extra}")).unwrap_err());
+            assert!(error.contains(field), "{error} should name {field}");
+        }
     }
 
     #[test]

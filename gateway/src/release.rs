@@ -239,12 +239,37 @@ impl Releaser {
             || [Tlp::Amber, Tlp::AmberStrict, Tlp::Red]
                 .iter()
                 .any(|label| indicator.tlp == *label as i32);
-        if from_another_member && stays_with_receiver && !recipient.is_agency_of(&self.member) {
+        let leaves_member = !recipient.is_agency_of(&self.member);
+        if from_another_member && stays_with_receiver && leaves_member {
             return Some(format!(
                 "hard floor: third-party rule: {} from {} stays with {}",
                 handling_label(indicator),
                 indicator.originator,
                 self.member
+            ));
+        }
+        // The originator named who may have it: passing it on goes no further.
+        if from_another_member
+            && leaves_member
+            && !indicator.releasable_to.is_empty()
+            && !indicator
+                .releasable_to
+                .iter()
+                .any(|named| *named == recipient.to_string() || named == recipient.member())
+        {
+            return Some(format!(
+                "hard floor: {} named its recipients in releasableTo and {recipient} is not one",
+                indicator.originator
+            ));
+        }
+        // A gateway never needs its own indicators back: cycles end here.
+        if from_another_member
+            && matches!(recipient, Identity::Member { .. })
+            && recipient.member() == indicator.originator
+        {
+            return Some(format!(
+                "hard floor: not sent back to its originator {}",
+                indicator.originator
             ));
         }
         None
@@ -281,6 +306,17 @@ impl Releaser {
         }
         if decision.redact.is_empty() {
             return (decision, Some(indicator.clone()));
+        }
+        if matches!(recipient, Identity::Member { .. }) {
+            // A partner gateway stores only what it can verify against the
+            // originator's signature over the whole indicator.
+            return (
+                fail_closed_keeping(
+                    decision,
+                    "redaction is not possible for a partner gateway: it must verify the originator's signature over the whole indicator".into(),
+                ),
+                None,
+            );
         }
         // The input is done with: redact its copy of the indicator rather than clone it
         // for every decision.
@@ -454,7 +490,13 @@ mod tests {
     #[test]
     fn redactions_are_applied_and_bad_paths_deny() {
         let allow_all = r#"decision := {"allow": true, "redact": ["source"], "reasons": ["ok"]}"#;
-        let release = check(allow_all, indicator("GH", Tlp::Green), "NG", true, false);
+        let release = check(
+            allow_all,
+            indicator("GH", Tlp::Green),
+            "NG/customs",
+            true,
+            false,
+        );
         let released = release.indicator.unwrap();
         assert!(released.source.is_none(), "redacted field must be absent");
         assert!(
@@ -466,28 +508,28 @@ mod tests {
         check(
             r#"decision := {"allow": true, "redact": ["sauce"], "reasons": []}"#,
             indicator("GH", Tlp::Green),
-            "NG",
+            "NG/customs",
             false,
             true,
         );
         check(
             r#"decision := {"allow": true, "redact": ["id"], "reasons": []}"#,
             indicator("GH", Tlp::Green),
-            "NG",
+            "NG/customs",
             false,
             true,
         );
         check(
             r#"decision := {"allow": "yes", "redact": [], "reasons": []}"#,
             indicator("GH", Tlp::Green),
-            "NG",
+            "NG/customs",
             false,
             true,
         );
         check(
             r#"decision := x if { x := input.nothing }"#,
             indicator("GH", Tlp::Green),
-            "NG",
+            "NG/customs",
             false,
             true,
         );
@@ -523,5 +565,54 @@ mod tests {
         protected.protection = Protection::SourceProtected as i32;
         let release = check(allow_all, protected, "GH/customs", false, false);
         assert!(release.record.reasons[0].starts_with("hard floor"));
+    }
+
+    #[test]
+    fn the_federation_channel_keeps_signatures_and_ends_cycles() {
+        let allow_all = r#"decision := {"allow": true, "redact": [], "reasons": ["yes"]}"#;
+        let redact = r#"decision := {"allow": true, "redact": ["source"], "reasons": ["yes"]}"#;
+        let federate = |decision: &str, subject: &Indicator, recipient: &str| {
+            let releaser = Releaser::new("GH".into(), policy(decision), Vec::new());
+            releaser.release(
+                subject,
+                &Identity::parse(recipient).unwrap(),
+                Channel::Federation,
+                "2026-11-25T00:00:00Z",
+            )
+        };
+        let release = federate(allow_all, &indicator("GH", Tlp::Green), "NG");
+        assert!(release.record.allow);
+        assert!(release.indicator.unwrap().signature.is_some());
+        // A redaction would break the signature the partner must verify: deny.
+        let release = federate(redact, &indicator("GH", Tlp::Green), "NG");
+        assert!(!release.record.allow);
+        assert!(release.record.error.unwrap().contains("partner gateway"));
+        // Received from NG: never sent back to NG's gateway.
+        let release = federate(allow_all, &indicator("NG", Tlp::Green), "NG");
+        assert!(!release.record.allow);
+        assert!(release.record.reasons[0].contains("originator"));
+        assert!(
+            federate(allow_all, &indicator("NG", Tlp::Green), "CI")
+                .record
+                .allow
+        );
+        // The originator's releasableTo bounds onward sharing.
+        let mut named = indicator("NG", Tlp::Green);
+        named.releasable_to = vec!["GH".into(), "SN/police".into()];
+        assert!(!federate(allow_all, &named, "CI").record.allow);
+        let releaser = Releaser::new("GH".into(), policy(allow_all), Vec::new());
+        for (recipient, allowed) in [("SN/police", true), ("SN", false), ("GH/customs", true)] {
+            let release = releaser.release(
+                &named,
+                &Identity::parse(recipient).unwrap(),
+                Channel::Subscribe,
+                "2026-11-25T00:00:00Z",
+            );
+            assert_eq!(
+                release.record.allow, allowed,
+                "{recipient}: {:?}",
+                release.record
+            );
+        }
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use cordon_indicator::Limits;
 use cordon_policy::Policy;
+use cordon_proto::v1::federation_service_server::FederationServiceServer;
 use cordon_proto::v1::indicator_service_server::IndicatorServiceServer;
 use cordon_proto::v1::policy_service_server::PolicyServiceServer;
 use cordon_storage::Store;
@@ -20,6 +21,8 @@ use tonic::transport::{Certificate, Identity as TlsIdentity, Server, ServerTlsCo
 
 use crate::config::GatewayConfig;
 use crate::decision_log::DecisionLog;
+use crate::federation::{Federation, FederationApi, FollowerContext};
+use crate::peer_tls::TlsFiles;
 use crate::policy_admin::{PolicyApi, PolicyManager, load_checked_policy};
 use crate::release::{DecisionSink, Releaser};
 use crate::service::{GatewayState, IndicatorApi};
@@ -56,6 +59,9 @@ pub struct RunningGateway {
     pub address: SocketAddr,
     pub state: Arc<GatewayState>,
     pub policy_manager: Arc<PolicyManager>,
+    /// The followers of the configured peers.
+    pub federation: Arc<Federation>,
+    followers: Vec<JoinHandle<()>>,
     shutdown: Option<oneshot::Sender<()>>,
     stopping: tokio::sync::watch::Sender<bool>,
     task: JoinHandle<Result<()>>,
@@ -71,6 +77,9 @@ impl RunningGateway {
             let _ = shutdown.send(());
         }
         self.task.await.context("gateway task panicked")??;
+        for follower in std::mem::take(&mut self.followers) {
+            let _ = follower.await;
+        }
         // The server's handlers held the last decision log senders; once they
         // are gone the writer drains what is queued and ends.
         let RunningGateway {
@@ -143,6 +152,27 @@ pub async fn start(
         shutdown: stopping_signal,
         open_subscriptions: Default::default(),
     });
+    let (federation, followers) = crate::federation::start(
+        FollowerContext {
+            member: config.member.clone(),
+            federation: config.federation.clone(),
+            store: store.clone(),
+            keys: Arc::new(config.federation_keys.clone()),
+            limits: Limits::default(),
+            tls: TlsFiles {
+                cert: config.tls_cert.clone(),
+                key: config.tls_key.clone(),
+                ca: config.tls_ca.clone(),
+            },
+        },
+        &config.peers,
+        state.shutdown.clone(),
+    );
+    let federation_api = FederationApi {
+        member: config.member.clone(),
+        federation_name: config.federation.clone(),
+        federation: federation.clone(),
+    };
     let policy_api = PolicyApi {
         member: config.member.clone(),
         federation: config.federation.clone(),
@@ -150,13 +180,22 @@ pub async fn start(
         store,
     };
     let (shutdown, shutdown_signal) = oneshot::channel::<()>();
-    let task = tokio::spawn(serve(state.clone(), policy_api, tls, listener, async {
-        let _ = shutdown_signal.await;
-    }));
+    let task = tokio::spawn(serve(
+        state.clone(),
+        policy_api,
+        federation_api,
+        tls,
+        listener,
+        async {
+            let _ = shutdown_signal.await;
+        },
+    ));
     Ok(RunningGateway {
         address,
         state,
         policy_manager,
+        federation,
+        followers,
         shutdown: Some(shutdown),
         stopping,
         task,
@@ -168,6 +207,7 @@ pub async fn start(
 async fn serve(
     state: Arc<GatewayState>,
     policy_api: PolicyApi,
+    federation_api: FederationApi,
     tls: ServerTlsConfig,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -199,6 +239,7 @@ async fn serve(
         .add_service(reflection)
         .add_service(indicators)
         .add_service(PolicyServiceServer::new(policy_api))
+        .add_service(FederationServiceServer::new(federation_api))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await
         .context("serving gRPC")

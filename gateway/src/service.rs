@@ -142,6 +142,16 @@ pub fn now_rfc3339() -> String {
         .unwrap_or_default()
 }
 
+/// The channel of a release: `federation` when it crosses a federation hop (a
+/// partner gateway receives it, or it came from another member), else `subscribe`.
+pub fn channel_for(indicator: &Indicator, recipient: &Identity, own_member: &str) -> Channel {
+    match recipient {
+        Identity::Member { .. } => Channel::Federation,
+        Identity::Agency { .. } if indicator.originator != own_member => Channel::Federation,
+        Identity::Agency { .. } => Channel::Subscribe,
+    }
+}
+
 impl GatewayState {
     fn require_own_agency(&self, caller: &Identity, action: &str) -> Result<(), Status> {
         if caller.is_agency_of(&self.member) {
@@ -215,6 +225,9 @@ impl GatewayState {
                 originator: self.member.clone(),
                 kind,
                 created_micros: micros_of(&created),
+                supersedes: (!indicator.supersedes.is_empty())
+                    .then(|| indicator.supersedes.clone()),
+                via: None,
                 payload: indicator.encode_to_vec(),
             });
         }
@@ -265,9 +278,19 @@ impl GatewayState {
             )));
         }
         let at = micros_of(&now_timestamp());
+        // Signed like the indicator, so that every gateway the retraction
+        // reaches, by whatever path, can check it comes from the originator.
+        let mut statement = Retracted {
+            indicator_id: request.id.clone(),
+            originator: self.member.clone(),
+            reason: request.reason.clone(),
+            signature: None,
+        };
+        self.signing_key.sign_retraction(&mut statement);
+        let signature = statement.signature.as_ref().map(Message::encode_to_vec);
         let sequence = self
             .store
-            .retract(&request.id, &request.reason, at)
+            .retract(&request.id, &request.reason, at, signature.as_deref())
             .await
             .map_err(storage_status)?;
         tracing::info!(retracted_by = %caller, indicator = %request.id, sequence, "retracted");
@@ -310,6 +333,7 @@ impl GatewayState {
         }
         let releaser = self.releaser.clone();
         let recipient = recipient.clone();
+        let member = self.member.clone();
         // Policy evaluation is CPU work: keep it off the async workers.
         let (released, records) = tokio::task::spawn_blocking(move || {
             let now = now_rfc3339();
@@ -321,8 +345,8 @@ impl GatewayState {
             for (stored, item) in work {
                 let body = match (stored.body, item) {
                     (EventBody::Published { .. }, PageItem::Published(indicator)) => {
-                        let release =
-                            releaser.release(&indicator, &recipient, Channel::Subscribe, &now);
+                        let channel = channel_for(&indicator, &recipient, &member);
+                        let release = releaser.release(&indicator, &recipient, channel, &now);
                         releaser.record(&release.record);
                         records.push(release.record.clone());
                         let Some(visible) = release.indicator else {
@@ -340,6 +364,7 @@ impl GatewayState {
                             indicator_id,
                             originator,
                             reason,
+                            signature,
                         },
                         PageItem::Retracted { released_under },
                     ) => {
@@ -353,7 +378,14 @@ impl GatewayState {
                             at_micros: micros_of(&now_timestamp()),
                             recipient: recipient.to_string(),
                             indicator_id: indicator_id.clone(),
-                            channel: Channel::Subscribe,
+                            // The channel of the release it follows.
+                            channel: if matches!(recipient, Identity::Member { .. })
+                                || originator != member
+                            {
+                                Channel::Federation
+                            } else {
+                                Channel::Subscribe
+                            },
                             policy_revision: revision.clone(),
                             allow: true,
                             redact: Vec::new(),
@@ -368,6 +400,11 @@ impl GatewayState {
                             indicator_id,
                             originator,
                             reason,
+                            // Stored encoded; a signature that does not decode is
+                            // sent as none, and a follower refuses the retraction.
+                            signature: signature.and_then(|bytes| {
+                                cordon_proto::v1::Signature::decode(bytes.as_slice()).ok()
+                            }),
                         })
                     }
                     _ => continue,
@@ -479,6 +516,7 @@ impl IndicatorService for IndicatorApi {
             let mut sent: u64 = 0;
             let mut head = state.store.watch_head();
             let mut shutdown = state.shutdown.clone();
+            let mut first_page = true;
             loop {
                 // Mark the head seen before reading: a commit after this point
                 // changes the watch, so the wait below cannot miss it.
@@ -503,9 +541,13 @@ impl IndicatorService for IndicatorApi {
                 }
                 let scanned_to = batch.scanned_to.max(cursor);
                 // Let the subscriber's cursor move past what it may not see,
-                // without a message per withheld event.
-                if scanned_to > last_sent && (!page_full || last_sent == cursor) {
-                    yield Event { sequence: scanned_to, at: None, body: Some(event::Body::Checkpoint(Checkpoint {})) };
+                // without a message per withheld event. A follower also learns
+                // the head after every page, so that it knows its lag.
+                let withheld_tail = scanned_to > last_sent && (!page_full || last_sent == cursor);
+                let tell_follower = request.follow && (scanned_to > cursor || first_page);
+                first_page = false;
+                if withheld_tail || tell_follower {
+                    yield Event { sequence: scanned_to, at: None, body: Some(event::Body::Checkpoint(Checkpoint { head: batch.head.max(scanned_to) })) };
                 }
                 cursor = scanned_to;
                 if !page_full {
@@ -547,7 +589,7 @@ impl IndicatorService for IndicatorApi {
             let release = releaser.release(
                 &indicator,
                 &for_recipient,
-                Channel::Subscribe,
+                channel_for(&indicator, &for_recipient, releaser.member()),
                 &now_rfc3339(),
             );
             releaser.record(&release.record);
@@ -563,6 +605,7 @@ impl IndicatorService for IndicatorApi {
             indicator: Some(visible),
             redacted: release.record.redact,
             retracted: stored.retracted,
+            superseded_by: stored.superseded_by.unwrap_or_default(),
         }))
     }
 }

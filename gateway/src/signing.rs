@@ -5,15 +5,19 @@
 //! Key handling is rcgen (PKCS#8 PEM) and signing is ring; nothing here is
 //! hand-written cryptography.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use cordon_proto::v1::{Indicator, Signature};
+use cordon_proto::v1::{Indicator, Retracted, Signature};
 use rcgen::{KeyPair, PKCS_ED25519};
 use ring::signature::{ED25519, Ed25519KeyPair, KeyPair as _, UnparsedPublicKey};
 use sha2::{Digest, Sha256};
 
 pub const SIGNING_KEY_FILE: &str = "signing-key.pem";
+/// Beside the key, written by `cordon init`: the public key in hex, as partners list it
+/// under `[[members]]`.
+pub const PUBLIC_KEY_FILE: &str = "signing-key.pub";
 
 /// A member gateway's signing key.
 pub struct SigningKey {
@@ -42,6 +46,8 @@ pub enum SignatureError {
     },
     #[error("signature does not verify: the indicator was altered or forged")]
     Invalid,
+    #[error("originator {0:?} is not a member with a known signing key")]
+    UnknownMember(String),
 }
 
 /// `MEMBER:` and the first 16 hex digits of the SHA-256 of the public key.
@@ -84,13 +90,94 @@ impl SigningKey {
 
     /// Sets `indicator.signature` over its canonical encoding.
     pub fn sign(&self, indicator: &mut Indicator) {
-        let signature = self
-            .key_pair
-            .sign(&cordon_indicator::signing_bytes(indicator));
-        indicator.signature = Some(Signature {
+        indicator.signature =
+            Some(self.signature_over(&cordon_indicator::signing_bytes(indicator)));
+    }
+
+    /// Sets `retracted.signature` over its canonical encoding.
+    pub fn sign_retraction(&self, retracted: &mut Retracted) {
+        retracted.signature =
+            Some(self.signature_over(&cordon_indicator::retraction_signing_bytes(retracted)));
+    }
+
+    fn signature_over(&self, bytes: &[u8]) -> Signature {
+        Signature {
             key_id: self.key_id.clone(),
-            signature: signature.as_ref().to_vec(),
+            signature: self.key_pair.sign(bytes).as_ref().to_vec(),
+        }
+    }
+}
+
+/// Parses an Ed25519 public key written as 64 hex digits (as `cordon init` prints it).
+pub fn parse_public_key(text: &str) -> Result<Vec<u8>, String> {
+    let bytes =
+        hex::decode(text.trim()).map_err(|error| format!("{text:?} is not hex: {error}"))?;
+    if bytes.len() != 32 {
+        return Err(format!(
+            "an Ed25519 public key is 32 bytes (64 hex digits), not {}",
+            bytes.len()
+        ));
+    }
+    Ok(bytes)
+}
+
+/// The federation's signing keys: for each member, the public keys its gateway signs with
+/// (more than one while a key is being rotated). Federation data, from the config.
+#[derive(Debug, Clone, Default)]
+pub struct FederationKeys {
+    by_member: BTreeMap<String, Vec<Vec<u8>>>,
+}
+
+impl FederationKeys {
+    pub fn insert(&mut self, member: &str, public_key: Vec<u8>) {
+        let keys = self.by_member.entry(member.to_string()).or_default();
+        if !keys.contains(&public_key) {
+            keys.push(public_key);
+        }
+    }
+
+    pub fn knows(&self, member: &str) -> bool {
+        self.by_member.contains_key(member)
+    }
+
+    pub fn members(&self) -> impl Iterator<Item = &str> {
+        self.by_member.keys().map(String::as_str)
+    }
+
+    /// Checks that `indicator` was signed by one of its originator's keys and not changed since.
+    pub fn verify_indicator(&self, indicator: &Indicator) -> Result<(), SignatureError> {
+        let key = self.key_for(&indicator.originator, indicator.signature.as_ref())?;
+        verify(indicator, &indicator.originator, key)
+    }
+
+    /// Checks that `retracted` was signed by one of its originator's keys and not changed since.
+    pub fn verify_retraction(&self, retracted: &Retracted) -> Result<(), SignatureError> {
+        let key = self.key_for(&retracted.originator, retracted.signature.as_ref())?;
+        verify_bytes(
+            &cordon_indicator::retraction_signing_bytes(retracted),
+            retracted.signature.as_ref(),
+            &retracted.originator,
+            key,
+        )
+    }
+
+    /// The key of `member` that `signature` names by its key id, or the first key (so that
+    /// the error says which key was expected).
+    fn key_for(
+        &self,
+        member: &str,
+        signature: Option<&Signature>,
+    ) -> Result<&[u8], SignatureError> {
+        let keys = self
+            .by_member
+            .get(member)
+            .filter(|keys| !keys.is_empty())
+            .ok_or_else(|| SignatureError::UnknownMember(member.to_string()))?;
+        let named = signature.and_then(|signature| {
+            keys.iter()
+                .find(|key| key_id(member, key) == signature.key_id)
         });
+        Ok(named.unwrap_or(&keys[0]))
     }
 }
 
@@ -100,10 +187,21 @@ pub fn verify(
     member: &str,
     public_key: &[u8],
 ) -> Result<(), SignatureError> {
-    let signature = indicator
-        .signature
-        .as_ref()
-        .ok_or(SignatureError::Missing)?;
+    verify_bytes(
+        &cordon_indicator::signing_bytes(indicator),
+        indicator.signature.as_ref(),
+        member,
+        public_key,
+    )
+}
+
+fn verify_bytes(
+    signed: &[u8],
+    signature: Option<&Signature>,
+    member: &str,
+    public_key: &[u8],
+) -> Result<(), SignatureError> {
+    let signature = signature.ok_or(SignatureError::Missing)?;
     let expected = key_id(member, public_key);
     if signature.key_id != expected {
         return Err(SignatureError::WrongKey {
@@ -113,10 +211,7 @@ pub fn verify(
         });
     }
     UnparsedPublicKey::new(&ED25519, public_key)
-        .verify(
-            &cordon_indicator::signing_bytes(indicator),
-            &signature.signature,
-        )
+        .verify(signed, &signature.signature)
         .map_err(|_| SignatureError::Invalid)
 }
 
@@ -177,5 +272,64 @@ mod tests {
             verify(&unsigned, "GH", ghana.public_key()),
             Err(SignatureError::Missing)
         );
+    }
+
+    #[test]
+    fn federation_keys_verify_by_originator_and_key_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let ghana = key(dir.path(), "gh.pem", "GH");
+        let ghana_next = key(dir.path(), "gh2.pem", "GH");
+        let nigeria = key(dir.path(), "ng.pem", "NG");
+        let mut keys = FederationKeys::default();
+        keys.insert("GH", ghana.public_key().to_vec());
+        keys.insert("GH", ghana_next.public_key().to_vec());
+        keys.insert("NG", nigeria.public_key().to_vec());
+
+        let mut indicator = Indicator {
+            id: "0196f1a2-0000-7000-8000-000000000001".into(),
+            originator: "GH".into(),
+            tlp: Tlp::Green as i32,
+            ..Default::default()
+        };
+        ghana.sign(&mut indicator);
+        assert_eq!(keys.verify_indicator(&indicator), Ok(()));
+        // A rotated key verifies too.
+        ghana_next.sign(&mut indicator);
+        assert_eq!(keys.verify_indicator(&indicator), Ok(()));
+        // NG signing an indicator that claims GH as originator: refused.
+        nigeria.sign(&mut indicator);
+        assert!(keys.verify_indicator(&indicator).is_err());
+        // Claiming an originator nobody knows.
+        indicator.originator = "XX".into();
+        assert_eq!(
+            keys.verify_indicator(&indicator),
+            Err(SignatureError::UnknownMember("XX".into()))
+        );
+
+        let mut retracted = Retracted {
+            indicator_id: indicator.id.clone(),
+            originator: "GH".into(),
+            reason: "mistaken".into(),
+            signature: None,
+        };
+        assert_eq!(
+            keys.verify_retraction(&retracted),
+            Err(SignatureError::Missing)
+        );
+        ghana.sign_retraction(&mut retracted);
+        assert_eq!(keys.verify_retraction(&retracted), Ok(()));
+        retracted.reason = "altered".into();
+        assert_eq!(
+            keys.verify_retraction(&retracted),
+            Err(SignatureError::Invalid)
+        );
+        // An indicator's signature is not a retraction's.
+        let mut crossed = retracted.clone();
+        crossed.signature = indicator.signature.clone();
+        assert!(keys.verify_retraction(&crossed).is_err());
+
+        assert!(parse_public_key(&hex::encode(ghana.public_key())).is_ok());
+        assert!(parse_public_key("abcd").unwrap_err().contains("32 bytes"));
+        assert!(parse_public_key("zz").unwrap_err().contains("not hex"));
     }
 }

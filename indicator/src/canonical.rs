@@ -8,11 +8,14 @@
 //! context string keeps a signature over an indicator from being valid for any
 //! other kind of message.
 
-use cordon_proto::v1::Indicator;
+use cordon_proto::v1::{Indicator, Retracted};
 use prost::Message;
 
 /// Domain separation for indicator signatures.
 pub const SIGNING_CONTEXT: &[u8] = b"cordon.v1.Indicator signature 1\n";
+
+/// Domain separation for retraction signatures.
+pub const RETRACTION_SIGNING_CONTEXT: &[u8] = b"cordon.v1.Retracted signature 1\n";
 
 /// The bytes an originator signs and a recipient verifies.
 pub fn signing_bytes(indicator: &Indicator) -> Vec<u8> {
@@ -20,6 +23,19 @@ pub fn signing_bytes(indicator: &Indicator) -> Vec<u8> {
     unsigned.signature = None;
     let mut bytes = Vec::with_capacity(SIGNING_CONTEXT.len() + unsigned.encoded_len());
     bytes.extend_from_slice(SIGNING_CONTEXT);
+    unsigned.encode(&mut bytes).expect("a Vec grows as needed");
+    bytes
+}
+
+/// The bytes an originator signs when it retracts an indicator, and every gateway the
+/// retraction reaches verifies: [`RETRACTION_SIGNING_CONTEXT`] followed by the protobuf
+/// encoding of the `cordon.v1.Retracted` (indicator id, originator, reason) with its
+/// `signature` unset, under the same rules as [`signing_bytes`].
+pub fn retraction_signing_bytes(retracted: &Retracted) -> Vec<u8> {
+    let mut unsigned = retracted.clone();
+    unsigned.signature = None;
+    let mut bytes = Vec::with_capacity(RETRACTION_SIGNING_CONTEXT.len() + unsigned.encoded_len());
+    bytes.extend_from_slice(RETRACTION_SIGNING_CONTEXT);
     unsigned.encode(&mut bytes).expect("a Vec grows as needed");
     bytes
 }
@@ -50,5 +66,31 @@ mod tests {
         let decoded = Indicator::decode(indicator.encode_to_vec().as_slice()).unwrap();
         assert_eq!(signing_bytes(&decoded), signing_bytes(&indicator));
         assert!(signing_bytes(&indicator).starts_with(SIGNING_CONTEXT));
+    }
+
+    #[test]
+    fn retractions_are_signed_apart_from_indicators() {
+        let retracted = Retracted {
+            indicator_id: "x".into(),
+            originator: "GH".into(),
+            reason: "error".into(),
+            signature: None,
+        };
+        let mut signed = retracted.clone();
+        signed.signature = Some(Signature {
+            key_id: "GH".into(),
+            signature: vec![1],
+        });
+        assert_eq!(
+            retraction_signing_bytes(&retracted),
+            retraction_signing_bytes(&signed)
+        );
+        let mut other_reason = retracted.clone();
+        other_reason.reason = "changed".into();
+        assert_ne!(
+            retraction_signing_bytes(&retracted),
+            retraction_signing_bytes(&other_reason)
+        );
+        assert!(retraction_signing_bytes(&retracted).starts_with(RETRACTION_SIGNING_CONTEXT));
     }
 }

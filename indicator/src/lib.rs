@@ -16,7 +16,9 @@ mod kind;
 mod limits;
 mod validate;
 
-pub use canonical::{SIGNING_CONTEXT, signing_bytes};
+pub use canonical::{
+    RETRACTION_SIGNING_CONTEXT, SIGNING_CONTEXT, retraction_signing_bytes, signing_bytes,
+};
 pub use field_error::FieldError;
 pub use kind::{KIND_NAMES, indicator_kind, kind_name, kind_name_of};
 pub use limits::Limits;

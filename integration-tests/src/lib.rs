@@ -139,6 +139,73 @@ impl MemberDir {
         self.dir.join("cordon.toml")
     }
 
+    /// The gateway's own identity directory (certificate, keys).
+    pub fn identity(&self) -> PathBuf {
+        self.dir.join("identity")
+    }
+
+    /// The gateway's Ed25519 public signing key, hex, as `cordon init` wrote it.
+    pub fn public_key(&self) -> Result<String> {
+        let path = self.identity().join("signing-key.pub");
+        Ok(std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?
+            .trim()
+            .to_string())
+    }
+
+    /// The gateway's SQLite database URL (the default of `cordon init`).
+    pub fn sqlite_url(&self) -> String {
+        format!("sqlite:{}", self.dir.join("cordon.db").display())
+    }
+
+    /// Listens on a fixed free loopback port from now on, so that the gateway
+    /// keeps its address across restarts (peers have it in their configs).
+    /// Returns the endpoint.
+    pub fn fix_listen_port(&self) -> Result<String> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let text = std::fs::read_to_string(self.config())?;
+        let replaced = text.replace(
+            "listen = \"127.0.0.1:0\"",
+            &format!("listen = \"127.0.0.1:{port}\""),
+        );
+        if replaced == text {
+            bail!(
+                "{}: no `listen = \"127.0.0.1:0\"` to replace",
+                self.config().display()
+            );
+        }
+        std::fs::write(self.config(), replaced)?;
+        Ok(format!("https://127.0.0.1:{port}"))
+    }
+
+    /// Lists `other` under `[[members]]` with its signing key (federation data).
+    pub fn trust_member(&self, other: &MemberDir) -> Result<()> {
+        self.append_config(&format!(
+            "\n[[members]]\nid = \"{}\"\nsigning_keys = [\"{}\"]\n",
+            other.member,
+            other.public_key()?
+        ))
+    }
+
+    /// Follows `peer` at `endpoint` (a `[[peers]]` entry).
+    pub fn follow(&self, peer: &MemberDir, endpoint: &str) -> Result<()> {
+        self.append_config(&format!(
+            "\n[[peers]]\nid = \"{}\"\nendpoint = \"{endpoint}\"\n",
+            peer.member
+        ))
+    }
+
+    fn append_config(&self, text: &str) -> Result<()> {
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.config())?;
+        file.write_all(text.as_bytes())?;
+        Ok(())
+    }
+
     /// Starts `cordon serve` with extra environment (for example `CORDON_DATABASE_URL`).
     pub async fn start(&self, environment: &[(&str, &str)]) -> Result<GatewayProcess> {
         GatewayProcess::start(self, environment).await
@@ -231,6 +298,112 @@ fn unique_suffix() -> String {
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+/// Reads a non-following subscription to its end.
+pub async fn read_all(
+    endpoint: &str,
+    identity: &Path,
+    after: u64,
+    limit: u64,
+) -> Result<Vec<cordon_proto::v1::Event>> {
+    let mut client = indicator_client(endpoint, identity).await?;
+    let request = cordon_proto::v1::SubscribeRequest {
+        after,
+        follow: false,
+        kinds: Vec::new(),
+        limit,
+    };
+    let mut stream = client.subscribe(request).await?.into_inner();
+    let mut events = Vec::new();
+    while let Some(event) = stream.message().await? {
+        events.push(event);
+    }
+    Ok(events)
+}
+
+/// The published events among `events`: sequence, indicator, redacted paths.
+pub fn published(
+    events: &[cordon_proto::v1::Event],
+) -> Vec<(u64, cordon_proto::v1::Indicator, Vec<String>)> {
+    use cordon_proto::v1::event;
+    events
+        .iter()
+        .filter_map(|event| match &event.body {
+            Some(event::Body::Published(published)) => Some((
+                event.sequence,
+                published.indicator.clone()?,
+                published.redacted.clone(),
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+pub fn pbjson_timestamp(seconds: i64) -> cordon_proto::Timestamp {
+    cordon_proto::Timestamp { seconds, nanos: 0 }
+}
+
+/// A valid vessel indicator under `tlp`.
+pub fn vessel(tlp: cordon_proto::v1::Tlp, narrative: String) -> cordon_proto::v1::Indicator {
+    use cordon_proto::v1::{Indicator, Vessel, indicator};
+    Indicator {
+        tlp: tlp as i32,
+        confidence: 50,
+        valid_from: Some(pbjson_timestamp(1_790_000_000)),
+        narrative,
+        kind: Some(indicator::Kind::Vessel(Vessel {
+            imo: "9234563".into(),
+            ..Default::default()
+        })),
+        ..Default::default()
+    }
+}
+
+/// A valid TLP:CLEAR vessel indicator.
+pub fn clear_vessel(narrative: String) -> cordon_proto::v1::Indicator {
+    vessel(cordon_proto::v1::Tlp::Clear, narrative)
+}
+
+/// A valid entity (broker) indicator under `tlp`.
+pub fn broker(tlp: cordon_proto::v1::Tlp, narrative: String) -> cordon_proto::v1::Indicator {
+    use cordon_proto::v1::{Entity, EntityRole, Indicator, indicator};
+    Indicator {
+        tlp: tlp as i32,
+        confidence: 60,
+        valid_from: Some(pbjson_timestamp(1_790_000_000)),
+        narrative,
+        kind: Some(indicator::Kind::Entity(Entity {
+            name: "Example Trading FZE".into(),
+            role: EntityRole::Broker as i32,
+            country: "AE".into(),
+            ..Default::default()
+        })),
+        ..Default::default()
+    }
+}
+
+/// Polls `condition` until it holds, at most [`patience`]; the error names `what`
+/// and the last state seen.
+pub async fn wait_until<F, Fut>(what: &str, mut condition: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(bool, String)>>,
+{
+    let deadline = tokio::time::Instant::now() + patience();
+    loop {
+        let (done, state) = condition().await?;
+        if done {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!(
+                "gave up waiting for {what} after {:?}; last state: {state}",
+                patience()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// The example indicators of ../shared/examples (or the demo's copy).

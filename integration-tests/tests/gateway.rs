@@ -7,68 +7,24 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use cordon_integration_tests::{
-    Federation, GatewayProcess, example_indicators, indicator_client, patience, postgres_url,
+    Federation, GatewayProcess, clear_vessel, example_indicators, indicator_client, patience,
+    postgres_url, published, read_all,
 };
 use cordon_proto::v1::{
-    Event, Indicator, PublishRequest, RetractRequest, SubscribeRequest, Tlp, Vessel, event,
-    indicator,
+    PublishRequest, RetractRequest, SubscribeRequest, Vessel, event, indicator,
 };
 use tonic::Code;
 use tonic_types::StatusExt;
-
-/// Reads a non-following subscription to its end.
-async fn read_all(endpoint: &str, identity: &Path, after: u64, limit: u64) -> Result<Vec<Event>> {
-    let mut client = indicator_client(endpoint, identity).await?;
-    let request = SubscribeRequest {
-        after,
-        follow: false,
-        kinds: Vec::new(),
-        limit,
-    };
-    let mut stream = client.subscribe(request).await?.into_inner();
-    let mut events = Vec::new();
-    while let Some(event) = stream.message().await? {
-        events.push(event);
-    }
-    Ok(events)
-}
-
-fn published(events: &[Event]) -> Vec<(u64, Indicator, Vec<String>)> {
-    events
-        .iter()
-        .filter_map(|event| match &event.body {
-            Some(event::Body::Published(published)) => Some((
-                event.sequence,
-                published.indicator.clone()?,
-                published.redacted.clone(),
-            )),
-            _ => None,
-        })
-        .collect()
-}
-
-fn clear_vessel(narrative: String) -> Indicator {
-    Indicator {
-        tlp: Tlp::Clear as i32,
-        confidence: 50,
-        valid_from: Some(pbjson_timestamp(1_790_000_000)),
-        narrative,
-        kind: Some(indicator::Kind::Vessel(Vessel {
-            imo: "9234563".into(),
-            ..Default::default()
-        })),
-        ..Default::default()
-    }
-}
-
-fn pbjson_timestamp(seconds: i64) -> cordon_proto::Timestamp {
-    cordon_proto::Timestamp { seconds, nanos: 0 }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recipients_receive_exactly_what_the_policy_releases() -> Result<()> {
     let federation = Federation::new()?;
     let member = federation.member("GH")?;
+    // A declared crisis opens TLP:GREEN to other members' agencies.
+    let data_path = member.dir.join("policy").join("data.json");
+    let mut data: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&data_path)?)?;
+    data["crisis"]["active"] = serde_json::json!(true);
+    std::fs::write(&data_path, data.to_string())?;
     let gateway = member.start(&[]).await?;
     let signing_key = cordon_gateway::signing::SigningKey::load(
         &member.dir.join("identity/signing-key.pem"),
@@ -97,9 +53,14 @@ async fn recipients_receive_exactly_what_the_policy_releases() -> Result<()> {
     // end-user certificates, accounts and consignments, and is named on the
     // RED line; CI is a member with trust 2 and no agreement. Line 11 is
     // source-protected and never leaves on Subscribe; line 4 is AMBER+STRICT.
-    let expectations: [(&str, Vec<usize>, Vec<usize>); 2] = [
+    // Line 2 has a source block, which the policy redacts below trust 3: CI's
+    // gateway must verify the whole signed indicator, so for it that is a deny,
+    // while CI's police (GREEN reaches other members' agencies in the declared
+    // crisis) receives line 2 with the source removed.
+    let expectations: [(&str, Vec<usize>, Vec<usize>); 3] = [
         ("NG", vec![1, 2, 3, 5, 6, 7, 8, 9, 10, 12], vec![]),
-        ("CI", vec![1, 2, 6, 7, 8, 10], vec![2]),
+        ("CI", vec![1, 6, 7, 8, 10], vec![]),
+        ("CI/police", vec![1, 2, 6, 7, 8, 10], vec![2]),
     ];
     for (recipient, expected_lines, expected_redacted_lines) in expectations.clone() {
         let identity = federation.identity(recipient)?;
@@ -685,7 +646,13 @@ async fn a_gateway_stops_cleanly_while_partners_follow_it() -> Result<()> {
         })
         .await?
         .into_inner();
-    // The follower is caught up and waiting; SIGTERM must still end the process.
+    // A follower is told where the head is, then waits caught up; SIGTERM must
+    // still end the process.
+    let first = stream.message().await?.context("a first checkpoint")?;
+    assert!(
+        matches!(first.body, Some(event::Body::Checkpoint(checkpoint)) if checkpoint.head == 0),
+        "{first:?}"
+    );
     let waiting = tokio::spawn(async move { stream.message().await });
     gateway.stop().await?;
     let ended = tokio::time::timeout(patience(), waiting)

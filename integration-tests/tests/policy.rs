@@ -170,8 +170,10 @@ async fn broken_policies_are_rejected_and_a_valid_change_is_picked_up() -> Resul
         .await?
         .into_inner();
     let second_sequence = second.accepted[0].sequence;
+    // The new policy redacts the source for NG; NG is a partner gateway, which must
+    // verify the originator's signature over the whole indicator, so it is a deny.
     let events = read(&gateway.endpoint, &partner, first.accepted[0].sequence).await?;
-    assert_eq!(events, vec![(second_sequence, vec!["source".to_string()])]);
+    assert_eq!(events, vec![]);
 
     let decided = all_decisions(
         &mut policy,
@@ -185,6 +187,12 @@ async fn broken_policies_are_rejected_and_a_valid_change_is_picked_up() -> Resul
     assert_eq!(decided.len(), 1, "{decided:?}");
     assert_eq!(decided[0].policy_revision, activated.active_revision);
     assert_eq!(decided[0].redact, vec!["source".to_string()]);
+    assert!(!decided[0].allow);
+    assert!(
+        decided[0].error.contains("partner gateway"),
+        "{:?}",
+        decided[0]
+    );
 
     // A reload by RPC with nothing changed reports so; agencies may not reload.
     let unchanged = policy.reload(ReloadRequest {}).await?.into_inner();

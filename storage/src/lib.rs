@@ -15,6 +15,17 @@
 //! commit in sequence order, and a reader never looks past the head it read in the same
 //! snapshot. See [`Store::read_after`].
 //!
+//! **Federation.** A gateway follows its peers' feeds and stores what it receives with
+//! [`Store::receive`]: a page of [`Received`] items and the peer's cursor after that page, in
+//! one transaction that locks the head like any writer, so received events are numbered in
+//! this feed gap-free among the local ones, and the cursor ([`Store::peer_cursor`]) is moved
+//! with exactly the items it covers and never backwards. An id already stored is a duplicate
+//! and skipped, so a page received twice (after a crash before the cursor was stored, or
+//! through two peers) adds nothing to the feed the second time. Indicators remember the peer
+//! they came [`via`](StoredIndicator::via) and the revision that
+//! [`superseded`](StoredIndicator::superseded_by) them; a retraction may carry its
+//! originator's signature ([`EventBody::Retracted`]).
+//!
 //! **Decision log.** [`Store::record_decisions`] appends a batch of [`DecisionRow`]s in one
 //! transaction, all or nothing (`decision_id` is the primary key, so a repeated id refuses the
 //! batch). [`Store::decisions`] filters by indicator, recipient and time (`since`), alone or
@@ -41,7 +52,8 @@ pub mod testing;
 pub use decisions::MAX_DECISIONS_PER_QUERY;
 pub use error::StorageError;
 pub use model::{
-    DecisionQuery, DecisionRow, EventBatch, EventBody, NewIndicator, StoredEvent, StoredIndicator,
+    DecisionQuery, DecisionRow, EventBatch, EventBody, NewIndicator, PeerCursor, ReceiveOutcome,
+    Received, StoredEvent, StoredIndicator,
 };
 pub use store::{Backend, Store};
 

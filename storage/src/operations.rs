@@ -3,35 +3,42 @@
 //!
 //! The SQL uses `$N` placeholders: sqlx's SQLite driver binds `$N` by number as PostgreSQL does,
 //! so one text serves both backends. Only the statement that opens a write transaction differs.
+//! Lists of rows travel as multi-row `VALUES` lists, whose columns both backends name
+//! `column1`, `column2`, ….
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt::Write as _;
 
 use crate::error::StorageError;
-use crate::model::{EventBatch, EventBody, NewIndicator, StoredEvent, StoredIndicator};
+use crate::model::{
+    EventBatch, EventBody, NewIndicator, PeerCursor, ReceiveOutcome, Received, StoredEvent,
+    StoredIndicator,
+};
 
 /// Takes `$1` sequence numbers. It must be the first statement of every writing transaction: the
 /// row lock it takes serialises writers until they commit, so they commit in sequence order and
-/// a reader that sees head `H` also sees every event `<= H` (see the crate documentation).
+/// a reader that sees head `H` also sees every event `<= H` (see the crate documentation). With
+/// `$1 = 0` it only takes the lock (and, on PostgreSQL, notifies no one: the trigger fires only
+/// when the head moves).
 const ADVANCE_HEAD: &str = "UPDATE feed_head SET head = head + $1 RETURNING head";
 
 pub(crate) const READ_HEAD: &str = "SELECT head FROM feed_head";
 
-const PUBLISHED_EVENT_COLUMNS: usize = 6;
+const PUBLISHED_EVENT_COLUMNS: &str = "sequence, event_type, kind, indicator_id, originator, \
+     payload, at_micros";
 
-/// Rows per multi-row insert: 6 columns x 500 rows stays far below the bind limits of both
-/// backends (SQLite 32766, PostgreSQL 65535) while a usual batch (100) is one statement.
-const EVENT_ROWS_PER_INSERT: usize = 500;
+const RETRACTED_EVENT_COLUMNS: &str = "sequence, event_type, kind, indicator_id, originator, \
+     reason, at_micros, signature";
 
-/// Copies the batch's indicators from its events on the server, so payloads cross the wire
-/// once. A conflicting id is skipped and so missing from the returned ids; the caller then
-/// rolls the whole batch back. (SQLite needs the `WHERE` for `ON CONFLICT` to parse after a
-/// `SELECT`.)
-const COPY_PUBLISHED_INDICATORS: &str = "INSERT INTO indicators (id, originator, kind, payload, sequence) \
-     SELECT indicator_id, originator, kind, payload, sequence FROM events \
-     WHERE sequence >= $1 AND sequence <= $2 \
-     ON CONFLICT (id) DO NOTHING \
-     RETURNING id";
+/// Bound per published event row: all of `PUBLISHED_EVENT_COLUMNS` but the literal event type.
+const PUBLISHED_EVENT_BINDS: usize = 6;
+
+/// Bound per retracted event row: all of `RETRACTED_EVENT_COLUMNS` but the literal event type.
+const RETRACTED_EVENT_BINDS: usize = 7;
+
+/// Rows per multi-row statement: at most 7 binds x 500 rows stays far below the bind limits of
+/// both backends (SQLite 32766, PostgreSQL 65535) while a usual batch (100) is one statement.
+const ROWS_PER_STATEMENT: usize = 500;
 
 const MARK_RETRACTED: &str = "UPDATE indicators SET retracted = TRUE \
      WHERE id = $1 AND retracted = FALSE \
@@ -40,33 +47,121 @@ const MARK_RETRACTED: &str = "UPDATE indicators SET retracted = TRUE \
 const INDICATOR_RETRACTED: &str = "SELECT retracted FROM indicators WHERE id = $1";
 
 const INSERT_RETRACTION: &str = "INSERT INTO events \
-     (sequence, event_type, kind, indicator_id, originator, reason, at_micros) \
-     VALUES ($1, 'retracted', $2, $3, $4, $5, $6)";
+     (sequence, event_type, kind, indicator_id, originator, reason, at_micros, signature) \
+     VALUES ($1, 'retracted', $2, $3, $4, $5, $6, $7)";
 
-const SELECT_INDICATOR: &str =
-    "SELECT id, originator, kind, payload, sequence, retracted FROM indicators WHERE id = $1";
+const SELECT_INDICATOR: &str = "SELECT id, originator, kind, payload, sequence, retracted, via, \
+     superseded_by FROM indicators WHERE id = $1";
 
-fn insert_published_events_sql(rows: usize) -> String {
-    let mut sql = String::from(
-        "INSERT INTO events (sequence, event_type, kind, indicator_id, originator, payload, at_micros) VALUES ",
-    );
+/// Moves the cursor only forwards (`CASE` rather than `GREATEST`/`MAX`, which the two backends
+/// spell differently); the time is that of the latest receive whether or not it moved.
+const UPSERT_PEER_CURSOR: &str = "INSERT INTO peer_cursors (peer, cursor, updated_micros) \
+     VALUES ($1, $2, $3) \
+     ON CONFLICT (peer) DO UPDATE SET \
+     cursor = CASE WHEN excluded.cursor > peer_cursors.cursor \
+     THEN excluded.cursor ELSE peer_cursors.cursor END, \
+     updated_micros = excluded.updated_micros";
+
+const SELECT_PEER_CURSOR: &str = "SELECT cursor FROM peer_cursors WHERE peer = $1";
+
+const SELECT_PEER_CURSORS: &str =
+    "SELECT peer, cursor, updated_micros FROM peer_cursors ORDER BY peer";
+
+/// Appends `rows` rows of `columns` placeholders each, numbered from `$first`:
+/// `($1, $2), ($3, $4)`. If `literal` is set, it is put as the second value of every row (the
+/// event type of an event row).
+fn push_rows(sql: &mut String, first: usize, rows: usize, columns: usize, literal: Option<&str>) {
     for row in 0..rows {
-        let base = row * PUBLISHED_EVENT_COLUMNS;
         if row > 0 {
             sql.push_str(", ");
         }
-        // Writing into a String cannot fail.
-        let _ = write!(
-            sql,
-            "(${}, 'published', ${}, ${}, ${}, ${}, ${})",
-            base + 1,
-            base + 2,
-            base + 3,
-            base + 4,
-            base + 5,
-            base + 6
-        );
+        sql.push('(');
+        for column in 0..columns {
+            if column > 0 {
+                sql.push_str(", ");
+            }
+            // Writing into a String cannot fail.
+            let _ = write!(sql, "${}", first + row * columns + column);
+            if column == 0
+                && let Some(literal) = literal
+            {
+                let _ = write!(sql, ", {literal}");
+            }
+        }
+        sql.push(')');
     }
+}
+
+fn insert_published_events_sql(rows: usize) -> String {
+    let mut sql = format!("INSERT INTO events ({PUBLISHED_EVENT_COLUMNS}) VALUES ");
+    push_rows(
+        &mut sql,
+        1,
+        rows,
+        PUBLISHED_EVENT_BINDS,
+        Some("'published'"),
+    );
+    sql
+}
+
+fn insert_retracted_events_sql(rows: usize) -> String {
+    let mut sql = format!("INSERT INTO events ({RETRACTED_EVENT_COLUMNS}) VALUES ");
+    push_rows(
+        &mut sql,
+        1,
+        rows,
+        RETRACTED_EVENT_BINDS,
+        Some("'retracted'"),
+    );
+    sql
+}
+
+/// Copies indicators from their `published` events on the server, so payloads cross the wire
+/// once. Each row of the `VALUES` list is `(sequence, via)`, `via` being the one column that the
+/// event lacks; `$1..=$2` bound the sequences, so the join reads only that range of events. A
+/// conflicting id is skipped and so missing from the returned ids. (SQLite needs the `WHERE`
+/// for `ON CONFLICT` to parse after a `SELECT`.)
+fn copy_published_indicators_sql(rows: usize) -> String {
+    let mut sql = String::from(
+        "INSERT INTO indicators (id, originator, kind, payload, sequence, via) \
+         SELECT e.indicator_id, e.originator, e.kind, e.payload, e.sequence, v.column2 \
+         FROM events AS e JOIN (VALUES ",
+    );
+    push_rows(&mut sql, 3, rows, 2, None);
+    sql.push_str(
+        ") AS v ON e.sequence = v.column1 \
+         WHERE e.sequence >= $1 AND e.sequence <= $2 \
+         ON CONFLICT (id) DO NOTHING \
+         RETURNING id",
+    );
+    sql
+}
+
+/// Each row of the `VALUES` list is `(old id, originator, new id)`: the old indicator, if stored
+/// and of that originator, is marked superseded by the new one, never by itself. Each
+/// `(old id, originator)` must be in the list once (see [`latest_supersedes`]), so that no
+/// indicator matches two rows.
+fn mark_superseded_sql(rows: usize) -> String {
+    let mut sql = String::from("UPDATE indicators SET superseded_by = v.column3 FROM (VALUES ");
+    push_rows(&mut sql, 1, rows, 3, None);
+    sql.push_str(
+        ") AS v WHERE indicators.id = v.column1 AND indicators.originator = v.column2 \
+         AND indicators.id <> v.column3",
+    );
+    sql
+}
+
+fn select_known_indicators_sql(count: usize) -> String {
+    let mut sql =
+        String::from("SELECT id, originator, kind, retracted FROM indicators WHERE id IN ");
+    push_rows(&mut sql, 1, 1, count, None);
+    sql
+}
+
+fn mark_many_retracted_sql(count: usize) -> String {
+    let mut sql =
+        String::from("UPDATE indicators SET retracted = TRUE WHERE retracted = FALSE AND id IN ");
+    push_rows(&mut sql, 1, 1, count, None);
     sql
 }
 
@@ -77,9 +172,10 @@ fn insert_published_events_sql(rows: usize) -> String {
 fn read_after_sql(kind_count: usize) -> String {
     let mut sql = String::from(
         "SELECT feed_head.head, e.sequence, e.event_type, e.kind, e.indicator_id, e.originator, \
-         e.payload, e.reason, e.at_micros \
+         e.payload, e.reason, e.at_micros, e.signature \
          FROM feed_head LEFT JOIN ( \
-         SELECT sequence, event_type, kind, indicator_id, originator, payload, reason, at_micros \
+         SELECT sequence, event_type, kind, indicator_id, originator, payload, reason, at_micros, \
+         signature \
          FROM events \
          WHERE sequence > $1 AND sequence <= (SELECT head FROM feed_head)",
     );
@@ -149,6 +245,7 @@ fn batch_scanned_to(after: u64, limit: u32, head: u64, events: Vec<StoredEvent>)
     EventBatch {
         events,
         scanned_to: scanned_to.max(after),
+        head,
     }
 }
 
@@ -162,6 +259,7 @@ struct EventColumns {
     payload: Option<Vec<u8>>,
     reason: Option<String>,
     at_micros: i64,
+    signature: Option<Vec<u8>>,
 }
 
 impl EventColumns {
@@ -177,6 +275,7 @@ impl EventColumns {
                 indicator_id: self.indicator_id,
                 originator: self.originator,
                 reason,
+                signature: self.signature,
             },
             (event_type, _, _) => {
                 return Err(StorageError::corrupt(format!(
@@ -193,22 +292,368 @@ impl EventColumns {
     }
 }
 
+/// One indicator to mark superseded: `old`, if of `originator`, by `new`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Supersede<'a> {
+    old: &'a str,
+    originator: &'a str,
+    new: &'a str,
+}
+
+impl<'a> Supersede<'a> {
+    fn of(item: &'a NewIndicator) -> Option<Supersede<'a>> {
+        item.supersedes.as_deref().map(|old| Supersede {
+            old,
+            originator: &item.originator,
+            new: &item.id,
+        })
+    }
+}
+
+/// The last revision of each `(old id, originator)`, as if each were applied in order: the
+/// latest revision wins. (At most one originator of an old id is its own, so only that one's
+/// last revision can mark it.)
+fn latest_supersedes<'a>(revisions: impl IntoIterator<Item = Supersede<'a>>) -> Vec<Supersede<'a>> {
+    let revisions: Vec<Supersede<'a>> = revisions.into_iter().collect();
+    let mut seen = HashSet::with_capacity(revisions.len());
+    let mut latest: Vec<Supersede<'a>> = revisions
+        .into_iter()
+        .rev()
+        .filter(|revision| seen.insert((revision.old, revision.originator)))
+        .collect();
+    latest.reverse();
+    latest
+}
+
+/// What planning a receive needs to know of an indicator that is stored (or stored earlier in
+/// the same receive).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct KnownIndicator {
+    originator: String,
+    kind: String,
+    retracted: bool,
+}
+
+/// A `retracted` event that a receive appends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PlannedRetraction<'a> {
+    sequence: i64,
+    kind: String,
+    indicator_id: &'a str,
+    originator: &'a str,
+    reason: &'a str,
+    at_micros: i64,
+    signature: Option<&'a [u8]>,
+}
+
+/// The writes of one receive, decided in item order against what was stored when the head was
+/// locked (nothing else writes indicators until the commit).
+#[derive(Debug)]
+struct ReceivePlan<'a> {
+    /// The published items to store, with their sequences.
+    published: Vec<(i64, &'a NewIndicator)>,
+    /// Each applies to an indicator of its originator stored before its item.
+    supersedes: Vec<Supersede<'a>>,
+    retractions: Vec<PlannedRetraction<'a>>,
+    outcome: ReceiveOutcome,
+    /// The head after the receive: the last sequence used, or the locked head if none.
+    head: i64,
+}
+
+/// Every id whose stored state a receive of `items` depends on, without repeats.
+fn referenced_ids(items: &[Received]) -> Vec<&str> {
+    let mut ids = BTreeSet::new();
+    for item in items {
+        match item {
+            Received::Published(indicator) => {
+                ids.insert(indicator.id.as_str());
+                if let Some(old) = &indicator.supersedes {
+                    ids.insert(old.as_str());
+                }
+            }
+            Received::Retracted { indicator_id, .. } => {
+                ids.insert(indicator_id.as_str());
+            }
+        }
+    }
+    ids.into_iter().collect()
+}
+
+impl ReceivePlan<'_> {
+    /// The next sequence after the ones this plan already used.
+    fn next_sequence(&mut self) -> Result<(i64, u64), StorageError> {
+        self.head = self
+            .head
+            .checked_add(1)
+            .ok_or_else(|| StorageError::corrupt("feed head at its maximum".to_owned()))?;
+        Ok((self.head, sequence_from_database(self.head, "feed head")?))
+    }
+}
+
+/// Applies `items` in order to `known` (the stored state of [`referenced_ids`]), handing out
+/// sequences after `head`. An item sees the items before it.
+fn plan_receive(
+    items: &[Received],
+    mut known: HashMap<String, KnownIndicator>,
+    head: i64,
+) -> Result<ReceivePlan<'_>, StorageError> {
+    let mut plan = ReceivePlan {
+        published: Vec::new(),
+        supersedes: Vec::new(),
+        retractions: Vec::new(),
+        outcome: ReceiveOutcome::default(),
+        head,
+    };
+    for item in items {
+        match item {
+            Received::Published(indicator) => {
+                if known.contains_key(&indicator.id) {
+                    plan.outcome.duplicates.push(indicator.id.clone());
+                    continue;
+                }
+                let (sequence, stored_sequence) = plan.next_sequence()?;
+                known.insert(
+                    indicator.id.clone(),
+                    KnownIndicator {
+                        originator: indicator.originator.clone(),
+                        kind: indicator.kind.clone(),
+                        retracted: false,
+                    },
+                );
+                plan.published.push((sequence, indicator));
+                plan.outcome
+                    .stored
+                    .push((indicator.id.clone(), stored_sequence));
+                if let Some(revision) = Supersede::of(indicator)
+                    && revision.old != revision.new
+                    && known
+                        .get(revision.old)
+                        .is_some_and(|old| old.originator == revision.originator)
+                {
+                    plan.supersedes.push(revision);
+                }
+            }
+            Received::Retracted {
+                indicator_id,
+                originator,
+                reason,
+                at_micros,
+                signature,
+            } => {
+                let Some(target) = known
+                    .get_mut(indicator_id)
+                    .filter(|target| target.originator == *originator && !target.retracted)
+                else {
+                    plan.outcome.ignored_retractions.push(indicator_id.clone());
+                    continue;
+                };
+                target.retracted = true;
+                let kind = target.kind.clone();
+                let (sequence, stored_sequence) = plan.next_sequence()?;
+                plan.retractions.push(PlannedRetraction {
+                    sequence,
+                    kind,
+                    indicator_id,
+                    originator,
+                    reason,
+                    at_micros: *at_micros,
+                    signature: signature.as_deref(),
+                });
+                plan.outcome
+                    .retracted
+                    .push((indicator_id.clone(), stored_sequence));
+            }
+        }
+    }
+    Ok(plan)
+}
+
+/// A receive found the database other than it planned for, which only a writer that skipped the
+/// feed head lock could cause. It is rolled back rather than half applied.
+fn unplanned_change(what: String) -> StorageError {
+    StorageError::corrupt(format!(
+        "receive rolled back: {what}, so something wrote the feed without locking its head"
+    ))
+}
+
 /// Expands the feed operations for one sqlx database into module `$module`. Every function
 /// takes the pool to use, so SQLite can write through its single-connection pool and read
 /// through its reader pool while PostgreSQL uses one pool for both.
 macro_rules! feed_operations {
     ($module:ident, $database:ty, $backend:expr, begin_write = $begin_write:literal) => {
         pub(crate) mod $module {
-            use sqlx::{AssertSqlSafe, Pool, Row};
+            use sqlx::{AssertSqlSafe, Pool, Row, Transaction};
 
             use super::*;
             use crate::store::Backend;
 
             type Database = $database;
+            type Connection = <Database as sqlx::Database>::Connection;
             const BACKEND: Backend = $backend;
 
             fn failed(action: &str) -> impl FnOnce(sqlx::Error) -> StorageError + '_ {
                 move |error| StorageError::from_sqlx(BACKEND, action, error)
+            }
+
+            /// Rolls back a transaction that is refused. Dropping it would roll it back
+            /// anyway; the caller needs its own error, not this one, which is only logged.
+            async fn roll_back(transaction: Transaction<'_, Database>, what: &str) {
+                if let Err(error) = transaction.rollback().await {
+                    tracing::warn!(%error, "roll back {what}");
+                }
+            }
+
+            /// Inserts the `published` events of `rows` (sequence, item), in multi-row
+            /// statements.
+            async fn insert_published_events(
+                connection: &mut Connection,
+                rows: &[(i64, &NewIndicator)],
+            ) -> Result<(), StorageError> {
+                for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+                    let mut query = sqlx::query(AssertSqlSafe(insert_published_events_sql(
+                        chunk.len(),
+                    )));
+                    for (sequence, item) in chunk {
+                        query = query
+                            .bind(*sequence)
+                            .bind(item.kind.as_str())
+                            .bind(item.id.as_str())
+                            .bind(item.originator.as_str())
+                            .bind(item.payload.as_slice())
+                            .bind(item.created_micros);
+                    }
+                    query
+                        .execute(&mut *connection)
+                        .await
+                        .map_err(failed("insert published events"))?;
+                }
+                Ok(())
+            }
+
+            /// Stores the indicators of `rows` (sequence, item) from their events, which must
+            /// be inserted, ascending; returns the ids stored. A conflicting id is not.
+            async fn copy_published_indicators(
+                connection: &mut Connection,
+                rows: &[(i64, &NewIndicator)],
+            ) -> Result<Vec<String>, StorageError> {
+                let mut stored = Vec::with_capacity(rows.len());
+                for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+                    let (Some((first, _)), Some((last, _))) = (chunk.first(), chunk.last()) else {
+                        continue;
+                    };
+                    let mut query = sqlx::query_scalar(AssertSqlSafe(
+                        copy_published_indicators_sql(chunk.len()),
+                    ))
+                    .bind(*first)
+                    .bind(*last);
+                    for (sequence, item) in chunk {
+                        query = query.bind(*sequence).bind(item.via.as_deref());
+                    }
+                    let ids: Vec<String> = query
+                        .fetch_all(&mut *connection)
+                        .await
+                        .map_err(failed("insert indicators"))?;
+                    stored.extend(ids);
+                }
+                Ok(stored)
+            }
+
+            /// `revisions` must hold each (old id, originator) once (see `latest_supersedes`).
+            async fn mark_superseded(
+                connection: &mut Connection,
+                revisions: &[Supersede<'_>],
+            ) -> Result<(), StorageError> {
+                for chunk in revisions.chunks(ROWS_PER_STATEMENT) {
+                    let mut query = sqlx::query(AssertSqlSafe(mark_superseded_sql(chunk.len())));
+                    for revision in chunk {
+                        query = query
+                            .bind(revision.old)
+                            .bind(revision.originator)
+                            .bind(revision.new);
+                    }
+                    query
+                        .execute(&mut *connection)
+                        .await
+                        .map_err(failed("mark superseded indicators"))?;
+                }
+                Ok(())
+            }
+
+            /// The stored state of the indicators with these ids (those that are stored).
+            async fn known_indicators(
+                connection: &mut Connection,
+                ids: &[&str],
+            ) -> Result<HashMap<String, KnownIndicator>, StorageError> {
+                let mut known = HashMap::with_capacity(ids.len());
+                for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+                    let mut query = sqlx::query_as(AssertSqlSafe(select_known_indicators_sql(
+                        chunk.len(),
+                    )));
+                    for id in chunk {
+                        query = query.bind(*id);
+                    }
+                    let rows: Vec<(String, String, String, bool)> = query
+                        .fetch_all(&mut *connection)
+                        .await
+                        .map_err(failed("read indicators to receive"))?;
+                    for (id, originator, kind, retracted) in rows {
+                        let state = KnownIndicator {
+                            originator,
+                            kind,
+                            retracted,
+                        };
+                        known.insert(id, state);
+                    }
+                }
+                Ok(known)
+            }
+
+            async fn insert_retracted_events(
+                connection: &mut Connection,
+                retractions: &[PlannedRetraction<'_>],
+            ) -> Result<(), StorageError> {
+                for chunk in retractions.chunks(ROWS_PER_STATEMENT) {
+                    let mut query = sqlx::query(AssertSqlSafe(insert_retracted_events_sql(
+                        chunk.len(),
+                    )));
+                    for retraction in chunk {
+                        query = query
+                            .bind(retraction.sequence)
+                            .bind(retraction.kind.as_str())
+                            .bind(retraction.indicator_id)
+                            .bind(retraction.originator)
+                            .bind(retraction.reason)
+                            .bind(retraction.at_micros)
+                            .bind(retraction.signature);
+                    }
+                    query
+                        .execute(&mut *connection)
+                        .await
+                        .map_err(failed("insert retraction events"))?;
+                }
+                Ok(())
+            }
+
+            /// Returns how many of the indicators it marked (those not yet retracted).
+            async fn mark_many_retracted(
+                connection: &mut Connection,
+                ids: &[&str],
+            ) -> Result<u64, StorageError> {
+                let mut marked = 0;
+                for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+                    let mut query = sqlx::query(AssertSqlSafe(mark_many_retracted_sql(
+                        chunk.len(),
+                    )));
+                    for id in chunk {
+                        query = query.bind(*id);
+                    }
+                    marked += query
+                        .execute(&mut *connection)
+                        .await
+                        .map_err(failed("mark indicators retracted"))?
+                        .rows_affected();
+                }
+                Ok(marked)
             }
 
             /// Returns the batch's sequences, consecutive, after the commit.
@@ -233,43 +678,18 @@ macro_rules! feed_operations {
                     .map_err(failed("advance feed head"))?;
                 let first = head - count + 1;
 
-                let mut sequence = first;
-                for chunk in batch.chunks(EVENT_ROWS_PER_INSERT) {
-                    let mut query = sqlx::query(AssertSqlSafe(insert_published_events_sql(
-                        chunk.len(),
-                    )));
-                    for item in chunk {
-                        query = query
-                            .bind(sequence)
-                            .bind(item.kind.as_str())
-                            .bind(item.id.as_str())
-                            .bind(item.originator.as_str())
-                            .bind(item.payload.as_slice())
-                            .bind(item.created_micros);
-                        sequence += 1;
-                    }
-                    query
-                        .execute(&mut *transaction)
-                        .await
-                        .map_err(failed("insert published events"))?;
-                }
-
-                let stored_ids: Vec<String> = sqlx::query_scalar(COPY_PUBLISHED_INDICATORS)
-                    .bind(first)
-                    .bind(head)
-                    .fetch_all(&mut *transaction)
-                    .await
-                    .map_err(failed("insert indicators"))?;
+                let rows: Vec<(i64, &NewIndicator)> = (first..).zip(batch).collect();
+                insert_published_events(&mut transaction, &rows).await?;
+                let stored_ids = copy_published_indicators(&mut transaction, &rows).await?;
                 if stored_ids.len() != batch.len() {
-                    if let Err(error) = transaction.rollback().await {
-                        // Dropping the connection's transaction rolls it back anyway; the
-                        // caller needs the duplicate, not this.
-                        tracing::warn!(%error, "roll back publish transaction after duplicate id");
-                    }
+                    roll_back(transaction, "publish transaction after duplicate id").await;
                     return Err(StorageError::Duplicate {
                         id: first_skipped_id(batch, &stored_ids),
                     });
                 }
+                // After every indicator of the batch is stored, so one may revise another.
+                let revisions = latest_supersedes(batch.iter().filter_map(Supersede::of));
+                mark_superseded(&mut transaction, &revisions).await?;
 
                 transaction
                     .commit()
@@ -286,6 +706,7 @@ macro_rules! feed_operations {
                 indicator_id: &str,
                 reason: &str,
                 at_micros: i64,
+                signature: Option<&[u8]>,
             ) -> Result<u64, StorageError> {
                 let mut transaction = pool
                     .begin_with($begin_write)
@@ -309,9 +730,7 @@ macro_rules! feed_operations {
                         .fetch_optional(&mut *transaction)
                         .await
                         .map_err(failed("read indicator to retract"))?;
-                    if let Err(error) = transaction.rollback().await {
-                        tracing::warn!(%error, "roll back refused retraction");
-                    }
+                    roll_back(transaction, "refused retraction").await;
                     let id = indicator_id.to_owned();
                     return Err(match retracted {
                         Some(_) => StorageError::AlreadyRetracted { id },
@@ -326,6 +745,7 @@ macro_rules! feed_operations {
                     .bind(originator.as_str())
                     .bind(reason)
                     .bind(at_micros)
+                    .bind(signature)
                     .execute(&mut *transaction)
                     .await
                     .map_err(failed("insert retraction event"))?;
@@ -334,6 +754,123 @@ macro_rules! feed_operations {
                     .await
                     .map_err(failed("commit retract transaction"))?;
                 sequence_from_database(sequence, "feed head")
+            }
+
+            /// Applies `items` and moves the peer's cursor in one transaction. Returns what
+            /// was done with each item and, if the head moved, the head after the commit.
+            pub(crate) async fn receive(
+                pool: &Pool<Database>,
+                peer: &str,
+                cursor: u64,
+                items: &[Received],
+                now_micros: i64,
+            ) -> Result<(ReceiveOutcome, Option<u64>), StorageError> {
+                let mut transaction = pool
+                    .begin_with($begin_write)
+                    .await
+                    .map_err(failed("begin receive transaction"))?;
+                // First, so that this receive is ordered with every other writer: until the
+                // commit nothing else writes indicators, so the plan below, made from what is
+                // stored now, holds. It does not move the head yet: how far is known only once
+                // the items are checked against what is stored.
+                let locked_head: i64 = sqlx::query_scalar(ADVANCE_HEAD)
+                    .bind(0_i64)
+                    .fetch_one(&mut *transaction)
+                    .await
+                    .map_err(failed("lock feed head"))?;
+                let known = known_indicators(&mut transaction, &referenced_ids(items)).await?;
+                let plan = plan_receive(items, known, locked_head)?;
+
+                insert_published_events(&mut transaction, &plan.published).await?;
+                let stored_ids =
+                    copy_published_indicators(&mut transaction, &plan.published).await?;
+                if stored_ids.len() != plan.published.len() {
+                    roll_back(transaction, "receive that found an indicator stored").await;
+                    return Err(unplanned_change(format!(
+                        "{} of {} new indicators were already stored",
+                        plan.published.len() - stored_ids.len(),
+                        plan.published.len()
+                    )));
+                }
+                let revisions = latest_supersedes(plan.supersedes.iter().copied());
+                mark_superseded(&mut transaction, &revisions).await?;
+                insert_retracted_events(&mut transaction, &plan.retractions).await?;
+                let retracted_ids: Vec<&str> = plan
+                    .retractions
+                    .iter()
+                    .map(|retraction| retraction.indicator_id)
+                    .collect();
+                let marked = mark_many_retracted(&mut transaction, &retracted_ids).await?;
+                if marked != retracted_ids.len() as u64 {
+                    roll_back(transaction, "receive that found an indicator retracted").await;
+                    return Err(unplanned_change(format!(
+                        "{marked} of {} indicators to retract were not yet retracted",
+                        retracted_ids.len()
+                    )));
+                }
+
+                let moved = plan.head > locked_head;
+                if moved {
+                    let head: i64 = sqlx::query_scalar(ADVANCE_HEAD)
+                        .bind(plan.head - locked_head)
+                        .fetch_one(&mut *transaction)
+                        .await
+                        .map_err(failed("advance feed head"))?;
+                    if head != plan.head {
+                        roll_back(transaction, "receive that found the head moved").await;
+                        return Err(unplanned_change(format!(
+                            "the feed head became {head} instead of {}",
+                            plan.head
+                        )));
+                    }
+                }
+                sqlx::query(UPSERT_PEER_CURSOR)
+                    .bind(peer)
+                    .bind(sequence_to_database(cursor))
+                    .bind(now_micros)
+                    .execute(&mut *transaction)
+                    .await
+                    .map_err(failed("store peer cursor"))?;
+                transaction
+                    .commit()
+                    .await
+                    .map_err(failed("commit receive transaction"))?;
+                let head = if moved {
+                    Some(sequence_from_database(plan.head, "feed head")?)
+                } else {
+                    None
+                };
+                Ok((plan.outcome, head))
+            }
+
+            pub(crate) async fn peer_cursor(
+                pool: &Pool<Database>,
+                peer: &str,
+            ) -> Result<u64, StorageError> {
+                let cursor: Option<i64> = sqlx::query_scalar(SELECT_PEER_CURSOR)
+                    .bind(peer)
+                    .fetch_optional(pool)
+                    .await
+                    .map_err(failed("read peer cursor"))?;
+                cursor.map_or(Ok(0), |cursor| sequence_from_database(cursor, "peer cursor"))
+            }
+
+            pub(crate) async fn peer_cursors(
+                pool: &Pool<Database>,
+            ) -> Result<Vec<PeerCursor>, StorageError> {
+                let rows: Vec<(String, i64, i64)> = sqlx::query_as(SELECT_PEER_CURSORS)
+                    .fetch_all(pool)
+                    .await
+                    .map_err(failed("read peer cursors"))?;
+                rows.into_iter()
+                    .map(|(peer, cursor, updated_micros)| {
+                        Ok(PeerCursor {
+                            peer,
+                            cursor: sequence_from_database(cursor, "peer cursor")?,
+                            updated_micros,
+                        })
+                    })
+                    .collect()
             }
 
             pub(crate) async fn read_after(
@@ -346,6 +883,7 @@ macro_rules! feed_operations {
                     return Ok(EventBatch {
                         events: Vec::new(),
                         scanned_to: after,
+                        head: head(pool).await?,
                     });
                 }
                 let kinds = distinct_kinds(kinds);
@@ -395,6 +933,7 @@ macro_rules! feed_operations {
                     payload: row.try_get(6)?,
                     reason: row.try_get(7)?,
                     at_micros: row.try_get(8)?,
+                    signature: row.try_get(9)?,
                 };
                 Ok((head, Some(columns)))
             }
@@ -403,22 +942,35 @@ macro_rules! feed_operations {
                 pool: &Pool<Database>,
                 id: &str,
             ) -> Result<Option<StoredIndicator>, StorageError> {
-                let row: Option<(String, String, String, Vec<u8>, i64, bool)> =
-                    sqlx::query_as(SELECT_INDICATOR)
-                        .bind(id)
-                        .fetch_optional(pool)
-                        .await
-                        .map_err(failed("read indicator"))?;
-                row.map(|(id, originator, kind, payload, sequence, retracted)| {
-                    Ok(StoredIndicator {
-                        id,
-                        originator,
-                        kind,
-                        payload,
-                        sequence: sequence_from_database(sequence, "indicator sequence")?,
-                        retracted,
-                    })
-                })
+                type IndicatorRow = (
+                    String,
+                    String,
+                    String,
+                    Vec<u8>,
+                    i64,
+                    bool,
+                    Option<String>,
+                    Option<String>,
+                );
+                let row: Option<IndicatorRow> = sqlx::query_as(SELECT_INDICATOR)
+                    .bind(id)
+                    .fetch_optional(pool)
+                    .await
+                    .map_err(failed("read indicator"))?;
+                row.map(
+                    |(id, originator, kind, payload, sequence, retracted, via, superseded_by)| {
+                        Ok(StoredIndicator {
+                            id,
+                            originator,
+                            kind,
+                            payload,
+                            sequence: sequence_from_database(sequence, "indicator sequence")?,
+                            retracted,
+                            via,
+                            superseded_by,
+                        })
+                    },
+                )
                 .transpose()
             }
 
@@ -462,6 +1014,7 @@ mod tests {
                 indicator_id: "a".to_owned(),
                 originator: "GH".to_owned(),
                 reason: "test".to_owned(),
+                signature: None,
             },
         }
     }
@@ -494,6 +1047,35 @@ mod tests {
     }
 
     #[test]
+    fn retraction_insert_sql_numbers_every_column() {
+        assert_eq!(
+            insert_retracted_events_sql(2),
+            "INSERT INTO events (sequence, event_type, kind, indicator_id, originator, reason, at_micros, signature) VALUES \
+             ($1, 'retracted', $2, $3, $4, $5, $6, $7), ($8, 'retracted', $9, $10, $11, $12, $13, $14)"
+        );
+    }
+
+    #[test]
+    fn value_lists_number_from_their_first_parameter() {
+        let copy = copy_published_indicators_sql(2);
+        assert!(
+            copy.contains("JOIN (VALUES ($3, $4), ($5, $6)) AS v"),
+            "{copy}"
+        );
+        assert!(
+            copy.contains("WHERE e.sequence >= $1 AND e.sequence <= $2"),
+            "{copy}"
+        );
+        let mark = mark_superseded_sql(2);
+        assert!(
+            mark.contains("(VALUES ($1, $2, $3), ($4, $5, $6)) AS v"),
+            "{mark}"
+        );
+        assert!(select_known_indicators_sql(3).ends_with("WHERE id IN ($1, $2, $3)"));
+        assert!(mark_many_retracted_sql(1).ends_with("AND id IN ($1)"));
+    }
+
+    #[test]
     fn read_sql_filters_kinds_from_the_third_parameter() {
         let sql = read_after_sql(2);
         assert!(
@@ -514,5 +1096,166 @@ mod tests {
         assert_eq!(sequence_to_database(u64::MAX), i64::MAX);
         assert_eq!(sequence_to_database(42), 42);
         assert!(sequence_from_database(-1, "feed head").is_err());
+    }
+
+    fn published(id: &str, originator: &str, supersedes: Option<&str>) -> Received {
+        Received::Published(NewIndicator {
+            id: id.to_owned(),
+            originator: originator.to_owned(),
+            kind: "ip".to_owned(),
+            created_micros: 1,
+            payload: Vec::new(),
+            supersedes: supersedes.map(str::to_owned),
+            via: Some("peer".to_owned()),
+        })
+    }
+
+    fn retracted(id: &str, originator: &str) -> Received {
+        Received::Retracted {
+            indicator_id: id.to_owned(),
+            originator: originator.to_owned(),
+            reason: "withdrawn".to_owned(),
+            at_micros: 2,
+            signature: None,
+        }
+    }
+
+    fn stored(originator: &str, retracted: bool) -> KnownIndicator {
+        KnownIndicator {
+            originator: originator.to_owned(),
+            kind: "url".to_owned(),
+            retracted,
+        }
+    }
+
+    fn strings(ids: &[&str]) -> Vec<String> {
+        ids.iter().map(|id| (*id).to_owned()).collect()
+    }
+
+    #[test]
+    fn receive_plan_applies_items_in_order() {
+        let items = [
+            published("old", "A", None),
+            published("new", "A", Some("old")),
+            published("new", "A", None),
+            published("later", "A", Some("after")),
+            published("after", "A", None),
+            published("foreign", "B", Some("kept")),
+            published("itself", "A", Some("itself")),
+            retracted("new", "A"),
+            retracted("new", "A"),
+            retracted("kept", "B"),
+            retracted("gone", "A"),
+            retracted("kept", "A"),
+        ];
+        let known = HashMap::from([
+            ("kept".to_owned(), stored("A", false)),
+            ("gone".to_owned(), stored("A", true)),
+        ]);
+        let plan = plan_receive(&items, known, 10).expect("plan");
+        assert_eq!(
+            plan.outcome,
+            ReceiveOutcome {
+                stored: vec![
+                    ("old".to_owned(), 11),
+                    ("new".to_owned(), 12),
+                    ("later".to_owned(), 13),
+                    ("after".to_owned(), 14),
+                    ("foreign".to_owned(), 15),
+                    ("itself".to_owned(), 16),
+                ],
+                duplicates: strings(&["new"]),
+                retracted: vec![("new".to_owned(), 17), ("kept".to_owned(), 18)],
+                ignored_retractions: strings(&["new", "kept", "gone"]),
+            }
+        );
+        assert_eq!(plan.head, 18);
+        let published: Vec<(i64, &str)> = plan
+            .published
+            .iter()
+            .map(|(sequence, item)| (*sequence, item.id.as_str()))
+            .collect();
+        assert_eq!(
+            published,
+            [
+                (11, "old"),
+                (12, "new"),
+                (13, "later"),
+                (14, "after"),
+                (15, "foreign"),
+                (16, "itself")
+            ]
+        );
+        // Only "old": "after" was not stored yet when "later" revised it, "kept" is of another
+        // originator, and an indicator never supersedes itself.
+        assert_eq!(
+            plan.supersedes,
+            [Supersede {
+                old: "old",
+                originator: "A",
+                new: "new"
+            }]
+        );
+        let retractions: Vec<(i64, &str, &str)> = plan
+            .retractions
+            .iter()
+            .map(|retraction| {
+                (
+                    retraction.sequence,
+                    retraction.indicator_id,
+                    retraction.kind.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(retractions, [(17, "new", "ip"), (18, "kept", "url")]);
+    }
+
+    #[test]
+    fn receive_plan_of_nothing_keeps_the_head() {
+        let plan = plan_receive(&[], HashMap::new(), 7).expect("plan");
+        assert_eq!(plan.head, 7);
+        assert_eq!(plan.outcome, ReceiveOutcome::default());
+        let duplicates = [published("a", "A", None)];
+        let plan = plan_receive(
+            &duplicates,
+            HashMap::from([("a".to_owned(), stored("B", false))]),
+            7,
+        )
+        .expect("plan");
+        assert_eq!(plan.head, 7);
+        assert_eq!(plan.outcome.duplicates, strings(&["a"]));
+    }
+
+    #[test]
+    fn referenced_ids_cover_revised_and_retracted_ids_once() {
+        let items = [
+            published("b", "A", Some("a")),
+            retracted("c", "A"),
+            published("a", "A", None),
+        ];
+        assert_eq!(referenced_ids(&items), ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn the_latest_revision_of_each_originator_wins() {
+        let revision = |old, originator, new| Supersede {
+            old,
+            originator,
+            new,
+        };
+        let latest = latest_supersedes([
+            revision("x", "A", "x2"),
+            revision("x", "B", "y"),
+            revision("z", "A", "z2"),
+            revision("x", "A", "x3"),
+        ]);
+        assert_eq!(
+            latest,
+            [
+                revision("x", "B", "y"),
+                revision("z", "A", "z2"),
+                revision("x", "A", "x3"),
+            ]
+        );
     }
 }

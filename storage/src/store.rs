@@ -4,13 +4,17 @@
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use sqlx::postgres::PgConnectOptions;
 use tokio::sync::watch;
 
 use crate::decisions::{postgres_decisions, sqlite_decisions};
 use crate::error::StorageError;
-use crate::model::{DecisionQuery, DecisionRow, EventBatch, NewIndicator, StoredIndicator};
+use crate::model::{
+    DecisionQuery, DecisionRow, EventBatch, NewIndicator, PeerCursor, ReceiveOutcome, Received,
+    StoredIndicator,
+};
 use crate::operations::{postgres_feed, sqlite_feed};
 use crate::postgres::{self, PostgresPools};
 use crate::sqlite::{self, SqlitePools};
@@ -46,6 +50,15 @@ impl fmt::Debug for Store {
             .field("known_head", &*self.inner.head.borrow())
             .finish()
     }
+}
+
+/// The current Unix time in microseconds (0 if the clock is before 1970).
+fn now_micros() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            i64::try_from(elapsed.as_micros()).unwrap_or(i64::MAX)
+        })
 }
 
 /// Raises the known head, waking followers only if it moved.
@@ -107,10 +120,18 @@ impl Store {
         }
     }
 
-    /// Stores the batch atomically: every indicator and its `published` event in one
-    /// transaction, or nothing (a duplicate id, within the batch or with a stored indicator,
-    /// fails it with [`StorageError::Duplicate`]). Returns one sequence per item, in order,
-    /// consecutive, once committed. Each event's time is the item's `created_micros`.
+    /// Stores the batch atomically: every indicator (with its [`NewIndicator::via`]) and its
+    /// `published` event in one transaction, or nothing (a duplicate id, within the batch or
+    /// with a stored indicator, fails it with [`StorageError::Duplicate`]). Returns one sequence
+    /// per item, in order, consecutive, once committed. Each event's time is the item's
+    /// `created_micros`.
+    ///
+    /// In the same transaction, after the whole batch is stored, each item with
+    /// [`NewIndicator::supersedes`] marks the indicator it revises as
+    /// [`StoredIndicator::superseded_by`] it, if that one is stored, has the same originator and
+    /// is not the item itself; otherwise nothing is marked, silently. The latest revision wins:
+    /// it replaces an earlier mark, and of two items of a batch revising the same indicator the
+    /// later one marks it. Marking publishes no event.
     pub async fn publish(&self, batch: Vec<NewIndicator>) -> Result<Vec<u64>, StorageError> {
         let sequences = match &self.inner.pools {
             Pools::Sqlite(pools) => sqlite_feed::publish(&pools.write, &batch).await?,
@@ -122,30 +143,103 @@ impl Store {
         Ok(sequences)
     }
 
-    /// Appends a `retracted` event (at `at_micros`, with the indicator's kind) and marks the
-    /// indicator retracted, atomically. Returns the event's sequence.
+    /// Appends a `retracted` event (at `at_micros`, with the indicator's kind, `reason` and
+    /// `signature`, the originator's signature over the retraction, opaque bytes) and marks the
+    /// indicator retracted, atomically. Returns the event's sequence. Fails with
+    /// [`StorageError::NotFound`] or [`StorageError::AlreadyRetracted`], and then changes
+    /// nothing and takes no sequence.
     pub async fn retract(
         &self,
         indicator_id: &str,
         reason: &str,
         at_micros: i64,
+        signature: Option<&[u8]>,
     ) -> Result<u64, StorageError> {
         let sequence = match &self.inner.pools {
             Pools::Sqlite(pools) => {
-                sqlite_feed::retract(&pools.write, indicator_id, reason, at_micros).await?
+                sqlite_feed::retract(&pools.write, indicator_id, reason, at_micros, signature)
+                    .await?
             }
             Pools::Postgres(pools) => {
-                postgres_feed::retract(&pools.pool, indicator_id, reason, at_micros).await?
+                postgres_feed::retract(&pools.pool, indicator_id, reason, at_micros, signature)
+                    .await?
             }
         };
         raise_known_head(&self.inner.head, sequence);
         Ok(sequence)
     }
 
+    /// Applies a page of `peer`'s feed and moves this gateway's cursor on that feed to
+    /// `cursor`, in one transaction: either every item is applied and the cursor stored, or
+    /// nothing is (an error). So a cursor read back by [`Store::peer_cursor`] never claims
+    /// items that were not stored. The transaction first locks the feed head, as every writer
+    /// does, so a receive is ordered with publishes and retractions and followers see its
+    /// events gap-free.
+    ///
+    /// Items are applied in order, each seeing the ones before it (a publish then its
+    /// retraction in one call works):
+    /// - [`Received::Published`]: if an indicator with its id is stored (before the call or
+    ///   earlier in it, whatever its originator), it is a duplicate: skipped, no event.
+    ///   Otherwise it is stored as [`Store::publish`] stores it (with its `via`, as given), with
+    ///   the next sequence and a `published` event, and marks the indicator it supersedes as
+    ///   `publish` does, if that one is stored by then.
+    /// - [`Received::Retracted`]: applied only if an indicator with that id *and* that
+    ///   originator is stored and not yet retracted: it is marked retracted with a `retracted`
+    ///   event (the indicator's kind, the given reason, time and signature) at the next
+    ///   sequence. Otherwise it is ignored, with no event.
+    ///
+    /// Sequences are consecutive over the applied items, in item order. The stored cursor
+    /// becomes the greater of the stored one and `cursor` (it never moves backwards; beyond
+    /// `i64::MAX` it is stored as `i64::MAX`), and its `updated_micros` the current time, even
+    /// when `items` is empty (a checkpoint) or nothing was applied. Followers are woken after
+    /// the commit if the head moved.
+    ///
+    /// On SQLite this holds the single writer connection for the whole page, so keep pages to
+    /// hundreds of items. The statements per call do not grow with the items, except by one
+    /// per 500 rows of a kind.
+    pub async fn receive(
+        &self,
+        peer: &str,
+        cursor: u64,
+        items: Vec<Received>,
+    ) -> Result<ReceiveOutcome, StorageError> {
+        let now_micros = now_micros();
+        let (outcome, head) = match &self.inner.pools {
+            Pools::Sqlite(pools) => {
+                sqlite_feed::receive(&pools.write, peer, cursor, &items, now_micros).await?
+            }
+            Pools::Postgres(pools) => {
+                postgres_feed::receive(&pools.pool, peer, cursor, &items, now_micros).await?
+            }
+        };
+        if let Some(head) = head {
+            raise_known_head(&self.inner.head, head);
+        }
+        Ok(outcome)
+    }
+
+    /// The cursor stored for `peer` by [`Store::receive`]: the peer's sequence up to which its
+    /// feed has been stored here. 0 if nothing was ever received from it.
+    pub async fn peer_cursor(&self, peer: &str) -> Result<u64, StorageError> {
+        match &self.inner.pools {
+            Pools::Sqlite(pools) => sqlite_feed::peer_cursor(&pools.read, peer).await,
+            Pools::Postgres(pools) => postgres_feed::peer_cursor(&pools.pool, peer).await,
+        }
+    }
+
+    /// Every stored peer cursor, ordered by peer (compared bytewise on both backends).
+    pub async fn peer_cursors(&self) -> Result<Vec<PeerCursor>, StorageError> {
+        match &self.inner.pools {
+            Pools::Sqlite(pools) => sqlite_feed::peer_cursors(&pools.read).await,
+            Pools::Postgres(pools) => postgres_feed::peer_cursors(&pools.pool).await,
+        }
+    }
+
     /// Events with sequence `> after` (and, if `kinds` is not empty, whose kind is one of
     /// `kinds`), at most `limit`, ascending. Never returns an event above a head that some
     /// transaction has not committed yet; [`EventBatch::scanned_to`] says how far the cursor
-    /// may move. Each distinct kind is one bind parameter, so keep `kinds` short (tens, not
+    /// may move, and [`EventBatch::head`] is the head the read saw (with `limit` 0, read on its
+    /// own). Each distinct kind is one bind parameter, so keep `kinds` short (tens, not
     /// thousands); repeats are ignored.
     pub async fn read_after(
         &self,

@@ -9,9 +9,11 @@ use std::time::{Duration, Instant};
 
 use cordon_storage::{
     Backend, DecisionQuery, DecisionRow, EventBatch, EventBody, MAX_DECISIONS_PER_QUERY,
-    NewIndicator, PgConnectOptions, StorageError, Store, StoredEvent, StoredIndicator,
+    NewIndicator, PgConnectOptions, ReceiveOutcome, Received, StorageError, Store, StoredEvent,
+    StoredIndicator,
 };
-use sqlx::{Connection, Executor, PgConnection};
+use sqlx::postgres::PgListener;
+use sqlx::{Connection, Executor, PgConnection, SqliteConnection};
 use tempfile::TempDir;
 
 const DATABASE_URL_VARIABLE: &str = "CORDON_TEST_DATABASE_URL";
@@ -166,6 +168,8 @@ fn indicator(id: &str, kind: &str) -> NewIndicator {
         kind: kind.to_owned(),
         created_micros: 1_700_000_000_000_000 + id.len() as i64,
         payload: format!("payload of {id}").into_bytes(),
+        supersedes: None,
+        via: None,
     }
 }
 
@@ -237,7 +241,8 @@ async fn publish_and_read_round_trip(fixture: &Fixture) {
         read(&store, 0, 10, &[]).await,
         EventBatch {
             events: expected,
-            scanned_to: 3
+            scanned_to: 3,
+            head: 3
         }
     );
 
@@ -250,6 +255,8 @@ async fn publish_and_read_round_trip(fixture: &Fixture) {
             payload: batch[1].payload.clone(),
             sequence: 2,
             retracted: false,
+            via: None,
+            superseded_by: None,
         }))
     );
     assert_eq!(store.indicator("missing").await, Ok(None));
@@ -426,9 +433,14 @@ const fn case(
 }
 
 async fn check_reads(store: &Store, cases: &[ReadCase]) {
+    let head = store.head().await.expect("read head");
     for case in cases {
         let (after, limit, kinds) = (case.after, case.limit, case.kinds);
         let batch = read(store, after, limit, kinds).await;
+        assert_eq!(
+            batch.head, head,
+            "head seen after {after}, limit {limit}, kinds {kinds:?}"
+        );
         assert_eq!(
             sequences(&batch),
             case.sequences,
@@ -512,7 +524,7 @@ async fn retract_appends_event_and_marks_indicator(fixture: &Fixture) {
 
     let at_micros = 1_800_000_000_000_000;
     let sequence = store
-        .retract("a", "false positive", at_micros)
+        .retract("a", "false positive", at_micros, None)
         .await
         .expect("retract a");
     assert_eq!(sequence, 3);
@@ -526,13 +538,15 @@ async fn retract_appends_event_and_marks_indicator(fixture: &Fixture) {
             indicator_id: "a".to_owned(),
             originator: batch[0].originator.clone(),
             reason: "false positive".to_owned(),
+            signature: None,
         },
     };
     assert_eq!(
         read(&store, 2, 10, &[]).await,
         EventBatch {
             events: vec![retraction.clone()],
-            scanned_to: 3
+            scanned_to: 3,
+            head: 3
         }
     );
     // A retraction travels with the kind of its indicator.
@@ -544,7 +558,8 @@ async fn retract_appends_event_and_marks_indicator(fixture: &Fixture) {
         read(&store, 0, 10, &["url"]).await,
         EventBatch {
             events: vec![published_event(2, &batch[1])],
-            scanned_to: 3
+            scanned_to: 3,
+            head: 3
         }
     );
 
@@ -570,14 +585,14 @@ async fn retract_refusals_change_nothing(fixture: &Fixture) {
         .publish(vec![indicator("a", "ip")])
         .await
         .expect("publish");
-    assert_eq!(store.retract("a", "first", 1).await, Ok(2));
+    assert_eq!(store.retract("a", "first", 1, None).await, Ok(2));
 
     assert_eq!(
-        store.retract("a", "again", 2).await,
+        store.retract("a", "again", 2, None).await,
         Err(StorageError::AlreadyRetracted { id: "a".to_owned() })
     );
     assert_eq!(
-        store.retract("nowhere", "typo", 3).await,
+        store.retract("nowhere", "typo", 3, None).await,
         Err(StorageError::NotFound {
             id: "nowhere".to_owned()
         })
@@ -598,7 +613,7 @@ async fn data_survives_close_and_reopen(fixture: &Fixture) {
     let batch = indicators("kept", 3, "ip");
     store.publish(batch.clone()).await.expect("publish");
     store
-        .retract("kept-1", "withdrawn", 7)
+        .retract("kept-1", "withdrawn", 7, None)
         .await
         .expect("retract");
     let before = read(&store, 0, 10, &[]).await;
@@ -799,9 +814,671 @@ async fn watch_head_wakes_on_own_commit(fixture: &Fixture) {
     .expect("head sender alive");
     assert_eq!(published.await.expect("publisher task"), [1, 2]);
 
-    let retracted = store.retract("woken-0", "test", 9).await.expect("retract");
+    let retracted = store
+        .retract("woken-0", "test", 9, None)
+        .await
+        .expect("retract");
     assert!(head.has_changed().expect("head sender alive"));
     assert_eq!(*head.borrow_and_update(), retracted);
+    store.close().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Federation cases, run against every backend
+
+const PEER: &str = "spiffe://federation/member/SN";
+const OTHER_ORIGINATOR: &str = "spiffe://federation/member/XX";
+
+/// An indicator of `indicator`'s originator as received from [`PEER`].
+fn received_indicator(id: &str, kind: &str) -> NewIndicator {
+    NewIndicator {
+        via: Some(PEER.to_owned()),
+        ..indicator(id, kind)
+    }
+}
+
+fn received(id: &str, kind: &str) -> Received {
+    Received::Published(received_indicator(id, kind))
+}
+
+fn revision(id: &str, originator: &str, supersedes: &str) -> Received {
+    Received::Published(NewIndicator {
+        originator: originator.to_owned(),
+        supersedes: Some(supersedes.to_owned()),
+        ..received_indicator(id, "ip")
+    })
+}
+
+fn retraction(id: &str, originator: &str, signature: Option<&[u8]>) -> Received {
+    Received::Retracted {
+        indicator_id: id.to_owned(),
+        originator: originator.to_owned(),
+        reason: format!("{id} withdrawn"),
+        at_micros: 1_800_000_000_000_000 + id.len() as i64,
+        signature: signature.map(<[u8]>::to_vec),
+    }
+}
+
+fn originator() -> String {
+    indicator("", "").originator
+}
+
+fn outcome(
+    stored: &[(&str, u64)],
+    duplicates: &[&str],
+    retracted: &[(&str, u64)],
+    ignored_retractions: &[&str],
+) -> ReceiveOutcome {
+    let pairs = |list: &[(&str, u64)]| {
+        list.iter()
+            .map(|(id, sequence)| ((*id).to_owned(), *sequence))
+            .collect()
+    };
+    let ids = |list: &[&str]| list.iter().map(|id| (*id).to_owned()).collect();
+    ReceiveOutcome {
+        stored: pairs(stored),
+        duplicates: ids(duplicates),
+        retracted: pairs(retracted),
+        ignored_retractions: ids(ignored_retractions),
+    }
+}
+
+async fn receive(store: &Store, cursor: u64, items: Vec<Received>) -> ReceiveOutcome {
+    store.receive(PEER, cursor, items).await.expect("receive")
+}
+
+async fn stored_indicator(store: &Store, id: &str) -> StoredIndicator {
+    store
+        .indicator(id)
+        .await
+        .expect("read indicator")
+        .unwrap_or_else(|| panic!("{id} is not stored"))
+}
+
+async fn superseded_by(store: &Store, id: &str) -> Option<String> {
+    stored_indicator(store, id).await.superseded_by
+}
+
+fn micros_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_micros() as i64
+}
+
+async fn receive_sequences_gap_free_between_publishes(fixture: &Fixture) {
+    let store = fixture.open().await;
+    let local = indicator("local", "ip");
+    assert_eq!(store.publish(vec![local.clone()]).await, Ok(vec![1]));
+
+    let first = [
+        received_indicator("r1", "url"),
+        received_indicator("r2", "ip"),
+    ];
+    assert_eq!(
+        receive(
+            &store,
+            7,
+            first.iter().cloned().map(Received::Published).collect()
+        )
+        .await,
+        outcome(&[("r1", 2), ("r2", 3)], &[], &[], &[])
+    );
+    let later = indicator("later", "hash");
+    assert_eq!(store.publish(vec![later.clone()]).await, Ok(vec![4]));
+    let last = received_indicator("r3", "ip");
+    assert_eq!(
+        receive(&store, 9, vec![Received::Published(last.clone())]).await,
+        outcome(&[("r3", 5)], &[], &[], &[])
+    );
+    assert_eq!(store.head().await, Ok(5));
+    assert_eq!(
+        read(&store, 0, 10, &[]).await,
+        EventBatch {
+            events: vec![
+                published_event(1, &local),
+                published_event(2, &first[0]),
+                published_event(3, &first[1]),
+                published_event(4, &later),
+                published_event(5, &last),
+            ],
+            scanned_to: 5,
+            head: 5,
+        }
+    );
+    assert_eq!(
+        stored_indicator(&store, "r1").await,
+        StoredIndicator {
+            id: "r1".to_owned(),
+            originator: originator(),
+            kind: "url".to_owned(),
+            payload: first[0].payload.clone(),
+            sequence: 2,
+            retracted: false,
+            via: Some(PEER.to_owned()),
+            superseded_by: None,
+        }
+    );
+    store.close().await;
+}
+
+/// Receivers and publishers on separate Stores commit concurrently while a follower reads from
+/// its cursor: every sequence is handed out once and seen once, in order.
+async fn concurrent_receives_and_publishes_follower_sees_every_sequence_once(fixture: &Fixture) {
+    const ROUNDS: u64 = 25;
+    const PAGE: u64 = 3;
+    const BATCH: u64 = 2;
+    const TOTAL: u64 = ROUNDS * (2 * PAGE + BATCH);
+
+    let follower_store = fixture.open().await;
+    let follower = tokio::spawn(async move {
+        let mut cursor = 0;
+        let mut seen = Vec::new();
+        let started = Instant::now();
+        while cursor < TOTAL {
+            assert!(
+                started.elapsed() < 4 * PATIENCE,
+                "follower stuck at {cursor}"
+            );
+            let batch = read(&follower_store, cursor, 50, &[]).await;
+            assert!(batch.scanned_to <= batch.head, "scanned past the head");
+            seen.extend(sequences(&batch));
+            cursor = batch.scanned_to;
+            if batch.events.is_empty() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        follower_store.close().await;
+        seen
+    });
+
+    let mut writers = tokio::task::JoinSet::new();
+    for receiver in 0..2 {
+        let store = fixture.open().await;
+        writers.spawn(async move {
+            let peer = format!("peer-{receiver}");
+            let mut sequences = Vec::new();
+            for round in 0..ROUNDS {
+                let items = (0..PAGE)
+                    .map(|n| received(&format!("{peer}-{round}-{n}"), "ip"))
+                    .collect();
+                let done = store
+                    .receive(&peer, round + 1, items)
+                    .await
+                    .expect("concurrent receive");
+                let page: Vec<u64> = done.stored.iter().map(|(_, sequence)| *sequence).collect();
+                assert!(
+                    page.windows(2).all(|pair| pair[1] == pair[0] + 1),
+                    "page sequences not consecutive: {page:?}"
+                );
+                sequences.extend(page);
+            }
+            assert_eq!(store.peer_cursor(&peer).await, Ok(ROUNDS));
+            store.close().await;
+            sequences
+        });
+    }
+    let store = fixture.open().await;
+    writers.spawn(async move {
+        let mut sequences = Vec::new();
+        for round in 0..ROUNDS {
+            sequences.extend(
+                store
+                    .publish(indicators(&format!("local-{round}"), BATCH as usize, "ip"))
+                    .await
+                    .expect("concurrent publish"),
+            );
+        }
+        store.close().await;
+        sequences
+    });
+    let mut handed_out = BTreeSet::new();
+    while let Some(result) = writers.join_next().await {
+        for sequence in result.expect("writer task") {
+            assert!(
+                handed_out.insert(sequence),
+                "sequence {sequence} handed out twice"
+            );
+        }
+    }
+    assert_eq!(handed_out, (1..=TOTAL).collect::<BTreeSet<_>>());
+    let seen = within_patience("follower", follower)
+        .await
+        .expect("follower task");
+    assert_eq!(seen, (1..=TOTAL).collect::<Vec<_>>());
+}
+
+async fn receive_skips_duplicates_without_events(fixture: &Fixture) {
+    let store = fixture.open().await;
+    let local = indicator("local", "ip");
+    store.publish(vec![local.clone()]).await.expect("publish");
+
+    // Within the call and with a stored indicator, whatever the duplicate's originator or kind.
+    let clash = Received::Published(NewIndicator {
+        originator: OTHER_ORIGINATOR.to_owned(),
+        payload: b"another payload".to_vec(),
+        ..received_indicator("local", "url")
+    });
+    let items = vec![
+        received("x", "ip"),
+        clash,
+        received("x", "url"),
+        received("y", "ip"),
+    ];
+    assert_eq!(
+        receive(&store, 1, items).await,
+        outcome(&[("x", 2), ("y", 3)], &["local", "x"], &[], &[])
+    );
+    let local_stored = stored_indicator(&store, "local").await;
+    assert_eq!(
+        (
+            local_stored.kind.as_str(),
+            &local_stored.payload,
+            &local_stored.via
+        ),
+        ("ip", &local.payload, &None),
+        "a duplicate changed the stored indicator"
+    );
+    assert_eq!(
+        stored_indicator(&store, "x").await.kind,
+        "ip",
+        "the first x wins"
+    );
+
+    // The same page again, as after a crash before the cursor moved: nothing new.
+    let again = vec![received("x", "ip"), received("y", "ip")];
+    assert_eq!(
+        receive(&store, 1, again).await,
+        outcome(&[], &["x", "y"], &[], &[])
+    );
+    assert_eq!(store.head().await, Ok(3), "duplicates took sequences");
+    assert_eq!(sequences(&read(&store, 0, 10, &[]).await), [1, 2, 3]);
+    // And a local publish of a received id is refused as before.
+    assert_eq!(
+        store.publish(vec![indicator("y", "ip")]).await,
+        Err(StorageError::Duplicate { id: "y".to_owned() })
+    );
+    assert_eq!(store.publish(vec![indicator("z", "ip")]).await, Ok(vec![4]));
+    store.close().await;
+}
+
+/// Makes the cursor write of `peer` fail, the last statement of its receive: SQL that only this
+/// test runs, so it is written per backend here.
+async fn refuse_cursor_of(fixture: &Fixture, peer: &str) {
+    match fixture {
+        Fixture::Sqlite { url, .. } => {
+            let mut connection = SqliteConnection::connect(url)
+                .await
+                .expect("open the sqlite file");
+            connection
+                .execute(sqlx::AssertSqlSafe(format!(
+                    "CREATE TRIGGER refuse_cursor BEFORE INSERT ON peer_cursors \
+                     WHEN NEW.peer = '{peer}' BEGIN SELECT RAISE(ABORT, 'refused'); END"
+                )))
+                .await
+                .expect("create trigger");
+            connection.close().await.ok();
+        }
+        Fixture::Postgres { schema, .. } => {
+            let mut connection = fixture.admin_connection().await;
+            let schema = &schema.schema;
+            connection
+                .execute(sqlx::AssertSqlSafe(format!(
+                    "CREATE FUNCTION \"{schema}\".refuse_cursor() RETURNS trigger \
+                     LANGUAGE plpgsql AS $$ BEGIN \
+                     IF NEW.peer = '{peer}' THEN RAISE EXCEPTION 'refused'; END IF; \
+                     RETURN NEW; END $$"
+                )))
+                .await
+                .expect("create function");
+            connection
+                .execute(sqlx::AssertSqlSafe(format!(
+                    "CREATE TRIGGER refuse_cursor BEFORE INSERT ON \"{schema}\".peer_cursors \
+                     FOR EACH ROW EXECUTE FUNCTION \"{schema}\".refuse_cursor()"
+                )))
+                .await
+                .expect("create trigger");
+            connection.close().await.ok();
+        }
+    }
+}
+
+async fn peer_cursor_moves_with_its_items_and_never_back(fixture: &Fixture) {
+    let store = fixture.open().await;
+    assert_eq!(store.peer_cursor(PEER).await, Ok(0));
+    assert_eq!(store.peer_cursors().await, Ok(vec![]));
+
+    receive(&store, 10, vec![received("a", "ip")]).await;
+    assert_eq!(store.peer_cursor(PEER).await, Ok(10));
+    // Behind the stored cursor: the items are stored, the cursor stays.
+    assert_eq!(
+        receive(&store, 4, vec![received("b", "ip")]).await,
+        outcome(&[("b", 2)], &[], &[], &[])
+    );
+    assert_eq!(store.peer_cursor(PEER).await, Ok(10));
+
+    // A checkpoint: no items, the cursor and its time move, the head does not.
+    let before = micros_now();
+    assert_eq!(
+        receive(&store, 12, Vec::new()).await,
+        ReceiveOutcome::default()
+    );
+    let after = micros_now();
+    assert_eq!(store.head().await, Ok(2));
+    let cursors = store.peer_cursors().await.expect("read cursors");
+    assert_eq!(cursors.len(), 1);
+    assert_eq!((cursors[0].peer.as_str(), cursors[0].cursor), (PEER, 12));
+    assert!(
+        (before..=after).contains(&cursors[0].updated_micros),
+        "updated at {} outside {before}..={after}",
+        cursors[0].updated_micros
+    );
+
+    // Cursors are kept per peer and listed bytewise: upper case before lower case.
+    for (peer, cursor) in [("b-peer", 3), ("B-peer", 5), ("a-peer", u64::MAX)] {
+        store
+            .receive(peer, cursor, Vec::new())
+            .await
+            .expect("checkpoint");
+    }
+    let listed: Vec<(String, u64)> = store
+        .peer_cursors()
+        .await
+        .expect("read cursors")
+        .into_iter()
+        .map(|cursor| (cursor.peer, cursor.cursor))
+        .collect();
+    let expected = [
+        ("B-peer", 5),
+        ("a-peer", i64::MAX as u64),
+        ("b-peer", 3),
+        (PEER, 12),
+    ];
+    assert_eq!(
+        listed,
+        expected.map(|(peer, cursor)| (peer.to_owned(), cursor))
+    );
+
+    // The cursor write fails last: the items before it go too, and leave no hole.
+    refuse_cursor_of(fixture, "refused-peer").await;
+    let refused = store
+        .receive(
+            "refused-peer",
+            50,
+            vec![received("c", "ip"), retraction("a", &originator(), None)],
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(StorageError::Database(_))),
+        "{refused:?}"
+    );
+    assert_eq!(store.peer_cursor("refused-peer").await, Ok(0));
+    assert_eq!(store.indicator("c").await, Ok(None));
+    assert!(!stored_indicator(&store, "a").await.retracted);
+    assert_eq!(store.head().await, Ok(2));
+    assert_eq!(
+        receive(&store, 13, vec![received("c", "ip")]).await,
+        outcome(&[("c", 3)], &[], &[], &[])
+    );
+    store.close().await;
+
+    let reopened = fixture.open().await;
+    assert_eq!(reopened.peer_cursor(PEER).await, Ok(13));
+    reopened.close().await;
+}
+
+async fn receive_retractions_apply_only_to_their_originator(fixture: &Fixture) {
+    let store = fixture.open().await;
+    let mine = originator();
+    receive(&store, 1, vec![received("x", "url"), received("y", "ip")]).await;
+    let signature: Vec<u8> = (0..=255).rev().collect();
+
+    let items = vec![
+        retraction("x", OTHER_ORIGINATOR, Some(b"forged")),
+        retraction("unknown", &mine, None),
+        retraction("x", &mine, Some(&signature)),
+        retraction("x", &mine, None),
+        retraction("y", &mine, Some(&[])),
+    ];
+    assert_eq!(
+        receive(&store, 2, items).await,
+        outcome(&[], &[], &[("x", 3), ("y", 4)], &["x", "unknown", "x"])
+    );
+    assert_eq!(
+        store.head().await,
+        Ok(4),
+        "ignored retractions took sequences"
+    );
+    let expected_retraction =
+        |sequence, id: &str, kind: &str, signature: Option<Vec<u8>>| StoredEvent {
+            sequence,
+            at_micros: 1_800_000_000_000_000 + id.len() as i64,
+            kind: kind.to_owned(),
+            body: EventBody::Retracted {
+                indicator_id: id.to_owned(),
+                originator: mine.clone(),
+                reason: format!("{id} withdrawn"),
+                signature,
+            },
+        };
+    assert_eq!(
+        read(&store, 2, 10, &[]).await.events,
+        [
+            expected_retraction(3, "x", "url", Some(signature.clone())),
+            expected_retraction(4, "y", "ip", Some(Vec::new())),
+        ],
+        "signatures round-trip, an empty one as empty"
+    );
+    assert!(stored_indicator(&store, "x").await.retracted);
+
+    // A retraction of a local indicator by another originator, or of one already retracted
+    // through retract(), is ignored too.
+    store
+        .publish(vec![indicator("local", "ip"), indicator("gone", "ip")])
+        .await
+        .expect("publish");
+    assert_eq!(store.retract("gone", "local", 9, Some(b"sig")).await, Ok(7));
+    assert_eq!(
+        receive(
+            &store,
+            3,
+            vec![
+                retraction("local", OTHER_ORIGINATOR, None),
+                retraction("gone", &mine, None),
+            ]
+        )
+        .await,
+        outcome(&[], &[], &[], &["local", "gone"])
+    );
+    assert!(!stored_indicator(&store, "local").await.retracted);
+    let events = read(&store, 6, 10, &[]).await;
+    assert_eq!(
+        events.events,
+        [StoredEvent {
+            sequence: 7,
+            at_micros: 9,
+            kind: "ip".to_owned(),
+            body: EventBody::Retracted {
+                indicator_id: "gone".to_owned(),
+                originator: mine.clone(),
+                reason: "local".to_owned(),
+                signature: Some(b"sig".to_vec()),
+            },
+        }],
+        "retract() stores its signature"
+    );
+    assert_eq!((events.scanned_to, events.head), (7, 7));
+    store.close().await;
+}
+
+async fn publish_then_retract_in_one_receive(fixture: &Fixture) {
+    let store = fixture.open().await;
+    let mine = originator();
+    let x = received_indicator("x", "hash");
+    let items = vec![
+        retraction("y", &mine, None),
+        Received::Published(x.clone()),
+        received("y", "ip"),
+        retraction("x", &mine, Some(b"signed")),
+    ];
+    // The retraction of y comes before y: ignored.
+    assert_eq!(
+        receive(&store, 4, items).await,
+        outcome(&[("x", 1), ("y", 2)], &[], &[("x", 3)], &["y"])
+    );
+    assert_eq!(
+        read(&store, 0, 10, &["hash"]).await.events,
+        [
+            published_event(1, &x),
+            StoredEvent {
+                sequence: 3,
+                at_micros: 1_800_000_000_000_001,
+                kind: "hash".to_owned(),
+                body: EventBody::Retracted {
+                    indicator_id: "x".to_owned(),
+                    originator: mine,
+                    reason: "x withdrawn".to_owned(),
+                    signature: Some(b"signed".to_vec()),
+                },
+            },
+        ]
+    );
+    let x = stored_indicator(&store, "x").await;
+    assert!(x.retracted);
+    assert_eq!(x.sequence, 1);
+    assert!(!stored_indicator(&store, "y").await.retracted);
+    store.close().await;
+}
+
+async fn via_and_superseded_by_round_trip(fixture: &Fixture) {
+    let store = fixture.open().await;
+    let mine = originator();
+    store
+        .publish(vec![indicator("v1", "ip")])
+        .await
+        .expect("publish v1");
+    let v1 = stored_indicator(&store, "v1").await;
+    assert_eq!((v1.via, v1.superseded_by), (None, None));
+
+    receive(&store, 1, vec![revision("v2", &mine, "v1")]).await;
+    assert_eq!(superseded_by(&store, "v1").await, Some("v2".to_owned()));
+    let v2 = stored_indicator(&store, "v2").await;
+    assert_eq!((v2.via.as_deref(), v2.superseded_by), (Some(PEER), None));
+
+    // The latest revision wins; other originators, unknown ids and the indicator itself are
+    // not marked, and the revision is stored all the same.
+    receive(
+        &store,
+        2,
+        vec![
+            revision("v3", &mine, "v1"),
+            revision("foreign", OTHER_ORIGINATOR, "v3"),
+            revision("orphan", &mine, "never-stored"),
+            revision("selfish", &mine, "selfish"),
+        ],
+    )
+    .await;
+    assert_eq!(superseded_by(&store, "v1").await, Some("v3".to_owned()));
+    assert_eq!(
+        superseded_by(&store, "v3").await,
+        None,
+        "another originator's revision"
+    );
+    assert_eq!(superseded_by(&store, "selfish").await, None);
+    assert_eq!(store.indicator("never-stored").await, Ok(None));
+    assert!(store.indicator("orphan").await.expect("read").is_some());
+
+    // In order: a revision received before what it revises does not mark it.
+    receive(
+        &store,
+        3,
+        vec![revision("early", &mine, "late"), received("late", "ip")],
+    )
+    .await;
+    assert_eq!(superseded_by(&store, "late").await, None);
+
+    // A duplicate revision marks nothing.
+    receive(&store, 4, vec![revision("v2", &mine, "v3")]).await;
+    assert_eq!(superseded_by(&store, "v3").await, None);
+
+    // publish() marks too, after the whole batch is stored, and stores via.
+    let with =
+        |id: &str, originator: &str, supersedes: Option<&str>, via: Option<&str>| NewIndicator {
+            originator: originator.to_owned(),
+            supersedes: supersedes.map(str::to_owned),
+            via: via.map(str::to_owned),
+            ..indicator(id, "ip")
+        };
+    store
+        .publish(vec![
+            with("p2", &mine, Some("p1"), None),
+            with("p1", &mine, None, Some("relay")),
+            with("p3", &mine, Some("v2"), None),
+            with("p4", &mine, Some("v2"), None),
+            with("p5", OTHER_ORIGINATOR, Some("v2"), None),
+            with("p6", OTHER_ORIGINATOR, Some("orphan"), None),
+        ])
+        .await
+        .expect("publish revisions");
+    assert_eq!(superseded_by(&store, "p1").await, Some("p2".to_owned()));
+    assert_eq!(
+        stored_indicator(&store, "p1").await.via.as_deref(),
+        Some("relay")
+    );
+    assert_eq!(
+        superseded_by(&store, "v2").await,
+        Some("p4".to_owned()),
+        "the later revision of the batch by v2's originator"
+    );
+    assert_eq!(superseded_by(&store, "orphan").await, None);
+
+    // A refused batch marks nothing.
+    let refused = store
+        .publish(vec![
+            with("p7", &mine, Some("v3"), None),
+            with("p1", &mine, None, None),
+        ])
+        .await;
+    assert_eq!(
+        refused,
+        Err(StorageError::Duplicate {
+            id: "p1".to_owned()
+        })
+    );
+    assert_eq!(superseded_by(&store, "v3").await, None);
+    store.close().await;
+}
+
+async fn receive_raises_watch_head(fixture: &Fixture) {
+    let store = fixture.open().await;
+    let mut head = store.watch_head();
+    assert_eq!(*head.borrow_and_update(), 0);
+
+    let receiver = store.clone();
+    let received_page = tokio::spawn(async move {
+        receive(&receiver, 1, vec![received("a", "ip"), received("b", "ip")]).await
+    });
+    within_patience(
+        "watch_head woken by a receive",
+        head.wait_for(|head| *head >= 2),
+    )
+    .await
+    .expect("head sender alive");
+    assert_eq!(
+        received_page.await.expect("receiver task"),
+        outcome(&[("a", 1), ("b", 2)], &[], &[], &[])
+    );
+    head.borrow_and_update();
+
+    // Nothing applied: the head did not move, followers are not woken.
+    receive(&store, 2, vec![received("a", "ip")]).await;
+    receive(&store, 3, Vec::new()).await;
+    receive(&store, 4, vec![retraction("zz", &originator(), None)]).await;
+    assert!(!head.has_changed().expect("head sender alive"));
+
+    receive(&store, 5, vec![retraction("a", &originator(), None)]).await;
+    assert!(head.has_changed().expect("head sender alive"));
+    assert_eq!(*head.borrow_and_update(), 3);
     store.close().await;
 }
 
@@ -1356,7 +2033,7 @@ async fn watch_head_wakes_on_commit_by_replica(fixture: &Fixture) {
     );
 
     replica
-        .retract("replica-2", "test", 5)
+        .retract("replica-2", "test", 5, None)
         .await
         .expect("retract");
     within_patience(
@@ -1466,6 +2143,45 @@ async fn closed_or_dropped_store_leaves_no_connection(fixture: &Fixture) {
     wait_until_no_backends(&mut admin, &dropped_name).await;
 }
 
+/// The next head notified on the feed channel for the fixture's schema (others share it).
+async fn next_notified_head(listener: &mut PgListener, schema: &str) -> String {
+    let prefix = format!("{schema}:");
+    loop {
+        let notification = within_patience("a head notification", listener.recv())
+            .await
+            .expect("receive notification");
+        if let Some(head) = notification.payload().strip_prefix(&prefix) {
+            return head.to_owned();
+        }
+    }
+}
+
+/// The trigger notifies only when the head moves: a receive first locks the head without
+/// moving it, and a checkpoint or a page of duplicates never moves it; neither may notify the
+/// unchanged head.
+async fn head_notifications_only_when_the_head_moves(fixture: &Fixture) {
+    let Fixture::Postgres { schema, .. } = fixture else {
+        panic!("notifications are for postgresql fixtures");
+    };
+    let mut listener = PgListener::connect(&schema.url)
+        .await
+        .expect("connect listener");
+    listener.listen("cordon_feed").await.expect("listen");
+    let store = fixture.open().await;
+
+    receive(&store, 1, Vec::new()).await;
+    receive(&store, 2, vec![received("a", "ip"), received("b", "ip")]).await;
+    assert_eq!(next_notified_head(&mut listener, &schema.schema).await, "2");
+
+    receive(&store, 3, vec![received("a", "ip")]).await;
+    store
+        .publish(vec![indicator("c", "ip")])
+        .await
+        .expect("publish");
+    assert_eq!(next_notified_head(&mut listener, &schema.schema).await, "3");
+    store.close().await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Test generation
 
@@ -1526,10 +2242,19 @@ conformance_suite! {
         large_batches_are_capped_and_purged_in_chunks,
         duplicate_decision_id_stores_nothing,
         decision_batches_and_publishes_interleave,
+        receive_sequences_gap_free_between_publishes,
+        concurrent_receives_and_publishes_follower_sees_every_sequence_once,
+        receive_skips_duplicates_without_events,
+        peer_cursor_moves_with_its_items_and_never_back,
+        receive_retractions_apply_only_to_their_originator,
+        publish_then_retract_in_one_receive,
+        via_and_superseded_by_round_trip,
+        receive_raises_watch_head,
     ],
     postgres_only: [
         watch_head_wakes_on_commit_by_replica,
         listener_reconnects_and_wakes_followers,
         closed_or_dropped_store_leaves_no_connection,
+        head_notifications_only_when_the_head_moves,
     ],
 }

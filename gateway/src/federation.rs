@@ -1,0 +1,585 @@
+//! Following partner gateways: one follower task per `[[peers]]` entry.
+//!
+//! A follower subscribes to its peer as this gateway (mutual TLS, the peer's
+//! certificate must name the peer), from the durable cursor it keeps for that
+//! peer, with `follow` set. For each page of events it receives it checks every
+//! item (the originator's signature over the canonical encoding, the
+//! originator being a known member, the indicator's validity) and then stores
+//! the accepted items and the new cursor in one transaction
+//! ([`cordon_storage::Store::receive`]). So after a crash on either side the
+//! follower resumes exactly after the last page it stored: nothing is lost and,
+//! since an id already held is skipped, nothing is stored twice, whichever
+//! path it came by.
+//!
+//! Refused items (forged, altered, unknown originator, invalid) are logged
+//! with the reason and counted; the cursor moves past them, since asking again
+//! would only bring the same bytes. Indicators this gateway originated are
+//! dropped when they come back (cycles end there). Retractions carry the
+//! originator's own signature, so a relayed one is as verifiable as the
+//! indicator; one is applied only to an indicator held from the same
+//! originator, and then travels on to whoever received it here.
+//!
+//! On any error the follower reconnects with exponential backoff and jitter.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, anyhow};
+use cordon_indicator::Limits;
+use cordon_proto::v1::indicator_service_client::IndicatorServiceClient;
+use cordon_proto::v1::{
+    Event, Indicator, PeerStatus, Published, Retracted, SubscribeRequest, event,
+};
+use cordon_storage::{NewIndicator, Received, Store};
+use futures::{FutureExt, StreamExt};
+use prost::Message;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::PeerConfig;
+use crate::peer_tls::{self, TlsFiles};
+use crate::signing::FederationKeys;
+
+/// Events stored per transaction at most: what arrived together, up to this.
+const RECEIVE_BATCH: usize = 512;
+/// First reconnection delay; doubles per failed attempt up to [`BACKOFF_MAX`].
+const BACKOFF_BASE: Duration = Duration::from_millis(200);
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
+
+/// What every follower of this gateway needs.
+#[derive(Debug, Clone)]
+pub struct FollowerContext {
+    pub member: String,
+    pub federation: String,
+    pub store: Store,
+    pub keys: Arc<FederationKeys>,
+    pub limits: Limits,
+    pub tls: TlsFiles,
+}
+
+/// The live state of one follower, for `cordon peers`.
+#[derive(Debug)]
+pub struct PeerTracker {
+    pub peer: PeerConfig,
+    state: Mutex<TrackerState>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct TrackerState {
+    state: &'static str,
+    cursor: u64,
+    peer_head: u64,
+    last_error: String,
+    last_error_at: Option<SystemTime>,
+    connected_since: Option<SystemTime>,
+    stored: u64,
+    duplicates: u64,
+    refused: u64,
+    retractions: u64,
+    reconnects: u64,
+}
+
+impl PeerTracker {
+    fn new(peer: PeerConfig) -> PeerTracker {
+        PeerTracker {
+            peer,
+            state: Mutex::new(TrackerState {
+                state: "connecting",
+                ..TrackerState::default()
+            }),
+        }
+    }
+
+    fn update(&self, change: impl FnOnce(&mut TrackerState)) {
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        change(&mut state);
+    }
+
+    fn error(&self, message: String) {
+        self.update(|state| {
+            state.last_error = message;
+            state.last_error_at = Some(SystemTime::now());
+        });
+    }
+
+    /// The follower's state as the `cordon.v1.PeerStatus` message.
+    pub fn status(&self) -> PeerStatus {
+        let state = self
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        PeerStatus {
+            id: self.peer.id.clone(),
+            endpoint: self.peer.endpoint.clone(),
+            state: state.state.to_string(),
+            cursor: state.cursor,
+            peer_head: state.peer_head,
+            lag: state.peer_head.saturating_sub(state.cursor),
+            last_error: state.last_error,
+            last_error_at: state.last_error_at.map(timestamp),
+            connected_since: state.connected_since.map(timestamp),
+            stored: state.stored,
+            duplicates: state.duplicates,
+            refused: state.refused,
+            retractions: state.retractions,
+            reconnects: state.reconnects,
+        }
+    }
+}
+
+fn timestamp(at: SystemTime) -> pbjson_types::Timestamp {
+    let elapsed = at.duration_since(UNIX_EPOCH).unwrap_or_default();
+    pbjson_types::Timestamp {
+        seconds: elapsed.as_secs() as i64,
+        nanos: elapsed.subsec_nanos() as i32,
+    }
+}
+
+/// The followers of one gateway.
+#[derive(Debug, Default)]
+pub struct Federation {
+    pub trackers: Vec<Arc<PeerTracker>>,
+}
+
+impl Federation {
+    pub fn statuses(&self) -> Vec<PeerStatus> {
+        self.trackers
+            .iter()
+            .map(|tracker| tracker.status())
+            .collect()
+    }
+}
+
+/// `cordon.v1.FederationService`: the followers' state, for the member's own
+/// gateway identity and agencies.
+#[derive(Debug, Clone)]
+pub struct FederationApi {
+    pub member: String,
+    pub federation_name: String,
+    pub federation: Arc<Federation>,
+}
+
+#[tonic::async_trait]
+impl cordon_proto::v1::federation_service_server::FederationService for FederationApi {
+    async fn peers(
+        &self,
+        request: tonic::Request<cordon_proto::v1::PeersRequest>,
+    ) -> Result<tonic::Response<cordon_proto::v1::PeersResponse>, tonic::Status> {
+        let caller = crate::service::caller(&request, &self.federation_name)?;
+        if caller.member() != self.member {
+            return Err(tonic::Status::permission_denied(format!(
+                "peer status is for member {}'s own gateway and agencies; {caller} is not one",
+                self.member
+            )));
+        }
+        Ok(tonic::Response::new(cordon_proto::v1::PeersResponse {
+            peers: self.federation.statuses(),
+        }))
+    }
+}
+
+/// Starts one follower per peer; they end when `shutdown` turns true.
+pub fn start(
+    context: FollowerContext,
+    peers: &[PeerConfig],
+    shutdown: watch::Receiver<bool>,
+) -> (Arc<Federation>, Vec<JoinHandle<()>>) {
+    let mut federation = Federation::default();
+    let mut tasks = Vec::new();
+    for peer in peers {
+        let tracker = Arc::new(PeerTracker::new(peer.clone()));
+        federation.trackers.push(tracker.clone());
+        let follower = Follower {
+            context: context.clone(),
+            tracker,
+        };
+        tasks.push(tokio::spawn(follower.run(shutdown.clone())));
+    }
+    (Arc::new(federation), tasks)
+}
+
+struct Follower {
+    context: FollowerContext,
+    tracker: Arc<PeerTracker>,
+}
+
+/// Why one connection to the peer ended.
+enum Ended {
+    /// This gateway is stopping.
+    Shutdown,
+    /// The connection failed; `progressed` says whether it stored anything first.
+    Failed {
+        error: anyhow::Error,
+        progressed: bool,
+    },
+}
+
+impl Follower {
+    fn peer(&self) -> &str {
+        &self.tracker.peer.id
+    }
+
+    async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        match self.context.store.peer_cursor(self.peer()).await {
+            Ok(cursor) => self.tracker.update(|state| state.cursor = cursor),
+            Err(error) => self.tracker.error(format!("reading the cursor: {error}")),
+        }
+        let mut attempt: u32 = 0;
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            self.tracker.update(|state| state.state = "connecting");
+            match self.follow_once(&mut shutdown).await {
+                Ended::Shutdown => break,
+                Ended::Failed { error, progressed } => {
+                    if progressed {
+                        attempt = 0;
+                    }
+                    let message = format!("{error:#}");
+                    tracing::warn!(target: "cordon::federation", peer = %self.peer(), error = %message, "peer connection ended");
+                    self.tracker.error(message);
+                }
+            }
+            let delay = backoff(attempt);
+            attempt = attempt.saturating_add(1);
+            self.tracker.update(|state| {
+                state.state = "backoff";
+                state.connected_since = None;
+                state.reconnects += 1;
+            });
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                _ = shutdown.wait_for(|stopping| *stopping) => break,
+            }
+        }
+        self.tracker.update(|state| {
+            state.state = "stopped";
+            state.connected_since = None;
+        });
+    }
+
+    async fn follow_once(&self, shutdown: &mut watch::Receiver<bool>) -> Ended {
+        let mut progressed = false;
+        let result = self.stream(shutdown, &mut progressed).await;
+        match result {
+            Ok(()) => Ended::Shutdown,
+            Err(error) => Ended::Failed { error, progressed },
+        }
+    }
+
+    /// Streams from the peer until an error (returned) or shutdown (`Ok`).
+    async fn stream(
+        &self,
+        shutdown: &mut watch::Receiver<bool>,
+        progressed: &mut bool,
+    ) -> Result<()> {
+        let context = &self.context;
+        let channel = tokio::select! {
+            channel = peer_tls::connect(&self.tracker.peer, &context.federation, &context.tls) => channel?,
+            _ = shutdown.wait_for(|stopping| *stopping) => return Ok(()),
+        };
+        let limit = context.limits.max_message_bytes;
+        let mut client = IndicatorServiceClient::new(channel)
+            .max_decoding_message_size(limit)
+            .max_encoding_message_size(limit);
+        let mut cursor = context
+            .store
+            .peer_cursor(self.peer())
+            .await
+            .context("reading the cursor")?;
+        let request = SubscribeRequest {
+            after: cursor,
+            follow: true,
+            ..SubscribeRequest::default()
+        };
+        let mut stream = client
+            .subscribe(request)
+            .await
+            .context("subscribing")?
+            .into_inner();
+        tracing::info!(target: "cordon::federation", peer = %self.peer(), after = cursor, "following peer");
+        self.tracker.update(|state| {
+            state.state = "connected";
+            state.cursor = cursor;
+            state.connected_since = Some(SystemTime::now());
+        });
+        loop {
+            let first = tokio::select! {
+                next = stream.next() => next,
+                _ = shutdown.wait_for(|stopping| *stopping) => return Ok(()),
+            };
+            let first = match first {
+                Some(Ok(event)) => event,
+                Some(Err(status)) => return Err(anyhow!("peer stream failed: {status}")),
+                None => return Err(anyhow!("peer ended the stream")),
+            };
+            // Whatever else has already arrived goes into the same transaction.
+            let mut events = vec![first];
+            let mut pending_error = None;
+            while events.len() < RECEIVE_BATCH {
+                match stream.next().now_or_never() {
+                    Some(Some(Ok(event))) => events.push(event),
+                    Some(Some(Err(status))) => {
+                        pending_error = Some(anyhow!("peer stream failed: {status}"));
+                        break;
+                    }
+                    Some(None) => {
+                        pending_error = Some(anyhow!("peer ended the stream"));
+                        break;
+                    }
+                    None => break,
+                }
+            }
+            cursor = self.receive(cursor, events).await?;
+            *progressed = true;
+            if let Some(error) = pending_error {
+                return Err(error);
+            }
+        }
+    }
+
+    /// Checks and stores one run of events; returns the new cursor.
+    async fn receive(&self, cursor: u64, events: Vec<Event>) -> Result<u64> {
+        let mut items = Vec::with_capacity(events.len());
+        let mut next_cursor = cursor;
+        let mut peer_head = 0;
+        let mut refused = 0;
+        let mut looped = 0;
+        for event in events {
+            let is_checkpoint = matches!(event.body, Some(event::Body::Checkpoint(_)));
+            // A peer's feed only moves forward; a checkpoint may repeat the last sequence.
+            if event.sequence < next_cursor || (event.sequence == next_cursor && !is_checkpoint) {
+                return Err(anyhow!(
+                    "peer sent sequence {} after {next_cursor}: its feed went backwards",
+                    event.sequence
+                ));
+            }
+            let sequence = event.sequence;
+            next_cursor = sequence;
+            match event.body {
+                Some(event::Body::Checkpoint(checkpoint)) => {
+                    peer_head = peer_head.max(checkpoint.head);
+                }
+                Some(event::Body::Published(published)) => match self.accept_published(published) {
+                    Ok(Some(item)) => items.push(Received::Published(item)),
+                    Ok(None) => looped += 1,
+                    Err(refusal) => {
+                        refused += 1;
+                        self.refuse(sequence, &refusal);
+                    }
+                },
+                Some(event::Body::Retracted(retracted)) => {
+                    match self.accept_retraction(retracted, event.at.as_ref()) {
+                        Ok(item) => items.push(item),
+                        Err(refusal) => {
+                            refused += 1;
+                            self.refuse(sequence, &refusal);
+                        }
+                    }
+                }
+                None => {
+                    refused += 1;
+                    self.refuse(
+                        sequence,
+                        &Refusal {
+                            indicator: String::new(),
+                            originator: String::new(),
+                            reason: "event has no body".into(),
+                        },
+                    );
+                }
+            }
+        }
+        let outcome = self
+            .context
+            .store
+            .receive(self.peer(), next_cursor, items)
+            .await
+            .context("storing what the peer sent")?;
+        for (id, sequence) in &outcome.stored {
+            tracing::debug!(target: "cordon::federation", peer = %self.peer(), indicator = %id, sequence, "received");
+        }
+        for (id, sequence) in &outcome.retracted {
+            tracing::info!(target: "cordon::federation", peer = %self.peer(), indicator = %id, sequence, "retraction applied");
+        }
+        for id in &outcome.ignored_retractions {
+            tracing::info!(target: "cordon::federation", peer = %self.peer(), indicator = %id, "retraction of an indicator not held here from that originator: ignored");
+        }
+        self.tracker.update(|state| {
+            state.cursor = next_cursor;
+            state.peer_head = state.peer_head.max(peer_head).max(next_cursor);
+            state.stored += outcome.stored.len() as u64;
+            state.duplicates += (outcome.duplicates.len() + looped) as u64;
+            state.refused += refused;
+            state.retractions += outcome.retracted.len() as u64;
+        });
+        Ok(next_cursor)
+    }
+
+    fn refuse(&self, sequence: u64, refusal: &Refusal) {
+        tracing::warn!(
+            target: "cordon::federation",
+            peer = %self.peer(),
+            sequence,
+            indicator = %refusal.indicator,
+            originator = %refusal.originator,
+            reason = %refusal.reason,
+            "refused an item from a peer"
+        );
+        self.tracker.error(format!(
+            "refused item {sequence} (indicator {:?} from {:?}): {}",
+            refusal.indicator, refusal.originator, refusal.reason
+        ));
+    }
+
+    /// The indicator to store, `None` for one of this gateway's own coming
+    /// back, or why it is refused.
+    fn accept_published(&self, published: Published) -> Result<Option<NewIndicator>, Refusal> {
+        let Some(indicator) = published.indicator else {
+            return Err(Refusal {
+                indicator: String::new(),
+                originator: String::new(),
+                reason: "published event carries no indicator".into(),
+            });
+        };
+        let refusal = |reason: String| Refusal {
+            indicator: indicator.id.clone(),
+            originator: indicator.originator.clone(),
+            reason,
+        };
+        if indicator.originator == self.context.member {
+            return Ok(None);
+        }
+        if !published.redacted.is_empty() {
+            return Err(refusal(format!(
+                "the sender redacted {:?}: the originator's signature cannot cover it",
+                published.redacted
+            )));
+        }
+        self.context
+            .keys
+            .verify_indicator(&indicator)
+            .map_err(|error| refusal(format!("signature: {error}")))?;
+        if let Err(errors) = cordon_indicator::validate_indicator(&indicator, &self.context.limits)
+        {
+            let details: Vec<String> = errors
+                .iter()
+                .map(|error| format!("{}: {}", error.path, error.message))
+                .collect();
+            return Err(refusal(format!("invalid: {}", details.join("; "))));
+        }
+        let Some(kind) = cordon_indicator::kind_name(&indicator) else {
+            return Err(refusal("indicator has no kind".into()));
+        };
+        let Some(created) = indicator.created.as_ref() else {
+            return Err(refusal("indicator has no creation time".into()));
+        };
+        Ok(Some(NewIndicator {
+            id: indicator.id.clone(),
+            originator: indicator.originator.clone(),
+            kind: kind.to_string(),
+            created_micros: created.seconds * 1_000_000 + i64::from(created.nanos / 1000),
+            supersedes: (!indicator.supersedes.is_empty()).then(|| indicator.supersedes.clone()),
+            via: Some(self.peer().to_string()),
+            payload: encode(&indicator),
+        }))
+    }
+
+    fn accept_retraction(
+        &self,
+        retracted: Retracted,
+        at: Option<&pbjson_types::Timestamp>,
+    ) -> Result<Received, Refusal> {
+        let refusal = |reason: String| Refusal {
+            indicator: retracted.indicator_id.clone(),
+            originator: retracted.originator.clone(),
+            reason,
+        };
+        self.context
+            .keys
+            .verify_retraction(&retracted)
+            .map_err(|error| refusal(format!("retraction signature: {error}")))?;
+        let signature = retracted.signature.as_ref().map(Message::encode_to_vec);
+        let at_micros = at
+            .map(|at| at.seconds * 1_000_000 + i64::from(at.nanos / 1000))
+            .unwrap_or_else(now_micros);
+        Ok(Received::Retracted {
+            indicator_id: retracted.indicator_id,
+            originator: retracted.originator,
+            reason: retracted.reason,
+            at_micros,
+            signature,
+        })
+    }
+}
+
+struct Refusal {
+    indicator: String,
+    originator: String,
+    reason: String,
+}
+
+fn encode(indicator: &Indicator) -> Vec<u8> {
+    indicator.encode_to_vec()
+}
+
+fn now_micros() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_micros() as i64)
+        .unwrap_or_default()
+}
+
+/// The delay before reconnection attempt `attempt` (0 first): exponential from
+/// [`BACKOFF_BASE`] up to [`BACKOFF_MAX`], with "equal jitter" (half fixed, half
+/// random) so that the followers of a restarted peer do not all come back at once.
+pub fn backoff(attempt: u32) -> Duration {
+    let ceiling = BACKOFF_BASE
+        .saturating_mul(1u32.checked_shl(attempt.min(16)).unwrap_or(u32::MAX))
+        .min(BACKOFF_MAX);
+    let half = ceiling / 2;
+    let random = random_u64();
+    let jitter_nanos = u64::try_from(half.as_nanos()).unwrap_or(u64::MAX);
+    half + Duration::from_nanos(if jitter_nanos == 0 {
+        0
+    } else {
+        random % jitter_nanos
+    })
+}
+
+fn random_u64() -> u64 {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 8];
+    // A failure leaves zeros: no jitter this once, still a valid delay.
+    let _ = ring::rand::SystemRandom::new().fill(&mut bytes);
+    u64::from_le_bytes(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_to_its_ceiling_with_jitter() {
+        for attempt in 0..40 {
+            let delay = backoff(attempt);
+            let ceiling = BACKOFF_BASE
+                .saturating_mul(1u32.checked_shl(attempt.min(16)).unwrap_or(u32::MAX))
+                .min(BACKOFF_MAX);
+            assert!(
+                delay >= ceiling / 2 && delay <= ceiling,
+                "attempt {attempt}: {delay:?}"
+            );
+        }
+        assert!(backoff(0) <= BACKOFF_BASE);
+        assert!(backoff(30) >= BACKOFF_MAX / 2);
+        // Jitter: twenty draws at the ceiling are not all equal.
+        let draws: std::collections::HashSet<Duration> = (0..20).map(|_| backoff(30)).collect();
+        assert!(draws.len() > 1);
+    }
+}

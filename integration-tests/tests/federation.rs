@@ -1,0 +1,627 @@
+//! Gateways following each other, as real `cordon serve` processes on loopback:
+//! provenance checked at every hop, the third-party rule, no loops, crash
+//! recovery of a follower, retraction and revision reaching every holder, and
+//! `cordon peers`.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+
+use anyhow::{Context, Result, bail, ensure};
+use cordon_integration_tests::{
+    Federation, MemberDir, broker, cordon, indicator_client, patience, published, read_all, vessel,
+    wait_until,
+};
+use cordon_proto::v1::{GetRequest, GetResponse, Indicator, PublishRequest, RetractRequest, Tlp};
+use prost::Message;
+
+/// `cordon peers --json` of the gateway at `endpoint`, asked as its own identity:
+/// peer id -> status object.
+async fn peers(member: &MemberDir, endpoint: &str) -> Result<BTreeMap<String, serde_json::Value>> {
+    let identity = member.identity();
+    let endpoint = endpoint.to_string();
+    let output = tokio::task::spawn_blocking(move || {
+        cordon(&[
+            "peers",
+            "--endpoint",
+            &endpoint,
+            "--identity",
+            identity.to_str().context("path")?,
+            "--json",
+        ])
+    })
+    .await??;
+    let list: Vec<serde_json::Value> = serde_json::from_str(&output)?;
+    Ok(list
+        .into_iter()
+        .map(|peer| (peer["id"].as_str().unwrap_or_default().to_string(), peer))
+        .collect())
+}
+
+/// A uint64 of proto3 JSON (a string), or 0 when absent.
+fn number(value: &serde_json::Value) -> u64 {
+    value
+        .as_str()
+        .and_then(|text| text.parse().ok())
+        .or_else(|| value.as_u64())
+        .unwrap_or(0)
+}
+
+/// Waits until every peer of `member` is connected with no lag and a cursor of
+/// at least `at_least` for the peers named there; returns that status.
+async fn caught_up(
+    member: &MemberDir,
+    endpoint: &str,
+    at_least: &[(&str, u64)],
+) -> Result<BTreeMap<String, serde_json::Value>> {
+    let deadline = tokio::time::Instant::now() + patience();
+    loop {
+        let status = peers(member, endpoint).await?;
+        let done = !status.is_empty()
+            && status.values().all(|peer| {
+                peer["state"] == "connected"
+                    && number(&peer["lag"]) == 0
+                    && number(&peer["peerHead"]) > 0
+            })
+            && at_least.iter().all(|(peer, cursor)| {
+                status
+                    .get(*peer)
+                    .is_some_and(|status| number(&status["cursor"]) >= *cursor)
+            });
+        if done {
+            return Ok(status);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!(
+                "{} did not catch up with its peers ({at_least:?}) in {:?}: {status:?}",
+                member.member,
+                patience()
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// The ids of the indicators that `identity` receives from the gateway at `endpoint`,
+/// failing if any arrives twice.
+async fn received_ids(endpoint: &str, identity: &Path) -> Result<HashSet<String>> {
+    let events = read_all(endpoint, identity, 0, 0).await?;
+    let mut ids = HashSet::new();
+    for (sequence, indicator, _) in published(&events) {
+        ensure!(
+            ids.insert(indicator.id.clone()),
+            "indicator {} delivered twice (again at {sequence})",
+            indicator.id
+        );
+    }
+    Ok(ids)
+}
+
+async fn get(endpoint: &str, identity: &Path, id: &str) -> Result<GetResponse, tonic::Status> {
+    let mut client = indicator_client(endpoint, identity)
+        .await
+        .map_err(|error| tonic::Status::unavailable(error.to_string()))?;
+    client
+        .get(GetRequest { id: id.to_string() })
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+async fn publish(
+    endpoint: &str,
+    identity: &Path,
+    indicators: Vec<Indicator>,
+) -> Result<Vec<(String, u64)>> {
+    let mut client = indicator_client(endpoint, identity).await?;
+    let accepted = client
+        .publish(PublishRequest { indicators })
+        .await?
+        .into_inner()
+        .accepted;
+    Ok(accepted
+        .into_iter()
+        .map(|item| (item.id, item.sequence))
+        .collect())
+}
+
+/// Members that all know each other's signing keys.
+fn members(federation: &Federation, ids: &[&str]) -> Result<Vec<MemberDir>> {
+    let members = ids
+        .iter()
+        .map(|id| federation.member(id))
+        .collect::<Result<Vec<_>>>()?;
+    for member in &members {
+        for other in &members {
+            if other.member != member.member {
+                member.trust_member(other)?;
+            }
+        }
+    }
+    Ok(members)
+}
+
+/// GH -> NG -> SN, SN also follows GH (a triangle) and GH follows SN (a cycle
+/// GH -> NG -> SN -> GH). GREEN travels everywhere with GH's signature; AMBER
+/// stops at its first recipient; every indicator is held once and nothing loops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn green_travels_with_its_signature_amber_stops_and_nothing_loops() -> Result<()> {
+    let federation = Federation::new()?;
+    let [ghana, nigeria, senegal] = &members(&federation, &["GH", "NG", "SN"])?[..] else {
+        bail!("three members")
+    };
+    let endpoints: Vec<String> = [ghana, nigeria, senegal]
+        .iter()
+        .map(|member| member.fix_listen_port())
+        .collect::<Result<_>>()?;
+    let (gh_endpoint, ng_endpoint, sn_endpoint) = (&endpoints[0], &endpoints[1], &endpoints[2]);
+    nigeria.follow(ghana, gh_endpoint)?;
+    senegal.follow(nigeria, ng_endpoint)?;
+    senegal.follow(ghana, gh_endpoint)?;
+    ghana.follow(senegal, sn_endpoint)?;
+    // NG's board would share AMBER entities with SN: only the hard floor stops
+    // GH's AMBER indicator at NG.
+    let data_path = nigeria.dir.join("policy").join("data.json");
+    let mut data: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&data_path)?)?;
+    data["agreements"]["SN"] = serde_json::json!({"amber_kinds": ["entity"]});
+    std::fs::write(&data_path, data.to_string())?;
+    let gh = ghana.start(&[]).await?;
+    let ng = nigeria.start(&[]).await?;
+    let sn = senegal.start(&[]).await?;
+
+    let gh_customs = federation.identity("GH/customs")?;
+    let ng_customs = federation.identity("NG/customs")?;
+    let sn_police = federation.identity("SN/police")?;
+    // GH's reference policy: GREEN to every member, AMBER entities to NG (agreement).
+    let from_ghana = publish(
+        &gh.endpoint,
+        &gh_customs,
+        vec![
+            vessel(Tlp::Green, "green from GH".into()),
+            broker(Tlp::Amber, "amber from GH".into()),
+        ],
+    )
+    .await?;
+    let (green, amber) = (from_ghana[0].0.clone(), from_ghana[1].0.clone());
+    let from_nigeria = publish(
+        &ng.endpoint,
+        &ng_customs,
+        vec![vessel(Tlp::Green, "green from NG".into())],
+    )
+    .await?;
+    let nigerian_green = from_nigeria[0].0.clone();
+
+    caught_up(nigeria, &ng.endpoint, &[("GH", 2)]).await?;
+    caught_up(senegal, &sn.endpoint, &[("GH", 2), ("NG", 3)]).await?;
+    let gh_peers = caught_up(ghana, &gh.endpoint, &[("SN", 2)]).await?;
+
+    // Each gateway's own agency sees exactly what its gateway holds, once.
+    let at_ng = received_ids(&ng.endpoint, &ng_customs).await?;
+    assert_eq!(
+        at_ng,
+        HashSet::from([green.clone(), amber.clone(), nigerian_green.clone()])
+    );
+    let at_sn = received_ids(&sn.endpoint, &sn_police).await?;
+    assert_eq!(
+        at_sn,
+        HashSet::from([green.clone(), nigerian_green.clone()]),
+        "the AMBER indicator must stop at NG"
+    );
+    let at_gh = received_ids(&gh.endpoint, &gh_customs).await?;
+    assert_eq!(
+        at_gh,
+        HashSet::from([green.clone(), amber.clone(), nigerian_green.clone()])
+    );
+    // NG's green reached GH over two hops (NG -> SN -> GH) with NG's signature intact.
+    let relayed = get(&gh.endpoint, &gh_customs, &nigerian_green)
+        .await?
+        .indicator
+        .context("indicator")?;
+    assert_eq!(relayed.originator, "NG");
+    assert_eq!(number(&gh_peers["SN"]["stored"]), 1);
+    // GH's green at SN, arrived by two paths, verifies against GH's key.
+    let at_senegal = get(&sn.endpoint, &sn_police, &green)
+        .await?
+        .indicator
+        .context("indicator")?;
+    let gh_key = hex_key(&ghana.public_key()?)?;
+    cordon_gateway::signing::verify(&at_senegal, "GH", &gh_key)?;
+    let sn_peers = peers(senegal, &sn.endpoint).await?;
+    assert_eq!(
+        number(&sn_peers["GH"]["stored"]) + number(&sn_peers["NG"]["stored"]),
+        2,
+        "two indicators stored at SN, whatever the path: {sn_peers:?}"
+    );
+    assert!(
+        number(&sn_peers["GH"]["duplicates"]) + number(&sn_peers["NG"]["duplicates"]) >= 1,
+        "GH's green reached SN twice and was stored once: {sn_peers:?}"
+    );
+
+    // Nothing loops: after everything settled, the feeds hold exactly what was
+    // published and received, and stay so.
+    for (member, endpoint, expected) in [
+        (ghana, &gh.endpoint, 3),
+        (nigeria, &ng.endpoint, 3),
+        (senegal, &sn.endpoint, 2),
+    ] {
+        let status = caught_up(member, endpoint, &[]).await?;
+        let own_head = read_all(endpoint, &member.identity(), 0, 0).await?;
+        let last = own_head.last().map_or(0, |event| event.sequence);
+        assert_eq!(
+            last, expected,
+            "{}'s feed holds {expected} events: {status:?}",
+            member.member
+        );
+    }
+    // AMBER never left NG: SN holds no copy at all, not even one its policy would hide.
+    let absent = get(&sn.endpoint, &senegal.identity(), &amber).await;
+    assert_eq!(absent.unwrap_err().code(), tonic::Code::NotFound);
+
+    for gateway in [gh, ng, sn] {
+        gateway.stop().await?;
+    }
+    Ok(())
+}
+
+fn hex_key(text: &str) -> Result<Vec<u8>> {
+    cordon_gateway::signing::parse_public_key(text).map_err(anyhow::Error::msg)
+}
+
+/// NG's database is tampered with: an altered copy of GH's indicator, an
+/// indicator claiming GH signed by NG's key, an unsigned one claiming GH, and a
+/// retraction of GH's indicator that GH never signed. SN follows NG and stores
+/// none of them, logs each, and keeps the genuine indicator.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn altered_and_forged_items_are_refused_and_logged() -> Result<()> {
+    let federation = Federation::new()?;
+    let [ghana, nigeria, senegal] = &members(&federation, &["GH", "NG", "SN"])?[..] else {
+        bail!("three members")
+    };
+    let gh_endpoint = ghana.fix_listen_port()?;
+    let ng_endpoint = nigeria.fix_listen_port()?;
+    nigeria.follow(ghana, &gh_endpoint)?;
+    senegal.follow(nigeria, &ng_endpoint)?;
+    let gh = ghana.start(&[]).await?;
+    let ng = nigeria.start(&[]).await?;
+    let gh_customs = federation.identity("GH/customs")?;
+    let genuine = publish(
+        &gh.endpoint,
+        &gh_customs,
+        vec![vessel(Tlp::Green, "genuine".into())],
+    )
+    .await?[0]
+        .0
+        .clone();
+    caught_up(nigeria, &ng.endpoint, &[("GH", 1)]).await?;
+    ng.stop().await?;
+
+    // The attacker controls NG's database and NG's signing key, not GH's key.
+    let store = cordon_storage::Store::connect(&nigeria.sqlite_url()).await?;
+    let stored = store
+        .indicator(&genuine)
+        .await?
+        .context("genuine held at NG")?;
+    let original = Indicator::decode(stored.payload.as_slice())?;
+    let mut altered = original.clone();
+    altered.id = "0196f1a2-0000-7000-8000-00000000a17e".into();
+    altered.narrative = "altered by NG".into();
+    let ng_key = cordon_gateway::signing::SigningKey::load(
+        &nigeria.identity().join("signing-key.pem"),
+        "NG",
+    )?;
+    let mut claimed = original.clone();
+    claimed.id = "0196f1a2-0000-7000-8000-00000000c1a1".into();
+    claimed.narrative = "claims GH, signed by NG".into();
+    ng_key.sign(&mut claimed);
+    let mut unsigned = original.clone();
+    unsigned.id = "0196f1a2-0000-7000-8000-0000000005a9".into();
+    unsigned.signature = None;
+    let forged: Vec<Indicator> = vec![altered, claimed, unsigned];
+    let rows = forged
+        .iter()
+        .map(|indicator| cordon_storage::NewIndicator {
+            id: indicator.id.clone(),
+            originator: "GH".into(),
+            kind: "vessel".into(),
+            created_micros: 1_790_000_000_000_000,
+            supersedes: None,
+            via: Some("GH".into()),
+            payload: indicator.encode_to_vec(),
+        })
+        .collect();
+    store.publish(rows).await?;
+    // A retraction of GH's genuine indicator with a signature GH never made.
+    let mut fake_retraction = cordon_proto::v1::Retracted {
+        indicator_id: genuine.clone(),
+        originator: "GH".into(),
+        reason: "forged retraction".into(),
+        signature: None,
+    };
+    ng_key.sign_retraction(&mut fake_retraction);
+    let signature = fake_retraction
+        .signature
+        .as_ref()
+        .map(Message::encode_to_vec);
+    store
+        .retract(
+            &genuine,
+            "forged retraction",
+            1_790_000_000_000_000,
+            signature.as_deref(),
+        )
+        .await?;
+    store.close().await;
+
+    let ng = nigeria.start(&[]).await?;
+    let sn = senegal.start(&[]).await?;
+    // NG's feed: genuine (1), three forgeries (2-4), the retraction (5).
+    let status = caught_up(senegal, &sn.endpoint, &[("NG", 5)]).await?;
+    assert_eq!(number(&status["NG"]["refused"]), 4, "{status:?}");
+    assert_eq!(number(&status["NG"]["stored"]), 1, "{status:?}");
+    let sn_police = federation.identity("SN/police")?;
+    assert_eq!(
+        received_ids(&sn.endpoint, &sn_police).await?,
+        HashSet::from([genuine.clone()])
+    );
+    let held = get(&sn.endpoint, &sn_police, &genuine).await?;
+    assert!(
+        !held.retracted,
+        "a retraction GH never signed must not apply"
+    );
+    let log = sn.log_text();
+    for indicator in &forged {
+        assert!(
+            log.lines()
+                .any(|line| line.contains("refused an item from a peer")
+                    && line.contains(&indicator.id)),
+            "SN's log must name refused {}: {log}",
+            indicator.id
+        );
+    }
+    assert!(log.contains("retraction signature"), "{log}");
+    for gateway in [gh, ng, sn] {
+        gateway.stop().await?;
+    }
+    Ok(())
+}
+
+/// GH publishes 10,000 indicators while NG follows; NG is killed with SIGKILL
+/// part-way and restarted, then stays down while GH publishes more, and GH is
+/// itself killed and restarted: NG ends with every indicator exactly once and
+/// `cordon peers` shows its lag back at zero.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_killed_mid_stream_ends_with_everything_once() -> Result<()> {
+    let federation = Federation::new()?;
+    let [ghana, nigeria] = &members(&federation, &["GH", "NG"])?[..] else {
+        bail!("two members")
+    };
+    let gh_endpoint = ghana.fix_listen_port()?;
+    nigeria.fix_listen_port()?;
+    nigeria.follow(ghana, &gh_endpoint)?;
+    let gh = ghana.start(&[]).await?;
+    let ng = nigeria.start(&[]).await?;
+    let gh_customs = federation.identity("GH/customs")?;
+    let ng_customs = federation.identity("NG/customs")?;
+
+    // GH publishes the stream in the background while NG follows it live.
+    let publisher = tokio::spawn({
+        let endpoint = gh.endpoint.clone();
+        let identity = gh_customs.clone();
+        async move {
+            let mut ids = HashSet::new();
+            for batch in 0..10 {
+                let indicators = (0..1000)
+                    .map(|item| vessel(Tlp::Green, format!("stream {batch}-{item}")))
+                    .collect();
+                ids.extend(
+                    publish(&endpoint, &identity, indicators)
+                        .await?
+                        .into_iter()
+                        .map(|(id, _)| id),
+                );
+            }
+            anyhow::Ok(ids)
+        }
+    });
+    // SIGKILL NG once it has stored part of the stream.
+    wait_until("NG to store part of the stream", || {
+        let fetched = peers(nigeria, &ng.endpoint);
+        async move {
+            let status = fetched.await?;
+            let cursor = status.get("GH").map_or(0, |peer| number(&peer["cursor"]));
+            Ok((cursor >= 2000, format!("cursor {cursor}")))
+        }
+    })
+    .await?;
+    ng.kill().await?;
+    let store = cordon_storage::Store::connect(&nigeria.sqlite_url()).await?;
+    let cursor_at_kill = store.peer_cursor("GH").await?;
+    let held_at_kill = store.head().await?;
+    store.close().await;
+    // What NG stored is exactly what its cursor says it read: nothing half-written.
+    assert_eq!(
+        held_at_kill, cursor_at_kill,
+        "one event per indicator, cursor and items in one transaction"
+    );
+    eprintln!("NG killed at cursor {cursor_at_kill} of 10000");
+    let ng_running = nigeria.start(&[]).await?;
+    let mut expected = publisher.await??;
+    caught_up(nigeria, &ng_running.endpoint, &[("GH", 10_000)]).await?;
+    assert_eq!(
+        received_ids(&ng_running.endpoint, &ng_customs).await?,
+        expected
+    );
+
+    // NG down for a while: GH publishes meanwhile; GH itself crashes and comes back.
+    ng_running.kill().await?;
+    for (id, _) in publish(
+        &gh.endpoint,
+        &gh_customs,
+        (0..500)
+            .map(|item| vessel(Tlp::Green, format!("while NG was down {item}")))
+            .collect(),
+    )
+    .await?
+    {
+        expected.insert(id);
+    }
+    gh.kill().await?;
+    let ng_running = nigeria.start(&[]).await?;
+    // NG comes up with GH down: its follower backs off and says why.
+    wait_until("NG to report that GH is unreachable", || {
+        let fetched = peers(nigeria, &ng_running.endpoint);
+        async move {
+            let status = fetched.await?;
+            let peer = status.get("GH").cloned().unwrap_or_default();
+            let error = peer["lastError"].as_str().unwrap_or_default().to_string();
+            Ok((peer["state"] != "connected" && !error.is_empty(), error))
+        }
+    })
+    .await?;
+    let gh = ghana.start(&[]).await?;
+    let status = caught_up(nigeria, &ng_running.endpoint, &[("GH", 10_500)]).await?;
+    assert_eq!(number(&status["GH"]["lag"]), 0);
+    assert_eq!(number(&status["GH"]["cursor"]), 10_500, "{status:?}");
+    assert_eq!(
+        received_ids(&ng_running.endpoint, &ng_customs).await?,
+        expected
+    );
+    assert_eq!(expected.len(), 10_500);
+    ng_running.stop().await?;
+    gh.stop().await
+}
+
+/// A retraction at GH reaches NG and SN by every path; a revision marks the
+/// old indicator superseded everywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retractions_and_revisions_reach_every_holder() -> Result<()> {
+    let federation = Federation::new()?;
+    let [ghana, nigeria, senegal] = &members(&federation, &["GH", "NG", "SN"])?[..] else {
+        bail!("three members")
+    };
+    let gh_endpoint = ghana.fix_listen_port()?;
+    let ng_endpoint = nigeria.fix_listen_port()?;
+    nigeria.follow(ghana, &gh_endpoint)?;
+    senegal.follow(nigeria, &ng_endpoint)?;
+    senegal.follow(ghana, &gh_endpoint)?;
+    let gh = ghana.start(&[]).await?;
+    let ng = nigeria.start(&[]).await?;
+    let sn = senegal.start(&[]).await?;
+    let gh_customs = federation.identity("GH/customs")?;
+    let holders = [
+        (&ng, federation.identity("NG/customs")?),
+        (&sn, federation.identity("SN/police")?),
+    ];
+
+    let published = publish(
+        &gh.endpoint,
+        &gh_customs,
+        vec![
+            vessel(Tlp::Green, "to be retracted".into()),
+            vessel(Tlp::Green, "to be revised".into()),
+        ],
+    )
+    .await?;
+    let (withdrawn, old) = (published[0].0.clone(), published[1].0.clone());
+    for (gateway, identity) in &holders {
+        wait_until("the indicators to arrive", || async {
+            let ids = received_ids(&gateway.endpoint, identity).await?;
+            Ok((
+                ids.contains(&withdrawn) && ids.contains(&old),
+                format!("{ids:?}"),
+            ))
+        })
+        .await?;
+    }
+
+    let mut client = indicator_client(&gh.endpoint, &gh_customs).await?;
+    client
+        .retract(RetractRequest {
+            id: withdrawn.clone(),
+            reason: "mistaken identity".into(),
+        })
+        .await?;
+    let mut revision = vessel(Tlp::Green, "revised".into());
+    revision.supersedes = old.clone();
+    let new = publish(&gh.endpoint, &gh_customs, vec![revision]).await?[0]
+        .0
+        .clone();
+
+    for (gateway, identity) in &holders {
+        wait_until("the retraction and the revision to arrive", || async {
+            let retracted = get(&gateway.endpoint, identity, &withdrawn)
+                .await?
+                .retracted;
+            let superseded_by = get(&gateway.endpoint, identity, &old).await?.superseded_by;
+            Ok((
+                retracted && superseded_by == new,
+                format!("retracted {retracted}, superseded by {superseded_by:?}"),
+            ))
+        })
+        .await?;
+        // The retraction reached the agency too, once, as an event of its feed.
+        let events = read_all(&gateway.endpoint, identity, 0, 0).await?;
+        let retractions = events
+            .iter()
+            .filter(|event| {
+                matches!(&event.body, Some(cordon_proto::v1::event::Body::Retracted(retracted)) if retracted.indicator_id == withdrawn)
+            })
+            .count();
+        assert_eq!(retractions, 1);
+    }
+    for gateway in [gh, ng, sn] {
+        gateway.stop().await?;
+    }
+    Ok(())
+}
+
+/// A gateway answering at a peer's address with another member's (valid)
+/// certificate is refused in the TLS handshake.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_refuses_a_gateway_that_is_not_its_peer() -> Result<()> {
+    let federation = Federation::new()?;
+    let [ghana, nigeria, senegal] = &members(&federation, &["GH", "NG", "SN"])?[..] else {
+        bail!("three members")
+    };
+    // NG believes GH is at SN's address.
+    let sn_endpoint = senegal.fix_listen_port()?;
+    nigeria.follow(ghana, &sn_endpoint)?;
+    let sn = senegal.start(&[]).await?;
+    let ng = nigeria.start(&[]).await?;
+    wait_until("NG to refuse the impostor", || {
+        let fetched = peers(nigeria, &ng.endpoint);
+        async move {
+            let status = fetched.await?;
+            let error = status
+                .get("GH")
+                .and_then(|peer| peer["lastError"].as_str())
+                .unwrap_or_default()
+                .to_string();
+            Ok((error.contains("not the expected gateway GH"), error))
+        }
+    })
+    .await?;
+    let status = peers(nigeria, &ng.endpoint).await?;
+    assert_ne!(status["GH"]["state"], "connected");
+    assert_eq!(number(&status["GH"]["cursor"]), 0);
+    // And peer status is not for other members.
+    let foreign = senegal.identity();
+    let refused = tokio::task::spawn_blocking({
+        let endpoint = ng.endpoint.clone();
+        move || {
+            cordon(&[
+                "peers",
+                "--endpoint",
+                &endpoint,
+                "--identity",
+                foreign.to_str().unwrap_or_default(),
+            ])
+        }
+    })
+    .await?;
+    let error = format!(
+        "{:#}",
+        refused.expect_err("SN may not read NG's peer status")
+    );
+    assert!(error.contains("peer status is for member NG"), "{error}");
+    ng.stop().await?;
+    sn.stop().await
+}
