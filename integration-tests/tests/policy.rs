@@ -169,7 +169,6 @@ async fn broken_policies_are_rejected_and_a_valid_change_is_picked_up() -> Resul
         })
         .await?
         .into_inner();
-    let second_sequence = second.accepted[0].sequence;
     // The new policy redacts the source for NG; NG is a partner gateway, which must
     // verify the originator's signature over the whole indicator, so it is a deny.
     let events = read(&gateway.endpoint, &partner, first.accepted[0].sequence).await?;
