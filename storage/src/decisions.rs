@@ -249,7 +249,10 @@ macro_rules! decision_operations {
                     .await
                     .map_err(failed("begin record decisions transaction"))?;
                 for chunk in encoded.chunks(DECISION_ROWS_PER_INSERT) {
-                    let mut query = sqlx::query(AssertSqlSafe(insert_decisions_sql(chunk.len())));
+                    let mut query = sqlx::query(AssertSqlSafe(crate::placeholders::dialect(
+                        BACKEND,
+                        insert_decisions_sql(chunk.len()),
+                    )));
                     for item in chunk {
                         let row = item.row;
                         query = query

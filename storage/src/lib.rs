@@ -44,6 +44,7 @@ mod decisions;
 mod error;
 mod model;
 mod operations;
+mod placeholders;
 mod postgres;
 mod sqlite;
 mod store;

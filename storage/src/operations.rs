@@ -127,12 +127,16 @@ fn copy_published_indicators_sql(rows: usize) -> String {
          SELECT e.indicator_id, e.originator, e.kind, e.payload, e.sequence, v.column2 \
          FROM events AS e JOIN (VALUES ",
     );
-    push_rows(&mut sql, 3, rows, 2, None);
-    sql.push_str(
+    push_rows(&mut sql, 1, rows, 2, None);
+    // The bounds come last, so that the placeholders run in order (see `placeholders`).
+    let _ = write!(
+        sql,
         ") AS v ON e.sequence = v.column1 \
-         WHERE e.sequence >= $1 AND e.sequence <= $2 \
+         WHERE e.sequence >= ${} AND e.sequence <= ${} \
          ON CONFLICT (id) DO NOTHING \
          RETURNING id",
+        rows * 2 + 1,
+        rows * 2 + 2
     );
     sql
 }
@@ -510,9 +514,9 @@ macro_rules! feed_operations {
                 rows: &[(i64, &NewIndicator)],
             ) -> Result<(), StorageError> {
                 for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-                    let mut query = sqlx::query(AssertSqlSafe(insert_published_events_sql(
+                    let mut query = sqlx::query(AssertSqlSafe(crate::placeholders::dialect(BACKEND, insert_published_events_sql(
                         chunk.len(),
-                    )));
+                    ))));
                     for (sequence, item) in chunk {
                         query = query
                             .bind(*sequence)
@@ -542,13 +546,12 @@ macro_rules! feed_operations {
                         continue;
                     };
                     let mut query = sqlx::query_scalar(AssertSqlSafe(
-                        copy_published_indicators_sql(chunk.len()),
-                    ))
-                    .bind(*first)
-                    .bind(*last);
+                        crate::placeholders::dialect(BACKEND, copy_published_indicators_sql(chunk.len())),
+                    ));
                     for (sequence, item) in chunk {
                         query = query.bind(*sequence).bind(item.via.as_deref());
                     }
+                    query = query.bind(*first).bind(*last);
                     let ids: Vec<String> = query
                         .fetch_all(&mut *connection)
                         .await
@@ -564,7 +567,7 @@ macro_rules! feed_operations {
                 revisions: &[Supersede<'_>],
             ) -> Result<(), StorageError> {
                 for chunk in revisions.chunks(ROWS_PER_STATEMENT) {
-                    let mut query = sqlx::query(AssertSqlSafe(mark_superseded_sql(chunk.len())));
+                    let mut query = sqlx::query(AssertSqlSafe(crate::placeholders::dialect(BACKEND, mark_superseded_sql(chunk.len()))));
                     for revision in chunk {
                         query = query
                             .bind(revision.old)
@@ -586,9 +589,9 @@ macro_rules! feed_operations {
             ) -> Result<HashMap<String, KnownIndicator>, StorageError> {
                 let mut known = HashMap::with_capacity(ids.len());
                 for chunk in ids.chunks(ROWS_PER_STATEMENT) {
-                    let mut query = sqlx::query_as(AssertSqlSafe(select_known_indicators_sql(
+                    let mut query = sqlx::query_as(AssertSqlSafe(crate::placeholders::dialect(BACKEND, select_known_indicators_sql(
                         chunk.len(),
-                    )));
+                    ))));
                     for id in chunk {
                         query = query.bind(*id);
                     }
@@ -613,9 +616,9 @@ macro_rules! feed_operations {
                 retractions: &[PlannedRetraction<'_>],
             ) -> Result<(), StorageError> {
                 for chunk in retractions.chunks(ROWS_PER_STATEMENT) {
-                    let mut query = sqlx::query(AssertSqlSafe(insert_retracted_events_sql(
+                    let mut query = sqlx::query(AssertSqlSafe(crate::placeholders::dialect(BACKEND, insert_retracted_events_sql(
                         chunk.len(),
-                    )));
+                    ))));
                     for retraction in chunk {
                         query = query
                             .bind(retraction.sequence)
@@ -641,9 +644,9 @@ macro_rules! feed_operations {
             ) -> Result<u64, StorageError> {
                 let mut marked = 0;
                 for chunk in ids.chunks(ROWS_PER_STATEMENT) {
-                    let mut query = sqlx::query(AssertSqlSafe(mark_many_retracted_sql(
+                    let mut query = sqlx::query(AssertSqlSafe(crate::placeholders::dialect(BACKEND, mark_many_retracted_sql(
                         chunk.len(),
-                    )));
+                    ))));
                     for id in chunk {
                         query = query.bind(*id);
                     }
@@ -1059,11 +1062,11 @@ mod tests {
     fn value_lists_number_from_their_first_parameter() {
         let copy = copy_published_indicators_sql(2);
         assert!(
-            copy.contains("JOIN (VALUES ($3, $4), ($5, $6)) AS v"),
+            copy.contains("JOIN (VALUES ($1, $2), ($3, $4)) AS v"),
             "{copy}"
         );
         assert!(
-            copy.contains("WHERE e.sequence >= $1 AND e.sequence <= $2"),
+            copy.contains("WHERE e.sequence >= $5 AND e.sequence <= $6"),
             "{copy}"
         );
         let mark = mark_superseded_sql(2);
