@@ -301,6 +301,7 @@ fn init(args: InitArgs) -> Result<()> {
         watch_policy: true,
         members: Vec::new(),
         peers: Vec::new(),
+        admin: None,
     };
     // Validate before writing, so init never leaves a config serve would refuse.
     GatewayConfig::from_file(file.clone(), &args.dir, &HashMap::new())?;
@@ -379,11 +380,13 @@ async fn serve(config_path: &Path) -> Result<()> {
     let environment: HashMap<String, String> = std::env::vars().collect();
     let config = GatewayConfig::load(config_path, &environment)?;
     let gateway = crate::server::start(&config, Vec::new()).await?;
-    // Tests and scripts read the bound address (the config may say port 0).
-    println!(
-        "{}",
-        serde_json::json!({"listening": gateway.address.to_string(), "member": config.member})
-    );
+    // Tests and scripts read the bound addresses (the config may say port 0).
+    let mut first_line =
+        serde_json::json!({"listening": gateway.address.to_string(), "member": config.member});
+    if let Some(admin) = gateway.admin_address {
+        first_line["admin"] = serde_json::Value::String(admin.to_string());
+    }
+    println!("{first_line}");
     std::io::stdout().flush()?;
     gateway.run_until(shutdown_signal()).await
 }

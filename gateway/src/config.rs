@@ -50,6 +50,17 @@ pub struct ConfigFile {
     /// Partner gateways this gateway follows.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub peers: Vec<PeerFile>,
+    /// The admin listener (plain HTTP, `GET /metrics` only); absent, there is none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin: Option<AdminFile>,
+}
+
+/// `[admin]`: the admin listener, which serves aggregate metrics and nothing else.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminFile {
+    /// For example `127.0.0.1:9464`; port 0 picks a free port.
+    pub listen: String,
 }
 
 /// `[[members]]`: one member of the federation and its gateway's signing keys.
@@ -167,11 +178,13 @@ pub struct GatewayConfig {
     /// The federation's members' signing keys (this gateway's own key is added at start).
     pub federation_keys: crate::signing::FederationKeys,
     pub peers: Vec<PeerConfig>,
+    /// Where the admin listener (`GET /metrics`, plain HTTP) binds; `None`: no admin listener.
+    pub admin_listen: Option<SocketAddr>,
 }
 
 impl GatewayConfig {
     /// Reads `path`, applies overrides from `environment` (`CORDON_DATABASE_URL`,
-    /// `CORDON_LISTEN`) and validates.
+    /// `CORDON_LISTEN`, `CORDON_ADMIN_LISTEN`) and validates.
     pub fn load(path: &Path, environment: &HashMap<String, String>) -> Result<GatewayConfig> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading config {}", path.display()))?;
@@ -209,6 +222,20 @@ impl GatewayConfig {
         }
         let federation_keys = federation_keys(&file.members)?;
         let peers = peers(&file.peers, &file.member, &federation_keys)?;
+        // The environment can also turn the admin listener on where the file has no [admin].
+        let admin_text = environment
+            .get("CORDON_ADMIN_LISTEN")
+            .or(file.admin.as_ref().map(|admin| &admin.listen));
+        let admin_listen = admin_text
+            .map(|text| {
+                text.parse::<SocketAddr>().with_context(|| {
+                    format!("admin.listen: {text:?} is not an address such as 127.0.0.1:9464")
+                })
+            })
+            .transpose()?;
+        if admin_listen.is_some_and(|admin| admin == listen && admin.port() != 0) {
+            bail!("admin.listen: {listen} is already the gRPC listen address");
+        }
         Ok(GatewayConfig {
             member: file.member,
             federation: file.federation,
@@ -225,6 +252,7 @@ impl GatewayConfig {
             watch_policy: file.watch_policy,
             federation_keys,
             peers,
+            admin_listen,
         })
     }
 }
@@ -365,12 +393,38 @@ mod tests {
                 format!("{MINIMAL}[limits]\npolicy_time_limit_ms = 0\n"),
                 "policy_time_limit_ms",
             ),
+            (
+                format!("{MINIMAL}[admin]\nlisten = \"localhost\"\n"),
+                "admin.listen",
+            ),
+            (
+                format!(
+                    "listen = \"127.0.0.1:7443\"\n{MINIMAL}[admin]\nlisten = \"127.0.0.1:7443\"\n"
+                ),
+                "admin.listen",
+            ),
         ] {
             let error = format!("{:#}", file(&text).unwrap_err());
             assert!(error.contains(field), "{error} should name {field}");
         }
         let unknown = toml::from_str::<ConfigFile>(&format!("colour = \"red\"\n{MINIMAL}"));
         assert!(unknown.unwrap_err().to_string().contains("colour"));
+        let unknown = toml::from_str::<ConfigFile>(&format!(
+            "{MINIMAL}[admin]\nlisten = \"127.0.0.1:0\"\nauth = \"none\"\n"
+        ));
+        assert!(unknown.unwrap_err().to_string().contains("auth"));
+    }
+
+    #[test]
+    fn the_admin_listener_is_optional() {
+        assert_eq!(file(MINIMAL).unwrap().admin_listen, None);
+        let config = file(&format!("{MINIMAL}[admin]\nlisten = \"127.0.0.1:9464\"\n")).unwrap();
+        assert_eq!(
+            config.admin_listen.map(|address| address.to_string()),
+            Some("127.0.0.1:9464".to_string())
+        );
+        let config = file(&format!("{MINIMAL}[admin]\nlisten = \"127.0.0.1:0\"\n")).unwrap();
+        assert_eq!(config.admin_listen.map(|address| address.port()), Some(0));
     }
 
     const GH_KEY: &str = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
@@ -433,9 +487,24 @@ mod tests {
                 "postgres://db/cordon".to_string(),
             ),
             ("CORDON_LISTEN".to_string(), "127.0.0.1:0".to_string()),
+            (
+                "CORDON_ADMIN_LISTEN".to_string(),
+                "127.0.0.1:9465".to_string(),
+            ),
         ]);
-        let config = GatewayConfig::from_file(parsed, Path::new("/x"), &environment).unwrap();
+        let config =
+            GatewayConfig::from_file(parsed.clone(), Path::new("/x"), &environment).unwrap();
         assert_eq!(config.database_url, "postgres://db/cordon");
         assert_eq!(config.listen.port(), 0);
+        assert_eq!(
+            config.admin_listen.map(|address| address.port()),
+            Some(9465)
+        );
+        let bad = HashMap::from([("CORDON_ADMIN_LISTEN".to_string(), "9465".to_string())]);
+        let error = format!(
+            "{:#}",
+            GatewayConfig::from_file(parsed, Path::new("/x"), &bad).unwrap_err()
+        );
+        assert!(error.contains("admin.listen"), "{error}");
     }
 }

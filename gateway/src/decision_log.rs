@@ -3,6 +3,7 @@
 //! (one transaction for the decisions of all subscribers waiting at that
 //! moment), a retention setting, and the OPA decision-log JSON shape for export.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cordon_storage::{DecisionRow, StorageError, Store};
@@ -10,6 +11,7 @@ use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use crate::metrics::{Metrics, StorageOperation};
 use crate::release::DecisionRecord;
 
 /// Rows written in one transaction at most; more waiting writers go in the next.
@@ -40,8 +42,17 @@ impl std::fmt::Debug for WriteRequest {
 impl DecisionLog {
     /// Starts the writer and, when `retention` is set, the purge of older decisions.
     pub fn start(store: Store, retention: Option<Duration>) -> (DecisionLog, JoinHandle<()>) {
+        DecisionLog::start_with_metrics(store, retention, Arc::new(Metrics::new()))
+    }
+
+    /// Like [`DecisionLog::start`], timing every commit in `metrics`.
+    pub fn start_with_metrics(
+        store: Store,
+        retention: Option<Duration>,
+        metrics: Arc<Metrics>,
+    ) -> (DecisionLog, JoinHandle<()>) {
         let (sender, receiver) = mpsc::channel(QUEUE_DEPTH);
-        let task = tokio::spawn(write_loop(store, receiver, retention));
+        let task = tokio::spawn(write_loop(store, receiver, retention, metrics));
         (DecisionLog { sender }, task)
     }
 
@@ -66,7 +77,13 @@ async fn write_loop(
     store: Store,
     mut receiver: mpsc::Receiver<WriteRequest>,
     retention: Option<Duration>,
+    metrics: Arc<Metrics>,
 ) {
+    let record = async |rows: &[DecisionRow]| {
+        metrics
+            .time_storage(StorageOperation::Decisions, store.record_decisions(rows))
+            .await
+    };
     let mut purge = tokio::time::interval(Duration::from_secs(3600));
     loop {
         let first = tokio::select! {
@@ -97,7 +114,7 @@ async fn write_loop(
             .iter()
             .flat_map(|request| request.rows.iter().cloned())
             .collect();
-        match store.record_decisions(&all_rows).await {
+        match record(&all_rows).await {
             Ok(()) => {
                 for request in batch {
                     let _ = request.done.send(Ok(()));
@@ -108,7 +125,7 @@ async fn write_loop(
             Err(error) if batch.len() > 1 => {
                 tracing::warn!(%error, requests = batch.len(), "group commit failed; writing requests one by one");
                 for request in batch {
-                    let result = store.record_decisions(&request.rows).await;
+                    let result = record(&request.rows).await;
                     if let Err(error) = &result {
                         tracing::error!(%error, rows = request.rows.len(), "decision log write failed; those releases fail");
                     }

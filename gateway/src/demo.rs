@@ -209,6 +209,7 @@ async fn start_member(
         watch_policy: false,
         federation_keys: keys.clone(),
         peers,
+        admin_listen: None,
     };
     let decisions = Arc::new(MemoryDecisionSink::default());
     let gateway =

@@ -37,6 +37,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::PeerConfig;
+use crate::metrics::{Metrics, StorageOperation};
 use crate::peer_tls::{self, TlsFiles};
 use crate::signing::FederationKeys;
 
@@ -55,6 +56,9 @@ pub struct FollowerContext {
     pub keys: Arc<FederationKeys>,
     pub limits: Limits,
     pub tls: TlsFiles,
+    /// Times the follower's storage calls; its counts and lag are read from
+    /// the [`PeerTracker`]s at scrape time.
+    pub metrics: Arc<Metrics>,
 }
 
 /// The live state of one follower, for `cordon peers`.
@@ -397,8 +401,11 @@ impl Follower {
         }
         let outcome = self
             .context
-            .store
-            .receive(self.peer(), next_cursor, items)
+            .metrics
+            .time_storage(
+                StorageOperation::Receive,
+                self.context.store.receive(self.peer(), next_cursor, items),
+            )
             .await
             .context("storing what the peer sent")?;
         for (id, sequence) in &outcome.stored {

@@ -11,6 +11,7 @@ pub mod decision_log;
 pub mod demo;
 pub mod federation;
 pub mod identity;
+pub mod metrics;
 pub mod peer_tls;
 pub mod policy_admin;
 pub mod policy_cli;

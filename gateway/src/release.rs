@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use cordon_policy::{Decision, Policy};
 use cordon_proto::v1::{Indicator, Protection, Tlp};
@@ -12,6 +12,7 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use crate::identity::Identity;
+use crate::metrics::{Metrics, Outcome};
 use crate::redaction::RedactionSchema;
 
 /// Where a release goes; the policy sees it as `input.context.channel`.
@@ -97,9 +98,12 @@ pub struct Releaser {
     schema: RedactionSchema,
     sinks: Vec<Arc<dyn DecisionSink>>,
     counters: DecisionCounters,
+    metrics: Arc<Metrics>,
 }
 
-/// Counts of decisions since start, for status and metrics.
+/// Counts of decisions since start, for `cordon policy status` (the admin
+/// listener's `cordon_release_decisions_total` counts the same decisions by
+/// outcome and channel).
 #[derive(Debug, Default)]
 pub struct DecisionCounters {
     pub total: AtomicU64,
@@ -122,13 +126,28 @@ impl std::fmt::Debug for Releaser {
 
 impl Releaser {
     pub fn new(member: String, policy: Policy, sinks: Vec<Arc<dyn DecisionSink>>) -> Releaser {
+        Releaser::with_metrics(member, policy, sinks, Arc::new(Metrics::new()))
+    }
+
+    /// A releaser that counts and times its decisions in `metrics`.
+    pub fn with_metrics(
+        member: String,
+        policy: Policy,
+        sinks: Vec<Arc<dyn DecisionSink>>,
+        metrics: Arc<Metrics>,
+    ) -> Releaser {
         Releaser {
             member,
             policy: RwLock::new(policy),
             schema: RedactionSchema::cordon(),
             sinks,
             counters: DecisionCounters::default(),
+            metrics,
         }
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     pub fn member(&self) -> &str {
@@ -163,16 +182,29 @@ impl Releaser {
         channel: Channel,
         now: &str,
     ) -> Release {
+        let started = Instant::now();
         // One clone of the active policy per decision: a reload in the middle
         // of it cannot mix two revisions.
         let policy = self.policy();
+        let mut outcome = Outcome::HardFloor;
         let (decision, released) = match self.hard_floor(indicator, recipient, channel) {
             Some(reason) => {
                 self.counters.hard_floor.fetch_add(1, Ordering::Relaxed);
                 (Decision::deny(reason), None)
             }
-            None => self.decide_with_policy(&policy, indicator, recipient, channel, now),
+            None => {
+                let decided = self.decide_with_policy(&policy, indicator, recipient, channel, now);
+                outcome = if decided.0.error.is_some() {
+                    Outcome::FailedClosed
+                } else if decided.0.allow {
+                    Outcome::Allowed
+                } else {
+                    Outcome::Denied
+                };
+                decided
+            }
         };
+        self.metrics.decision(outcome, channel, started.elapsed());
         self.counters.total.fetch_add(1, Ordering::Relaxed);
         if decision.allow {
             self.counters.allowed.fetch_add(1, Ordering::Relaxed);
@@ -203,18 +235,33 @@ impl Releaser {
 
     /// Records a decision in the log and every sink.
     pub fn record(&self, record: &DecisionRecord) {
-        tracing::info!(
-            target: "cordon::decision",
-            recipient = %record.recipient,
-            indicator = %record.indicator_id,
-            channel = record.channel.as_str(),
-            policy_revision = %record.policy_revision,
-            allow = record.allow,
-            redact = ?record.redact,
-            reasons = ?record.reasons,
-            error = record.error.as_deref().unwrap_or(""),
-            "release decision"
-        );
+        // Every decision is stored in the decision log; the process log carries
+        // each one at debug level (one line per recipient and indicator is too
+        // much for info at volume) and every failed-closed one as a warning.
+        if let Some(error) = &record.error {
+            tracing::warn!(
+                target: "cordon::decision",
+                recipient = %record.recipient,
+                indicator = %record.indicator_id,
+                channel = record.channel.as_str(),
+                policy_revision = %record.policy_revision,
+                reasons = ?record.reasons,
+                error = %error,
+                "release decision failed closed"
+            );
+        } else {
+            tracing::debug!(
+                target: "cordon::decision",
+                recipient = %record.recipient,
+                indicator = %record.indicator_id,
+                channel = record.channel.as_str(),
+                policy_revision = %record.policy_revision,
+                allow = record.allow,
+                redact = ?record.redact,
+                reasons = ?record.reasons,
+                "release decision"
+            );
+        }
         for sink in &self.sinks {
             sink.record(record);
         }
@@ -565,6 +612,46 @@ mod tests {
         protected.protection = Protection::SourceProtected as i32;
         let release = check(allow_all, protected, "GH/customs", false, false);
         assert!(release.record.reasons[0].starts_with("hard floor"));
+    }
+
+    #[test]
+    fn decisions_are_counted_by_outcome_and_channel() {
+        use crate::metrics::Outcome;
+        let metrics = Arc::new(Metrics::new());
+        let decide = |decision: &str, subject: &Indicator, recipient: &str, channel: Channel| {
+            let releaser =
+                Releaser::with_metrics("GH".into(), policy(decision), Vec::new(), metrics.clone());
+            releaser
+                .release(
+                    subject,
+                    &Identity::parse(recipient).unwrap(),
+                    channel,
+                    "2026-11-25T00:00:00Z",
+                )
+                .record
+        };
+        let allow_all = r#"decision := {"allow": true, "redact": [], "reasons": ["yes"]}"#;
+        let deny_all = r#"decision := {"allow": false, "redact": [], "reasons": ["no"]}"#;
+        let undefined = r#"decision := x if { x := input.nothing }"#;
+        let green = indicator("GH", Tlp::Green);
+        assert!(decide(allow_all, &green, "NG/customs", Channel::Subscribe).allow);
+        assert!(decide(allow_all, &green, "NG/customs", Channel::Subscribe).allow);
+        assert!(!decide(deny_all, &green, "NG", Channel::Federation).allow);
+        assert!(!decide(undefined, &green, "NG/customs", Channel::Subscribe).allow);
+        let amber = indicator("NG", Tlp::Amber);
+        assert!(!decide(allow_all, &amber, "SN", Channel::Federation).allow);
+        let count = |outcome, channel| metrics.decisions(outcome, channel);
+        assert_eq!(count(Outcome::Allowed, Channel::Subscribe), 2);
+        assert_eq!(count(Outcome::Denied, Channel::Federation), 1);
+        assert_eq!(count(Outcome::FailedClosed, Channel::Subscribe), 1);
+        assert_eq!(count(Outcome::HardFloor, Channel::Federation), 1);
+        assert_eq!(count(Outcome::Denied, Channel::Subscribe), 0);
+        let text = metrics.encode();
+        assert!(
+            text.lines()
+                .any(|line| line == "cordon_policy_decision_seconds_count 5"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! Starting a gateway: storage, policy, the mutual-TLS gRPC listener with the
-//! indicator service, health checking and reflection. There is no plaintext listener.
+//! indicator service, health checking and reflection, and the optional admin
+//! listener. No plaintext listener serves indicators or accepts requests: the
+//! admin listener (plain HTTP) answers only `GET /metrics` with aggregate counters.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -22,6 +24,7 @@ use tonic::transport::{Certificate, Identity as TlsIdentity, Server, ServerTlsCo
 use crate::config::GatewayConfig;
 use crate::decision_log::DecisionLog;
 use crate::federation::{Federation, FederationApi, FollowerContext};
+use crate::metrics::Metrics;
 use crate::peer_tls::TlsFiles;
 use crate::policy_admin::{PolicyApi, PolicyManager, load_checked_policy};
 use crate::release::{DecisionSink, Releaser};
@@ -57,6 +60,9 @@ pub fn server_tls(config: &GatewayConfig) -> Result<ServerTlsConfig> {
 #[derive(Debug)]
 pub struct RunningGateway {
     pub address: SocketAddr,
+    /// The admin listener's address (`GET /metrics`), when `[admin]` configures one.
+    pub admin_address: Option<SocketAddr>,
+    pub metrics: Arc<Metrics>,
     pub state: Arc<GatewayState>,
     pub policy_manager: Arc<PolicyManager>,
     /// The followers of the configured peers.
@@ -65,6 +71,7 @@ pub struct RunningGateway {
     shutdown: Option<oneshot::Sender<()>>,
     stopping: tokio::sync::watch::Sender<bool>,
     task: JoinHandle<Result<()>>,
+    admin_task: Option<JoinHandle<()>>,
     decision_writer: JoinHandle<()>,
     _watcher: Option<notify::RecommendedWatcher>,
 }
@@ -77,6 +84,16 @@ impl RunningGateway {
             let _ = shutdown.send(());
         }
         self.task.await.context("gateway task panicked")??;
+        if let Some(admin) = self.admin_task.take() {
+            // A scraper's idle keep-alive connection must not hold up shutdown.
+            let abort = admin.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(2), admin)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
+        }
         for follower in std::mem::take(&mut self.followers) {
             let _ = follower.await;
         }
@@ -122,11 +139,26 @@ pub async fn start(
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     let address = listener.local_addr()?;
+    let admin_listener = match config.admin_listen {
+        Some(admin) => Some(crate::metrics::bind_admin(admin).await?),
+        None => None,
+    };
+    let admin_address = admin_listener
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()?;
     tracing::info!(member = %config.member, %address, policy_revision = %policy.revision(), "gateway listening (mutual TLS)");
-    let releaser = Arc::new(Releaser::new(config.member.clone(), policy, sinks));
+    let metrics = Arc::new(Metrics::new());
+    metrics.attach_feed_head(store.watch_head());
+    let releaser = Arc::new(Releaser::with_metrics(
+        config.member.clone(),
+        policy,
+        sinks,
+        metrics.clone(),
+    ));
     let (stopping, stopping_signal) = tokio::sync::watch::channel(false);
     let (decision_log, decision_writer) =
-        DecisionLog::start(store.clone(), config.decision_retention);
+        DecisionLog::start_with_metrics(store.clone(), config.decision_retention, metrics.clone());
     let policy_manager = Arc::new(PolicyManager::new(
         config.policy_dir.clone(),
         config.policy_time_limit,
@@ -151,6 +183,7 @@ pub async fn start(
         limits: Limits::default(),
         shutdown: stopping_signal,
         open_subscriptions: Default::default(),
+        metrics: metrics.clone(),
     });
     let (federation, followers) = crate::federation::start(
         FollowerContext {
@@ -164,10 +197,27 @@ pub async fn start(
                 key: config.tls_key.clone(),
                 ca: config.tls_ca.clone(),
             },
+            metrics: metrics.clone(),
         },
         &config.peers,
         state.shutdown.clone(),
     );
+    metrics.attach_federation(federation.clone());
+    let admin_task = admin_listener
+        .zip(admin_address)
+        .map(|(listener, address)| {
+            tracing::info!(%address, "admin listener (plain HTTP, GET /metrics only)");
+            let mut stopping = state.shutdown.clone();
+            let metrics = metrics.clone();
+            tokio::spawn(async move {
+                let shutdown = async move {
+                    let _ = stopping.wait_for(|stopping| *stopping).await;
+                };
+                if let Err(error) = crate::metrics::serve_admin(listener, metrics, shutdown).await {
+                    tracing::error!(%error, "admin listener failed");
+                }
+            })
+        });
     let federation_api = FederationApi {
         member: config.member.clone(),
         federation_name: config.federation.clone(),
@@ -192,6 +242,8 @@ pub async fn start(
     ));
     Ok(RunningGateway {
         address,
+        admin_address,
+        metrics,
         state,
         policy_manager,
         federation,
@@ -199,6 +251,7 @@ pub async fn start(
         shutdown: Some(shutdown),
         stopping,
         task,
+        admin_task,
         decision_writer,
         _watcher: watcher,
     })
@@ -240,9 +293,23 @@ async fn serve(
         .add_service(indicators)
         .add_service(PolicyServiceServer::new(policy_api))
         .add_service(FederationServiceServer::new(federation_api))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(incoming(listener), shutdown)
         .await
         .context("serving gRPC")
+}
+
+/// Accepted connections with Nagle's algorithm off. `Server::tcp_nodelay` applies only to
+/// listeners tonic binds itself, not to an incoming stream; without this, small responses
+/// and stream messages wait for the peer's delayed ACK (about 40 ms).
+pub fn incoming(
+    listener: TcpListener,
+) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use futures::StreamExt;
+    TcpListenerStream::new(listener).map(|accepted| {
+        let stream = accepted?;
+        stream.set_nodelay(true)?;
+        Ok(stream)
+    })
 }
 
 /// A database URL for logs: no password.

@@ -21,12 +21,13 @@ use tonic::{Request, Response, Status};
 
 use crate::decision_log::DecisionLog;
 use crate::identity::Identity;
+use crate::metrics::{Metrics, StorageOperation};
 use crate::release::{Channel, DecisionRecord, Releaser};
 use crate::signing::SigningKey;
 use crate::status::{invalid_batch, invalid_field, storage_status};
 
 /// Events read from storage per page of a subscription.
-const SUBSCRIBE_PAGE: u32 = 256;
+const SUBSCRIBE_PAGE: u32 = 1024;
 
 /// What every request handler shares.
 #[derive(Debug)]
@@ -43,6 +44,8 @@ pub struct GatewayState {
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// Open subscriptions per identity, bounded by [`MAX_SUBSCRIPTIONS_PER_IDENTITY`].
     pub open_subscriptions: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
+    /// Aggregate counters for the admin listener (the releaser records into the same).
+    pub metrics: Arc<Metrics>,
 }
 
 /// Open subscriptions one identity may hold at once: enough for a gateway's
@@ -231,7 +234,12 @@ impl GatewayState {
                 payload: indicator.encode_to_vec(),
             });
         }
-        let sequences = self.store.publish(batch).await.map_err(storage_status)?;
+        let sequences = self
+            .metrics
+            .time_storage(StorageOperation::Publish, self.store.publish(batch))
+            .await
+            .map_err(storage_status)?;
+        self.metrics.published(sequences.len() as u64);
         tracing::info!(publisher = %caller, count = ids.len(), last_sequence = sequences.last().copied().unwrap_or(0), "published");
         let accepted = ids
             .into_iter()
@@ -289,8 +297,12 @@ impl GatewayState {
         self.signing_key.sign_retraction(&mut statement);
         let signature = statement.signature.as_ref().map(Message::encode_to_vec);
         let sequence = self
-            .store
-            .retract(&request.id, &request.reason, at, signature.as_deref())
+            .metrics
+            .time_storage(
+                StorageOperation::Retract,
+                self.store
+                    .retract(&request.id, &request.reason, at, signature.as_deref()),
+            )
             .await
             .map_err(storage_status)?;
         tracing::info!(retracted_by = %caller, indicator = %request.id, sequence, "retracted");
@@ -512,6 +524,7 @@ impl IndicatorService for IndicatorApi {
         let stream = async_stream::try_stream! {
             // Released when the stream ends or the client goes away.
             let _slot = slot;
+            let position = state.metrics.subscription(request.after);
             let mut cursor = request.after;
             let mut sent: u64 = 0;
             let mut head = state.store.watch_head();
@@ -534,6 +547,7 @@ impl IndicatorService for IndicatorApi {
                 for event in events {
                     last_sent = event.sequence;
                     yield event;
+                    position.advance(last_sent);
                     sent += 1;
                     if request.limit != 0 && sent >= request.limit {
                         return;
@@ -550,6 +564,7 @@ impl IndicatorService for IndicatorApi {
                     yield Event { sequence: scanned_to, at: None, body: Some(event::Body::Checkpoint(Checkpoint { head: batch.head.max(scanned_to) })) };
                 }
                 cursor = scanned_to;
+                position.advance(cursor);
                 if !page_full {
                     if !request.follow {
                         return;

@@ -29,12 +29,14 @@ pub fn cordon_bin() -> PathBuf {
         return PathBuf::from(path);
     }
     let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/<test> -> target/<profile>/cordon
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target profile directory");
-    let binary = profile_dir.join("cordon");
+    // A test is target/<profile>/deps/<test>; a binary such as cordon-bench is
+    // target/<profile>/<bin>: either way, target/<profile>/cordon.
+    let beside = exe.parent().expect("executable directory");
+    let binary = if beside.join("cordon").exists() {
+        beside.join("cordon")
+    } else {
+        beside.parent().unwrap_or(beside).join("cordon")
+    };
     assert!(
         binary.exists(),
         "{} is missing: build it with `cargo build -p cordon-gateway` (the workspace test command does)",
@@ -217,6 +219,8 @@ impl MemberDir {
 pub struct GatewayProcess {
     child: Child,
     pub endpoint: String,
+    /// The admin listener's `host:port` (plain HTTP, `GET /metrics`), when `[admin]` is configured.
+    pub admin: Option<String>,
     pub log: PathBuf,
 }
 
@@ -228,7 +232,8 @@ impl GatewayProcess {
         command
             .args(["serve", "--config"])
             .arg(member.config())
-            .env("RUST_LOG", "info")
+            // Tests read the per-decision lines; a caller may pass its own RUST_LOG.
+            .env("RUST_LOG", "info,cordon::decision=debug")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log_file))
@@ -254,11 +259,13 @@ impl GatewayProcess {
         let address = value["listening"]
             .as_str()
             .context("no listening address")?;
+        let admin = value["admin"].as_str().map(str::to_string);
         // Keep draining stdout so the process never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         Ok(GatewayProcess {
             child,
             endpoint: format!("https://{address}"),
+            admin,
             log,
         })
     }
@@ -283,6 +290,11 @@ impl GatewayProcess {
             bail!("gateway exited with {status}: {}", self.log_text());
         }
         Ok(())
+    }
+
+    /// The process id, while it runs (for reading its memory use from /proc).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
     }
 
     pub fn log_text(&self) -> String {

@@ -1,0 +1,643 @@
+//! `cordon-bench`: starts real release-build gateways on loopback with mutual
+//! TLS and measures them, in the same run and on the same machine, against the
+//! limit of their stack (a bare tonic stream of the same messages over the same
+//! mutual TLS) and against NATS JetStream. See BENCHMARKS.md.
+
+mod scenario;
+mod target;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, ValueEnum};
+use cordon_integration_tests::{Federation, GatewayProcess, MemberDir};
+use serde::Serialize;
+
+use crate::scenario::{Load, memory_mib};
+use crate::target::{Target, delete_nats, nats_target, start_bare};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Scenario {
+    /// Publish throughput, batches of 1 and of 100, no subscriber.
+    Publish,
+    /// Fan-out throughput: one publisher as fast as acknowledged, K subscribers.
+    Fanout,
+    /// Fan-out latency at a fixed offered load (open loop), K subscribers.
+    Latency,
+    /// A new subscriber reading the stored feed from the start; then memory
+    /// with 100 open subscriptions.
+    Catchup,
+    /// One federation hop: a publisher at GH, a subscriber at NG following GH.
+    Federation,
+    All,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, Parser)]
+#[command(name = "cordon-bench", about = "Cordon load tool (see BENCHMARKS.md)")]
+struct Args {
+    #[arg(long, value_enum, default_value = "all")]
+    scenario: Scenario,
+    /// The gateways' database.
+    #[arg(long, value_enum, default_value = "sqlite")]
+    backend: Backend,
+    /// PostgreSQL server for `--backend postgres` (a fresh schema per gateway).
+    #[arg(
+        long,
+        env = "CORDON_BENCH_DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/test"
+    )]
+    database_url: String,
+    /// Subscriber counts for the fan-out and latency scenarios.
+    #[arg(long, value_delimiter = ',', default_value = "1,10,100")]
+    subscribers: Vec<usize>,
+    /// Indicators per fan-out throughput run (a tenth of it at 100 subscribers).
+    #[arg(long, default_value_t = 20_000)]
+    events: u64,
+    /// Offered load of the latency scenario, indicators per second.
+    #[arg(long, default_value_t = 1000)]
+    rate: u64,
+    /// Duration of each latency run.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Stored events a new subscriber catches up on.
+    #[arg(long, default_value_t = 1_000_000)]
+    catchup_events: u64,
+    /// The NATS server (JetStream enabled).
+    #[arg(long, default_value = "127.0.0.1:4222")]
+    nats: String,
+    /// Where results.json and results.md are written.
+    #[arg(long, default_value = "bench-results")]
+    out: PathBuf,
+}
+
+/// One measured figure with its baselines.
+#[derive(Debug, Clone, Serialize)]
+struct Row {
+    scenario: String,
+    system: String,
+    subscribers: usize,
+    batch: usize,
+    /// Offered load (open loop), per second.
+    offered_per_s: Option<u64>,
+    events: u64,
+    /// Indicators per second delivered to each subscriber (or published, or read).
+    rate_per_s: f64,
+    p50_us: Option<u64>,
+    p99_us: Option<u64>,
+    p999_us: Option<u64>,
+    /// Resident and peak resident memory of the gateway(s) at the end, MiB.
+    rss_mib: Option<f64>,
+    peak_rss_mib: Option<f64>,
+    /// rate / the bare tonic baseline's rate (latency scenario: p99 / its p99).
+    vs_bare: Option<f64>,
+    /// rate / NATS JetStream's rate (latency scenario: p99 / its p99).
+    vs_nats: Option<f64>,
+    note: String,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    machine: Machine,
+    command: String,
+    rows: Vec<Row>,
+}
+
+#[derive(Debug, Serialize)]
+struct Machine {
+    cpu: String,
+    cores: usize,
+    memory_gib: f64,
+    kernel: String,
+    commit: String,
+    date: String,
+}
+
+const BARE: &str = "bare tonic";
+const NATS: &str = "NATS JetStream";
+
+struct Bench {
+    args: Args,
+    federation: Federation,
+    gateways: u32,
+    subscriber_identities: Vec<PathBuf>,
+    rows: Vec<Row>,
+}
+
+impl Bench {
+    fn system(&self) -> String {
+        match self.args.backend {
+            Backend::Sqlite => "cordon (SQLite)".into(),
+            Backend::Postgres => "cordon (PostgreSQL)".into(),
+        }
+    }
+
+    /// A fresh member gateway (new directory, new database), running.
+    async fn gateway(&mut self) -> Result<(MemberDir, GatewayProcess)> {
+        self.gateways += 1;
+        let member = self.federation.member(&format!("GH-{}", self.gateways))?;
+        let gateway = self.start(&member).await?;
+        Ok((member, gateway))
+    }
+
+    async fn start(&self, member: &MemberDir) -> Result<GatewayProcess> {
+        match self.args.backend {
+            // The production default: decisions go to the decision log, not the process log.
+            Backend::Sqlite => member.start(&[("RUST_LOG", "info")]).await,
+            Backend::Postgres => {
+                let url = cordon_storage::testing::fresh_postgres_schema(
+                    &self.args.database_url,
+                    &format!("bench_{}", member.member.replace('-', "_").to_lowercase()),
+                )
+                .await?;
+                member
+                    .start(&[("CORDON_DATABASE_URL", &url), ("RUST_LOG", "info")])
+                    .await
+            }
+        }
+    }
+
+    fn grpc_target(&self, endpoint: &str, publisher: PathBuf) -> Target {
+        Target::Grpc {
+            endpoint: endpoint.to_string(),
+            publisher,
+            subscribers: self.subscriber_identities.clone(),
+        }
+    }
+
+    /// The three systems of one scenario, each started fresh.
+    async fn targets(
+        &mut self,
+    ) -> Result<Vec<(String, Target, Option<(MemberDir, GatewayProcess)>)>> {
+        let (member, gateway) = self.gateway().await?;
+        let cordon = self.grpc_target(
+            &gateway.endpoint,
+            self.federation
+                .identity(&format!("{}/customs", member.member))?,
+        );
+        let bare_endpoint = start_bare(&member.identity()).await?;
+        let bare = self.grpc_target(&bare_endpoint, self.federation.identity("GH/customs")?);
+        self.gateways += 1;
+        let nats = Target::Nats(nats_target(&self.args.nats, &self.gateways.to_string()).await?);
+        Ok(vec![
+            (self.system(), cordon, Some((member, gateway))),
+            (BARE.into(), bare, None),
+            (NATS.into(), nats, None),
+        ])
+    }
+
+    fn push(&mut self, row: Row) {
+        eprintln!(
+            "  {:<10} {:<20} K={:<3} batch={:<3} {:>12.0}/s p50={:?} p99={:?} p99.9={:?} rss={:?}",
+            row.scenario,
+            row.system,
+            row.subscribers,
+            row.batch,
+            row.rate_per_s,
+            row.p50_us,
+            row.p99_us,
+            row.p999_us,
+            row.rss_mib.map(|mib| format!("{mib:.0} MiB"))
+        );
+        self.rows.push(row);
+    }
+
+    async fn publish(&mut self) -> Result<()> {
+        eprintln!("publish throughput");
+        for (batch, in_flight, events) in
+            [(1usize, 16usize, 10_000u64), (100, 4, self.args.events * 5)]
+        {
+            for (system, target, gateway) in self.targets().await? {
+                let (rate, latency) =
+                    scenario::publish_throughput(&target, batch, in_flight, events).await?;
+                let memory = gateway
+                    .as_ref()
+                    .and_then(|(_, process)| process.pid())
+                    .and_then(memory_mib);
+                self.push(Row {
+                    scenario: "publish".into(),
+                    system,
+                    subscribers: 0,
+                    batch,
+                    offered_per_s: None,
+                    events,
+                    rate_per_s: rate,
+                    p50_us: Some(latency.value_at_quantile(0.5)),
+                    p99_us: Some(latency.value_at_quantile(0.99)),
+                    p999_us: Some(latency.value_at_quantile(0.999)),
+                    rss_mib: memory.map(|(rss, _)| rss),
+                    peak_rss_mib: memory.map(|(_, peak)| peak),
+                    vs_bare: None,
+                    vs_nats: None,
+                    note: format!("{in_flight} requests in flight; latency is per request"),
+                });
+                finish(&target, gateway).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn fanout(&mut self, scenario: Scenario) -> Result<()> {
+        let name = if scenario == Scenario::Fanout {
+            "fanout"
+        } else {
+            "latency"
+        };
+        eprintln!("{name}");
+        for subscribers in self.args.subscribers.clone() {
+            let load = if scenario == Scenario::Fanout {
+                let events = if subscribers >= 100 {
+                    self.args.events / 10
+                } else {
+                    self.args.events
+                };
+                Load::Closed {
+                    events,
+                    batch: 100,
+                    in_flight: 2,
+                }
+            } else {
+                Load::Open {
+                    rate: self.args.rate,
+                    seconds: self.args.seconds,
+                }
+            };
+            for (system, target, gateway) in self.targets().await? {
+                let measured = scenario::fanout(&target, subscribers, load).await;
+                let memory = gateway
+                    .as_ref()
+                    .and_then(|(_, process)| process.pid())
+                    .and_then(memory_mib);
+                let measured = match measured {
+                    Ok(measured) => measured,
+                    Err(error) => {
+                        let log = gateway
+                            .as_ref()
+                            .map(|(_, process)| process.log_text())
+                            .unwrap_or_default();
+                        finish(&target, gateway).await?;
+                        bail!(
+                            "{name} with {subscribers} subscribers on {system}: {error:#}\n{}",
+                            tail(&log)
+                        );
+                    }
+                };
+                let (batch, offered) = match load {
+                    Load::Closed { batch, .. } => (batch, None),
+                    Load::Open { rate, .. } => (1, Some(rate)),
+                };
+                self.push(Row {
+                    scenario: name.into(),
+                    system,
+                    subscribers,
+                    batch,
+                    offered_per_s: offered,
+                    events: measured.events,
+                    rate_per_s: measured.per_subscriber_rate(),
+                    p50_us: Some(measured.latency.value_at_quantile(0.5)),
+                    p99_us: Some(measured.latency.value_at_quantile(0.99)),
+                    p999_us: Some(measured.latency.value_at_quantile(0.999)),
+                    rss_mib: memory.map(|(rss, _)| rss),
+                    peak_rss_mib: memory.map(|(_, peak)| peak),
+                    vs_bare: None,
+                    vs_nats: None,
+                    note: match load {
+                        Load::Closed { .. } => {
+                            "closed loop, batches of 100, 2 in flight; rate per subscriber".into()
+                        }
+                        Load::Open { seconds, .. } => {
+                            format!("open loop for {seconds} s; publish-to-delivery latency")
+                        }
+                    },
+                });
+                finish(&target, gateway).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn catchup(&mut self) -> Result<()> {
+        let events = self.args.catchup_events;
+        eprintln!("catch-up of {events} events");
+        let targets = self.targets().await?;
+        for (system, target, gateway) in targets {
+            if system == BARE {
+                // No storage: nothing to catch up on.
+                continue;
+            }
+            let preload_rate = scenario::preload(&target, events).await?;
+            let rate = scenario::catch_up(&target, events).await?;
+            let mut note = format!("preloaded at {preload_rate:.0}/s in batches of 1000");
+            let mut memory = gateway
+                .as_ref()
+                .and_then(|(_, process)| process.pid())
+                .and_then(memory_mib);
+            if let (Some((member, process)), Target::Grpc { endpoint, .. }) = (&gateway, &target) {
+                // The gateway holding the feed, with 100 open (caught-up) subscriptions.
+                let mut open = Vec::new();
+                for index in 0..100 {
+                    open.push(target.subscribe(index, events).await?);
+                }
+                let publisher = self
+                    .federation
+                    .identity(&format!("{}/customs", member.member))?;
+                let mut client =
+                    cordon_gateway::client::indicator_client(endpoint, &publisher).await?;
+                client
+                    .publish(cordon_proto::v1::PublishRequest {
+                        indicators: vec![scenario::bench_indicator(std::time::Instant::now())],
+                    })
+                    .await?;
+                for stream in &mut open {
+                    use futures::StreamExt;
+                    tokio::time::timeout(Duration::from_secs(60), stream.next())
+                        .await
+                        .context("an open subscription did not deliver")?
+                        .context("subscription ended")??;
+                }
+                memory = process.pid().and_then(memory_mib);
+                note.push_str(&format!(
+                    "; memory with {events} stored and 100 open subscriptions"
+                ));
+                drop(open);
+            }
+            self.push(Row {
+                scenario: "catch-up".into(),
+                system,
+                subscribers: 1,
+                batch: 0,
+                offered_per_s: None,
+                events,
+                rate_per_s: rate,
+                p50_us: None,
+                p99_us: None,
+                p999_us: None,
+                rss_mib: memory.map(|(rss, _)| rss),
+                peak_rss_mib: memory.map(|(_, peak)| peak),
+                vs_bare: None,
+                vs_nats: None,
+                note,
+            });
+            finish(&target, gateway).await?;
+        }
+        Ok(())
+    }
+
+    async fn federation_hop(&mut self) -> Result<()> {
+        eprintln!("one federation hop");
+        for load in [
+            Load::Closed {
+                events: self.args.events,
+                batch: 100,
+                in_flight: 2,
+            },
+            Load::Open {
+                rate: self.args.rate,
+                seconds: self.args.seconds,
+            },
+        ] {
+            self.gateways += 1;
+            let origin = self.federation.member(&format!("GH-{}", self.gateways))?;
+            let follower = self.federation.member(&format!("NG-{}", self.gateways))?;
+            origin.trust_member(&follower)?;
+            follower.trust_member(&origin)?;
+            let origin_endpoint = origin.fix_listen_port()?;
+            follower.follow(&origin, &origin_endpoint)?;
+            let origin_process = self.start(&origin).await?;
+            let follower_process = self.start(&follower).await?;
+            // Publish at the origin, subscribe at the follower.
+            let target = Target::Grpc {
+                endpoint: follower_process.endpoint.clone(),
+                publisher: self
+                    .federation
+                    .identity(&format!("{}/customs", origin.member))?,
+                subscribers: self.subscriber_identities.clone(),
+            };
+            let publish_target = self.grpc_target(
+                &origin_process.endpoint,
+                self.federation
+                    .identity(&format!("{}/customs", origin.member))?,
+            );
+            let measured = scenario::fanout_via(&publish_target, &target, 1, load).await?;
+            let memory = [&origin_process, &follower_process]
+                .iter()
+                .filter_map(|process| process.pid().and_then(memory_mib))
+                .fold((0.0, 0.0), |(rss, peak), (r, p)| (rss + r, peak + p));
+            let (batch, offered, scenario) = match load {
+                Load::Closed { batch, .. } => (batch, None, "fanout"),
+                Load::Open { rate, .. } => (1, Some(rate), "latency"),
+            };
+            self.push(Row {
+                scenario: format!("federation {scenario}"),
+                system: format!("{} GH -> NG", self.system()),
+                subscribers: 1,
+                batch,
+                offered_per_s: offered,
+                events: measured.events,
+                rate_per_s: measured.per_subscriber_rate(),
+                p50_us: Some(measured.latency.value_at_quantile(0.5)),
+                p99_us: Some(measured.latency.value_at_quantile(0.99)),
+                p999_us: Some(measured.latency.value_at_quantile(0.999)),
+                rss_mib: Some(memory.0),
+                peak_rss_mib: Some(memory.1),
+                vs_bare: None,
+                vs_nats: None,
+                note: "published at GH, received by an agency subscribed at NG; memory of both gateways; baselines: one hop of the same scenario".into(),
+            });
+            follower_process.stop().await?;
+            origin_process.stop().await?;
+        }
+        Ok(())
+    }
+
+    /// Fills in the ratios of each row to the baselines of the same scenario and parameters.
+    fn ratios(&mut self) {
+        let rows = self.rows.clone();
+        for row in &mut self.rows {
+            let base_scenario = row.scenario.trim_start_matches("federation ").to_string();
+            let find = |system: &str| {
+                rows.iter().find(|other| {
+                    other.system == system
+                        && other.scenario == base_scenario
+                        && other.subscribers == row.subscribers
+                        && other.batch == row.batch
+                        && other.offered_per_s == row.offered_per_s
+                })
+            };
+            let ratio = |base: Option<&Row>| {
+                let base = base?;
+                if row.scenario.ends_with("latency") {
+                    Some(row.p99_us? as f64 / base.p99_us?.max(1) as f64)
+                } else {
+                    Some(row.rate_per_s / base.rate_per_s)
+                }
+            };
+            row.vs_bare = ratio(find(BARE));
+            row.vs_nats = ratio(find(NATS));
+        }
+    }
+}
+
+/// Stops what a target started.
+async fn finish(target: &Target, gateway: Option<(MemberDir, GatewayProcess)>) -> Result<()> {
+    if let Target::Nats(nats) = target {
+        delete_nats(nats).await;
+    }
+    if let Some((_, process)) = gateway {
+        process.stop().await?;
+    }
+    Ok(())
+}
+
+fn tail(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
+}
+
+fn machine() -> Machine {
+    let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
+    let cpuinfo = read("/proc/cpuinfo");
+    let cpu = cpuinfo
+        .lines()
+        .find(|line| line.starts_with("model name"))
+        .and_then(|line| line.split(':').nth(1))
+        .unwrap_or("unknown")
+        .trim()
+        .to_string();
+    let memory_gib = read("/proc/meminfo")
+        .lines()
+        .find(|line| line.starts_with("MemTotal:"))
+        .and_then(|line| line.split_whitespace().nth(1))
+        .and_then(|kib| kib.parse::<f64>().ok())
+        .map_or(0.0, |kib| kib / 1024.0 / 1024.0);
+    let command = |program: &str, args: &[&str]| {
+        std::process::Command::new(program)
+            .args(args)
+            .output()
+            .ok()
+            .map(|output| String::from_utf8_lossy(&output.stdout).trim().to_string())
+            .unwrap_or_default()
+    };
+    Machine {
+        cpu,
+        cores: std::thread::available_parallelism().map_or(0, usize::from),
+        memory_gib,
+        kernel: command("uname", &["-r"]),
+        commit: command("git", &["rev-parse", "--short", "HEAD"]),
+        date: command("date", &["-u", "+%Y-%m-%dT%H:%M:%SZ"]),
+    }
+}
+
+fn markdown(report: &Report) -> String {
+    let mut text = format!(
+        "Machine: {} ({} cores, {:.0} GiB), Linux {}, commit {}, {}.\n\nCommand: `{}`\n\n",
+        report.machine.cpu,
+        report.machine.cores,
+        report.machine.memory_gib,
+        report.machine.kernel,
+        report.machine.commit,
+        report.machine.date,
+        report.command
+    );
+    text.push_str("| scenario | system | K | batch | offered/s | events | rate/s | p50 µs | p99 µs | p99.9 µs | RSS MiB (peak) | vs bare | vs NATS |\n");
+    text.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    let number = |value: Option<u64>| value.map_or("–".to_string(), |value| value.to_string());
+    let ratio = |value: Option<f64>| value.map_or("–".to_string(), |value| format!("{value:.2}"));
+    for row in &report.rows {
+        text.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {} |\n",
+            row.scenario,
+            row.system,
+            row.subscribers,
+            row.batch,
+            number(row.offered_per_s),
+            row.events,
+            row.rate_per_s,
+            number(row.p50_us),
+            number(row.p99_us),
+            number(row.p999_us),
+            match (row.rss_mib, row.peak_rss_mib) {
+                (Some(rss), Some(peak)) => format!("{rss:.0} ({peak:.0})"),
+                _ => "–".into(),
+            },
+            ratio(row.vs_bare),
+            ratio(row.vs_nats),
+        ));
+    }
+    text.push_str("\nrate/s: per subscriber (fanout, latency, federation), published (publish) or read (catch-up). vs bare / vs NATS: rate ÷ baseline rate, except latency rows: p99 ÷ baseline p99 (lower is better).\n");
+    text
+}
+
+async fn issue_subscribers(federation: &Federation, count: usize) -> Result<Vec<PathBuf>> {
+    let mut identities = Vec::with_capacity(count);
+    for index in 0..count {
+        identities.push(federation.identity(&format!("NG/b{index}"))?);
+    }
+    Ok(identities)
+}
+
+fn write(out: &Path, report: &Report) -> Result<()> {
+    std::fs::create_dir_all(out)?;
+    std::fs::write(
+        out.join("results.json"),
+        serde_json::to_string_pretty(report)?,
+    )?;
+    std::fs::write(out.join("results.md"), markdown(report))?;
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    let federation = Federation::new()?;
+    let max_subscribers = args.subscribers.iter().copied().max().unwrap_or(1).max(100);
+    let subscriber_identities = issue_subscribers(&federation, max_subscribers).await?;
+    federation.identity("GH/customs")?;
+    let scenario = args.scenario;
+    let mut bench = Bench {
+        args,
+        federation,
+        gateways: 0,
+        subscriber_identities,
+        rows: Vec::new(),
+    };
+    let all = scenario == Scenario::All;
+    if all || scenario == Scenario::Publish {
+        bench.publish().await?;
+    }
+    if all || scenario == Scenario::Fanout {
+        bench.fanout(Scenario::Fanout).await?;
+    }
+    if all || scenario == Scenario::Latency {
+        bench.fanout(Scenario::Latency).await?;
+    }
+    if all || scenario == Scenario::Federation {
+        if !all {
+            // The ratios need the one-hop baselines of the same loads.
+            let subscribers = std::mem::replace(&mut bench.args.subscribers, vec![1]);
+            bench.fanout(Scenario::Fanout).await?;
+            bench.fanout(Scenario::Latency).await?;
+            bench.args.subscribers = subscribers;
+        }
+        bench.federation_hop().await?;
+    }
+    if all || scenario == Scenario::Catchup {
+        bench.catchup().await?;
+    }
+    bench.ratios();
+    let report = Report {
+        machine: machine(),
+        command,
+        rows: bench.rows,
+    };
+    write(&bench.args.out, &report)?;
+    println!("{}", markdown(&report));
+    Ok(())
+}

@@ -1,0 +1,336 @@
+//! The admin listener of a real `cordon serve`: `GET /metrics` over plain HTTP
+//! on loopback, counting what was published and released, and nothing else.
+
+use anyhow::{Context, Result, bail};
+use cordon_integration_tests::{
+    Federation, MemberDir, example_indicators, indicator_client, published, read_all, wait_until,
+};
+use cordon_proto::v1::{PublishRequest, SubscribeRequest, event};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A bare HTTP/1.1 exchange: (status, headers as `name: value` lines, body).
+async fn http(address: &str, method: &str, path: &str) -> Result<(u16, String, String)> {
+    let mut stream = tokio::net::TcpStream::connect(address)
+        .await
+        .with_context(|| format!("connecting to the admin listener {address}"))?;
+    let request =
+        format!("{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await?;
+    let mut response = Vec::new();
+    tokio::time::timeout(
+        cordon_integration_tests::patience(),
+        stream.read_to_end(&mut response),
+    )
+    .await
+    .context("the admin listener did not answer in time")??;
+    let response = String::from_utf8(response)?;
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .with_context(|| format!("no end of headers in {response:?}"))?;
+    let (status_line, headers) = head.split_once("\r\n").unwrap_or((head, ""));
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .with_context(|| format!("status line {status_line:?}"))?;
+    if headers
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        bail!("unexpected chunked response: {response:?}");
+    }
+    Ok((status, headers.to_string(), body.to_string()))
+}
+
+async fn scrape(address: &str) -> Result<String> {
+    let (status, headers, body) = http(address, "GET", "/metrics").await?;
+    if status != 200 {
+        bail!("GET /metrics answered {status}: {body}");
+    }
+    let content_type = headers
+        .lines()
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("content-type")
+                .then(|| value.trim().to_string())
+        })
+        .context("no content type")?;
+    assert!(
+        content_type.starts_with("text/plain; version=0.0.4"),
+        "content type {content_type:?}"
+    );
+    Ok(body)
+}
+
+/// The value of one series (`name{labels}` exactly as exposed), if present.
+fn value(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+fn decisions(text: &str, outcome: &str, channel: &str) -> f64 {
+    value(
+        text,
+        &format!(r#"cordon_release_decisions_total{{outcome="{outcome}",channel="{channel}"}}"#),
+    )
+    .unwrap_or_else(|| panic!("no decisions series for {outcome}/{channel} in\n{text}"))
+}
+
+/// Adds `[admin] listen = "127.0.0.1:0"` to the member's config.
+fn enable_admin(member: &MemberDir) -> Result<()> {
+    let config = member.config();
+    let mut text = std::fs::read_to_string(&config)?;
+    text.push_str("\n[admin]\nlisten = \"127.0.0.1:0\"\n");
+    std::fs::write(&config, text)?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_listener_serves_aggregate_metrics_only() -> Result<()> {
+    let federation = Federation::new()?;
+    let member = federation.member("GH")?;
+    enable_admin(&member)?;
+    let gateway = member.start(&[]).await?;
+    let admin = gateway
+        .admin
+        .clone()
+        .context("serve did not report an admin address")?;
+    assert!(admin.starts_with("127.0.0.1:"), "{admin}");
+
+    // Before anything happens, every family is there at zero.
+    let before = scrape(&admin).await?;
+    assert_eq!(
+        value(&before, "cordon_published_indicators_total"),
+        Some(0.0)
+    );
+    assert_eq!(decisions(&before, "allowed", "federation"), 0.0);
+
+    let customs = federation.identity("GH/customs")?;
+    let examples = example_indicators()?;
+    let accepted = indicator_client(&gateway.endpoint, &customs)
+        .await?
+        .publish(PublishRequest {
+            indicators: examples.clone(),
+        })
+        .await?
+        .into_inner()
+        .accepted;
+    assert_eq!(accepted.len(), examples.len());
+
+    // NG's gateway (channel "federation") receives some and not others: under
+    // the reference policy the AMBER+STRICT line is a policy deny and the
+    // source-protected line a hard-floor deny.
+    let ng = federation.identity("NG")?;
+    let events = read_all(&gateway.endpoint, &ng, 0, 0).await?;
+    let released = published(&events).len();
+    assert!(released > 0 && released < examples.len(), "{released}");
+
+    // A following subscription stays open and catches up with the head.
+    let mut follower = indicator_client(&gateway.endpoint, &customs).await?;
+    let mut stream = follower
+        .subscribe(SubscribeRequest {
+            after: 0,
+            follow: true,
+            ..SubscribeRequest::default()
+        })
+        .await?
+        .into_inner();
+    loop {
+        let event = stream.message().await?.context("stream ended")?;
+        if let Some(event::Body::Checkpoint(checkpoint)) = event.body
+            && event.sequence >= checkpoint.head
+        {
+            break;
+        }
+    }
+
+    wait_until("the open subscription to be counted and caught up", || {
+        let admin = admin.clone();
+        async move {
+            let text = scrape(&admin).await?;
+            let open = value(&text, "cordon_open_subscriptions");
+            let lag = value(&text, "cordon_subscriber_lag_events");
+            Ok((
+                open == Some(1.0) && lag == Some(0.0),
+                format!("open {open:?}, lag {lag:?}"),
+            ))
+        }
+    })
+    .await?;
+    // Nothing is published any more: the numbers stay where they are.
+    let text = scrape(&admin).await?;
+
+    assert_eq!(
+        value(&text, "cordon_published_indicators_total"),
+        Some(examples.len() as f64)
+    );
+    assert_eq!(
+        decisions(&text, "allowed", "federation"),
+        released as f64,
+        "{text}"
+    );
+    let withheld = decisions(&text, "denied", "federation")
+        + decisions(&text, "hard_floor", "federation")
+        + decisions(&text, "failed_closed", "federation");
+    assert_eq!(withheld, (examples.len() - released) as f64, "{text}");
+    assert!(decisions(&text, "denied", "federation") >= 1.0, "{text}");
+    assert!(
+        decisions(&text, "hard_floor", "federation") >= 1.0,
+        "{text}"
+    );
+    // GH/customs (an own agency: channel "subscribe") had everything but the
+    // source-protected line.
+    assert!(decisions(&text, "allowed", "subscribe") >= 1.0, "{text}");
+    assert!(decisions(&text, "hard_floor", "subscribe") >= 1.0, "{text}");
+    assert_eq!(value(&text, "cordon_subscriber_max_lag_events"), Some(0.0));
+
+    // Histograms have samples.
+    let decided = value(&text, "cordon_policy_decision_seconds_count").context("count")?;
+    assert!(decided >= (2 * examples.len()) as f64, "{text}");
+    assert_eq!(
+        value(&text, r#"cordon_policy_decision_seconds_bucket{le="+Inf"}"#),
+        Some(decided)
+    );
+    assert!(value(&text, "cordon_policy_decision_seconds_sum").context("sum")? > 0.0);
+    assert_eq!(
+        value(
+            &text,
+            r#"cordon_storage_commit_seconds_count{operation="publish"}"#
+        ),
+        Some(1.0)
+    );
+    assert!(
+        value(
+            &text,
+            r#"cordon_storage_commit_seconds_count{operation="decisions"}"#
+        )
+        .context("decisions commits")?
+            >= 1.0,
+        "{text}"
+    );
+
+    // Aggregate counts only: nothing of the indicators themselves.
+    for item in &accepted {
+        assert!(
+            !text.contains(&item.id),
+            "metrics expose indicator {}",
+            item.id
+        );
+    }
+    // Nor who received them: no recipient is a label.
+    assert!(
+        !text.contains("GH/customs") && !text.contains("\"NG\""),
+        "{text}"
+    );
+
+    // Nothing else is served.
+    for (method, path) in [
+        ("GET", "/"),
+        ("GET", "/metrics/extra"),
+        ("GET", "/cordon.v1.IndicatorService/Subscribe"),
+        ("POST", "/metrics"),
+    ] {
+        let (status, _, _) = http(&admin, method, path).await?;
+        assert_eq!(status, 404, "{method} {path}");
+    }
+
+    drop(stream);
+    gateway.stop().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_an_admin_table_there_is_no_admin_listener() -> Result<()> {
+    let federation = Federation::new()?;
+    let member = federation.member("GH")?;
+    let gateway = member.start(&[]).await?;
+    assert_eq!(gateway.admin, None);
+    gateway.stop().await?;
+    Ok(())
+}
+
+/// NG follows GH: NG's metrics show what its follower stored and its lag, and
+/// GH's show the open federation subscription and what it released to NG.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_followers_counts_and_lag_are_exposed() -> Result<()> {
+    let federation = Federation::new()?;
+    let ghana = federation.member("GH")?;
+    let nigeria = federation.member("NG")?;
+    enable_admin(&ghana)?;
+    enable_admin(&nigeria)?;
+    nigeria.trust_member(&ghana)?;
+    let gh = ghana.start(&[]).await?;
+    nigeria.follow(&ghana, &gh.endpoint)?;
+    let ng = nigeria.start(&[]).await?;
+    let gh_admin = gh.admin.clone().context("GH admin address")?;
+    let ng_admin = ng.admin.clone().context("NG admin address")?;
+
+    let examples = example_indicators()?;
+    let customs = federation.identity("GH/customs")?;
+    indicator_client(&gh.endpoint, &customs)
+        .await?
+        .publish(PublishRequest {
+            indicators: examples.clone(),
+        })
+        .await?;
+    // What GH releases to NG's gateway (asked as NG, apart from the follower).
+    let ng_identity = federation.identity("NG")?;
+    let expected = published(&read_all(&gh.endpoint, &ng_identity, 0, 0).await?).len();
+    assert!(expected > 0, "GH releases nothing to NG");
+
+    let stored = r#"cordon_peer_received_total{peer="GH",result="stored"}"#;
+    let lag = r#"cordon_peer_lag_events{peer="GH"}"#;
+    wait_until("NG to store what GH released and catch up", || {
+        let admin = ng_admin.clone();
+        async move {
+            let text = scrape(&admin).await?;
+            let (now_stored, now_lag) = (value(&text, stored), value(&text, lag));
+            Ok((
+                now_stored == Some(expected as f64) && now_lag == Some(0.0),
+                format!("stored {now_stored:?}, lag {now_lag:?}"),
+            ))
+        }
+    })
+    .await?;
+    let text = scrape(&ng_admin).await?;
+    for result in ["duplicate", "refused", "retraction"] {
+        let series = format!(r#"cordon_peer_received_total{{peer="GH",result="{result}"}}"#);
+        assert_eq!(value(&text, &series), Some(0.0), "{series}\n{text}");
+    }
+    assert!(
+        value(
+            &text,
+            r#"cordon_storage_commit_seconds_count{operation="receive"}"#
+        )
+        .context("receive commits")?
+            >= 1.0,
+        "{text}"
+    );
+    assert_eq!(value(&text, "cordon_published_indicators_total"), Some(0.0));
+
+    // GH: NG's follower is an open subscription, caught up; its releases went
+    // out on the federation channel.
+    wait_until("GH to count NG's follower as open and caught up", || {
+        let admin = gh_admin.clone();
+        async move {
+            let text = scrape(&admin).await?;
+            let open = value(&text, "cordon_open_subscriptions");
+            let lag = value(&text, "cordon_subscriber_max_lag_events");
+            Ok((
+                open == Some(1.0) && lag == Some(0.0),
+                format!("open {open:?}, max lag {lag:?}"),
+            ))
+        }
+    })
+    .await?;
+    let text = scrape(&gh_admin).await?;
+    // Once for the follower, once for the read above.
+    assert_eq!(
+        decisions(&text, "allowed", "federation"),
+        (2 * expected) as f64,
+        "{text}"
+    );
+    ng.stop().await?;
+    gh.stop().await?;
+    Ok(())
+}
