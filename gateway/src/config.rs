@@ -175,7 +175,7 @@ pub struct GatewayConfig {
     /// None keeps decisions forever.
     pub decision_retention: Option<Duration>,
     pub watch_policy: bool,
-    /// The federation's members' signing keys (this gateway's own key is added at start).
+    /// The other members' gateway signing keys (`[[members]]`; this member is not listed).
     pub federation_keys: crate::signing::FederationKeys,
     pub peers: Vec<PeerConfig>,
     /// Where the admin listener (`GET /metrics`, plain HTTP) binds; `None`: no admin listener.
@@ -220,7 +220,7 @@ impl GatewayConfig {
         if file.limits.policy_time_limit_ms == 0 || file.limits.policy_time_limit_ms > 10_000 {
             bail!("limits.policy_time_limit_ms: must be between 1 and 10000");
         }
-        let federation_keys = federation_keys(&file.members)?;
+        let federation_keys = federation_keys(&file.members, &file.member)?;
         let peers = peers(&file.peers, &file.member, &federation_keys)?;
         // The environment can also turn the admin listener on where the file has no [admin].
         let admin_text = environment
@@ -257,7 +257,10 @@ impl GatewayConfig {
     }
 }
 
-fn federation_keys(members: &[MemberFile]) -> Result<crate::signing::FederationKeys> {
+fn federation_keys(
+    members: &[MemberFile],
+    own_member: &str,
+) -> Result<crate::signing::FederationKeys> {
     let mut keys = crate::signing::FederationKeys::default();
     for (index, member) in members.iter().enumerate() {
         if !is_member_id(&member.id) {
@@ -265,6 +268,11 @@ fn federation_keys(members: &[MemberFile]) -> Result<crate::signing::FederationK
         }
         if keys.knows(&member.id) {
             bail!("members[{index}].id: member {} is listed twice", member.id);
+        }
+        if member.id == own_member {
+            bail!(
+                "members[{index}].id: {own_member} is this gateway's own member; its key is the signing_key"
+            );
         }
         if member.signing_keys.is_empty() {
             bail!(
@@ -276,6 +284,11 @@ fn federation_keys(members: &[MemberFile]) -> Result<crate::signing::FederationK
             let key = crate::signing::parse_public_key(text).map_err(|error| {
                 anyhow::anyhow!("members[{index}].signing_keys[{key_index}]: {error}")
             })?;
+            if let Some(other) = keys.member_of(&key) {
+                bail!(
+                    "members[{index}].signing_keys[{key_index}]: the same key is listed for member {other}"
+                );
+            }
             keys.insert(&member.id, key);
         }
     }
@@ -455,11 +468,13 @@ mod tests {
             (member("ng", GH_KEY), "members[0].id"),
             (member("NG", "abcd"), "members[0].signing_keys[0]"),
             (member("NG", GH_KEY) + &member("NG", GH_KEY), "listed twice"),
-            (peer("SN", "https://127.0.0.1:1"), "no signing key"),
+            (member("GH", GH_KEY), "own member"),
             (
-                member("GH", GH_KEY) + &peer("GH", "https://127.0.0.1:1"),
-                "itself",
+                member("NG", GH_KEY) + &member("SN", GH_KEY),
+                "listed for member NG",
             ),
+            (peer("SN", "https://127.0.0.1:1"), "no signing key"),
+            (peer("GH", "https://127.0.0.1:1"), "itself"),
             (
                 member("NG", GH_KEY) + &peer("NG", "http://127.0.0.1:1"),
                 "peers[0].endpoint",

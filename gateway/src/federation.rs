@@ -367,6 +367,15 @@ impl Follower {
             next_cursor = sequence;
             match event.body {
                 Some(event::Body::Checkpoint(checkpoint)) => {
+                    // A head below what this gateway already read means the peer's feed was
+                    // reset or restored from a backup: following on would silently miss
+                    // everything until it grew past the cursor again. An operator decides.
+                    if checkpoint.head < sequence {
+                        return Err(anyhow!(
+                            "peer reports head {} behind sequence {sequence}: its feed was reset or restored; not following until an operator resolves it",
+                            checkpoint.head
+                        ));
+                    }
                     peer_head = peer_head.max(checkpoint.head);
                 }
                 Some(event::Body::Published(published)) => match self.accept_published(published) {
@@ -414,6 +423,17 @@ impl Follower {
         for (id, sequence) in &outcome.retracted {
             tracing::info!(target: "cordon::federation", peer = %self.peer(), indicator = %id, sequence, "retraction applied");
         }
+        for id in &outcome.conflicts {
+            // Another indicator already holds this id here: the first one stored keeps it.
+            self.refuse(
+                next_cursor,
+                &Refusal {
+                    indicator: id.clone(),
+                    originator: String::new(),
+                    reason: "a different indicator (another originator or other content) already holds this id here".into(),
+                },
+            );
+        }
         for id in &outcome.ignored_retractions {
             tracing::info!(target: "cordon::federation", peer = %self.peer(), indicator = %id, "retraction of an indicator not held here from that originator: ignored");
         }
@@ -422,7 +442,7 @@ impl Follower {
             state.peer_head = state.peer_head.max(peer_head).max(next_cursor);
             state.stored += outcome.stored.len() as u64;
             state.duplicates += (outcome.duplicates.len() + looped) as u64;
-            state.refused += refused;
+            state.refused += refused + outcome.conflicts.len() as u64;
             state.retractions += outcome.retracted.len() as u64;
         });
         Ok(next_cursor)
@@ -462,6 +482,9 @@ impl Follower {
         if indicator.originator == self.context.member {
             return Ok(None);
         }
+        if uuid::Uuid::parse_str(&indicator.id).is_err() {
+            return Err(refusal("id is not a UUID".into()));
+        }
         if !published.redacted.is_empty() {
             return Err(refusal(format!(
                 "the sender redacted {:?}: the originator's signature cannot cover it",
@@ -490,7 +513,7 @@ impl Follower {
             id: indicator.id.clone(),
             originator: indicator.originator.clone(),
             kind: kind.to_string(),
-            created_micros: created.seconds * 1_000_000 + i64::from(created.nanos / 1000),
+            created_micros: micros_of(created),
             supersedes: (!indicator.supersedes.is_empty()).then(|| indicator.supersedes.clone()),
             via: Some(self.peer().to_string()),
             payload: encode(&indicator),
@@ -507,13 +530,30 @@ impl Follower {
             originator: retracted.originator.clone(),
             reason,
         };
+        if retracted.originator == self.context.member {
+            // Only this gateway retracts its member's indicators.
+            return Err(refusal(
+                "a retraction of this member's own indicator can only be made here".into(),
+            ));
+        }
         self.context
             .keys
             .verify_retraction(&retracted)
             .map_err(|error| refusal(format!("retraction signature: {error}")))?;
+        // The reason reaches analysts' terminals and the database as text, as a local one.
+        if retracted.reason.len() > self.context.limits.max_short_string
+            || retracted.reason.chars().any(char::is_control)
+        {
+            return Err(refusal(format!(
+                "retraction reason is longer than {} bytes or holds control characters",
+                self.context.limits.max_short_string
+            )));
+        }
         let signature = retracted.signature.as_ref().map(Message::encode_to_vec);
+        // The event time is not signed: a time out of range is replaced by the receipt time.
         let at_micros = at
-            .map(|at| at.seconds * 1_000_000 + i64::from(at.nanos / 1000))
+            .filter(|at| (0..=253_402_300_799).contains(&at.seconds))
+            .map(micros_of)
             .unwrap_or_else(now_micros);
         Ok(Received::Retracted {
             indicator_id: retracted.indicator_id,
@@ -533,6 +573,14 @@ struct Refusal {
 
 fn encode(indicator: &Indicator) -> Vec<u8> {
     indicator.encode_to_vec()
+}
+
+/// Microseconds since the epoch, saturating: a timestamp from the network never overflows.
+fn micros_of(timestamp: &pbjson_types::Timestamp) -> i64 {
+    timestamp
+        .seconds
+        .saturating_mul(1_000_000)
+        .saturating_add(i64::from(timestamp.nanos / 1000))
 }
 
 fn now_micros() -> i64 {

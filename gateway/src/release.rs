@@ -295,10 +295,10 @@ impl Releaser {
                 self.member
             ));
         }
-        // The originator named who may have it: passing it on goes no further.
-        if from_another_member
-            && leaves_member
-            && !indicator.releasable_to.is_empty()
+        // The originator named who may have it (a member named covers its agencies): no one
+        // else gets it, here or anywhere it travels, except the originator's own agencies.
+        if !indicator.releasable_to.is_empty()
+            && !recipient.is_agency_of(&indicator.originator)
             && !indicator
                 .releasable_to
                 .iter()
@@ -688,9 +688,39 @@ mod tests {
         named.releasable_to = vec!["GH".into(), "SN/police".into()];
         assert!(!federate(allow_all, &named, "CI").record.allow);
         let releaser = Releaser::new("GH".into(), policy(allow_all), Vec::new());
-        for (recipient, allowed) in [("SN/police", true), ("SN", false), ("GH/customs", true)] {
+        for (recipient, allowed) in [
+            ("SN/police", true),
+            ("SN", false),
+            // GH is named, and so are its agencies; NG's own agencies always are.
+            ("GH/customs", true),
+            ("NG/police", true),
+            ("CI/customs", false),
+        ] {
             let release = releaser.release(
                 &named,
+                &Identity::parse(recipient).unwrap(),
+                Channel::Subscribe,
+                "2026-11-25T00:00:00Z",
+            );
+            assert_eq!(
+                release.record.allow, allowed,
+                "{recipient}: {:?}",
+                release.record
+            );
+        }
+        // At the originator too: GH's own indicator naming NG reaches NG, NG's agencies and
+        // GH's own agencies, and no one else, whatever the policy says.
+        let mut own = indicator("GH", Tlp::Green);
+        own.releasable_to = vec!["NG".into()];
+        for (recipient, allowed) in [
+            ("NG", true),
+            ("NG/customs", true),
+            ("GH/police", true),
+            ("SN", false),
+            ("SN/police", false),
+        ] {
+            let release = releaser.release(
+                &own,
                 &Identity::parse(recipient).unwrap(),
                 Channel::Subscribe,
                 "2026-11-25T00:00:00Z",

@@ -561,7 +561,7 @@ impl IndicatorService for IndicatorApi {
                 let tell_follower = request.follow && (scanned_to > cursor || first_page);
                 first_page = false;
                 if withheld_tail || tell_follower {
-                    yield Event { sequence: scanned_to, at: None, body: Some(event::Body::Checkpoint(Checkpoint { head: batch.head.max(scanned_to) })) };
+                    yield Event { sequence: scanned_to, at: None, body: Some(event::Body::Checkpoint(Checkpoint { head: batch.head })) };
                 }
                 cursor = scanned_to;
                 position.advance(cursor);

@@ -136,6 +136,14 @@ impl FederationKeys {
         }
     }
 
+    /// The member that `public_key` is listed for, if any.
+    pub fn member_of(&self, public_key: &[u8]) -> Option<&str> {
+        self.by_member
+            .iter()
+            .find(|(_, keys)| keys.iter().any(|key| key == public_key))
+            .map(|(member, _)| member.as_str())
+    }
+
     pub fn knows(&self, member: &str) -> bool {
         self.by_member.contains_key(member)
     }

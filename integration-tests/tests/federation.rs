@@ -251,9 +251,45 @@ async fn green_travels_with_its_signature_amber_stops_and_nothing_loops() -> Res
             member.member
         );
     }
-    // AMBER never left NG: SN holds no copy at all, not even one its policy would hide.
-    let absent = get(&sn.endpoint, &senegal.identity(), &amber).await;
-    assert_eq!(absent.unwrap_err().code(), tonic::Code::NotFound);
+    // AMBER never left NG, and it was the hard floor, not NG's policy (which would share
+    // AMBER entities with SN), that kept it: NG's decision log says so.
+    let decided = {
+        let identity = nigeria.identity();
+        let endpoint = ng.endpoint.clone();
+        let amber = amber.clone();
+        tokio::task::spawn_blocking(move || {
+            cordon(&[
+                "decisions",
+                "--endpoint",
+                &endpoint,
+                "--identity",
+                identity.to_str().unwrap_or_default(),
+                "--indicator",
+                &amber,
+                "--recipient",
+                "SN",
+            ])
+        })
+        .await??
+    };
+    let decisions: Vec<serde_json::Value> = decided
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    assert!(
+        !decisions.is_empty(),
+        "NG decided the AMBER indicator for SN"
+    );
+    for decision in &decisions {
+        // proto3 JSON leaves a false `allow` out.
+        assert_ne!(decision["allow"], true, "{decision}");
+        assert!(
+            decision["reasons"]
+                .to_string()
+                .contains("hard floor: third-party rule"),
+            "{decision}"
+        );
+    }
 
     for gateway in [gh, ng, sn] {
         gateway.stop().await?;
@@ -489,8 +525,8 @@ async fn a_follower_killed_mid_stream_ends_with_everything_once() -> Result<()> 
     gh.stop().await
 }
 
-/// A retraction at GH reaches NG and SN by every path; a revision marks the
-/// old indicator superseded everywhere.
+/// A retraction at GH reaches NG and, relayed by NG, SN; a revision marks the
+/// old indicator superseded at both. (The triangle test covers two paths.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retractions_and_revisions_reach_every_holder() -> Result<()> {
     let federation = Federation::new()?;
@@ -499,9 +535,9 @@ async fn retractions_and_revisions_reach_every_holder() -> Result<()> {
     };
     let gh_endpoint = ghana.fix_listen_port()?;
     let ng_endpoint = nigeria.fix_listen_port()?;
+    // A chain: what reaches SN is relayed by NG, retraction and revision included.
     nigeria.follow(ghana, &gh_endpoint)?;
     senegal.follow(nigeria, &ng_endpoint)?;
-    senegal.follow(ghana, &gh_endpoint)?;
     let gh = ghana.start(&[]).await?;
     let ng = nigeria.start(&[]).await?;
     let sn = senegal.start(&[]).await?;
@@ -624,4 +660,65 @@ async fn a_follower_refuses_a_gateway_that_is_not_its_peer() -> Result<()> {
     assert!(error.contains("peer status is for member NG"), "{error}");
     ng.stop().await?;
     sn.stop().await
+}
+
+/// An id already held here by a different indicator is not taken over: the
+/// indicator that arrives later under it is refused and logged, not counted as
+/// the same one by another path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_id_held_by_another_indicator_is_refused_not_replaced() -> Result<()> {
+    let federation = Federation::new()?;
+    let [ghana, nigeria] = &members(&federation, &["GH", "NG"])?[..] else {
+        bail!("two members")
+    };
+    let gh_endpoint = ghana.fix_listen_port()?;
+    nigeria.follow(ghana, &gh_endpoint)?;
+    let taken = "0196f1a2-0000-7000-8000-0000000007a7";
+    // NG already holds an indicator of another member under that id.
+    let store = cordon_storage::Store::connect(&nigeria.sqlite_url()).await?;
+    let mut squatter = vessel(Tlp::Green, "held first".into());
+    squatter.id = taken.into();
+    squatter.originator = "SN".into();
+    store
+        .publish(vec![cordon_storage::NewIndicator {
+            id: taken.into(),
+            originator: "SN".into(),
+            kind: "vessel".into(),
+            created_micros: 1_790_000_000_000_000,
+            supersedes: None,
+            via: Some("SN".into()),
+            payload: squatter.encode_to_vec(),
+        }])
+        .await?;
+    store.close().await;
+
+    let gh = ghana.start(&[]).await?;
+    let ng = nigeria.start(&[]).await?;
+    let mut genuine = vessel(Tlp::Green, "GH's own".into());
+    genuine.id = taken.into();
+    publish(
+        &gh.endpoint,
+        &federation.identity("GH/customs")?,
+        vec![genuine],
+    )
+    .await?;
+    let status = caught_up(nigeria, &ng.endpoint, &[("GH", 1)]).await?;
+    assert_eq!(number(&status["GH"]["refused"]), 1, "{status:?}");
+    assert_eq!(number(&status["GH"]["duplicates"]), 0, "{status:?}");
+    assert_eq!(number(&status["GH"]["stored"]), 0, "{status:?}");
+    let held = get(&ng.endpoint, &federation.identity("NG/customs")?, taken)
+        .await?
+        .indicator
+        .context("indicator")?;
+    assert_eq!(held.narrative, "held first");
+    let log = ng.log_text();
+    assert!(
+        log.lines()
+            .any(|line| line.contains("refused an item from a peer")
+                && line.contains(taken)
+                && line.contains("already holds this id")),
+        "{log}"
+    );
+    ng.stop().await?;
+    gh.stop().await
 }

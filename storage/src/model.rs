@@ -43,9 +43,13 @@ pub enum Received {
 pub struct ReceiveOutcome {
     /// Published items stored, with the sequence of their `published` event.
     pub stored: Vec<(String, u64)>,
-    /// Ids of published items not stored because the id was already stored (before the call or
-    /// earlier in it).
+    /// Ids of published items not stored because the same indicator (same originator, same
+    /// payload) was already stored, before the call or earlier in it.
     pub duplicates: Vec<String>,
+    /// Ids of published items not stored because a *different* indicator holds the id (another
+    /// originator, or other content): the first one stored keeps it; the caller should refuse
+    /// and report these.
+    pub conflicts: Vec<String>,
     /// Ids of indicators retracted, with the sequence of their `retracted` event.
     pub retracted: Vec<(String, u64)>,
     /// Ids of retractions not applied: no such indicator of that originator, or already

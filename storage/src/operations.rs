@@ -156,8 +156,9 @@ fn mark_superseded_sql(rows: usize) -> String {
 }
 
 fn select_known_indicators_sql(count: usize) -> String {
-    let mut sql =
-        String::from("SELECT id, originator, kind, retracted FROM indicators WHERE id IN ");
+    let mut sql = String::from(
+        "SELECT id, originator, kind, retracted, payload FROM indicators WHERE id IN ",
+    );
     push_rows(&mut sql, 1, 1, count, None);
     sql
 }
@@ -336,6 +337,8 @@ struct KnownIndicator {
     originator: String,
     kind: String,
     retracted: bool,
+    /// The stored payload: another copy under the same id is a duplicate only if identical.
+    payload: Vec<u8>,
 }
 
 /// A `retracted` event that a receive appends.
@@ -411,8 +414,14 @@ fn plan_receive(
     for item in items {
         match item {
             Received::Published(indicator) => {
-                if known.contains_key(&indicator.id) {
-                    plan.outcome.duplicates.push(indicator.id.clone());
+                if let Some(held) = known.get(&indicator.id) {
+                    // The same indicator by another path, or a different one under its id.
+                    if held.originator == indicator.originator && held.payload == indicator.payload
+                    {
+                        plan.outcome.duplicates.push(indicator.id.clone());
+                    } else {
+                        plan.outcome.conflicts.push(indicator.id.clone());
+                    }
                     continue;
                 }
                 let (sequence, stored_sequence) = plan.next_sequence()?;
@@ -422,6 +431,7 @@ fn plan_receive(
                         originator: indicator.originator.clone(),
                         kind: indicator.kind.clone(),
                         retracted: false,
+                        payload: indicator.payload.clone(),
                     },
                 );
                 plan.published.push((sequence, indicator));
@@ -595,15 +605,16 @@ macro_rules! feed_operations {
                     for id in chunk {
                         query = query.bind(*id);
                     }
-                    let rows: Vec<(String, String, String, bool)> = query
+                    let rows: Vec<(String, String, String, bool, Vec<u8>)> = query
                         .fetch_all(&mut *connection)
                         .await
                         .map_err(failed("read indicators to receive"))?;
-                    for (id, originator, kind, retracted) in rows {
+                    for (id, originator, kind, retracted, payload) in rows {
                         let state = KnownIndicator {
                             originator,
                             kind,
                             retracted,
+                            payload,
                         };
                         known.insert(id, state);
                     }
@@ -1128,6 +1139,7 @@ mod tests {
             originator: originator.to_owned(),
             kind: "url".to_owned(),
             retracted,
+            payload: Vec::new(),
         }
     }
 
@@ -1168,6 +1180,7 @@ mod tests {
                     ("itself".to_owned(), 16),
                 ],
                 duplicates: strings(&["new"]),
+                conflicts: Vec::new(),
                 retracted: vec![("new".to_owned(), 17), ("kept".to_owned(), 18)],
                 ignored_retractions: strings(&["new", "kept", "gone"]),
             }
@@ -1214,6 +1227,35 @@ mod tests {
     }
 
     #[test]
+    fn a_different_indicator_under_a_held_id_is_a_conflict_not_a_duplicate() {
+        let with = |id: &str, originator: &str, payload: &[u8]| {
+            Received::Published(NewIndicator {
+                id: id.to_owned(),
+                originator: originator.to_owned(),
+                kind: "ip".to_owned(),
+                created_micros: 1,
+                payload: payload.to_vec(),
+                supersedes: None,
+                via: Some("peer".to_owned()),
+            })
+        };
+        let mut held = stored("A", false);
+        held.payload = b"original".to_vec();
+        let known = HashMap::from([("x".to_owned(), held)]);
+        let items = [
+            with("x", "A", b"original"),
+            with("x", "B", b"original"),
+            with("x", "A", b"altered"),
+            with("y", "A", b"first"),
+            with("y", "A", b"second"),
+        ];
+        let plan = plan_receive(&items, known, 0).expect("plan");
+        assert_eq!(plan.outcome.duplicates, strings(&["x"]));
+        assert_eq!(plan.outcome.conflicts, strings(&["x", "x", "y"]));
+        assert_eq!(plan.outcome.stored, vec![("y".to_owned(), 1)]);
+    }
+
+    #[test]
     fn receive_plan_of_nothing_keeps_the_head() {
         let plan = plan_receive(&[], HashMap::new(), 7).expect("plan");
         assert_eq!(plan.head, 7);
@@ -1221,7 +1263,7 @@ mod tests {
         let duplicates = [published("a", "A", None)];
         let plan = plan_receive(
             &duplicates,
-            HashMap::from([("a".to_owned(), stored("B", false))]),
+            HashMap::from([("a".to_owned(), stored("A", false))]),
             7,
         )
         .expect("plan");

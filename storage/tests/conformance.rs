@@ -878,6 +878,7 @@ fn outcome(
     ReceiveOutcome {
         stored: pairs(stored),
         duplicates: ids(duplicates),
+        conflicts: Vec::new(),
         retracted: pairs(retracted),
         ignored_retractions: ids(ignored_retractions),
     }
@@ -1053,7 +1054,8 @@ async fn receive_skips_duplicates_without_events(fixture: &Fixture) {
     let local = indicator("local", "ip");
     store.publish(vec![local.clone()]).await.expect("publish");
 
-    // Within the call and with a stored indicator, whatever the duplicate's originator or kind.
+    // Within the call and with a stored indicator. The same indicator again is a duplicate;
+    // another originator's (or other content) under a held id is a conflict; neither is stored.
     let clash = Received::Published(NewIndicator {
         originator: OTHER_ORIGINATOR.to_owned(),
         payload: b"another payload".to_vec(),
@@ -1067,7 +1069,10 @@ async fn receive_skips_duplicates_without_events(fixture: &Fixture) {
     ];
     assert_eq!(
         receive(&store, 1, items).await,
-        outcome(&[("x", 2), ("y", 3)], &["local", "x"], &[], &[])
+        ReceiveOutcome {
+            conflicts: vec!["local".to_owned()],
+            ..outcome(&[("x", 2), ("y", 3)], &["x"], &[], &[])
+        }
     );
     let local_stored = stored_indicator(&store, "local").await;
     assert_eq!(
