@@ -379,6 +379,9 @@ async fn peers(connection: &Connection, json: bool) -> Result<()> {
 async fn serve(config_path: &Path) -> Result<()> {
     let environment: HashMap<String, String> = std::env::vars().collect();
     let config = GatewayConfig::load(config_path, &environment)?;
+    // Registered before the address is announced: a SIGTERM sent as soon as a script or test
+    // reads it must shut the gateway down cleanly, not kill it with the default action.
+    let shutdown = shutdown_signal().context("registering signal handlers")?;
     let gateway = crate::server::start(&config, Vec::new()).await?;
     // Tests and scripts read the bound addresses (the config may say port 0).
     let mut first_line =
@@ -388,29 +391,31 @@ async fn serve(config_path: &Path) -> Result<()> {
     }
     println!("{first_line}");
     std::io::stdout().flush()?;
-    gateway.run_until(shutdown_signal()).await
+    gateway.run_until(shutdown).await
 }
 
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut terminate =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(signal) => signal,
-                Err(_) => {
-                    let _ = interrupt.await;
-                    return;
-                }
-            };
+/// Resolves on SIGINT or SIGTERM; the handlers are installed when this is called.
+#[cfg(unix)]
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
         tokio::select! {
-            _ = interrupt => {}
+            _ = interrupt.recv() => {}
             _ = terminate.recv() => {}
         }
-    }
-    #[cfg(not(unix))]
-    let _ = interrupt.await;
-    tracing::info!("shutting down");
+        tracing::info!("shutting down");
+    })
+}
+
+/// Resolves on Ctrl-C.
+#[cfg(not(unix))]
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down");
+    })
 }
 
 /// Reads indicators, one JSON object per non-empty line; a parse error names the line.

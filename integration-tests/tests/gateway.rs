@@ -786,3 +786,15 @@ async fn sigkill_during_concurrent_publishing_loses_no_acknowledged_indicator() 
     assert!(acknowledged.len() >= 400);
     restarted.stop().await
 }
+
+/// SIGTERM sent the moment the gateway announces its address shuts it down
+/// cleanly: the handlers are installed before the announcement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_stopped_as_soon_as_it_listens_exits_cleanly() -> Result<()> {
+    let federation = Federation::new()?;
+    let member = federation.member("GH")?;
+    for _ in 0..5 {
+        member.start(&[]).await?.stop().await?;
+    }
+    Ok(())
+}
