@@ -22,14 +22,12 @@
 //! On any error the follower reconnects with exponential backoff and jitter.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result, anyhow};
 use cordon_indicator::Limits;
 use cordon_proto::v1::indicator_service_client::IndicatorServiceClient;
-use cordon_proto::v1::{
-    Event, Indicator, PeerStatus, Published, Retracted, SubscribeRequest, event,
-};
+use cordon_proto::v1::{Event, PeerStatus, Published, Retracted, SubscribeRequest, event};
 use cordon_storage::{NewIndicator, Received, Store};
 use futures::{FutureExt, StreamExt};
 use prost::Message;
@@ -39,6 +37,7 @@ use tokio::task::JoinHandle;
 use crate::config::PeerConfig;
 use crate::metrics::{Metrics, StorageOperation};
 use crate::peer_tls::{self, TlsFiles};
+use crate::service::{micros_of, timestamp_of};
 use crate::signing::FederationKeys;
 
 /// Events stored per transaction at most: what arrived together, up to this.
@@ -124,22 +123,14 @@ impl PeerTracker {
             peer_head: state.peer_head,
             lag: state.peer_head.saturating_sub(state.cursor),
             last_error: state.last_error,
-            last_error_at: state.last_error_at.map(timestamp),
-            connected_since: state.connected_since.map(timestamp),
+            last_error_at: state.last_error_at.map(timestamp_of),
+            connected_since: state.connected_since.map(timestamp_of),
             stored: state.stored,
             duplicates: state.duplicates,
             refused: state.refused,
             retractions: state.retractions,
             reconnects: state.reconnects,
         }
-    }
-}
-
-fn timestamp(at: SystemTime) -> pbjson_types::Timestamp {
-    let elapsed = at.duration_since(UNIX_EPOCH).unwrap_or_default();
-    pbjson_types::Timestamp {
-        seconds: elapsed.as_secs() as i64,
-        nanos: elapsed.subsec_nanos() as i32,
     }
 }
 
@@ -516,7 +507,7 @@ impl Follower {
             created_micros: micros_of(created),
             supersedes: (!indicator.supersedes.is_empty()).then(|| indicator.supersedes.clone()),
             via: Some(self.peer().to_string()),
-            payload: encode(&indicator),
+            payload: indicator.encode_to_vec(),
         }))
     }
 
@@ -571,23 +562,8 @@ struct Refusal {
     reason: String,
 }
 
-fn encode(indicator: &Indicator) -> Vec<u8> {
-    indicator.encode_to_vec()
-}
-
-/// Microseconds since the epoch, saturating: a timestamp from the network never overflows.
-fn micros_of(timestamp: &pbjson_types::Timestamp) -> i64 {
-    timestamp
-        .seconds
-        .saturating_mul(1_000_000)
-        .saturating_add(i64::from(timestamp.nanos / 1000))
-}
-
 fn now_micros() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_micros() as i64)
-        .unwrap_or_default()
+    micros_of(&timestamp_of(SystemTime::now()))
 }
 
 /// The delay before reconnection attempt `attempt` (0 first): exponential from

@@ -118,9 +118,11 @@ pub fn caller<T>(request: &Request<T>, federation: &str) -> Result<Identity, Sta
 }
 
 fn now_timestamp() -> pbjson_types::Timestamp {
-    let elapsed = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
+    timestamp_of(SystemTime::now())
+}
+
+pub(crate) fn timestamp_of(at: SystemTime) -> pbjson_types::Timestamp {
+    let elapsed = at.duration_since(UNIX_EPOCH).unwrap_or_default();
     pbjson_types::Timestamp {
         seconds: elapsed.as_secs() as i64,
         nanos: elapsed.subsec_nanos() as i32,
@@ -134,8 +136,12 @@ fn timestamp_from_micros(micros: i64) -> pbjson_types::Timestamp {
     }
 }
 
-fn micros_of(timestamp: &pbjson_types::Timestamp) -> i64 {
-    timestamp.seconds * 1_000_000 + i64::from(timestamp.nanos / 1000)
+/// Microseconds since the epoch, saturating: a timestamp from the network never overflows.
+pub(crate) fn micros_of(timestamp: &pbjson_types::Timestamp) -> i64 {
+    timestamp
+        .seconds
+        .saturating_mul(1_000_000)
+        .saturating_add(i64::from(timestamp.nanos / 1000))
 }
 
 /// RFC 3339 `now` for `input.context.now`.
@@ -147,10 +153,10 @@ pub fn now_rfc3339() -> String {
 
 /// The channel of a release: `federation` when it crosses a federation hop (a
 /// partner gateway receives it, or it came from another member), else `subscribe`.
-pub fn channel_for(indicator: &Indicator, recipient: &Identity, own_member: &str) -> Channel {
+pub fn channel_for(originator: &str, recipient: &Identity, own_member: &str) -> Channel {
     match recipient {
         Identity::Member { .. } => Channel::Federation,
-        Identity::Agency { .. } if indicator.originator != own_member => Channel::Federation,
+        Identity::Agency { .. } if originator != own_member => Channel::Federation,
         Identity::Agency { .. } => Channel::Subscribe,
     }
 }
@@ -357,7 +363,7 @@ impl GatewayState {
             for (stored, item) in work {
                 let body = match (stored.body, item) {
                     (EventBody::Published { .. }, PageItem::Published(indicator)) => {
-                        let channel = channel_for(&indicator, &recipient, &member);
+                        let channel = channel_for(&indicator.originator, &recipient, &member);
                         let release = releaser.release(&indicator, &recipient, channel, &now);
                         releaser.record(&release.record);
                         records.push(release.record.clone());
@@ -391,13 +397,7 @@ impl GatewayState {
                             recipient: recipient.to_string(),
                             indicator_id: indicator_id.clone(),
                             // The channel of the release it follows.
-                            channel: if matches!(recipient, Identity::Member { .. })
-                                || originator != member
-                            {
-                                Channel::Federation
-                            } else {
-                                Channel::Subscribe
-                            },
+                            channel: channel_for(&originator, &recipient, &member),
                             policy_revision: revision.clone(),
                             allow: true,
                             redact: Vec::new(),
@@ -604,7 +604,7 @@ impl IndicatorService for IndicatorApi {
             let release = releaser.release(
                 &indicator,
                 &for_recipient,
-                channel_for(&indicator, &for_recipient, releaser.member()),
+                channel_for(&indicator.originator, &for_recipient, releaser.member()),
                 &now_rfc3339(),
             );
             releaser.record(&release.record);
