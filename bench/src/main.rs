@@ -352,6 +352,7 @@ impl Bench {
                 client
                     .publish(cordon_proto::v1::PublishRequest {
                         indicators: vec![scenario::bench_indicator(std::time::Instant::now())],
+                        ..Default::default()
                     })
                     .await?;
                 for stream in &mut open {

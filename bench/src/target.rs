@@ -58,7 +58,10 @@ impl Publisher {
         match self {
             Publisher::Grpc(client) => {
                 client
-                    .publish(PublishRequest { indicators: batch })
+                    .publish(PublishRequest {
+                        indicators: batch,
+                        ..Default::default()
+                    })
                     .await
                     .context("publish")?;
             }

@@ -58,6 +58,9 @@ pub enum Command {
         /// A file of indicators, or `-` for standard input.
         #[arg(long)]
         file: String,
+        /// Publish them source-protected into this circle (MLS), only to its members.
+        #[arg(long)]
+        circle: Option<String>,
     },
     /// Print the events a gateway releases to this identity, one JSON object per line.
     Subscribe {
@@ -105,6 +108,11 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Circles (MLS groups) of source-protected intelligence, as the gateway's own identity.
+    Circle {
+        #[command(subcommand)]
+        command: CircleCommand,
+    },
     /// Stored release decisions of a gateway (its own identity or agencies).
     Decisions(crate::policy_cli::DecisionsArgs),
     /// Start a gateway with two recipients on a temporary directory and show
@@ -151,7 +159,7 @@ pub struct InitArgs {
     listen: String,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct Connection {
     /// The gateway, for example https://127.0.0.1:7443.
     #[arg(long)]
@@ -193,7 +201,12 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Init(args) => init(args),
         Command::Serve { config } => serve(&config).await,
-        Command::Publish { connection, file } => publish(&connection, &file).await,
+        Command::Publish {
+            connection,
+            file,
+            circle,
+        } => publish(&connection, &file, circle.unwrap_or_default()).await,
+        Command::Circle { command } => circle(command).await,
         Command::Subscribe {
             connection,
             after,
@@ -333,6 +346,115 @@ fn init(args: InitArgs) -> Result<()> {
     Ok(())
 }
 
+/// `cordon circle …`: administration of circles at this member's gateway.
+#[derive(Debug, clap::Subcommand)]
+pub enum CircleCommand {
+    /// Create a circle with this gateway as its hub.
+    Create {
+        #[command(flatten)]
+        connection: Connection,
+        name: String,
+    },
+    /// Add a member gateway (the hub fetches and checks its KeyPackage).
+    Add {
+        #[command(flatten)]
+        connection: Connection,
+        name: String,
+        member: String,
+    },
+    /// Remove a member gateway; it can read nothing sent after the removal.
+    Remove {
+        #[command(flatten)]
+        connection: Connection,
+        name: String,
+        member: String,
+    },
+    /// The circles this gateway hubs or belongs to.
+    List {
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// One circle's members, epoch and log position.
+    Members {
+        #[command(flatten)]
+        connection: Connection,
+        name: String,
+    },
+    /// Rotate this gateway's own keys in a circle (an MLS self-update commit).
+    Rotate {
+        #[command(flatten)]
+        connection: Connection,
+        name: String,
+    },
+}
+
+async fn circle(command: CircleCommand) -> Result<()> {
+    use cordon_proto::v1::circle_service_client::CircleServiceClient;
+    let connection = match &command {
+        CircleCommand::Create { connection, .. }
+        | CircleCommand::Add { connection, .. }
+        | CircleCommand::Remove { connection, .. }
+        | CircleCommand::List { connection }
+        | CircleCommand::Members { connection, .. }
+        | CircleCommand::Rotate { connection, .. } => connection.clone(),
+    };
+    let mut client = CircleServiceClient::new(
+        crate::client::channel(&connection.endpoint, &connection.identity).await?,
+    );
+    let output = match command {
+        CircleCommand::Create { name, .. } => serde_json::to_string(
+            &client
+                .create(cordon_proto::v1::CreateCircleRequest { name })
+                .await
+                .map_err(status_error)?
+                .into_inner(),
+        )?,
+        CircleCommand::Add { name, member, .. } => serde_json::to_string(
+            &client
+                .add(cordon_proto::v1::AddMemberRequest {
+                    circle: name,
+                    member,
+                })
+                .await
+                .map_err(status_error)?
+                .into_inner(),
+        )?,
+        CircleCommand::Remove { name, member, .. } => serde_json::to_string(
+            &client
+                .remove(cordon_proto::v1::RemoveMemberRequest {
+                    circle: name,
+                    member,
+                })
+                .await
+                .map_err(status_error)?
+                .into_inner(),
+        )?,
+        CircleCommand::List { .. } => serde_json::to_string(
+            &client
+                .list(cordon_proto::v1::ListCirclesRequest {})
+                .await
+                .map_err(status_error)?
+                .into_inner(),
+        )?,
+        CircleCommand::Members { name, .. } => serde_json::to_string(
+            &client
+                .members(cordon_proto::v1::MembersRequest { circle: name })
+                .await
+                .map_err(status_error)?
+                .into_inner(),
+        )?,
+        CircleCommand::Rotate { name, .. } => serde_json::to_string(
+            &client
+                .rotate(cordon_proto::v1::RotateRequest { circle: name })
+                .await
+                .map_err(status_error)?
+                .into_inner(),
+        )?,
+    };
+    println!("{output}");
+    Ok(())
+}
+
 async fn peers(connection: &Connection, json: bool) -> Result<()> {
     use cordon_proto::v1::federation_service_client::FederationServiceClient;
     let mut client = FederationServiceClient::new(
@@ -439,7 +561,7 @@ pub fn read_indicators(reader: impl BufRead, source: &str) -> Result<(Vec<Indica
     Ok((indicators, line_numbers))
 }
 
-async fn publish(connection: &Connection, file: &str) -> Result<()> {
+async fn publish(connection: &Connection, file: &str, circle: String) -> Result<()> {
     let (indicators, line_numbers) = if file == "-" {
         read_indicators(std::io::stdin().lock(), "standard input")?
     } else {
@@ -457,6 +579,7 @@ async fn publish(connection: &Connection, file: &str) -> Result<()> {
         let response = match client
             .publish(PublishRequest {
                 indicators: chunk.to_vec(),
+                circle: circle.clone(),
             })
             .await
         {

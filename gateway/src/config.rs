@@ -81,6 +81,14 @@ pub struct PeerFile {
     pub id: String,
     /// For example `https://127.0.0.1:7443`.
     pub endpoint: String,
+    /// Whether to follow the peer's feed (default true). `false` records only its endpoint,
+    /// for circles: a hub reaches its members' gateways, and members their hub's, through it.
+    #[serde(default = "default_follow")]
+    pub follow: bool,
+}
+
+fn default_follow() -> bool {
+    true
 }
 
 /// A partner gateway this gateway follows, validated.
@@ -93,6 +101,8 @@ pub struct PeerConfig {
     pub authority: String,
     /// The host, the name the peer's certificate must carry.
     pub host: String,
+    /// Whether its feed is followed (`[[peers]] follow`).
+    pub follow: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -324,6 +334,7 @@ fn peers(
             endpoint: peer.endpoint.clone(),
             authority,
             host,
+            follow: peer.follow,
         });
     }
     Ok(validated)
@@ -456,6 +467,7 @@ mod tests {
                 endpoint: "https://127.0.0.1:7444".into(),
                 authority: "127.0.0.1:7444".into(),
                 host: "127.0.0.1".into(),
+                follow: true,
             }]
         );
         let member = |id: &str, key: &str| {

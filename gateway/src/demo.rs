@@ -293,6 +293,7 @@ async fn run_in(base: &Path) -> Result<DemoReport> {
                     endpoint: endpoint.clone(),
                     host: "127.0.0.1".into(),
                     authority,
+                    follow: true,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -409,6 +410,7 @@ async fn publish(
     let accepted = client
         .publish(PublishRequest {
             indicators: indicators.clone(),
+            ..Default::default()
         })
         .await
         .map_err(crate::cli::status_error)?

@@ -185,7 +185,7 @@ pub fn start(
 ) -> (Arc<Federation>, Vec<JoinHandle<()>>) {
     let mut federation = Federation::default();
     let mut tasks = Vec::new();
-    for peer in peers {
+    for peer in peers.iter().filter(|peer| peer.follow) {
         let tracker = Arc::new(PeerTracker::new(peer.clone()));
         federation.trackers.push(tracker.clone());
         let follower = Follower {

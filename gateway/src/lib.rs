@@ -4,6 +4,7 @@
 //! Only this crate knows `tonic::Status` and turns certificates into identities.
 
 pub mod ca;
+pub mod circle;
 pub mod cli;
 pub mod client;
 pub mod config;

@@ -183,6 +183,16 @@ impl Releaser {
         now: &str,
     ) -> Release {
         let started = Instant::now();
+        // A source-protected indicator held here (published in or received through a
+        // circle) goes to this member's own agencies only if the policy allows it inside
+        // the circle; the hard floor keeps it from everyone else.
+        let channel = if indicator.protection == Protection::SourceProtected as i32
+            && recipient.is_agency_of(&self.member)
+        {
+            Channel::Circle
+        } else {
+            channel
+        };
         // One clone of the active policy per decision: a reload in the middle
         // of it cannot mix two revisions.
         let policy = self.policy();
@@ -274,8 +284,17 @@ impl Releaser {
         recipient: &Identity,
         channel: Channel,
     ) -> Option<String> {
-        if indicator.protection == Protection::SourceProtected as i32 && channel != Channel::Circle
+        let protected = indicator.protection == Protection::SourceProtected as i32;
+        if protected
+            && matches!(recipient, Identity::Agency { .. })
+            && !recipient.is_agency_of(&self.member)
         {
+            return Some(
+                "hard floor: a source-protected indicator never reaches another member's agencies"
+                    .into(),
+            );
+        }
+        if protected && channel != Channel::Circle {
             return Some(
                 "hard floor: a source-protected indicator leaves its origin only inside a circle"
                     .into(),
@@ -607,11 +626,16 @@ mod tests {
         let mut no_reshare = indicator("NG", Tlp::Green);
         no_reshare.no_reshare = true;
         check(allow_all, no_reshare, "CI", false, false);
-        // Source-protected never leaves on Subscribe, even to own agencies.
+        // Source-protected never reaches a partner gateway or another member's agency
+        // outside a circle; own agencies get it if the policy allows it in the circle.
         let mut protected = indicator("GH", Tlp::Clear);
         protected.protection = Protection::SourceProtected as i32;
-        let release = check(allow_all, protected, "GH/customs", false, false);
+        let release = check(allow_all, protected.clone(), "NG", false, false);
         assert!(release.record.reasons[0].starts_with("hard floor"));
+        let release = check(allow_all, protected.clone(), "NG/customs", false, false);
+        assert!(release.record.reasons[0].starts_with("hard floor"));
+        let release = check(allow_all, protected, "GH/customs", true, false);
+        assert_eq!(release.record.channel, Channel::Circle);
     }
 
     #[test]

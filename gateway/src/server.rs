@@ -97,6 +97,7 @@ impl RunningGateway {
         for follower in std::mem::take(&mut self.followers) {
             let _ = follower.await;
         }
+        self.state.circles.stopped().await;
         // The server's handlers held the last decision log senders; once they
         // are gone the writer drains what is queued and ends.
         let RunningGateway {
@@ -173,7 +174,33 @@ pub async fn start(
     } else {
         None
     };
+    let circles = crate::circle::Circles::start(
+        crate::circle::CircleContext {
+            member: config.member.clone(),
+            federation: config.federation.clone(),
+            store: store.clone(),
+            pinned: crate::circle::mls::PinnedKeys {
+                own_member: config.member.clone(),
+                own_key: signing_key.public_key().to_vec(),
+                keys: Arc::new(config.federation_keys.clone()),
+            },
+            signing_key: signing_key.clone(),
+            peers: config.peers.clone(),
+            tls: TlsFiles {
+                cert: config.tls_cert.clone(),
+                key: config.tls_key.clone(),
+                ca: config.tls_ca.clone(),
+            },
+            releaser: releaser.clone(),
+            decision_log: decision_log.clone(),
+            limits: Limits::default(),
+        },
+        stopping_signal.clone(),
+    )
+    .await
+    .context("loading circles")?;
     let state = Arc::new(GatewayState {
+        circles: circles.clone(),
         member: config.member.clone(),
         federation: config.federation.clone(),
         store: store.clone(),
@@ -232,6 +259,7 @@ pub async fn start(
     let (shutdown, shutdown_signal) = oneshot::channel::<()>();
     let task = tokio::spawn(serve(
         state.clone(),
+        crate::circle::api::CircleApi { circles },
         policy_api,
         federation_api,
         tls,
@@ -259,6 +287,7 @@ pub async fn start(
 
 async fn serve(
     state: Arc<GatewayState>,
+    circle_api: crate::circle::api::CircleApi,
     policy_api: PolicyApi,
     federation_api: FederationApi,
     tls: ServerTlsConfig,
@@ -293,6 +322,11 @@ async fn serve(
         .add_service(indicators)
         .add_service(PolicyServiceServer::new(policy_api))
         .add_service(FederationServiceServer::new(federation_api))
+        .add_service(
+            cordon_proto::v1::circle_service_server::CircleServiceServer::new(circle_api)
+                .max_decoding_message_size(max_message * 2)
+                .max_encoding_message_size(max_message * 2),
+        )
         .serve_with_incoming_shutdown(incoming(listener), shutdown)
         .await
         .context("serving gRPC")

@@ -46,6 +46,8 @@ pub struct GatewayState {
     pub open_subscriptions: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
     /// Aggregate counters for the admin listener (the releaser records into the same).
     pub metrics: Arc<Metrics>,
+    /// The MLS circles this gateway hubs or belongs to.
+    pub circles: Arc<crate::circle::Circles>,
 }
 
 /// Open subscriptions one identity may hold at once: enough for a gateway's
@@ -258,6 +260,43 @@ impl GatewayState {
             })
             .collect();
         Ok(PublishResponse { accepted })
+    }
+
+    /// Source-protected indicators into a circle (see [`crate::circle::Circles::publish`]).
+    async fn publish_to_circle(
+        &self,
+        caller: &Identity,
+        circle: &str,
+        mut indicators: Vec<Indicator>,
+    ) -> Result<PublishResponse, Status> {
+        self.require_own_agency(caller, "publishing")?;
+        for indicator in &mut indicators {
+            indicator.protection = cordon_proto::v1::Protection::SourceProtected as i32;
+        }
+        let warnings = cordon_indicator::validate_batch(&indicators, &self.limits)
+            .map_err(|errors| invalid_batch(&errors))?;
+        if indicators
+            .iter()
+            .any(|indicator| !indicator.supersedes.is_empty())
+        {
+            return Err(invalid_field(
+                "indicators[].supersedes",
+                "revisions are not sent into circles",
+            ));
+        }
+        let response = self
+            .circles
+            .publish(
+                caller,
+                circle,
+                indicators,
+                &now_rfc3339(),
+                now_timestamp(),
+                warnings,
+            )
+            .await?;
+        self.metrics.published(response.accepted.len() as u64);
+        Ok(response)
     }
 
     async fn retract(
@@ -493,10 +532,14 @@ impl IndicatorService for IndicatorApi {
         request: Request<PublishRequest>,
     ) -> Result<Response<PublishResponse>, Status> {
         let caller = caller(&request, &self.state.federation)?;
-        let response = self
-            .state
-            .publish(&caller, request.into_inner().indicators)
-            .await?;
+        let request = request.into_inner();
+        let response = if request.circle.is_empty() {
+            self.state.publish(&caller, request.indicators).await?
+        } else {
+            self.state
+                .publish_to_circle(&caller, &request.circle, request.indicators)
+                .await?
+        };
         Ok(Response::new(response))
     }
 

@@ -108,6 +108,20 @@ impl SigningKey {
     }
 }
 
+/// The same Ed25519 key signs this gateway's MLS messages in circles, so that the key a
+/// partner pinned under `[[members]]` is the one its MLS credential must carry. MLS signs
+/// with its own labels (`SignWithLabel`, RFC 9420 5.1.2) and indicators with their own
+/// context string, so a signature of one kind never verifies as the other.
+impl openmls_traits::signatures::Signer for SigningKey {
+    fn sign(&self, payload: &[u8]) -> Result<Vec<u8>, openmls_traits::signatures::SignerError> {
+        Ok(self.key_pair.sign(payload).as_ref().to_vec())
+    }
+
+    fn signature_scheme(&self) -> openmls_traits::types::SignatureScheme {
+        openmls_traits::types::SignatureScheme::ED25519
+    }
+}
+
 /// Parses an Ed25519 public key written as 64 hex digits (as `cordon init` prints it).
 pub fn parse_public_key(text: &str) -> Result<Vec<u8>, String> {
     let bytes =
@@ -142,6 +156,13 @@ impl FederationKeys {
             .iter()
             .find(|(_, keys)| keys.iter().any(|key| key == public_key))
             .map(|(member, _)| member.as_str())
+    }
+
+    /// Whether `public_key` is one of the keys listed for `member`.
+    pub fn is_key_of(&self, member: &str, public_key: &[u8]) -> bool {
+        self.by_member
+            .get(member)
+            .is_some_and(|keys| keys.iter().any(|key| key == public_key))
     }
 
     pub fn knows(&self, member: &str) -> bool {

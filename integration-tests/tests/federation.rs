@@ -113,7 +113,10 @@ async fn publish(
 ) -> Result<Vec<(String, u64)>> {
     let mut client = indicator_client(endpoint, identity).await?;
     let accepted = client
-        .publish(PublishRequest { indicators })
+        .publish(PublishRequest {
+            indicators,
+            ..Default::default()
+        })
         .await?
         .into_inner()
         .accepted;

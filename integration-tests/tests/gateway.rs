@@ -36,6 +36,7 @@ async fn recipients_receive_exactly_what_the_policy_releases() -> Result<()> {
     let accepted = client
         .publish(PublishRequest {
             indicators: examples.clone(),
+            ..Default::default()
         })
         .await?
         .into_inner()
@@ -232,6 +233,7 @@ async fn a_rejected_batch_names_every_bad_field_and_stores_nothing() -> Result<(
     let status = client
         .publish(PublishRequest {
             indicators: batch.clone(),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -268,6 +270,7 @@ async fn a_rejected_batch_names_every_bad_field_and_stores_nothing() -> Result<(
     let accepted = client
         .publish(PublishRequest {
             indicators: batch[..bad_index].to_vec(),
+            ..Default::default()
         })
         .await?
         .into_inner();
@@ -290,6 +293,7 @@ async fn identities_are_enforced_from_certificates() -> Result<()> {
         let published = client
             .publish(PublishRequest {
                 indicators: example_indicators()?,
+                ..Default::default()
             })
             .await
             .unwrap_err();
@@ -313,6 +317,7 @@ async fn identities_are_enforced_from_certificates() -> Result<()> {
         let status = client
             .publish(PublishRequest {
                 indicators: example_indicators()?,
+                ..Default::default()
             })
             .await
             .unwrap_err();
@@ -325,6 +330,7 @@ async fn identities_are_enforced_from_certificates() -> Result<()> {
     let accepted = publisher
         .publish(PublishRequest {
             indicators: vec![clear_vessel("x".into())],
+            ..Default::default()
         })
         .await?
         .into_inner();
@@ -368,7 +374,10 @@ async fn a_killed_gateway_loses_nothing_acknowledged_and_subscribers_resume() ->
                 .map(|item| clear_vessel(format!("batch {batch} item {item}")))
                 .collect();
             let response = client
-                .publish(PublishRequest { indicators })
+                .publish(PublishRequest {
+                    indicators,
+                    ..Default::default()
+                })
                 .await?
                 .into_inner();
             acknowledged.extend(
@@ -452,7 +461,10 @@ async fn follower_never_skips(
                     .map(|item| clear_vessel(format!("p{index} b{batch} i{item}")))
                     .collect();
                 let response = client
-                    .publish(PublishRequest { indicators })
+                    .publish(PublishRequest {
+                        indicators,
+                        ..Default::default()
+                    })
                     .await?
                     .into_inner();
                 ids.extend(response.accepted.into_iter().map(|item| item.id));
@@ -725,7 +737,13 @@ async fn sigkill_during_concurrent_publishing_loses_no_acknowledged_indicator() 
                 let indicators = (0..10)
                     .map(|item| clear_vessel(format!("p{index} b{batch} i{item}")))
                     .collect();
-                match client.publish(PublishRequest { indicators }).await {
+                match client
+                    .publish(PublishRequest {
+                        indicators,
+                        ..Default::default()
+                    })
+                    .await
+                {
                     Ok(response) => {
                         let ids: Vec<String> = response
                             .into_inner()

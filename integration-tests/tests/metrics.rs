@@ -111,6 +111,7 @@ async fn the_admin_listener_serves_aggregate_metrics_only() -> Result<()> {
         .await?
         .publish(PublishRequest {
             indicators: examples.clone(),
+            ..Default::default()
         })
         .await?
         .into_inner()
@@ -271,6 +272,7 @@ async fn a_followers_counts_and_lag_are_exposed() -> Result<()> {
         .await?
         .publish(PublishRequest {
             indicators: examples.clone(),
+            ..Default::default()
         })
         .await?;
     // What GH releases to NG's gateway (asked as NG, apart from the follower).

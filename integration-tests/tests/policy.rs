@@ -142,6 +142,7 @@ async fn broken_policies_are_rejected_and_a_valid_change_is_picked_up() -> Resul
     let first = publisher
         .publish(PublishRequest {
             indicators: vec![green_with_source.clone()],
+            ..Default::default()
         })
         .await?
         .into_inner();
@@ -166,6 +167,7 @@ async fn broken_policies_are_rejected_and_a_valid_change_is_picked_up() -> Resul
     let second = publisher
         .publish(PublishRequest {
             indicators: vec![green_with_source],
+            ..Default::default()
         })
         .await?
         .into_inner();
@@ -295,7 +297,10 @@ async fn reloads_under_streaming_subscribers_never_mix_revisions() -> Result<()>
     for batch in 0..BATCHES {
         let indicators = (0..BATCH_SIZE).map(|_| template.clone()).collect();
         let accepted = publisher
-            .publish(PublishRequest { indicators })
+            .publish(PublishRequest {
+                indicators,
+                ..Default::default()
+            })
             .await?
             .into_inner();
         // One synchronous decision per batch, so that every active revision
@@ -368,6 +373,7 @@ async fn a_retraction_reaches_exactly_those_who_received_the_indicator() -> Resu
     let accepted = publisher
         .publish(PublishRequest {
             indicators: vec![amber],
+            ..Default::default()
         })
         .await?
         .into_inner();

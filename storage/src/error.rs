@@ -12,6 +12,10 @@ pub enum StorageError {
     NotFound { id: String },
     #[error("indicator {id} is already retracted")]
     AlreadyRetracted { id: String },
+    /// A [`crate::CircleWrite`] appended a log entry at a position of the circle's log that
+    /// holds one already (another commit of the same epoch got there first).
+    #[error("position {position} of the log of circle {circle} is already taken")]
+    LogPositionTaken { circle: String, position: u64 },
     #[error("invalid database url: {0}")]
     InvalidUrl(String),
     /// The database could not be reached or was too busy (connection lost, pool time-out,

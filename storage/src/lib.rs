@@ -35,11 +35,24 @@
 //! reasons are stored as JSON arrays of strings. [`Store::purge_decisions_before`] applies
 //! the retention in short transactions. The decision log does not touch the feed head.
 //!
+//! **Circles.** [`Store::circle_write`] writes everything one MLS operation changes in one
+//! transaction ([`CircleWrite`]): the openmls key-value store (opaque bytes, read back whole
+//! with [`Store::mls_values`]), the circle's row, an entry of the hub's log (whose position is
+//! the primary key, so a second entry at a position refuses the whole write with
+//! [`StorageError::LogPositionTaken`]), KeyPackages, departures, and source-protected
+//! indicators, which enter the feed as [`Store::receive`] stores them (a writer of the feed
+//! like the others, locking the head first) and remember their
+//! [`circle`](StoredIndicator::circle). Deleted MLS secrets should not outlive their deletion
+//! on disk (forward secrecy): SQLite connections run with `secure_delete`, which overwrites
+//! deleted content with zeros, and [`Store::checkpoint`] empties the WAL that still holds
+//! older copies of the pages.
+//!
 //! **SQLite writes** all go through one writer connection (so this process's writers queue
-//! instead of contending for the file's lock): publishes, retractions, decision batches and
-//! purge chunks wait for each other. Decision batches and purge chunks are therefore kept to
+//! instead of contending for the file's lock): publishes, retractions, receives, circle
+//! writes, decision batches and purge chunks wait for each other. Decision batches and purge chunks are therefore kept to
 //! one short transaction each.
 
+mod circles;
 mod decisions;
 mod error;
 mod model;
@@ -53,8 +66,9 @@ pub mod testing;
 pub use decisions::MAX_DECISIONS_PER_QUERY;
 pub use error::StorageError;
 pub use model::{
-    DecisionQuery, DecisionRow, EventBatch, EventBody, NewIndicator, PeerCursor, ReceiveOutcome,
-    Received, StoredEvent, StoredIndicator,
+    CircleLogEntry, CircleRow, CircleWrite, CircleWriteOutcome, DecisionQuery, DecisionRow,
+    EventBatch, EventBody, KeyPackageRow, NewIndicator, PeerCursor, ReceiveOutcome, Received,
+    StoredEvent, StoredIndicator,
 };
 pub use store::{Backend, Store};
 

@@ -1,5 +1,8 @@
 //! The feed's data as storage sees it: indicators to publish or receive from a peer, events and
-//! indicators read back, and the cursors kept on peers' feeds.
+//! indicators read back, and the cursors kept on peers' feeds; and the circles' data: the
+//! openmls key-value store, circles, the hub's logs, departures and KeyPackages.
+
+use std::fmt;
 
 /// An indicator to publish. `payload` is opaque to storage (the gateway's encoding).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,6 +125,9 @@ pub struct StoredIndicator {
     pub via: Option<String>,
     /// The id of the latest indicator of the same originator that revises this one, if any.
     pub superseded_by: Option<String>,
+    /// The circle it was published or received in ([`CircleWrite::indicators`]), `None` for an
+    /// indicator of the feed at large.
+    pub circle: Option<String>,
 }
 
 /// One release decision of the sharing policy, as the decision log stores it.
@@ -157,4 +163,121 @@ pub struct DecisionQuery {
     pub after_decision: Option<(i64, String)>,
     /// At most this many rows, capped at [`crate::MAX_DECISIONS_PER_QUERY`]; 0 returns none.
     pub limit: u32,
+}
+
+/// A circle (an MLS group) this gateway is the hub or a member of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CircleRow {
+    /// The primary key; compared bytewise in [`crate::Store::circles`].
+    pub name: String,
+    /// The MLS group id, opaque to storage.
+    pub group_id: Vec<u8>,
+    /// The member id of the circle's hub gateway.
+    pub hub: String,
+    pub epoch: u64,
+    /// At the hub, the number of entries in the circle's log; at a member, the number of log
+    /// entries it has consumed.
+    pub position: u64,
+    /// `active` or `removed` (the schema refuses anything else).
+    pub status: String,
+    /// Unix time in microseconds.
+    pub created_micros: i64,
+}
+
+/// One entry of a circle's log at the hub.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CircleLogEntry {
+    pub circle: String,
+    /// From 1; `(circle, position)` is the primary key.
+    pub position: u64,
+    pub epoch: u64,
+    /// The member id of the gateway that sent the message.
+    pub sender: String,
+    pub kind: String,
+    /// The MLS message, opaque to storage.
+    pub message: Vec<u8>,
+    /// Unix time in microseconds.
+    pub at_micros: i64,
+}
+
+/// A KeyPackage this gateway published; its private keys are in the openmls key-value store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyPackageRow {
+    /// The KeyPackage's hash reference; the primary key.
+    pub hash_ref: Vec<u8>,
+    /// The encoded KeyPackage, opaque to storage.
+    pub key_package: Vec<u8>,
+    /// A last-resort KeyPackage may be handed out more than once.
+    pub last_resort: bool,
+    /// The member it was last handed out to, with [`CircleWrite::issue_key_package`].
+    pub issued_to: Option<String>,
+    /// Unix time in microseconds when it was last handed out; set with `issued_to`.
+    pub issued_micros: Option<i64>,
+    /// Unix time in microseconds.
+    pub created_micros: i64,
+}
+
+/// Everything one MLS operation changes, written by [`crate::Store::circle_write`] in ONE
+/// transaction (all or nothing).
+///
+/// Its `Debug` shows how many key-value changes it holds, not their bytes, which include group
+/// secrets.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct CircleWrite {
+    /// openmls key-value changes: `Some(value)` upserts, `None` deletes the key. Applied in
+    /// order: of several changes of one key, the last one wins.
+    pub kv: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    /// Upsert of a circle row by name: every column takes the given value.
+    pub circle: Option<CircleRow>,
+    /// Appended to the hub's log. If `(circle, position)` already exists, the whole write fails
+    /// with [`crate::StorageError::LogPositionTaken`] and nothing is written.
+    pub log: Option<CircleLogEntry>,
+    /// Source-protected indicators published or received in a circle, stored into the feed as
+    /// [`crate::Store::receive`] stores published items (a `published` event each, the head
+    /// advanced, the indicators they supersede marked, `via` as given), with
+    /// [`StoredIndicator::circle`] set to [`CircleWrite::indicators_circle`]. An id already
+    /// stored (before the write or earlier in it) is skipped: a duplicate if the same
+    /// originator and payload, otherwise a conflict (see [`CircleWriteOutcome`]).
+    pub indicators: Vec<NewIndicator>,
+    /// The circle the indicators belong to; required when `indicators` is not empty.
+    pub indicators_circle: Option<String>,
+    /// Inserted; a `hash_ref` already stored fails the write.
+    pub key_packages: Vec<KeyPackageRow>,
+    /// `(hash_ref, issued_to, issued_micros)`: set on the stored KeyPackage with that
+    /// `hash_ref` (inserted by an earlier write or by this one); if there is none, the write
+    /// fails.
+    pub issue_key_package: Option<(Vec<u8>, String, i64)>,
+    /// `(circle, member, Some(last_position))` upserts a departure, `(circle, member, None)`
+    /// deletes it. Applied in order: of several changes of one departure, the last one wins.
+    pub departures: Vec<(String, String, Option<u64>)>,
+}
+
+impl fmt::Debug for CircleWrite {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("CircleWrite")
+            .field("kv", &format_args!("{} changes", self.kv.len()))
+            .field("circle", &self.circle)
+            .field("log", &self.log)
+            .field("indicators", &self.indicators)
+            .field("indicators_circle", &self.indicators_circle)
+            .field("key_packages", &self.key_packages)
+            .field("issue_key_package", &self.issue_key_package)
+            .field("departures", &self.departures)
+            .finish()
+    }
+}
+
+/// What [`crate::Store::circle_write`] did with each of [`CircleWrite::indicators`], in their
+/// order. Every indicator is in exactly one of the three lists.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CircleWriteOutcome {
+    /// Indicators stored, with the sequence of their `published` event.
+    pub stored: Vec<(String, u64)>,
+    /// Ids of indicators not stored because the same indicator (same originator, same payload)
+    /// was already stored, before the write or earlier in it.
+    pub duplicates: Vec<String>,
+    /// Ids of indicators not stored because a *different* indicator holds the id (another
+    /// originator, or other content); the caller should refuse and report these.
+    pub conflicts: Vec<String>,
 }

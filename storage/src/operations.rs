@@ -51,7 +51,7 @@ const INSERT_RETRACTION: &str = "INSERT INTO events \
      VALUES ($1, 'retracted', $2, $3, $4, $5, $6, $7)";
 
 const SELECT_INDICATOR: &str = "SELECT id, originator, kind, payload, sequence, retracted, via, \
-     superseded_by FROM indicators WHERE id = $1";
+     superseded_by, circle FROM indicators WHERE id = $1";
 
 /// Moves the cursor only forwards (`CASE` rather than `GREATEST`/`MAX`, which the two backends
 /// spell differently); the time is that of the latest receive whether or not it moved.
@@ -70,7 +70,13 @@ const SELECT_PEER_CURSORS: &str =
 /// Appends `rows` rows of `columns` placeholders each, numbered from `$first`:
 /// `($1, $2), ($3, $4)`. If `literal` is set, it is put as the second value of every row (the
 /// event type of an event row).
-fn push_rows(sql: &mut String, first: usize, rows: usize, columns: usize, literal: Option<&str>) {
+pub(crate) fn push_rows(
+    sql: &mut String,
+    first: usize,
+    rows: usize,
+    columns: usize,
+    literal: Option<&str>,
+) {
     for row in 0..rows {
         if row > 0 {
             sql.push_str(", ");
@@ -117,17 +123,18 @@ fn insert_retracted_events_sql(rows: usize) -> String {
 }
 
 /// Copies indicators from their `published` events on the server, so payloads cross the wire
-/// once. Each row of the `VALUES` list is `(sequence, via)`, `via` being the one column that the
-/// event lacks; `$1..=$2` bound the sequences, so the join reads only that range of events. A
-/// conflicting id is skipped and so missing from the returned ids. (SQLite needs the `WHERE`
-/// for `ON CONFLICT` to parse after a `SELECT`.)
+/// once. Each row of the `VALUES` list is `(sequence, via, circle)`, `via` and `circle` being
+/// the columns that the event lacks; `$1..=$2` bound the sequences, so the join reads only that
+/// range of events. A conflicting id is skipped and so missing from the returned ids. (SQLite
+/// needs the `WHERE` for `ON CONFLICT` to parse after a `SELECT`.)
 fn copy_published_indicators_sql(rows: usize) -> String {
     let mut sql = String::from(
-        "INSERT INTO indicators (id, originator, kind, payload, sequence, via) \
-         SELECT e.indicator_id, e.originator, e.kind, e.payload, e.sequence, v.column2 \
+        "INSERT INTO indicators (id, originator, kind, payload, sequence, via, circle) \
+         SELECT e.indicator_id, e.originator, e.kind, e.payload, e.sequence, v.column2, \
+         v.column3 \
          FROM events AS e JOIN (VALUES ",
     );
-    push_rows(&mut sql, 1, rows, 2, None);
+    push_rows(&mut sql, 1, rows, 3, None);
     // The bounds come last, so that the placeholders run in order (see `placeholders`).
     let _ = write!(
         sql,
@@ -135,8 +142,8 @@ fn copy_published_indicators_sql(rows: usize) -> String {
          WHERE e.sequence >= ${} AND e.sequence <= ${} \
          ON CONFLICT (id) DO NOTHING \
          RETURNING id",
-        rows * 2 + 1,
-        rows * 2 + 2
+        rows * 3 + 1,
+        rows * 3 + 2
     );
     sql
 }
@@ -212,7 +219,7 @@ fn sequence_to_database(sequence: u64) -> i64 {
     i64::try_from(sequence).unwrap_or(i64::MAX)
 }
 
-fn sequence_from_database(value: i64, column: &str) -> Result<u64, StorageError> {
+pub(crate) fn sequence_from_database(value: i64, column: &str) -> Result<u64, StorageError> {
     u64::try_from(value)
         .map_err(|_| StorageError::corrupt(format!("negative {column} {value} in the database")))
 }
@@ -367,17 +374,21 @@ struct ReceivePlan<'a> {
     head: i64,
 }
 
+/// Adds the ids whose stored state storing `indicator` depends on: its own and the one it
+/// supersedes.
+fn insert_published_ids<'a>(ids: &mut BTreeSet<&'a str>, indicator: &'a NewIndicator) {
+    ids.insert(indicator.id.as_str());
+    if let Some(old) = &indicator.supersedes {
+        ids.insert(old.as_str());
+    }
+}
+
 /// Every id whose stored state a receive of `items` depends on, without repeats.
 fn referenced_ids(items: &[Received]) -> Vec<&str> {
     let mut ids = BTreeSet::new();
     for item in items {
         match item {
-            Received::Published(indicator) => {
-                ids.insert(indicator.id.as_str());
-                if let Some(old) = &indicator.supersedes {
-                    ids.insert(old.as_str());
-                }
-            }
+            Received::Published(indicator) => insert_published_ids(&mut ids, indicator),
             Received::Retracted { indicator_id, .. } => {
                 ids.insert(indicator_id.as_str());
             }
@@ -386,7 +397,69 @@ fn referenced_ids(items: &[Received]) -> Vec<&str> {
     ids.into_iter().collect()
 }
 
-impl ReceivePlan<'_> {
+/// Every id whose stored state storing the indicators of a circle write depends on, without
+/// repeats.
+fn circle_referenced_ids(indicators: &[NewIndicator]) -> Vec<&str> {
+    let mut ids = BTreeSet::new();
+    for indicator in indicators {
+        insert_published_ids(&mut ids, indicator);
+    }
+    ids.into_iter().collect()
+}
+
+impl<'a> ReceivePlan<'a> {
+    fn new(head: i64) -> ReceivePlan<'a> {
+        ReceivePlan {
+            published: Vec::new(),
+            supersedes: Vec::new(),
+            retractions: Vec::new(),
+            outcome: ReceiveOutcome::default(),
+            head,
+        }
+    }
+
+    /// Applies one published item to `known`: skipped as a duplicate or a conflict if its id is
+    /// held, otherwise stored with the next sequence, marking what it supersedes if that is
+    /// held by its originator.
+    fn publish(
+        &mut self,
+        indicator: &'a NewIndicator,
+        known: &mut HashMap<String, KnownIndicator>,
+    ) -> Result<(), StorageError> {
+        if let Some(held) = known.get(&indicator.id) {
+            // The same indicator by another path, or a different one under its id.
+            if held.originator == indicator.originator && held.payload == indicator.payload {
+                self.outcome.duplicates.push(indicator.id.clone());
+            } else {
+                self.outcome.conflicts.push(indicator.id.clone());
+            }
+            return Ok(());
+        }
+        let (sequence, stored_sequence) = self.next_sequence()?;
+        known.insert(
+            indicator.id.clone(),
+            KnownIndicator {
+                originator: indicator.originator.clone(),
+                kind: indicator.kind.clone(),
+                retracted: false,
+                payload: indicator.payload.clone(),
+            },
+        );
+        self.published.push((sequence, indicator));
+        self.outcome
+            .stored
+            .push((indicator.id.clone(), stored_sequence));
+        if let Some(revision) = Supersede::of(indicator)
+            && revision.old != revision.new
+            && known
+                .get(revision.old)
+                .is_some_and(|old| old.originator == revision.originator)
+        {
+            self.supersedes.push(revision);
+        }
+        Ok(())
+    }
+
     /// The next sequence after the ones this plan already used.
     fn next_sequence(&mut self) -> Result<(i64, u64), StorageError> {
         self.head = self
@@ -404,49 +477,10 @@ fn plan_receive(
     mut known: HashMap<String, KnownIndicator>,
     head: i64,
 ) -> Result<ReceivePlan<'_>, StorageError> {
-    let mut plan = ReceivePlan {
-        published: Vec::new(),
-        supersedes: Vec::new(),
-        retractions: Vec::new(),
-        outcome: ReceiveOutcome::default(),
-        head,
-    };
+    let mut plan = ReceivePlan::new(head);
     for item in items {
         match item {
-            Received::Published(indicator) => {
-                if let Some(held) = known.get(&indicator.id) {
-                    // The same indicator by another path, or a different one under its id.
-                    if held.originator == indicator.originator && held.payload == indicator.payload
-                    {
-                        plan.outcome.duplicates.push(indicator.id.clone());
-                    } else {
-                        plan.outcome.conflicts.push(indicator.id.clone());
-                    }
-                    continue;
-                }
-                let (sequence, stored_sequence) = plan.next_sequence()?;
-                known.insert(
-                    indicator.id.clone(),
-                    KnownIndicator {
-                        originator: indicator.originator.clone(),
-                        kind: indicator.kind.clone(),
-                        retracted: false,
-                        payload: indicator.payload.clone(),
-                    },
-                );
-                plan.published.push((sequence, indicator));
-                plan.outcome
-                    .stored
-                    .push((indicator.id.clone(), stored_sequence));
-                if let Some(revision) = Supersede::of(indicator)
-                    && revision.old != revision.new
-                    && known
-                        .get(revision.old)
-                        .is_some_and(|old| old.originator == revision.originator)
-                {
-                    plan.supersedes.push(revision);
-                }
-            }
+            Received::Published(indicator) => plan.publish(indicator, &mut known)?,
             Received::Retracted {
                 indicator_id,
                 originator,
@@ -482,11 +516,26 @@ fn plan_receive(
     Ok(plan)
 }
 
-/// A receive found the database other than it planned for, which only a writer that skipped the
-/// feed head lock could cause. It is rolled back rather than half applied.
-fn unplanned_change(what: String) -> StorageError {
+/// Applies the indicators of a circle write in order to `known` (the stored state of
+/// [`circle_referenced_ids`]), as [`plan_receive`] applies published items.
+fn plan_circle_indicators(
+    indicators: &[NewIndicator],
+    mut known: HashMap<String, KnownIndicator>,
+    head: i64,
+) -> Result<ReceivePlan<'_>, StorageError> {
+    let mut plan = ReceivePlan::new(head);
+    for indicator in indicators {
+        plan.publish(indicator, &mut known)?;
+    }
+    Ok(plan)
+}
+
+/// A writer (`action`: "receive", "circle write") found the database other than it planned for,
+/// which only a writer that skipped the feed head lock could cause. It is rolled back rather
+/// than half applied.
+fn unplanned_change(action: &str, what: String) -> StorageError {
     StorageError::corrupt(format!(
-        "receive rolled back: {what}, so something wrote the feed without locking its head"
+        "{action} rolled back: {what}, so something wrote the feed without locking its head"
     ))
 }
 
@@ -545,10 +594,12 @@ macro_rules! feed_operations {
             }
 
             /// Stores the indicators of `rows` (sequence, item) from their events, which must
-            /// be inserted, ascending; returns the ids stored. A conflicting id is not.
+            /// be inserted, ascending, each in `circle` if one is given; returns the ids
+            /// stored. A conflicting id is not.
             async fn copy_published_indicators(
                 connection: &mut Connection,
                 rows: &[(i64, &NewIndicator)],
+                circle: Option<&str>,
             ) -> Result<Vec<String>, StorageError> {
                 let mut stored = Vec::with_capacity(rows.len());
                 for chunk in rows.chunks(ROWS_PER_STATEMENT) {
@@ -559,7 +610,10 @@ macro_rules! feed_operations {
                         crate::placeholders::dialect(BACKEND, copy_published_indicators_sql(chunk.len())),
                     ));
                     for (sequence, item) in chunk {
-                        query = query.bind(*sequence).bind(item.via.as_deref());
+                        query = query
+                            .bind(*sequence)
+                            .bind(item.via.as_deref())
+                            .bind(circle);
                     }
                     query = query.bind(*first).bind(*last);
                     let ids: Vec<String> = query
@@ -694,7 +748,7 @@ macro_rules! feed_operations {
 
                 let rows: Vec<(i64, &NewIndicator)> = (first..).zip(batch).collect();
                 insert_published_events(&mut transaction, &rows).await?;
-                let stored_ids = copy_published_indicators(&mut transaction, &rows).await?;
+                let stored_ids = copy_published_indicators(&mut transaction, &rows, None).await?;
                 if stored_ids.len() != batch.len() {
                     roll_back(transaction, "publish transaction after duplicate id").await;
                     return Err(StorageError::Duplicate {
@@ -770,6 +824,93 @@ macro_rules! feed_operations {
                 sequence_from_database(sequence, "feed head")
             }
 
+            /// Takes the lock on the feed head without moving it and returns the head, for a
+            /// writer that knows how far to move it only once it has checked what it stores
+            /// against what is stored. It must be the first statement of the transaction that
+            /// writes the feed: until the commit nothing else writes indicators, so a plan made
+            /// from what is stored after it holds.
+            pub(crate) async fn lock_head(
+                connection: &mut Connection,
+            ) -> Result<i64, StorageError> {
+                sqlx::query_scalar(ADVANCE_HEAD)
+                    .bind(0_i64)
+                    .fetch_one(&mut *connection)
+                    .await
+                    .map_err(failed("lock feed head"))
+            }
+
+            /// Stores the published items of `plan` (events, then indicators, each in
+            /// `circle` if one is given) and marks what they supersede. `action` names the
+            /// writer in the error if an item turns out to be stored already, and then the
+            /// caller's transaction must be rolled back (dropping it does).
+            async fn store_planned_published(
+                connection: &mut Connection,
+                plan: &ReceivePlan<'_>,
+                circle: Option<&str>,
+                action: &str,
+            ) -> Result<(), StorageError> {
+                insert_published_events(connection, &plan.published).await?;
+                let stored_ids =
+                    copy_published_indicators(connection, &plan.published, circle).await?;
+                if stored_ids.len() != plan.published.len() {
+                    return Err(unplanned_change(
+                        action,
+                        format!(
+                            "{} of {} new indicators were already stored",
+                            plan.published.len() - stored_ids.len(),
+                            plan.published.len()
+                        ),
+                    ));
+                }
+                let revisions = latest_supersedes(plan.supersedes.iter().copied());
+                mark_superseded(connection, &revisions).await
+            }
+
+            /// Moves the head from `locked_head`, as [`lock_head`] returned it, to `planned`,
+            /// and returns whether it moved. Like [`store_planned_published`], an error
+            /// requires the caller's transaction to be rolled back.
+            async fn advance_head_to(
+                connection: &mut Connection,
+                locked_head: i64,
+                planned: i64,
+                action: &str,
+            ) -> Result<bool, StorageError> {
+                if planned <= locked_head {
+                    return Ok(false);
+                }
+                let head: i64 = sqlx::query_scalar(ADVANCE_HEAD)
+                    .bind(planned - locked_head)
+                    .fetch_one(&mut *connection)
+                    .await
+                    .map_err(failed("advance feed head"))?;
+                if head != planned {
+                    return Err(unplanned_change(
+                        action,
+                        format!("the feed head became {head} instead of {planned}"),
+                    ));
+                }
+                Ok(true)
+            }
+
+            /// Stores the source-protected indicators of a circle write in `circle`, as
+            /// [`receive`] stores published items, in the caller's transaction, whose first
+            /// statement was [`lock_head`] (which returned `locked_head`). Returns what was done
+            /// with each indicator and the head after, moved already. On an error the caller's
+            /// transaction must be rolled back (dropping it does).
+            pub(crate) async fn store_circle_indicators(
+                connection: &mut Connection,
+                indicators: &[NewIndicator],
+                circle: &str,
+                locked_head: i64,
+            ) -> Result<(ReceiveOutcome, i64), StorageError> {
+                let known =
+                    known_indicators(connection, &circle_referenced_ids(indicators)).await?;
+                let plan = plan_circle_indicators(indicators, known, locked_head)?;
+                store_planned_published(connection, &plan, Some(circle), "circle write").await?;
+                advance_head_to(connection, locked_head, plan.head, "circle write").await?;
+                Ok((plan.outcome, plan.head))
+            }
+
             /// Applies `items` and moves the peer's cursor in one transaction. Returns what
             /// was done with each item and, if the head moved, the head after the commit.
             pub(crate) async fn receive(
@@ -785,29 +926,12 @@ macro_rules! feed_operations {
                     .map_err(failed("begin receive transaction"))?;
                 // First, so that this receive is ordered with every other writer: until the
                 // commit nothing else writes indicators, so the plan below, made from what is
-                // stored now, holds. It does not move the head yet: how far is known only once
-                // the items are checked against what is stored.
-                let locked_head: i64 = sqlx::query_scalar(ADVANCE_HEAD)
-                    .bind(0_i64)
-                    .fetch_one(&mut *transaction)
-                    .await
-                    .map_err(failed("lock feed head"))?;
+                // stored now, holds.
+                let locked_head = lock_head(&mut transaction).await?;
                 let known = known_indicators(&mut transaction, &referenced_ids(items)).await?;
                 let plan = plan_receive(items, known, locked_head)?;
 
-                insert_published_events(&mut transaction, &plan.published).await?;
-                let stored_ids =
-                    copy_published_indicators(&mut transaction, &plan.published).await?;
-                if stored_ids.len() != plan.published.len() {
-                    roll_back(transaction, "receive that found an indicator stored").await;
-                    return Err(unplanned_change(format!(
-                        "{} of {} new indicators were already stored",
-                        plan.published.len() - stored_ids.len(),
-                        plan.published.len()
-                    )));
-                }
-                let revisions = latest_supersedes(plan.supersedes.iter().copied());
-                mark_superseded(&mut transaction, &revisions).await?;
+                store_planned_published(&mut transaction, &plan, None, "receive").await?;
                 insert_retracted_events(&mut transaction, &plan.retractions).await?;
                 let retracted_ids: Vec<&str> = plan
                     .retractions
@@ -817,27 +941,16 @@ macro_rules! feed_operations {
                 let marked = mark_many_retracted(&mut transaction, &retracted_ids).await?;
                 if marked != retracted_ids.len() as u64 {
                     roll_back(transaction, "receive that found an indicator retracted").await;
-                    return Err(unplanned_change(format!(
-                        "{marked} of {} indicators to retract were not yet retracted",
-                        retracted_ids.len()
-                    )));
+                    return Err(unplanned_change(
+                        "receive",
+                        format!(
+                            "{marked} of {} indicators to retract were not yet retracted",
+                            retracted_ids.len()
+                        ),
+                    ));
                 }
-
-                let moved = plan.head > locked_head;
-                if moved {
-                    let head: i64 = sqlx::query_scalar(ADVANCE_HEAD)
-                        .bind(plan.head - locked_head)
-                        .fetch_one(&mut *transaction)
-                        .await
-                        .map_err(failed("advance feed head"))?;
-                    if head != plan.head {
-                        roll_back(transaction, "receive that found the head moved").await;
-                        return Err(unplanned_change(format!(
-                            "the feed head became {head} instead of {}",
-                            plan.head
-                        )));
-                    }
-                }
+                let moved = advance_head_to(&mut transaction, locked_head, plan.head, "receive")
+                    .await?;
                 sqlx::query(UPSERT_PEER_CURSOR)
                     .bind(peer)
                     .bind(sequence_to_database(cursor))
@@ -965,6 +1078,7 @@ macro_rules! feed_operations {
                     bool,
                     Option<String>,
                     Option<String>,
+                    Option<String>,
                 );
                 let row: Option<IndicatorRow> = sqlx::query_as(SELECT_INDICATOR)
                     .bind(id)
@@ -972,7 +1086,17 @@ macro_rules! feed_operations {
                     .await
                     .map_err(failed("read indicator"))?;
                 row.map(
-                    |(id, originator, kind, payload, sequence, retracted, via, superseded_by)| {
+                    |(
+                        id,
+                        originator,
+                        kind,
+                        payload,
+                        sequence,
+                        retracted,
+                        via,
+                        superseded_by,
+                        circle,
+                    )| {
                         Ok(StoredIndicator {
                             id,
                             originator,
@@ -982,6 +1106,7 @@ macro_rules! feed_operations {
                             retracted,
                             via,
                             superseded_by,
+                            circle,
                         })
                     },
                 )
@@ -1073,11 +1198,11 @@ mod tests {
     fn value_lists_number_from_their_first_parameter() {
         let copy = copy_published_indicators_sql(2);
         assert!(
-            copy.contains("JOIN (VALUES ($1, $2), ($3, $4)) AS v"),
+            copy.contains("JOIN (VALUES ($1, $2, $3), ($4, $5, $6)) AS v"),
             "{copy}"
         );
         assert!(
-            copy.contains("WHERE e.sequence >= $5 AND e.sequence <= $6"),
+            copy.contains("WHERE e.sequence >= $7 AND e.sequence <= $8"),
             "{copy}"
         );
         let mark = mark_superseded_sql(2);

@@ -51,10 +51,13 @@ pub(crate) async fn connect(path: &str) -> Result<SqlitePools, StorageError> {
         move |error: sqlx::Error| StorageError::from_sqlx(Backend::Sqlite, &action, error)
     };
 
+    // secure_delete overwrites deleted content with zeros, so that deleted MLS secrets do not
+    // stay in the file (forward secrecy); older copies in the WAL go at a checkpoint.
     let options = SqliteConnectOptions::new()
         .filename(path)
         .foreign_keys(true)
-        .busy_timeout(BUSY_TIMEOUT);
+        .busy_timeout(BUSY_TIMEOUT)
+        .pragma("secure_delete", "ON");
     // FULL syncs the WAL at every commit: an acknowledged publish survives a crash of the
     // process or of the machine.
     let write_options = options

@@ -1,5 +1,5 @@
-//! The `Store` handle: picks the backend from the URL and dispatches the feed and decision log
-//! operations.
+//! The `Store` handle: picks the backend from the URL and dispatches the feed, decision log and
+//! circle operations.
 
 use std::fmt;
 use std::str::FromStr;
@@ -9,11 +9,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use sqlx::postgres::PgConnectOptions;
 use tokio::sync::watch;
 
+use crate::circles::{self, postgres_circles, sqlite_circles};
 use crate::decisions::{postgres_decisions, sqlite_decisions};
 use crate::error::StorageError;
 use crate::model::{
-    DecisionQuery, DecisionRow, EventBatch, NewIndicator, PeerCursor, ReceiveOutcome, Received,
-    StoredIndicator,
+    CircleLogEntry, CircleRow, CircleWrite, CircleWriteOutcome, DecisionQuery, DecisionRow,
+    EventBatch, KeyPackageRow, NewIndicator, PeerCursor, ReceiveOutcome, Received, StoredIndicator,
 };
 use crate::operations::{postgres_feed, sqlite_feed};
 use crate::postgres::{self, PostgresPools};
@@ -313,6 +314,122 @@ impl Store {
         }
     }
 
+    /// Writes everything one MLS operation changes ([`CircleWrite`]) in one transaction: all of
+    /// it, or nothing (an error). In that transaction:
+    /// - the key-value changes of openmls (the last change of each key wins), the circle's row
+    ///   (an upsert by name, every column replaced), the KeyPackages (inserted: a `hash_ref`
+    ///   already stored fails the write), the KeyPackage issued (a `hash_ref` that is not
+    ///   stored fails the write) and the departures (the last change of each wins);
+    /// - the log entry, appended; if its `(circle, position)` holds one already the write fails
+    ///   with [`StorageError::LogPositionTaken`] and writes nothing. On PostgreSQL a write
+    ///   racing for the same position waits for the first one to commit or roll back;
+    /// - the indicators, if any (then [`CircleWrite::indicators_circle`] is required, or the
+    ///   write fails with [`StorageError::Database`] before it starts): stored in order as
+    ///   [`Store::receive`] stores published items, with
+    ///   [`StoredIndicator::circle`] set. Such a write locks the feed head first, as every
+    ///   writer of the feed does, so its events are numbered gap-free among the others;
+    ///   followers are woken after the commit if the head moved. An id already stored, before
+    ///   the write or earlier in it, is skipped: a duplicate if the same originator and payload,
+    ///   a conflict otherwise ([`CircleWriteOutcome`]).
+    ///
+    /// The outcome is empty when the write has no indicators. A write without indicators does
+    /// not touch the feed head. On SQLite this holds the single writer connection, as
+    /// [`Store::receive`] does.
+    pub async fn circle_write(
+        &self,
+        write: CircleWrite,
+    ) -> Result<CircleWriteOutcome, StorageError> {
+        let (outcome, head) = match &self.inner.pools {
+            Pools::Sqlite(pools) => sqlite_circles::write(&pools.write, &write).await?,
+            Pools::Postgres(pools) => postgres_circles::write(&pools.pool, &write).await?,
+        };
+        if let Some(head) = head {
+            raise_known_head(&self.inner.head, head);
+        }
+        Ok(outcome)
+    }
+
+    /// The whole openmls key-value store, ordered by key (bytewise), as
+    /// [`Store::circle_write`] left it.
+    pub async fn mls_values(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
+        match &self.inner.pools {
+            Pools::Sqlite(pools) => sqlite_circles::mls_values(&pools.read).await,
+            Pools::Postgres(pools) => postgres_circles::mls_values(&pools.pool).await,
+        }
+    }
+
+    /// Every circle, ordered by name (compared bytewise on both backends).
+    pub async fn circles(&self) -> Result<Vec<CircleRow>, StorageError> {
+        match &self.inner.pools {
+            Pools::Sqlite(pools) => sqlite_circles::circles(&pools.read).await,
+            Pools::Postgres(pools) => postgres_circles::circles(&pools.pool).await,
+        }
+    }
+
+    pub async fn circle(&self, name: &str) -> Result<Option<CircleRow>, StorageError> {
+        match &self.inner.pools {
+            Pools::Sqlite(pools) => sqlite_circles::circle(&pools.read, name).await,
+            Pools::Postgres(pools) => postgres_circles::circle(&pools.pool, name).await,
+        }
+    }
+
+    /// The entries of `circle`'s log with position `>= from_position`, ascending, at most
+    /// `limit`.
+    pub async fn circle_log(
+        &self,
+        circle: &str,
+        from_position: u64,
+        limit: u32,
+    ) -> Result<Vec<CircleLogEntry>, StorageError> {
+        match &self.inner.pools {
+            Pools::Sqlite(pools) => {
+                sqlite_circles::log(&pools.read, circle, from_position, limit).await
+            }
+            Pools::Postgres(pools) => {
+                postgres_circles::log(&pools.pool, circle, from_position, limit).await
+            }
+        }
+    }
+
+    /// Every stored KeyPackage, oldest first (by `created_micros`, then `hash_ref`).
+    pub async fn key_packages(&self) -> Result<Vec<KeyPackageRow>, StorageError> {
+        match &self.inner.pools {
+            Pools::Sqlite(pools) => sqlite_circles::key_packages(&pools.read).await,
+            Pools::Postgres(pools) => postgres_circles::key_packages(&pools.pool).await,
+        }
+    }
+
+    /// The last log position `member`, removed from `circle`, may still read; `None` if no
+    /// departure is stored.
+    pub async fn departure(&self, circle: &str, member: &str) -> Result<Option<u64>, StorageError> {
+        match &self.inner.pools {
+            Pools::Sqlite(pools) => sqlite_circles::departure(&pools.read, circle, member).await,
+            Pools::Postgres(pools) => {
+                postgres_circles::departure(&pools.pool, circle, member).await
+            }
+        }
+    }
+
+    /// Pushes what was deleted out of the database's files, as far as the backend allows, so
+    /// that deleted MLS secrets do not stay on disk (forward secrecy).
+    ///
+    /// On SQLite, whose connections overwrite deleted content with zeros (`secure_delete`),
+    /// older copies of the pages remain in the WAL: this checkpoints it with `TRUNCATE`, after
+    /// the writes queued before it, copying every page into the database file and truncating
+    /// the WAL to nothing. It waits up to the busy timeout for readers of older pages and then
+    /// fails with [`StorageError::Unavailable`].
+    ///
+    /// On PostgreSQL it does nothing: a deleted or updated row stays in the table's files as a
+    /// dead tuple until VACUUM (or autovacuum) reclaims its space, and even then its bytes are
+    /// not overwritten until the space is reused; the WAL and its archive keep copies too.
+    /// Forward secrecy on PostgreSQL rests on the storage's encryption and retention.
+    pub async fn checkpoint(&self) -> Result<(), StorageError> {
+        match &self.inner.pools {
+            Pools::Sqlite(pools) => circles::sqlite_checkpoint(&pools.write).await,
+            Pools::Postgres(_) => Ok(()),
+        }
+    }
+
     /// Wakes followers. The value is at least the latest head this process knows of; it moves
     /// after every commit through this Store (and its clones) and, on PostgreSQL, after every
     /// commit by any process on the same schema (LISTEN/NOTIFY). After the listener loses its
@@ -395,6 +512,11 @@ mod tests {
             .await
             .expect("read foreign keys");
         assert_eq!(foreign_keys, 1);
+        let secure_delete: i64 = sqlx::query_scalar("PRAGMA secure_delete")
+            .fetch_one(&pools.write)
+            .await
+            .expect("read secure delete");
+        assert_eq!(secure_delete, 1);
         let write_refused = sqlx::query("UPDATE feed_head SET head = head + 1")
             .execute(&pools.read)
             .await;

@@ -1,0 +1,202 @@
+//! A member's follower of a circle's hub log: streams the log from the circle's position,
+//! applies each entry with its MLS state (decrypting application messages, merging commits)
+//! and writes the state, the position and any indicator in one transaction per entry.
+
+use std::sync::Arc;
+
+use cordon_proto::v1::{LogEntry, LogRequest, MessageKind};
+use cordon_storage::{CircleRow, CircleWrite};
+use openmls::prelude::*;
+use tonic::Status;
+
+use super::{
+    Circles, STATUS_ACTIVE, STATUS_REMOVED, check_circle_indicator, circle_indicator, mls,
+};
+
+/// Follows `name`'s hub log until shutdown or until this gateway is removed from the circle.
+pub async fn run(circles: Arc<Circles>, name: String) {
+    let mut shutdown = circles.shutdown_signal();
+    let mut attempt = 0u32;
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        match follow_once(&circles, &name).await {
+            Ok(true) => return,
+            Ok(false) => attempt = 0,
+            Err(status) => {
+                attempt = attempt.saturating_add(1);
+                tracing::warn!(circle = %name, code = ?status.code(), reason = %status.message(), "following the circle's hub");
+            }
+        }
+        let delay = crate::federation::backoff(attempt);
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            _ = shutdown.wait_for(|stopping| *stopping) => return,
+        }
+    }
+}
+
+/// One connection to the hub. `Ok(true)`: this gateway left the circle; stop following.
+async fn follow_once(circles: &Arc<Circles>, name: &str) -> Result<bool, Status> {
+    let (hub, position) = {
+        let inner = circles.lock().await;
+        let (row, _) = inner.circle(name)?;
+        if row.status != STATUS_ACTIVE {
+            return Ok(true);
+        }
+        (row.hub.clone(), row.position)
+    };
+    let mut client = circles.connect(&hub).await?;
+    let mut stream = client
+        .log(LogRequest {
+            circle: name.to_string(),
+            from_position: position + 1,
+        })
+        .await?
+        .into_inner();
+    let mut shutdown = circles.shutdown_signal();
+    loop {
+        let entry = tokio::select! {
+            entry = stream.message() => entry?,
+            _ = shutdown.wait_for(|stopping| *stopping) => return Ok(true),
+        };
+        let Some(entry) = entry else {
+            return Ok(false);
+        };
+        if apply_entry(circles, name, entry).await? {
+            return Ok(true);
+        }
+    }
+}
+
+/// Applies one log entry. `Ok(true)` when it removed this gateway from the circle.
+pub async fn apply_entry(circles: &Circles, name: &str, entry: LogEntry) -> Result<bool, Status> {
+    let own = circles.context.member.clone();
+    let context = circles.context.clone();
+    let circle = name.to_string();
+    let mut inner = circles.lock().await;
+    let ((removed, refused), _) = circles
+        .apply(&mut inner, |inner| {
+            let row: CircleRow = inner
+                .rows
+                .get(&circle)
+                .cloned()
+                .ok_or_else(|| Status::not_found("circle"))?;
+            if entry.position <= row.position {
+                return Ok(((false, None), CircleWrite::default()));
+            }
+            if entry.position != row.position + 1 {
+                return Err(Status::data_loss(format!(
+                    "the hub's log jumped from {} to {}",
+                    row.position, entry.position
+                )));
+            }
+            let group = inner
+                .groups
+                .get_mut(&circle)
+                .ok_or_else(|| Status::internal("no MLS state"))?;
+            let mut write = CircleWrite::default();
+            let mut removed = false;
+            let mut refused = None;
+            let kind = MessageKind::try_from(entry.kind).unwrap_or(MessageKind::Unspecified);
+            if entry.sender == own {
+                // Our own message: an application message was stored when it was sent; our
+                // own commit is merged here if the crash came between the hub's answer and
+                // the merge.
+                if kind == MessageKind::Commit
+                    && group.epoch().as_u64() == entry.epoch
+                    && group.pending_commit().is_some()
+                {
+                    group
+                        .merge_pending_commit(&inner.provider)
+                        .map_err(|error| {
+                            Status::internal(format!("merging own commit: {error}"))
+                        })?;
+                }
+            } else {
+                match process(inner_provider(&inner.provider), group, &entry.message) {
+                    Ok(ProcessedMessageContent::ApplicationMessage(application)) => {
+                        match check_circle_indicator(
+                            &context,
+                            &entry.sender,
+                            &application.into_bytes(),
+                        ) {
+                            Ok(indicator) => {
+                                write.indicators =
+                                    vec![circle_indicator(&indicator, Some(&entry.sender))?];
+                                write.indicators_circle = Some(circle.clone());
+                            }
+                            Err(reason) => refused = Some(reason),
+                        }
+                    }
+                    Ok(ProcessedMessageContent::ProposalMessage(proposal)) => {
+                        group
+                            .store_pending_proposal(inner.provider.storage(), *proposal)
+                            .map_err(|error| Status::internal(format!("{error:?}")))?;
+                    }
+                    Ok(ProcessedMessageContent::StagedCommitMessage(staged)) => {
+                        for member in staged.credentials_to_verify() {
+                            if mls::credential_member(member).is_err() {
+                                return Err(Status::permission_denied(
+                                    "a commit carries an unknown credential",
+                                ));
+                            }
+                        }
+                        removed = staged.self_removed();
+                        if group.pending_commit().is_some() {
+                            group
+                                .clear_pending_commit(inner.provider.storage())
+                                .map_err(|error| Status::internal(format!("{error:?}")))?;
+                        }
+                        group
+                            .merge_staged_commit(&inner.provider, *staged)
+                            .map_err(|error| Status::internal(format!("merging: {error}")))?;
+                    }
+                    Ok(_) => refused = Some("unexpected message content".to_string()),
+                    Err(reason) => refused = Some(reason),
+                }
+            }
+            let updated = CircleRow {
+                epoch: group.epoch().as_u64(),
+                position: entry.position,
+                status: if removed {
+                    STATUS_REMOVED.into()
+                } else {
+                    row.status.clone()
+                },
+                ..row
+            };
+            inner.rows.insert(circle.clone(), updated.clone());
+            write.circle = Some(updated);
+            Ok(((removed, refused), write))
+        })
+        .await?;
+    if let Some(reason) = refused {
+        tracing::warn!(circle = %name, position = entry.position, sender = %entry.sender, %reason, "refused a circle message");
+    }
+    if removed {
+        tracing::info!(circle = %name, position = entry.position, "removed from the circle; no longer following");
+    }
+    Ok(removed)
+}
+
+fn inner_provider(provider: &mls::Provider) -> &mls::Provider {
+    provider
+}
+
+/// Decrypts and verifies one message with the group's state.
+pub fn process(
+    provider: &mls::Provider,
+    group: &mut MlsGroup,
+    bytes: &[u8],
+) -> Result<ProcessedMessageContent, String> {
+    let message = mls::deserialize(bytes)?;
+    let protocol = message
+        .try_into_protocol_message()
+        .map_err(|_| "not an MLS protocol message".to_string())?;
+    group
+        .process_message(provider, protocol)
+        .map(ProcessedMessage::into_content)
+        .map_err(|error| format!("{error}"))
+}

@@ -1,0 +1,226 @@
+//! The MLS side of circles: the provider (RustCrypto with the in-memory key-value store that
+//! the circle journal wraps), the ciphersuite, this gateway's credential, and the checks of
+//! other members' credentials against the federation's pinned keys.
+//!
+//! Storage: openmls writes its state synchronously into [`MemoryStorage`]. Each MLS operation
+//! runs under the circles lock between a snapshot of that store and a diff against it; the
+//! diff (upserts and deletions) is written to the database in the same transaction as the
+//! circle's own rows. If that transaction fails the snapshot is put back, so memory never gets
+//! ahead of the database.
+
+use std::collections::HashMap;
+
+use openmls::prelude::*;
+use openmls_rust_crypto::OpenMlsRustCrypto;
+
+use crate::signing::{FederationKeys, SigningKey};
+
+/// X25519, AES-128-GCM, SHA-256 and Ed25519: Ed25519 because the member's pinned gateway
+/// signing key is an Ed25519 key.
+pub const CIPHERSUITE: Ciphersuite = Ciphersuite::MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519;
+
+/// The provider: RustCrypto and the in-memory key-value store.
+pub type Provider = OpenMlsRustCrypto;
+
+/// A copy of the key-value store taken before an operation.
+#[derive(Debug)]
+pub struct Snapshot(HashMap<Vec<u8>, Vec<u8>>);
+
+pub fn snapshot(provider: &Provider) -> Snapshot {
+    Snapshot(read_values(provider).clone())
+}
+
+fn read_values(provider: &Provider) -> std::sync::RwLockReadGuard<'_, HashMap<Vec<u8>, Vec<u8>>> {
+    provider
+        .storage()
+        .values
+        .read()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// What changed since `before`: `Some(value)` written, `None` deleted.
+pub fn diff(before: &Snapshot, provider: &Provider) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+    let now = read_values(provider);
+    let mut changes = Vec::new();
+    for (key, value) in now.iter() {
+        if before.0.get(key) != Some(value) {
+            changes.push((key.clone(), Some(value.clone())));
+        }
+    }
+    for key in before.0.keys() {
+        if !now.contains_key(key) {
+            changes.push((key.clone(), None));
+        }
+    }
+    changes
+}
+
+/// Puts the store back as it was at `before`.
+pub fn restore(provider: &Provider, before: Snapshot) {
+    let mut values = provider
+        .storage()
+        .values
+        .write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    *values = before.0;
+}
+
+/// Fills a fresh provider with the values read from the database.
+pub fn provider_with(values: Vec<(Vec<u8>, Vec<u8>)>) -> Provider {
+    let provider = Provider::default();
+    provider
+        .storage()
+        .values
+        .write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .extend(values);
+    provider
+}
+
+/// This gateway's MLS credential: its member id, with its pinned signing key.
+pub fn own_credential(member: &str, key: &SigningKey) -> CredentialWithKey {
+    CredentialWithKey {
+        credential: BasicCredential::new(member.as_bytes().to_vec()).into(),
+        signature_key: key.public_key().to_vec().into(),
+    }
+}
+
+/// The member id a credential names, if it is a basic credential with a member id.
+pub fn credential_member(credential: &Credential) -> Result<String, String> {
+    let basic = BasicCredential::try_from(credential.clone())
+        .map_err(|_| "the MLS credential is not a basic credential".to_string())?;
+    let id = std::str::from_utf8(basic.identity())
+        .map_err(|_| "the MLS credential's identity is not UTF-8".to_string())?;
+    if !crate::identity::is_member_id(id) {
+        return Err(format!("the MLS credential names {id:?}, not a member id"));
+    }
+    Ok(id.to_string())
+}
+
+/// Whose keys a credential is checked against: the other members' from `[[members]]`, and
+/// this gateway's own.
+#[derive(Debug, Clone)]
+pub struct PinnedKeys {
+    pub own_member: String,
+    pub own_key: Vec<u8>,
+    pub keys: std::sync::Arc<FederationKeys>,
+}
+
+impl PinnedKeys {
+    /// Checks that `credential` names a federation member and `signature_key` is pinned for
+    /// it; returns the member id.
+    pub fn check(&self, credential: &Credential, signature_key: &[u8]) -> Result<String, String> {
+        let member = credential_member(credential)?;
+        let pinned = if member == self.own_member {
+            signature_key == self.own_key.as_slice()
+        } else {
+            self.keys.is_key_of(&member, signature_key)
+        };
+        if pinned {
+            Ok(member)
+        } else if member == self.own_member || self.keys.knows(&member) {
+            Err(format!(
+                "the MLS signature key of {member} is not the one pinned for it in [[members]]"
+            ))
+        } else {
+            Err(format!("{member} is not a member with pinned keys"))
+        }
+    }
+}
+
+/// Validates a KeyPackage fetched from `expected`'s gateway (whose TLS identity the
+/// connection pinned): its own signature and lifetime, the ciphersuite, and that its
+/// credential names `expected` with the signature key pinned for `expected`.
+pub fn check_key_package(
+    provider: &Provider,
+    bytes: &[u8],
+    expected: &str,
+    pinned: &PinnedKeys,
+) -> Result<KeyPackage, String> {
+    use tls_codec::Deserialize as _;
+    let key_package = KeyPackageIn::tls_deserialize_exact(bytes)
+        .map_err(|error| format!("not a KeyPackage: {error}"))?
+        .validate(provider.crypto(), ProtocolVersion::Mls10)
+        .map_err(|error| format!("KeyPackage does not validate: {error}"))?;
+    if key_package.ciphersuite() != CIPHERSUITE {
+        return Err(format!(
+            "KeyPackage ciphersuite {:?} is not the circles' {:?}",
+            key_package.ciphersuite(),
+            CIPHERSUITE
+        ));
+    }
+    let leaf = key_package.leaf_node();
+    let named = pinned.check(leaf.credential(), leaf.signature_key().as_slice())?;
+    if named != expected {
+        return Err(format!(
+            "KeyPackage credential names {named}, but the gateway that served it is {expected}"
+        ));
+    }
+    Ok(key_package)
+}
+
+/// The member ids of a group's members, in leaf order.
+pub fn member_ids(group: &MlsGroup) -> Vec<String> {
+    group
+        .members()
+        .map(|member| {
+            credential_member(&member.credential).unwrap_or_else(|error| format!("<{error}>"))
+        })
+        .collect()
+}
+
+/// The group's leaf of `member`, if it is in the group.
+pub fn leaf_of(group: &MlsGroup, member: &str) -> Option<LeafNodeIndex> {
+    group
+        .members()
+        .find(|candidate| credential_member(&candidate.credential).as_deref() == Ok(member))
+        .map(|candidate| candidate.index)
+}
+
+pub fn serialize(message: &MlsMessageOut) -> Result<Vec<u8>, String> {
+    use tls_codec::Serialize as _;
+    message
+        .tls_serialize_detached()
+        .map_err(|error| format!("encoding an MLS message: {error}"))
+}
+
+pub fn deserialize(bytes: &[u8]) -> Result<MlsMessageIn, String> {
+    use tls_codec::Deserialize as _;
+    MlsMessageIn::tls_deserialize_exact(bytes)
+        .map_err(|error| format!("not an MLS message: {error}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn diff_and_restore_track_writes_and_deletions() {
+        let provider = provider_with(vec![
+            (b"a".to_vec(), b"1".to_vec()),
+            (b"b".to_vec(), b"2".to_vec()),
+        ]);
+        let before = snapshot(&provider);
+        {
+            let mut values = provider.storage().values.write().unwrap();
+            values.insert(b"a".to_vec(), b"changed".to_vec());
+            values.remove(b"b".as_slice());
+            values.insert(b"c".to_vec(), b"3".to_vec());
+        }
+        let mut changes = diff(&before, &provider);
+        changes.sort();
+        assert_eq!(
+            changes,
+            vec![
+                (b"a".to_vec(), Some(b"changed".to_vec())),
+                (b"b".to_vec(), None),
+                (b"c".to_vec(), Some(b"3".to_vec())),
+            ]
+        );
+        restore(&provider, before);
+        assert!(diff(&snapshot(&provider), &provider).is_empty());
+        let values = provider.storage().values.read().unwrap();
+        assert_eq!(values.get(b"b".as_slice()), Some(&b"2".to_vec()));
+        assert!(!values.contains_key(b"c".as_slice()));
+    }
+}

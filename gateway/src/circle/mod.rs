@@ -1,0 +1,1231 @@
+//! Circles: MLS (RFC 9420) groups of member gateways for source-protected intelligence.
+//!
+//! The gateway that creates a circle is its hub (the MIMI hub model): it alone commits
+//! membership changes, accepts a handshake message only for the circle's current epoch, and
+//! orders every handshake and application message in the circle's log, advancing the epoch
+//! and the log in one transaction. Members stream the hub's log from their last position
+//! ([`follower`]) and send their own messages to the hub ([`api`]).
+//!
+//! Every MLS operation runs under one lock with a snapshot of the key-value store before it;
+//! the store's changes and the circle's rows (log entry, circle row, indicators, KeyPackages)
+//! are written in one database transaction, and the snapshot is put back if it fails.
+
+pub mod api;
+pub mod follower;
+pub mod mls;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use cordon_indicator::Limits;
+use cordon_proto::v1::circle_service_client::CircleServiceClient;
+use cordon_proto::v1::{
+    Accepted, CircleInfo, GetKeyPackageRequest, Indicator, MessageKind, Protection,
+    PublishResponse, SendRequest, WelcomeRequest,
+};
+use cordon_storage::{
+    CircleLogEntry, CircleRow, CircleWrite, CircleWriteOutcome, KeyPackageRow, NewIndicator, Store,
+};
+use openmls::prelude::*;
+use prost::Message as _;
+use tokio::sync::{Mutex, MutexGuard, watch};
+use tonic::Status;
+use tonic::transport::Channel;
+
+use crate::config::PeerConfig;
+use crate::decision_log::DecisionLog;
+use crate::identity::Identity;
+use crate::peer_tls::TlsFiles;
+use crate::release::{Channel as ReleaseChannel, Releaser};
+use crate::signing::SigningKey;
+use crate::status::storage_status;
+use mls::{PinnedKeys, Provider};
+
+/// Single-use KeyPackages one member may take in [`KEY_PACKAGE_WINDOW`]; beyond that it gets
+/// the last-resort one, so that a partner cannot drain this gateway's KeyPackages.
+pub const KEY_PACKAGES_PER_WINDOW: usize = 4;
+pub const KEY_PACKAGE_WINDOW: Duration = Duration::from_secs(3600);
+/// A last-resort KeyPackage older than this is replaced when it is next handed out.
+pub const LAST_RESORT_ROTATION: Duration = Duration::from_secs(24 * 3600);
+/// Times a publish or rotation is sent again after another message won its epoch.
+const MAX_ATTEMPTS: u32 = 8;
+/// How long a sender waits for its follower to catch up with the hub before retrying.
+const CATCH_UP_PATIENCE: Duration = Duration::from_secs(10);
+
+pub const STATUS_ACTIVE: &str = "active";
+pub const STATUS_REMOVED: &str = "removed";
+
+/// A circle name: 1 to 32 characters of `a-z`, `0-9` and `-`.
+pub fn is_circle_name(text: &str) -> bool {
+    (1..=32).contains(&text.len())
+        && text
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+pub fn kind_name(kind: MessageKind) -> &'static str {
+    match kind {
+        MessageKind::Application => "application",
+        MessageKind::Proposal => "proposal",
+        MessageKind::Commit => "commit",
+        MessageKind::Unspecified => "unspecified",
+    }
+}
+
+pub fn kind_of(name: &str) -> MessageKind {
+    match name {
+        "application" => MessageKind::Application,
+        "proposal" => MessageKind::Proposal,
+        "commit" => MessageKind::Commit,
+        _ => MessageKind::Unspecified,
+    }
+}
+
+fn now_micros() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_micros() as i64)
+        .unwrap_or_default()
+}
+
+/// What the circles share with the rest of the gateway.
+#[derive(Debug, Clone)]
+pub struct CircleContext {
+    pub member: String,
+    pub federation: String,
+    pub store: Store,
+    pub pinned: PinnedKeys,
+    pub signing_key: Arc<SigningKey>,
+    pub peers: Vec<PeerConfig>,
+    pub tls: TlsFiles,
+    pub releaser: Arc<Releaser>,
+    pub decision_log: DecisionLog,
+    pub limits: Limits,
+}
+
+/// The MLS state of all circles, behind the one lock every MLS operation takes.
+pub struct Inner {
+    pub provider: Provider,
+    pub groups: HashMap<String, MlsGroup>,
+    pub rows: HashMap<String, CircleRow>,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Inner")
+            .field("circles", &self.rows.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Inner {
+    fn reload_groups(&mut self) {
+        self.groups.clear();
+        for row in self.rows.values() {
+            let group_id = GroupId::from_slice(&row.group_id);
+            match MlsGroup::load(self.provider.storage(), &group_id) {
+                Ok(Some(group)) => {
+                    self.groups.insert(row.name.clone(), group);
+                }
+                Ok(None) => {
+                    tracing::error!(circle = %row.name, "circle has no MLS group state");
+                }
+                Err(error) => {
+                    tracing::error!(circle = %row.name, ?error, "loading the circle's MLS group");
+                }
+            }
+        }
+    }
+
+    pub fn circle(&self, name: &str) -> Result<(&CircleRow, &MlsGroup), Status> {
+        let row = self
+            .rows
+            .get(name)
+            .ok_or_else(|| Status::not_found(format!("no circle {name:?}")))?;
+        let group = self
+            .groups
+            .get(name)
+            .ok_or_else(|| Status::internal(format!("circle {name:?} has no MLS state")))?;
+        Ok((row, group))
+    }
+
+    fn info(&self, name: &str) -> Result<CircleInfo, Status> {
+        let (row, group) = self.circle(name)?;
+        Ok(CircleInfo {
+            name: row.name.clone(),
+            hub: row.hub.clone(),
+            epoch: row.epoch,
+            members: if row.status == STATUS_ACTIVE {
+                mls::member_ids(group)
+            } else {
+                Vec::new()
+            },
+            status: row.status.clone(),
+            position: row.position,
+        })
+    }
+}
+
+/// The circles of this gateway.
+pub struct Circles {
+    pub context: CircleContext,
+    inner: Mutex<Inner>,
+    /// Bumped after every committed change: log streams and senders waiting to catch up
+    /// wake on it.
+    changed: watch::Sender<u64>,
+    shutdown: watch::Receiver<bool>,
+    followers: std::sync::Mutex<HashMap<String, tokio::task::JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Circles {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Circles")
+            .field("member", &self.context.member)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The result of one MLS operation: what to return and what to write.
+type OpResult<T> = Result<(T, CircleWrite), Status>;
+
+impl Circles {
+    /// Loads every circle's MLS state from the database and starts a follower for each
+    /// circle this gateway is an active member (not the hub) of.
+    pub async fn start(
+        context: CircleContext,
+        shutdown: watch::Receiver<bool>,
+    ) -> anyhow::Result<Arc<Circles>> {
+        let values = context.store.mls_values().await?;
+        let rows = context.store.circles().await?;
+        let mut inner = Inner {
+            provider: mls::provider_with(values),
+            groups: HashMap::new(),
+            rows: rows
+                .into_iter()
+                .map(|row| (row.name.clone(), row))
+                .collect(),
+        };
+        inner.reload_groups();
+        let followed: Vec<String> = inner
+            .rows
+            .values()
+            .filter(|row| row.hub != context.member && row.status == STATUS_ACTIVE)
+            .map(|row| row.name.clone())
+            .collect();
+        let circles = Arc::new(Circles {
+            context,
+            inner: Mutex::new(inner),
+            changed: watch::channel(0).0,
+            shutdown,
+            followers: Default::default(),
+        });
+        for name in followed {
+            circles.follow(&name);
+        }
+        Ok(circles)
+    }
+
+    pub fn member(&self) -> &str {
+        &self.context.member
+    }
+
+    pub fn subscribe_changes(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    pub(crate) fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.clone()
+    }
+
+    pub async fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().await
+    }
+
+    /// Runs one MLS operation and writes what it changed in one transaction; on any failure
+    /// the in-memory state is put back as it was.
+    pub(crate) async fn apply<T>(
+        &self,
+        inner: &mut MutexGuard<'_, Inner>,
+        operation: impl FnOnce(&mut Inner) -> OpResult<T>,
+    ) -> Result<(T, CircleWriteOutcome), Status> {
+        let before = mls::snapshot(&inner.provider);
+        let rows_before = inner.rows.clone();
+        let (value, mut write) = match operation(inner) {
+            Ok(done) => done,
+            Err(status) => {
+                mls::restore(&inner.provider, before);
+                inner.rows = rows_before;
+                inner.reload_groups();
+                return Err(status);
+            }
+        };
+        write.kv = mls::diff(&before, &inner.provider);
+        let deletes_keys = write.kv.iter().any(|(_, value)| value.is_none());
+        match self.context.store.circle_write(write).await {
+            Ok(outcome) => {
+                self.changed.send_modify(|count| *count += 1);
+                if deletes_keys {
+                    // Deleted MLS secrets must not linger in the write-ahead log.
+                    if let Err(error) = self.context.store.checkpoint().await {
+                        tracing::warn!(%error, "checkpointing the database after deleting MLS keys");
+                    }
+                }
+                Ok((value, outcome))
+            }
+            Err(error) => {
+                mls::restore(&inner.provider, before);
+                inner.rows = rows_before;
+                inner.reload_groups();
+                Err(storage_status(error))
+            }
+        }
+    }
+
+    fn credential(&self) -> CredentialWithKey {
+        mls::own_credential(&self.context.member, &self.context.signing_key)
+    }
+
+    fn peer(&self, member: &str) -> Result<&PeerConfig, Status> {
+        self.context
+            .peers
+            .iter()
+            .find(|peer| peer.id == member)
+            .ok_or_else(|| {
+                Status::failed_precondition(format!(
+                    "{member} has no gateway endpoint: add it under [[peers]] (follow = false \
+                     if its feed is not to be followed)"
+                ))
+            })
+    }
+
+    pub(crate) async fn connect(
+        &self,
+        member: &str,
+    ) -> Result<CircleServiceClient<Channel>, Status> {
+        let peer = self.peer(member)?;
+        let channel = crate::peer_tls::connect(peer, &self.context.federation, &self.context.tls)
+            .await
+            .map_err(|error| Status::unavailable(format!("{error:#}")))?;
+        let limit = self.context.limits.max_message_bytes * 2;
+        Ok(CircleServiceClient::new(channel)
+            .max_decoding_message_size(limit)
+            .max_encoding_message_size(limit))
+    }
+
+    // ----- administration -----------------------------------------------------------------
+
+    /// Creates a circle with this gateway as its hub and only member.
+    pub async fn create(&self, name: &str) -> Result<CircleInfo, Status> {
+        if !is_circle_name(name) {
+            return Err(crate::status::invalid_field(
+                "name",
+                "a circle name is 1 to 32 characters of a-z, 0-9 and -",
+            ));
+        }
+        let mut inner = self.inner.lock().await;
+        if inner.rows.contains_key(name) {
+            return Err(Status::already_exists(format!("circle {name:?} exists")));
+        }
+        let group_id = format!("{}/{name}", self.context.member).into_bytes();
+        let credential = self.credential();
+        let signer = self.context.signing_key.clone();
+        let member = self.context.member.clone();
+        let name = name.to_string();
+        self.apply(&mut inner, |inner| {
+            let group = MlsGroup::builder()
+                .with_group_id(GroupId::from_slice(&group_id))
+                .ciphersuite(mls::CIPHERSUITE)
+                .use_ratchet_tree_extension(true)
+                .build(&inner.provider, signer.as_ref(), credential)
+                .map_err(|error| Status::internal(format!("creating the MLS group: {error}")))?;
+            let row = CircleRow {
+                name: name.clone(),
+                group_id,
+                hub: member,
+                epoch: group.epoch().as_u64(),
+                position: 0,
+                status: STATUS_ACTIVE.into(),
+                created_micros: now_micros(),
+            };
+            inner.groups.insert(name.clone(), group);
+            inner.rows.insert(name.clone(), row.clone());
+            Ok((
+                (),
+                CircleWrite {
+                    circle: Some(row),
+                    ..CircleWrite::default()
+                },
+            ))
+        })
+        .await?;
+        tracing::info!(circle = %name, "circle created; this gateway is its hub");
+        inner.info(&name)
+    }
+
+    pub async fn list(&self) -> Vec<CircleInfo> {
+        let inner = self.inner.lock().await;
+        let mut names: Vec<&String> = inner.rows.keys().collect();
+        names.sort();
+        names
+            .into_iter()
+            .filter_map(|name| inner.info(name).ok())
+            .collect()
+    }
+
+    pub async fn info(&self, name: &str) -> Result<CircleInfo, Status> {
+        self.inner.lock().await.info(name)
+    }
+
+    fn require_hub(&self, row: &CircleRow) -> Result<(), Status> {
+        if row.hub != self.context.member {
+            return Err(Status::failed_precondition(format!(
+                "circle {:?} is hubbed by {}; only its hub changes its membership",
+                row.name, row.hub
+            )));
+        }
+        if row.status != STATUS_ACTIVE {
+            return Err(Status::failed_precondition(format!(
+                "circle {:?} is {}",
+                row.name, row.status
+            )));
+        }
+        Ok(())
+    }
+
+    /// Adds `member`: fetches a KeyPackage from its gateway (TLS pins its identity), checks
+    /// the KeyPackage's credential names it with its pinned key, commits the add (log and
+    /// epoch in one transaction) and gives it the Welcome.
+    pub async fn add(&self, name: &str, member: &str) -> Result<CircleInfo, Status> {
+        if !crate::identity::is_member_id(member) || member == self.context.member {
+            return Err(crate::status::invalid_field(
+                "member",
+                format!("{member:?} is not another member's id"),
+            ));
+        }
+        {
+            let inner = self.inner.lock().await;
+            let (row, group) = inner.circle(name)?;
+            self.require_hub(row)?;
+            if mls::leaf_of(group, member).is_some() {
+                return Err(Status::already_exists(format!(
+                    "{member} is already in circle {name:?}"
+                )));
+            }
+        }
+        let mut client = self.connect(member).await?;
+        let served = client
+            .get_key_package(GetKeyPackageRequest {})
+            .await
+            .map_err(|status| {
+                Status::unavailable(format!(
+                    "fetching {member}'s KeyPackage: {}",
+                    status.message()
+                ))
+            })?
+            .into_inner();
+        let mut inner = self.inner.lock().await;
+        let key_package = mls::check_key_package(
+            &inner.provider,
+            &served.key_package,
+            member,
+            &self.context.pinned,
+        )
+        .map_err(|reason| {
+            tracing::warn!(circle = %name, %member, %reason, "refused a KeyPackage");
+            Status::permission_denied(format!("{member}'s KeyPackage refused: {reason}"))
+        })?;
+        let signer = self.context.signing_key.clone();
+        let own = self.context.member.clone();
+        let circle = name.to_string();
+        let joining = member.to_string();
+        let (welcome, _) = self
+            .apply(&mut inner, |inner| {
+                let row = inner
+                    .rows
+                    .get(&circle)
+                    .cloned()
+                    .ok_or_else(|| Status::not_found(format!("no circle {circle:?}")))?;
+                self.require_hub(&row)?;
+                let group = inner
+                    .groups
+                    .get_mut(&circle)
+                    .ok_or_else(|| Status::internal("no MLS state"))?;
+                if mls::leaf_of(group, &joining).is_some() {
+                    return Err(Status::already_exists(format!(
+                        "{joining} is already in circle {circle:?}"
+                    )));
+                }
+                let epoch = group.epoch().as_u64();
+                let (commit, welcome, _) = group
+                    .add_members(&inner.provider, signer.as_ref(), &[key_package])
+                    .map_err(|error| Status::internal(format!("adding {joining}: {error}")))?;
+                group
+                    .merge_pending_commit(&inner.provider)
+                    .map_err(|error| Status::internal(format!("merging the add: {error}")))?;
+                let position = row.position + 1;
+                let updated = CircleRow {
+                    epoch: group.epoch().as_u64(),
+                    position,
+                    ..row
+                };
+                let entry = CircleLogEntry {
+                    circle: circle.clone(),
+                    position,
+                    epoch,
+                    sender: own.clone(),
+                    kind: "commit".into(),
+                    message: mls::serialize(&commit).map_err(Status::internal)?,
+                    at_micros: now_micros(),
+                };
+                let welcome = mls::serialize(&welcome).map_err(Status::internal)?;
+                inner.rows.insert(circle.clone(), updated.clone());
+                Ok((
+                    (welcome, position),
+                    CircleWrite {
+                        circle: Some(updated),
+                        log: Some(entry),
+                        departures: vec![(circle.clone(), joining.clone(), None)],
+                        ..CircleWrite::default()
+                    },
+                ))
+            })
+            .await?;
+        let (welcome, position) = welcome;
+        let info = inner.info(name)?;
+        drop(inner);
+        tracing::info!(circle = %name, %member, position, epoch = info.epoch, "member added to circle");
+        client
+            .welcome(WelcomeRequest {
+                circle: name.to_string(),
+                welcome,
+                position,
+            })
+            .await
+            .map_err(|status| {
+                Status::unavailable(format!(
+                    "{member} was added to circle {name:?} (log position {position}) but did not \
+                     take its Welcome: {}; remove it and add it again",
+                    status.message()
+                ))
+            })?;
+        Ok(info)
+    }
+
+    /// Removes `member`: a remove commit in the log and epoch, and a departure row so that it
+    /// may read the log up to that commit and no further.
+    pub async fn remove(&self, name: &str, member: &str) -> Result<CircleInfo, Status> {
+        let mut inner = self.inner.lock().await;
+        let signer = self.context.signing_key.clone();
+        let own = self.context.member.clone();
+        let circle = name.to_string();
+        let leaving = member.to_string();
+        if leaving == own {
+            return Err(crate::status::invalid_field(
+                "member",
+                "the hub cannot remove itself from its circle",
+            ));
+        }
+        self.apply(&mut inner, |inner| {
+            let row = inner
+                .rows
+                .get(&circle)
+                .cloned()
+                .ok_or_else(|| Status::not_found(format!("no circle {circle:?}")))?;
+            self.require_hub(&row)?;
+            let group = inner
+                .groups
+                .get_mut(&circle)
+                .ok_or_else(|| Status::internal("no MLS state"))?;
+            let leaf = mls::leaf_of(group, &leaving).ok_or_else(|| {
+                Status::not_found(format!("{leaving} is not in circle {circle:?}"))
+            })?;
+            let epoch = group.epoch().as_u64();
+            let (commit, _, _) = group
+                .remove_members(&inner.provider, signer.as_ref(), &[leaf])
+                .map_err(|error| Status::internal(format!("removing {leaving}: {error}")))?;
+            group
+                .merge_pending_commit(&inner.provider)
+                .map_err(|error| Status::internal(format!("merging the removal: {error}")))?;
+            let position = row.position + 1;
+            let updated = CircleRow {
+                epoch: group.epoch().as_u64(),
+                position,
+                ..row
+            };
+            inner.rows.insert(circle.clone(), updated.clone());
+            Ok((
+                (),
+                CircleWrite {
+                    circle: Some(updated),
+                    log: Some(CircleLogEntry {
+                        circle: circle.clone(),
+                        position,
+                        epoch,
+                        sender: own.clone(),
+                        kind: "commit".into(),
+                        message: mls::serialize(&commit).map_err(Status::internal)?,
+                        at_micros: now_micros(),
+                    }),
+                    departures: vec![(circle.clone(), leaving.clone(), Some(position))],
+                    ..CircleWrite::default()
+                },
+            ))
+        })
+        .await?;
+        tracing::info!(circle = %name, %member, "member removed from circle");
+        inner.info(name)
+    }
+
+    // ----- KeyPackages ------------------------------------------------------------------
+
+    /// A KeyPackage for `requester`: a fresh single-use one while it has taken fewer than
+    /// [`KEY_PACKAGES_PER_WINDOW`] in the window, else the last-resort one (rotated daily).
+    pub async fn key_package_for(&self, requester: &str) -> Result<(Vec<u8>, bool), Status> {
+        let rows = self
+            .context
+            .store
+            .key_packages()
+            .await
+            .map_err(storage_status)?;
+        let now = now_micros();
+        let window_start = now - KEY_PACKAGE_WINDOW.as_micros() as i64;
+        let recent = rows
+            .iter()
+            .filter(|row| {
+                !row.last_resort
+                    && row.issued_to.as_deref() == Some(requester)
+                    && row.issued_micros.unwrap_or_default() >= window_start
+            })
+            .count();
+        let current_last_resort = rows
+            .iter()
+            .filter(|row| row.last_resort)
+            .max_by_key(|row| row.created_micros)
+            .filter(|row| now - row.created_micros < LAST_RESORT_ROTATION.as_micros() as i64)
+            .cloned();
+        let single_use = recent < KEY_PACKAGES_PER_WINDOW;
+        if !single_use && let Some(row) = current_last_resort {
+            return Ok((row.key_package, true));
+        }
+        let mut inner = self.inner.lock().await;
+        let credential = self.credential();
+        let signer = self.context.signing_key.clone();
+        let requester = requester.to_string();
+        let (bytes, _) = self
+            .apply(&mut inner, |inner| {
+                let mut builder = KeyPackage::builder();
+                if !single_use {
+                    builder = builder.mark_as_last_resort();
+                }
+                let bundle = builder
+                    .build(
+                        mls::CIPHERSUITE,
+                        &inner.provider,
+                        signer.as_ref(),
+                        credential,
+                    )
+                    .map_err(|error| Status::internal(format!("making a KeyPackage: {error}")))?;
+                let key_package = bundle.key_package();
+                let hash_ref = key_package
+                    .hash_ref(inner.provider.crypto())
+                    .map_err(|error| Status::internal(format!("hashing a KeyPackage: {error}")))?;
+                use tls_codec::Serialize as _;
+                let bytes = key_package
+                    .tls_serialize_detached()
+                    .map_err(|error| Status::internal(format!("encoding a KeyPackage: {error}")))?;
+                Ok((
+                    bytes.clone(),
+                    CircleWrite {
+                        key_packages: vec![KeyPackageRow {
+                            hash_ref: hash_ref.as_slice().to_vec(),
+                            key_package: bytes,
+                            last_resort: !single_use,
+                            issued_to: Some(requester.clone()),
+                            issued_micros: Some(now),
+                            created_micros: now,
+                        }],
+                        ..CircleWrite::default()
+                    },
+                ))
+            })
+            .await?;
+        Ok((bytes, !single_use))
+    }
+
+    // ----- joining ----------------------------------------------------------------------
+
+    /// Joins a circle from the hub's Welcome, after checking every member's credential
+    /// against the pinned keys and that the Welcome comes from the hub itself.
+    pub async fn join(
+        self: &Arc<Self>,
+        hub: &str,
+        name: &str,
+        welcome: &[u8],
+        position: u64,
+    ) -> Result<(), Status> {
+        if !is_circle_name(name) {
+            return Err(crate::status::invalid_field("circle", "not a circle name"));
+        }
+        let message = mls::deserialize(welcome)
+            .map_err(|error| crate::status::invalid_field("welcome", error))?;
+        let MlsMessageBodyIn::Welcome(welcome) = message.extract() else {
+            return Err(crate::status::invalid_field(
+                "welcome",
+                "not an MLS Welcome",
+            ));
+        };
+        let expected_group = format!("{hub}/{name}").into_bytes();
+        let mut inner = self.inner.lock().await;
+        if let Some(row) = inner.rows.get(name)
+            && (row.status == STATUS_ACTIVE || row.hub != hub)
+        {
+            return Err(Status::already_exists(format!(
+                "this gateway already has a circle {name:?} (hub {})",
+                row.hub
+            )));
+        }
+        let pinned = self.context.pinned.clone();
+        let circle = name.to_string();
+        let hub_id = hub.to_string();
+        self.apply(&mut inner, |inner| {
+            if let Some(old) = inner.groups.remove(&circle) {
+                let mut old = old;
+                old.delete(inner.provider.storage()).map_err(|error| {
+                    Status::internal(format!("deleting the old group: {error:?}"))
+                })?;
+            }
+            let join_config = MlsGroupJoinConfig::builder()
+                .use_ratchet_tree_extension(true)
+                .build();
+            let staged =
+                StagedWelcome::new_from_welcome(&inner.provider, &join_config, welcome, None)
+                    .map_err(|error| {
+                        Status::invalid_argument(format!("Welcome refused: {error}"))
+                    })?;
+            let sender = staged
+                .welcome_sender()
+                .map_err(|error| Status::invalid_argument(format!("Welcome sender: {error}")))?;
+            let sender_id = pinned
+                .check(sender.credential(), sender.signature_key().as_slice())
+                .map_err(|reason| Status::permission_denied(format!("Welcome sender: {reason}")))?;
+            if sender_id != hub_id {
+                return Err(Status::permission_denied(format!(
+                    "the Welcome was made by {sender_id}, not by the hub {hub_id} that sent it"
+                )));
+            }
+            for member in staged.members() {
+                pinned
+                    .check(&member.credential, &member.signature_key)
+                    .map_err(|reason| {
+                        Status::permission_denied(format!("circle member: {reason}"))
+                    })?;
+            }
+            let group = staged
+                .into_group(&inner.provider)
+                .map_err(|error| Status::invalid_argument(format!("joining: {error}")))?;
+            if group.group_id().as_slice() != expected_group.as_slice() {
+                return Err(Status::permission_denied(format!(
+                    "the Welcome is for group {:?}, not {hub_id}'s circle {circle:?}",
+                    String::from_utf8_lossy(group.group_id().as_slice())
+                )));
+            }
+            let row = CircleRow {
+                name: circle.clone(),
+                group_id: expected_group.clone(),
+                hub: hub_id.clone(),
+                epoch: group.epoch().as_u64(),
+                position,
+                status: STATUS_ACTIVE.into(),
+                created_micros: now_micros(),
+            };
+            inner.groups.insert(circle.clone(), group);
+            inner.rows.insert(circle.clone(), row.clone());
+            Ok((
+                (),
+                CircleWrite {
+                    circle: Some(row),
+                    ..CircleWrite::default()
+                },
+            ))
+        })
+        .await?;
+        drop(inner);
+        tracing::info!(circle = %name, %hub, position, "joined circle");
+        self.follow(name);
+        Ok(())
+    }
+
+    /// Starts (or restarts) the follower of a circle's hub log.
+    pub fn follow(self: &Arc<Self>, name: &str) {
+        let task = tokio::spawn(follower::run(self.clone(), name.to_string()));
+        let mut followers = self
+            .followers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(old) = followers.insert(name.to_string(), task) {
+            old.abort();
+        }
+    }
+
+    /// Waits for the followers to end (they end on shutdown).
+    pub async fn stopped(&self) {
+        let tasks: Vec<_> = self
+            .followers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .drain()
+            .map(|(_, task)| task)
+            .collect();
+        for task in tasks {
+            let _ = task.await;
+        }
+    }
+
+    /// Waits until the circle's local epoch passes `epoch`, or patience runs out.
+    async fn wait_for_epoch_after(&self, name: &str, epoch: u64) {
+        let mut changes = self.changed.subscribe();
+        let _ = tokio::time::timeout(CATCH_UP_PATIENCE, async {
+            loop {
+                {
+                    let inner = self.inner.lock().await;
+                    match inner.rows.get(name) {
+                        Some(row) if row.epoch > epoch && row.status == STATUS_ACTIVE => return,
+                        Some(row) if row.status != STATUS_ACTIVE => return,
+                        None => return,
+                        _ => {}
+                    }
+                }
+                if changes.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await;
+    }
+
+    // ----- sending ----------------------------------------------------------------------
+
+    /// Rotates this gateway's keys in the circle: a self-update commit, sent to the hub.
+    /// When another commit won the epoch, the pending commit is dropped, the follower catches
+    /// up, and the rotation is made again on the new epoch.
+    pub async fn rotate(&self, name: &str) -> Result<(u64, u32), Status> {
+        for attempt in 1..=MAX_ATTEMPTS {
+            let mut inner = self.inner.lock().await;
+            let signer = self.context.signing_key.clone();
+            let circle = name.to_string();
+            let own = self.context.member.clone();
+            let ((commit, epoch, hub), _) = self
+                .apply(&mut inner, |inner| {
+                    let row = inner
+                        .rows
+                        .get(&circle)
+                        .cloned()
+                        .ok_or_else(|| Status::not_found(format!("no circle {circle:?}")))?;
+                    if row.status != STATUS_ACTIVE {
+                        return Err(Status::failed_precondition(format!(
+                            "circle {circle:?} is {}",
+                            row.status
+                        )));
+                    }
+                    let group = inner
+                        .groups
+                        .get_mut(&circle)
+                        .ok_or_else(|| Status::internal("no MLS state"))?;
+                    if group.pending_commit().is_some() {
+                        group
+                            .clear_pending_commit(inner.provider.storage())
+                            .map_err(|error| Status::internal(format!("{error:?}")))?;
+                    }
+                    let epoch = group.epoch().as_u64();
+                    let bundle = group
+                        .self_update(
+                            &inner.provider,
+                            signer.as_ref(),
+                            LeafNodeParameters::default(),
+                        )
+                        .map_err(|error| Status::internal(format!("self-update: {error}")))?;
+                    let (commit, _, _) = bundle.into_contents();
+                    let commit = mls::serialize(&commit).map_err(Status::internal)?;
+                    if row.hub == own {
+                        // The hub orders its own commit directly.
+                        group
+                            .merge_pending_commit(&inner.provider)
+                            .map_err(|error| Status::internal(format!("merging: {error}")))?;
+                        let position = row.position + 1;
+                        let updated = CircleRow {
+                            epoch: group.epoch().as_u64(),
+                            position,
+                            ..row.clone()
+                        };
+                        inner.rows.insert(circle.clone(), updated.clone());
+                        return Ok((
+                            (None, updated.epoch, row.hub),
+                            CircleWrite {
+                                circle: Some(updated),
+                                log: Some(CircleLogEntry {
+                                    circle: circle.clone(),
+                                    position,
+                                    epoch,
+                                    sender: own.clone(),
+                                    kind: "commit".into(),
+                                    message: commit,
+                                    at_micros: now_micros(),
+                                }),
+                                ..CircleWrite::default()
+                            },
+                        ));
+                    }
+                    // Written ahead: the pending commit survives a crash before the hub answers.
+                    Ok(((Some(commit), epoch, row.hub), CircleWrite::default()))
+                })
+                .await?;
+            drop(inner);
+            let Some(commit) = commit else {
+                return Ok((epoch, attempt));
+            };
+            let sent = self
+                .send_to_hub(&hub, name, MessageKind::Commit, commit)
+                .await;
+            let mut inner = self.inner.lock().await;
+            let circle = name.to_string();
+            match sent {
+                Ok(_) => {
+                    let (new_epoch, _) = self
+                        .apply(&mut inner, |inner| {
+                            let row = inner
+                                .rows
+                                .get(&circle)
+                                .cloned()
+                                .ok_or_else(|| Status::not_found("circle"))?;
+                            let group = inner
+                                .groups
+                                .get_mut(&circle)
+                                .ok_or_else(|| Status::internal("no MLS state"))?;
+                            if group.epoch().as_u64() == epoch && group.pending_commit().is_some() {
+                                group
+                                    .merge_pending_commit(&inner.provider)
+                                    .map_err(|error| {
+                                        Status::internal(format!("merging: {error}"))
+                                    })?;
+                            }
+                            let updated = CircleRow {
+                                epoch: group.epoch().as_u64(),
+                                ..row
+                            };
+                            inner.rows.insert(circle.clone(), updated.clone());
+                            Ok((
+                                updated.epoch,
+                                CircleWrite {
+                                    circle: Some(updated),
+                                    ..CircleWrite::default()
+                                },
+                            ))
+                        })
+                        .await?;
+                    tracing::info!(circle = %name, epoch = new_epoch, attempt, "rotated own keys");
+                    return Ok((new_epoch, attempt));
+                }
+                Err(status) if status.code() == tonic::Code::Aborted => {
+                    // Another commit won this epoch: drop ours and catch up.
+                    self.apply(&mut inner, |inner| {
+                        if let Some(group) = inner.groups.get_mut(&circle)
+                            && group.pending_commit().is_some()
+                        {
+                            group
+                                .clear_pending_commit(inner.provider.storage())
+                                .map_err(|error| Status::internal(format!("{error:?}")))?;
+                        }
+                        Ok(((), CircleWrite::default()))
+                    })
+                    .await?;
+                    drop(inner);
+                    tracing::info!(circle = %name, epoch, attempt, reason = %status.message(), "commit lost its epoch; catching up to retry");
+                    self.wait_for_epoch_after(name, epoch).await;
+                }
+                Err(status) => return Err(status),
+            }
+        }
+        Err(Status::aborted(format!(
+            "circle {name:?}: rotation lost its epoch {MAX_ATTEMPTS} times"
+        )))
+    }
+
+    pub(crate) async fn send_to_hub(
+        &self,
+        hub: &str,
+        name: &str,
+        kind: MessageKind,
+        message: Vec<u8>,
+    ) -> Result<cordon_proto::v1::SendResponse, Status> {
+        let mut client = self.connect(hub).await?;
+        client
+            .send(SendRequest {
+                circle: name.to_string(),
+                kind: kind as i32,
+                message,
+            })
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    /// Publishes source-protected indicators into a circle: the origin's policy must allow
+    /// every current member (channel "circle", no redaction), else nothing is sent. Each
+    /// indicator becomes one MLS application message, ordered by the hub.
+    pub async fn publish(
+        &self,
+        publisher: &Identity,
+        name: &str,
+        indicators: Vec<Indicator>,
+        now_rfc3339: &str,
+        created: pbjson_types::Timestamp,
+        warnings: Vec<Vec<String>>,
+    ) -> Result<PublishResponse, Status> {
+        let (members, hub) = {
+            let inner = self.inner.lock().await;
+            let (row, group) = inner.circle(name)?;
+            if row.status != STATUS_ACTIVE {
+                return Err(Status::failed_precondition(format!(
+                    "circle {name:?} is {}",
+                    row.status
+                )));
+            }
+            let members: Vec<String> = mls::member_ids(group)
+                .into_iter()
+                .filter(|member| *member != self.context.member)
+                .collect();
+            (members, row.hub.clone())
+        };
+        let mut signed = Vec::with_capacity(indicators.len());
+        for mut indicator in indicators {
+            if indicator.id.is_empty() {
+                indicator.id = uuid::Uuid::now_v7().to_string();
+            }
+            indicator.originator = self.context.member.clone();
+            indicator.publisher = publisher.to_string();
+            indicator.created = Some(created);
+            indicator.protection = Protection::SourceProtected as i32;
+            self.context.signing_key.sign(&mut indicator);
+            signed.push(indicator);
+        }
+        // Every member, every indicator: one refusal stops the whole call.
+        let mut refused = Vec::new();
+        let mut records = Vec::new();
+        for indicator in &signed {
+            for member in &members {
+                let recipient = Identity::Member {
+                    member: member.clone(),
+                };
+                let release = self.context.releaser.release(
+                    indicator,
+                    &recipient,
+                    ReleaseChannel::Circle,
+                    now_rfc3339,
+                );
+                self.context.releaser.record(&release.record);
+                let record = release.record;
+                if !record.allow {
+                    refused.push(format!("{member} ({})", record.reasons.join("; ")));
+                } else if !record.redact.is_empty() {
+                    refused.push(format!(
+                        "{member} (the policy would redact {}; a circle message is the same \
+                         for every member)",
+                        record.redact.join(", ")
+                    ));
+                }
+                records.push(record);
+            }
+        }
+        if let Err(error) = self.context.decision_log.write(&records).await {
+            return Err(storage_status(error));
+        }
+        if !refused.is_empty() {
+            refused.dedup();
+            return Err(Status::failed_precondition(format!(
+                "circle {name:?}: the policy refuses {}; nothing was sent",
+                refused.join(", ")
+            )));
+        }
+        let mut accepted = Vec::with_capacity(signed.len());
+        for (indicator, warnings) in signed.into_iter().zip(warnings) {
+            let id = indicator.id.clone();
+            let sequence = self.send_indicator(name, &hub, indicator).await?;
+            accepted.push(Accepted {
+                id,
+                sequence,
+                warnings,
+            });
+        }
+        tracing::info!(publisher = %publisher, circle = %name, count = accepted.len(), "published into circle");
+        Ok(PublishResponse { accepted })
+    }
+
+    /// One indicator as one application message; returns its sequence in the local feed.
+    async fn send_indicator(
+        &self,
+        name: &str,
+        hub: &str,
+        indicator: Indicator,
+    ) -> Result<u64, Status> {
+        let payload = indicator.encode_to_vec();
+        let stored = circle_indicator(&indicator, None)?;
+        for _attempt in 1..=MAX_ATTEMPTS {
+            let mut inner = self.inner.lock().await;
+            let signer = self.context.signing_key.clone();
+            let circle = name.to_string();
+            let own = self.context.member.clone();
+            let payload = payload.clone();
+            let stored_here = stored.clone();
+            let ((message, epoch), outcome) = self
+                .apply(&mut inner, |inner| {
+                    let row = inner
+                        .rows
+                        .get(&circle)
+                        .cloned()
+                        .ok_or_else(|| Status::not_found("circle"))?;
+                    let group = inner
+                        .groups
+                        .get_mut(&circle)
+                        .ok_or_else(|| Status::internal("no MLS state"))?;
+                    let epoch = group.epoch().as_u64();
+                    let message = group
+                        .create_message(&inner.provider, signer.as_ref(), &payload)
+                        .map_err(|error| Status::internal(format!("encrypting: {error}")))?;
+                    let message = mls::serialize(&message).map_err(Status::internal)?;
+                    if row.hub == own {
+                        let position = row.position + 1;
+                        let updated = CircleRow { position, ..row };
+                        inner.rows.insert(circle.clone(), updated.clone());
+                        return Ok((
+                            (None, epoch),
+                            CircleWrite {
+                                circle: Some(updated),
+                                log: Some(CircleLogEntry {
+                                    circle: circle.clone(),
+                                    position,
+                                    epoch,
+                                    sender: own.clone(),
+                                    kind: "application".into(),
+                                    message,
+                                    at_micros: now_micros(),
+                                }),
+                                indicators: vec![stored_here],
+                                indicators_circle: Some(circle.clone()),
+                                ..CircleWrite::default()
+                            },
+                        ));
+                    }
+                    // Written ahead: the sender's ratchet has moved on before the
+                    // ciphertext leaves, so no key is ever used twice.
+                    Ok(((Some(message), epoch), CircleWrite::default()))
+                })
+                .await?;
+            drop(inner);
+            let Some(message) = message else {
+                return sequence_of(&outcome, &stored.id);
+            };
+            match self
+                .send_to_hub(hub, name, MessageKind::Application, message)
+                .await
+            {
+                Ok(_) => {
+                    let outcome = self
+                        .context
+                        .store
+                        .circle_write(CircleWrite {
+                            indicators: vec![stored.clone()],
+                            indicators_circle: Some(name.to_string()),
+                            ..CircleWrite::default()
+                        })
+                        .await
+                        .map_err(storage_status)?;
+                    return sequence_of(&outcome, &stored.id);
+                }
+                Err(status) if status.code() == tonic::Code::Aborted => {
+                    tracing::info!(circle = %name, epoch, reason = %status.message(), "message lost its epoch; catching up to retry");
+                    self.wait_for_epoch_after(name, epoch).await;
+                }
+                Err(status) => return Err(status),
+            }
+        }
+        Err(Status::aborted(format!(
+            "circle {name:?}: the message lost its epoch {MAX_ATTEMPTS} times"
+        )))
+    }
+}
+
+fn sequence_of(outcome: &CircleWriteOutcome, id: &str) -> Result<u64, Status> {
+    if let Some((_, sequence)) = outcome.stored.iter().find(|(stored, _)| stored == id) {
+        return Ok(*sequence);
+    }
+    if outcome.conflicts.iter().any(|conflict| conflict == id)
+        || outcome.duplicates.iter().any(|duplicate| duplicate == id)
+    {
+        return Err(Status::already_exists(format!(
+            "indicator id {id} is already held"
+        )));
+    }
+    Err(Status::internal(format!("indicator {id} was not stored")))
+}
+
+/// The feed row of a source-protected indicator held in a circle.
+pub fn circle_indicator(indicator: &Indicator, via: Option<&str>) -> Result<NewIndicator, Status> {
+    let kind = cordon_indicator::kind_name(indicator)
+        .ok_or_else(|| Status::invalid_argument("indicator has no kind"))?;
+    let created = indicator
+        .created
+        .as_ref()
+        .ok_or_else(|| Status::invalid_argument("indicator has no creation time"))?;
+    Ok(NewIndicator {
+        id: indicator.id.clone(),
+        originator: indicator.originator.clone(),
+        kind: kind.to_string(),
+        created_micros: crate::service::micros_of(created),
+        supersedes: (!indicator.supersedes.is_empty()).then(|| indicator.supersedes.clone()),
+        via: via.map(str::to_string),
+        payload: indicator.encode_to_vec(),
+    })
+}
+
+/// Checks a decrypted circle indicator: the MLS sender is its originator, it carries the
+/// originator's valid signature, it is source-protected and valid.
+pub fn check_circle_indicator(
+    context: &CircleContext,
+    sender: &str,
+    plaintext: &[u8],
+) -> Result<Indicator, String> {
+    let indicator =
+        Indicator::decode(plaintext).map_err(|error| format!("not an indicator: {error}"))?;
+    if indicator.originator != sender {
+        return Err(format!(
+            "sent by {sender} but claims originator {:?}",
+            indicator.originator
+        ));
+    }
+    if indicator.protection != Protection::SourceProtected as i32 {
+        return Err("a circle indicator must be source-protected".into());
+    }
+    if sender == context.member {
+        crate::signing::verify(&indicator, sender, context.signing_key.public_key())
+            .map_err(|error| format!("signature: {error}"))?;
+    } else {
+        context
+            .pinned
+            .keys
+            .verify_indicator(&indicator)
+            .map_err(|error| format!("signature: {error}"))?;
+    }
+    if let Err(errors) = cordon_indicator::validate_indicator(&indicator, &context.limits) {
+        let details: Vec<String> = errors
+            .iter()
+            .map(|error| format!("{}: {}", error.path, error.message))
+            .collect();
+        return Err(format!("invalid: {}", details.join("; ")));
+    }
+    if indicator.created.is_none() || cordon_indicator::kind_name(&indicator).is_none() {
+        return Err("indicator has no kind or creation time".into());
+    }
+    Ok(indicator)
+}
