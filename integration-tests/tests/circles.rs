@@ -2,13 +2,23 @@
 //! source-protected indicator under MLS; a third gateway (SN), which follows GH's
 //! feed, never sees it; after NG's removal NG receives nothing new.
 
+use std::collections::HashSet;
 use std::path::Path;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, anyhow, bail, ensure};
+use cordon_gateway::circle::{follower, mls};
 use cordon_integration_tests::{
-    Federation, MemberDir, cordon, indicator_client, published, read_all, vessel, wait_until,
+    Federation, MemberDir, cordon, indicator_client, patience, published, read_all, vessel,
+    wait_until,
 };
-use cordon_proto::v1::{PublishRequest, Tlp};
+use cordon_proto::v1::circle_service_client::CircleServiceClient;
+use cordon_proto::v1::{
+    CircleInfo, LogEntry, LogRequest, MembersRequest, MessageKind, PublishRequest, RotateRequest,
+    SendRequest, Tlp,
+};
+use cordon_storage::Store;
+use openmls::prelude::{GroupId, MlsGroup, OpenMlsProvider, ProcessedMessageContent};
+use tonic::transport::Channel;
 
 fn members(federation: &Federation, ids: &[&str]) -> Result<Vec<MemberDir>> {
     let members = ids
@@ -81,6 +91,7 @@ async fn circle_members_decrypt_outsiders_and_removed_members_get_nothing() -> R
     ghana.follow(senegal, sn_endpoint)?;
     nigeria.follow(ghana, gh_endpoint)?;
     senegal.follow(ghana, gh_endpoint)?;
+    senegal.follow(nigeria, ng_endpoint)?;
     let gh = ghana.start(&[]).await?;
     let ng = nigeria.start(&[]).await?;
     let sn = senegal.start(&[]).await?;
@@ -125,6 +136,19 @@ async fn circle_members_decrypt_outsiders_and_removed_members_get_nothing() -> R
     let at_ng = circle(nigeria, &ng.endpoint, &["members", "alpha"]).await?;
     assert_eq!(at_ng["hub"], "GH");
     assert_eq!(at_ng["status"], "active");
+    // An attacker keeps a copy of NG's database from while NG was a member.
+    ng.stop().await?;
+    let kept = tempfile::tempdir()?;
+    for suffix in ["", "-wal"] {
+        let from = std::path::PathBuf::from(format!(
+            "{}{suffix}",
+            nigeria.dir.join("cordon.db").display()
+        ));
+        if from.exists() {
+            std::fs::copy(&from, kept.path().join(format!("cordon.db{suffix}")))?;
+        }
+    }
+    let ng = nigeria.start(&[]).await?;
 
     // Remove NG, then publish a second marker: NG must not receive it.
     let removed = circle(ghana, &gh.endpoint, &["remove", "alpha", "NG"]).await?;
@@ -160,6 +184,19 @@ async fn circle_members_decrypt_outsiders_and_removed_members_get_nothing() -> R
         !at_sn.iter().any(|text| text.contains("informant")),
         "SN saw a circle indicator: {at_sn:?}"
     );
+    // Nor do the members release them to anyone outside the circle: SN's agency and SN's
+    // gateway subscribing at GH and at NG get nothing of them.
+    for endpoint in [&gh.endpoint, &ng.endpoint] {
+        for outsider in [&sn_police, &senegal.identity()] {
+            let events = read_all(endpoint, outsider, 0, 0).await?;
+            let text = format!("{events:?}");
+            ensure!(
+                !text.contains(&marker) && !text.contains(&after),
+                "{endpoint} released a circle indicator to {}",
+                outsider.display()
+            );
+        }
+    }
     let seen_by_ng = narratives(&ng.endpoint, &ng_customs).await?;
     ensure!(
         !seen_by_ng.iter().any(|text| text.contains(&after)),
@@ -185,5 +222,602 @@ async fn circle_members_decrypt_outsiders_and_removed_members_get_nothing() -> R
         "NG's database holds the later marker"
     );
     ensure!(!ng_log.contains(&after), "NG's log holds the later marker");
+
+    // Given the ciphertext sent after its removal, NG's own MLS state cannot decrypt it.
+    let gh_store = Store::connect(&ghana.sqlite_url()).await?;
+    let log = gh_store.circle_log("alpha", 1, 1000).await?;
+    gh_store.close().await;
+    let later = log
+        .iter()
+        .rev()
+        .find(|entry| entry.kind == "application")
+        .context("the later message in GH's log")?;
+    let removal = log
+        .iter()
+        .rev()
+        .find(|entry| entry.kind == "commit")
+        .context("the removal in GH's log")?;
+    ensure!(later.position > removal.position, "{log:?}");
+    // Neither NG's state now nor the copy kept from before its removal opens it: the
+    // message is under the keys of an epoch NG was never given.
+    for (what, url) in [
+        ("NG's state", nigeria.sqlite_url()),
+        (
+            "the copy of NG's state from before the removal",
+            format!("sqlite:{}", kept.path().join("cordon.db").display()),
+        ),
+    ] {
+        let store = Store::connect(&url).await?;
+        let attempt = try_decrypt(&store, "alpha", &later.message).await?;
+        store.close().await;
+        match attempt {
+            Ok(plaintext) => bail!(
+                "{what} decrypted a message sent after NG's removal: {:?}",
+                String::from_utf8_lossy(&plaintext)
+            ),
+            Err(reason) => {
+                eprintln!("{what} refuses the later ciphertext: {reason}");
+                ensure!(
+                    !reason.contains("not an MLS"),
+                    "the ciphertext must be a real message for the group: {reason}"
+                );
+            }
+        }
+    }
     Ok(())
+}
+
+/// Decrypts `message` offline with the MLS state of `circle` held in `store`, without
+/// writing anything back.
+async fn try_decrypt(
+    store: &Store,
+    circle: &str,
+    message: &[u8],
+) -> Result<std::result::Result<Vec<u8>, String>> {
+    let provider = mls::provider_with(store.mls_values().await?);
+    let row = store.circle(circle).await?.context("circle row")?;
+    let mut group = MlsGroup::load(provider.storage(), &GroupId::from_slice(&row.group_id))
+        .map_err(|error| anyhow!("loading the group: {error:?}"))?
+        .context("no MLS group state")?;
+    Ok(match follower::process(&provider, &mut group, message) {
+        Ok(ProcessedMessageContent::ApplicationMessage(application)) => {
+            Ok(application.into_bytes())
+        }
+        Ok(_) => Err("not an application message".into()),
+        Err(reason) => Err(reason),
+    })
+}
+
+async fn circle_client(endpoint: &str, identity: &Path) -> Result<CircleServiceClient<Channel>> {
+    Ok(CircleServiceClient::new(
+        cordon_gateway::client::channel(endpoint, identity).await?,
+    ))
+}
+
+async fn members_info(endpoint: &str, identity: &Path, circle: &str) -> Result<CircleInfo> {
+    Ok(circle_client(endpoint, identity)
+        .await?
+        .members(MembersRequest {
+            circle: circle.into(),
+        })
+        .await?
+        .into_inner())
+}
+
+/// The hub's log read as `reader` (a member gateway's identity), up to `until` inclusive.
+async fn hub_log(hub: &str, reader: &Path, circle: &str, until: u64) -> Result<Vec<LogEntry>> {
+    let mut stream = circle_client(hub, reader)
+        .await?
+        .log(LogRequest {
+            circle: circle.into(),
+            from_position: 1,
+        })
+        .await?
+        .into_inner();
+    let mut entries = Vec::new();
+    while entries
+        .last()
+        .is_none_or(|entry: &LogEntry| entry.position < until)
+    {
+        let entry = tokio::time::timeout(patience(), stream.message())
+            .await
+            .context("the hub's log stalled")??
+            .context("the hub's log ended")?;
+        entries.push(entry);
+    }
+    Ok(entries)
+}
+
+fn marker(label: &str) -> String {
+    format!(
+        "{label}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|elapsed| elapsed.subsec_nanos())
+            .unwrap_or(7)
+    )
+}
+
+async fn publish_in_circle(
+    endpoint: &str,
+    agency: &Path,
+    circle: &str,
+    narrative: String,
+) -> Result<String> {
+    let accepted = indicator_client(endpoint, agency)
+        .await?
+        .publish(PublishRequest {
+            indicators: vec![vessel(Tlp::Green, narrative)],
+            circle: circle.into(),
+        })
+        .await?
+        .into_inner()
+        .accepted;
+    ensure!(accepted.len() == 1, "one accepted: {accepted:?}");
+    Ok(accepted[0].id.clone())
+}
+
+async fn ids_seen(endpoint: &str, agency: &Path) -> Result<HashSet<String>> {
+    let events = read_all(endpoint, agency, 0, 0).await?;
+    Ok(published(&events)
+        .into_iter()
+        .map(|(_, indicator, _)| indicator.id)
+        .collect())
+}
+
+/// A replayed message and a tampered one are refused by the hub, which logs nothing for
+/// them; a message altered in the hub's log (the hub is a relay members do not trust) is
+/// refused by the member, which stores nothing, and the circle goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tampered_and_replayed_circle_messages_are_rejected() -> Result<()> {
+    let federation = Federation::new()?;
+    let [ghana, nigeria] = &members(&federation, &["GH", "NG"])?[..] else {
+        bail!("two members")
+    };
+    let gh_endpoint = ghana.fix_listen_port()?;
+    let ng_endpoint = nigeria.fix_listen_port()?;
+    ghana.follow(nigeria, &ng_endpoint)?;
+    nigeria.follow(ghana, &gh_endpoint)?;
+    let gh = ghana.start(&[]).await?;
+    let ng = nigeria.start(&[]).await?;
+    let gh_customs = federation.identity("GH/customs")?;
+    let ng_customs = federation.identity("NG/customs")?;
+    circle(ghana, &gh.endpoint, &["create", "alpha"]).await?;
+    circle(ghana, &gh.endpoint, &["add", "alpha", "NG"]).await?;
+
+    // NG publishes into the circle: its gateway sends one application message to GH.
+    let from_ng = publish_in_circle(&ng.endpoint, &ng_customs, "alpha", "from NG".into()).await?;
+    wait_until("GH to hold NG's circle indicator", || async {
+        let seen = ids_seen(&gh.endpoint, &gh_customs).await?;
+        Ok((seen.contains(&from_ng), format!("{seen:?}")))
+    })
+    .await?;
+    let position = members_info(&gh.endpoint, &ghana.identity(), "alpha")
+        .await?
+        .position;
+    let log = hub_log(&gh.endpoint, &nigeria.identity(), "alpha", position).await?;
+    let sent = log
+        .iter()
+        .find(|entry| entry.sender == "NG" && entry.kind == MessageKind::Application as i32)
+        .context("NG's message in GH's log")?
+        .message
+        .clone();
+    // Replayed by NG's own gateway identity (the only one the hub takes NG's messages
+    // from), and then with one byte of the ciphertext flipped.
+    let mut as_ng = circle_client(&gh.endpoint, &nigeria.identity()).await?;
+    let mut tampered = sent.clone();
+    let last = tampered.len() - 8;
+    tampered[last] ^= 0x01;
+    for (what, message) in [("replayed", sent.clone()), ("tampered", tampered)] {
+        let refused = as_ng
+            .send(SendRequest {
+                circle: "alpha".into(),
+                kind: MessageKind::Application as i32,
+                message,
+            })
+            .await
+            .expect_err(&format!("the hub must refuse a {what} message"));
+        ensure!(
+            refused.code() == tonic::Code::InvalidArgument
+                && refused.message().contains("message rejected"),
+            "{what}: {refused:?}"
+        );
+    }
+    let info = members_info(&gh.endpoint, &ghana.identity(), "alpha").await?;
+    ensure!(
+        info.position == position,
+        "nothing appended to the log: {info:?}"
+    );
+    ensure!(
+        gh.log_text().contains("refused a circle message"),
+        "GH logs the refusals"
+    );
+
+    // NG is down while GH publishes; then the entry is altered in GH's database.
+    ng.stop().await?;
+    let secret = marker("TAMPERED");
+    publish_in_circle(&gh.endpoint, &gh_customs, "alpha", secret.clone()).await?;
+    let altered_at = members_info(&gh.endpoint, &ghana.identity(), "alpha")
+        .await?
+        .position;
+    gh.stop().await?;
+    let gh_store = Store::connect(&ghana.sqlite_url()).await?;
+    let entry = gh_store
+        .circle_log("alpha", altered_at, 1)
+        .await?
+        .pop()
+        .context("the new entry")?;
+    gh_store.close().await;
+    ensure!(entry.kind == "application", "{entry:?}");
+    // Control: NG's state, untouched, decrypts the genuine ciphertext.
+    let ng_store = Store::connect(&nigeria.sqlite_url()).await?;
+    let genuine = try_decrypt(&ng_store, "alpha", &entry.message)
+        .await?
+        .map_err(|reason| anyhow!("NG could not decrypt the genuine message: {reason}"))?;
+    ensure!(
+        String::from_utf8_lossy(&genuine).contains(&secret),
+        "the genuine message holds the marker"
+    );
+    let mut altered = entry.message.clone();
+    let last = altered.len() - 8;
+    altered[last] ^= 0x01;
+    ensure!(
+        try_decrypt(&ng_store, "alpha", &altered).await?.is_err(),
+        "NG's state must not decrypt the altered message"
+    );
+    ng_store.close().await;
+    let pool = sqlx::SqlitePool::connect(&ghana.sqlite_url()).await?;
+    let changed =
+        sqlx::query("UPDATE circle_log SET message = ? WHERE circle = ? AND position = ?")
+            .bind(altered.as_slice())
+            .bind("alpha")
+            .bind(altered_at as i64)
+            .execute(&pool)
+            .await?
+            .rows_affected();
+    pool.close().await;
+    ensure!(changed == 1, "one log entry altered");
+
+    let gh = ghana.start(&[]).await?;
+    let ng = nigeria.start(&[]).await?;
+    wait_until("NG to read past the altered entry", || async {
+        let info = members_info(&ng.endpoint, &nigeria.identity(), "alpha").await?;
+        Ok((info.position >= altered_at, format!("{info:?}")))
+    })
+    .await?;
+    let seen = narratives(&ng.endpoint, &ng_customs).await?;
+    ensure!(
+        !seen.iter().any(|text| text.contains(&secret)),
+        "NG stored the altered message: {seen:?}"
+    );
+    ensure!(
+        ng.log_text()
+            .lines()
+            .any(|line| line.contains("refused a circle message")
+                && line.contains(&format!("position={altered_at}"))),
+        "NG logs the refusal: {}",
+        ng.log_text()
+    );
+    // The circle goes on: the next message is decrypted.
+    let next = marker("NEXT");
+    publish_in_circle(&gh.endpoint, &gh_customs, "alpha", next.clone()).await?;
+    wait_until("NG to decrypt the next message", || async {
+        let seen = narratives(&ng.endpoint, &ng_customs).await?;
+        Ok((
+            seen.iter().any(|text| text.contains(&next)),
+            format!("{seen:?}"),
+        ))
+    })
+    .await?;
+    let ng_log = ng.log_text();
+    gh.stop().await?;
+    ng.stop().await?;
+    ensure!(
+        !file_contains(&nigeria.dir.join("cordon.db"), &secret)?,
+        "NG's database holds the altered message's marker"
+    );
+    ensure!(!ng_log.contains(&secret), "NG's log holds the marker");
+    Ok(())
+}
+
+fn set_listen(member: &MemberDir, endpoint: &str) -> Result<()> {
+    let port = endpoint.rsplit(':').next().context("port")?;
+    let text = std::fs::read_to_string(member.config())?;
+    let replaced = text.replace(
+        "listen = \"127.0.0.1:0\"",
+        &format!("listen = \"127.0.0.1:{port}\""),
+    );
+    ensure!(replaced != text, "no listen address to replace");
+    std::fs::write(member.config(), replaced)?;
+    Ok(())
+}
+
+/// GH adds NG; at NG's address answers in turn (1) SN's gateway presenting NG's TLS
+/// certificate, serving SN's own KeyPackage, (2) a gateway with a valid certificate for
+/// NG but a signing key that is not NG's pinned one, (3) NG's real gateway. The first two
+/// are refused and leave the circle untouched; the third is added.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_package_that_does_not_name_the_tls_peer_is_refused() -> Result<()> {
+    let federation = Federation::new()?;
+    let [ghana, nigeria, senegal] = &members(&federation, &["GH", "NG", "SN"])?[..] else {
+        bail!("three members")
+    };
+    let ng_endpoint = nigeria.fix_listen_port()?;
+    ghana.follow(nigeria, &ng_endpoint)?;
+    let gh = ghana.start(&[]).await?;
+    circle(ghana, &gh.endpoint, &["create", "alpha"]).await?;
+
+    // (1) SN's gateway, its own keys, but NG's certificate and NG's address.
+    for file in ["cert.pem", "key.pem"] {
+        std::fs::copy(nigeria.identity().join(file), senegal.identity().join(file))?;
+    }
+    set_listen(senegal, &ng_endpoint)?;
+    let rogue = senegal.start(&[]).await?;
+    let error = circle(ghana, &gh.endpoint, &["add", "alpha", "NG"])
+        .await
+        .expect_err("a KeyPackage naming SN served as NG's must be refused");
+    let error = format!("{error:#}");
+    ensure!(
+        error.contains("KeyPackage credential names SN, but the gateway that served it is NG"),
+        "{error}"
+    );
+    rogue.stop().await?;
+
+    // (2) A second, CA-issued identity for NG whose signing key was never pinned.
+    let forged_dir = tempfile::tempdir()?;
+    let forged = MemberDir {
+        dir: forged_dir.path().join("NG"),
+        member: "NG".into(),
+    };
+    cordon(&[
+        "init",
+        "--member",
+        "NG",
+        "--dir",
+        forged.dir.to_str().context("path")?,
+        "--ca",
+        federation.ca_dir().to_str().context("path")?,
+        "--listen",
+        "127.0.0.1:0",
+    ])?;
+    forged.trust_member(ghana)?;
+    set_listen(&forged, &ng_endpoint)?;
+    let rogue = forged.start(&[]).await?;
+    let error = circle(ghana, &gh.endpoint, &["add", "alpha", "NG"])
+        .await
+        .expect_err("a KeyPackage with NG's name and an unpinned key must be refused");
+    let error = format!("{error:#}");
+    ensure!(error.contains("is not the one pinned for it"), "{error}");
+    rogue.stop().await?;
+    let info = members_info(&gh.endpoint, &ghana.identity(), "alpha").await?;
+    ensure!(
+        info.members == ["GH"] && info.position == 0,
+        "the refusals left the circle as it was: {info:?}"
+    );
+    let gh_log = gh.log_text();
+    ensure!(
+        gh_log.matches("refused a KeyPackage").count() == 2,
+        "GH logs both refusals: {gh_log}"
+    );
+
+    // (3) NG's real gateway at the same address is added.
+    let gh_endpoint = gh.endpoint.clone();
+    nigeria.follow(ghana, &gh_endpoint)?;
+    let ng = nigeria.start(&[]).await?;
+    let added = circle(ghana, &gh.endpoint, &["add", "alpha", "NG"]).await?;
+    ensure!(
+        added["members"] == serde_json::json!(["GH", "NG"]),
+        "{added}"
+    );
+    ng.stop().await?;
+    gh.stop().await
+}
+
+/// NG and SN rotate their keys in the same circle at the same moment, round after round:
+/// in a round where both commits were made for the same epoch, the hub takes exactly one,
+/// the other member catches up and commits again. Every rotation is committed exactly
+/// once, the log's epochs follow each other, and the circle still works afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_members_committing_at_once_one_wins_the_other_retries() -> Result<()> {
+    let federation = Federation::new()?;
+    let [ghana, nigeria, senegal] = &members(&federation, &["GH", "NG", "SN"])?[..] else {
+        bail!("three members")
+    };
+    let endpoints: Vec<String> = [ghana, nigeria, senegal]
+        .iter()
+        .map(|member| member.fix_listen_port())
+        .collect::<Result<_>>()?;
+    ghana.follow(nigeria, &endpoints[1])?;
+    ghana.follow(senegal, &endpoints[2])?;
+    nigeria.follow(ghana, &endpoints[0])?;
+    senegal.follow(ghana, &endpoints[0])?;
+    let gh = ghana.start(&[]).await?;
+    let ng = nigeria.start(&[]).await?;
+    let sn = senegal.start(&[]).await?;
+    circle(ghana, &gh.endpoint, &["create", "alpha"]).await?;
+    circle(ghana, &gh.endpoint, &["add", "alpha", "NG"]).await?;
+    circle(ghana, &gh.endpoint, &["add", "alpha", "SN"]).await?;
+    let start = members_info(&gh.endpoint, &ghana.identity(), "alpha").await?;
+    for (member, endpoint) in [(nigeria, &ng.endpoint), (senegal, &sn.endpoint)] {
+        wait_until("the members to reach the hub's epoch", || async {
+            let info = members_info(endpoint, &member.identity(), "alpha").await?;
+            Ok((info.epoch == start.epoch, format!("{info:?}")))
+        })
+        .await?;
+    }
+    let mut ng_client = circle_client(&ng.endpoint, &nigeria.identity()).await?;
+    let mut sn_client = circle_client(&sn.endpoint, &senegal.identity()).await?;
+    let rotate = RotateRequest {
+        circle: "alpha".into(),
+    };
+    let mut rounds = 0u64;
+    let mut contested = 0;
+    while contested == 0 && rounds < 30 {
+        rounds += 1;
+        let (at_ng, at_sn) = tokio::join!(
+            ng_client.rotate(rotate.clone()),
+            sn_client.rotate(rotate.clone())
+        );
+        let (at_ng, at_sn) = (at_ng?.into_inner(), at_sn?.into_inner());
+        if at_ng.attempts > 1 || at_sn.attempts > 1 {
+            contested += 1;
+            ensure!(
+                at_ng.attempts.min(at_sn.attempts) == 1,
+                "one of the two commits won at once: {at_ng:?} {at_sn:?}"
+            );
+        }
+    }
+    eprintln!("{contested} contested round(s) in {rounds}");
+    ensure!(
+        contested > 0,
+        "in {rounds} rounds the two members never committed for the same epoch"
+    );
+    let end = members_info(&gh.endpoint, &ghana.identity(), "alpha").await?;
+    ensure!(
+        end.epoch == start.epoch + 2 * rounds && end.position == start.position + 2 * rounds,
+        "every rotation committed exactly once: {start:?} then {end:?} after {rounds} rounds"
+    );
+    let log = hub_log(&gh.endpoint, &nigeria.identity(), "alpha", end.position).await?;
+    let commits: Vec<&LogEntry> = log
+        .iter()
+        .filter(|entry| entry.kind == MessageKind::Commit as i32)
+        .collect();
+    for pair in commits.windows(2) {
+        ensure!(
+            pair[1].epoch == pair[0].epoch + 1,
+            "one commit per epoch: {} then {}",
+            pair[0].epoch,
+            pair[1].epoch
+        );
+    }
+    ensure!(
+        ng.log_text().contains("commit lost its epoch")
+            || sn.log_text().contains("commit lost its epoch"),
+        "the losing member logs its retry"
+    );
+    // Both members follow the circle to its last epoch and still decrypt.
+    let gh_customs = federation.identity("GH/customs")?;
+    let after = marker("AFTER-ROTATIONS");
+    publish_in_circle(&gh.endpoint, &gh_customs, "alpha", after.clone()).await?;
+    for (member, endpoint, agency) in [
+        (nigeria, &ng.endpoint, "NG/customs"),
+        (senegal, &sn.endpoint, "SN/customs"),
+    ] {
+        let agency = federation.identity(agency)?;
+        wait_until("each member to decrypt after the rotations", || async {
+            let seen = narratives(endpoint, &agency).await?;
+            Ok((
+                seen.iter().any(|text| text.contains(&after)),
+                format!("{seen:?}"),
+            ))
+        })
+        .await?;
+        let info = members_info(endpoint, &member.identity(), "alpha").await?;
+        ensure!(info.epoch == end.epoch, "{info:?} against {end:?}");
+    }
+    for gateway in [gh, ng, sn] {
+        gateway.stop().await?;
+    }
+    Ok(())
+}
+
+/// The hub and a member are killed with SIGKILL while both publish into the circle, then
+/// restarted: every indicator either side acknowledged is held by both, and the circle
+/// goes on (new messages both ways, a key rotation).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hub_and_member_killed_and_restarted_lose_nothing_acknowledged() -> Result<()> {
+    let federation = Federation::new()?;
+    let [ghana, nigeria] = &members(&federation, &["GH", "NG"])?[..] else {
+        bail!("two members")
+    };
+    let gh_endpoint = ghana.fix_listen_port()?;
+    let ng_endpoint = nigeria.fix_listen_port()?;
+    ghana.follow(nigeria, &ng_endpoint)?;
+    nigeria.follow(ghana, &gh_endpoint)?;
+    let gh = ghana.start(&[]).await?;
+    let ng = nigeria.start(&[]).await?;
+    let gh_customs = federation.identity("GH/customs")?;
+    let ng_customs = federation.identity("NG/customs")?;
+    circle(ghana, &gh.endpoint, &["create", "alpha"]).await?;
+    circle(ghana, &gh.endpoint, &["add", "alpha", "NG"]).await?;
+
+    // Each side publishes one indicator per call until its gateway dies.
+    let publisher = |endpoint: String, agency: std::path::PathBuf, label: &'static str| {
+        let (sender, receiver) = tokio::sync::watch::channel(Vec::<String>::new());
+        let task = tokio::spawn(async move {
+            for index in 0.. {
+                match publish_in_circle(&endpoint, &agency, "alpha", format!("{label} {index}"))
+                    .await
+                {
+                    Ok(id) => sender.send_modify(|ids| ids.push(id)),
+                    Err(_) => break,
+                }
+            }
+        });
+        (receiver, task)
+    };
+    let (mut gh_acked, gh_task) = publisher(gh.endpoint.clone(), gh_customs.clone(), "GH");
+    let (mut ng_acked, ng_task) = publisher(ng.endpoint.clone(), ng_customs.clone(), "NG");
+    tokio::time::timeout(patience(), async {
+        gh_acked.wait_for(|ids| ids.len() >= 5).await?;
+        ng_acked.wait_for(|ids| ids.len() >= 5).await
+    })
+    .await
+    .context("both sides publishing")??;
+    gh.kill().await?;
+    ng.kill().await?;
+    gh_task.await?;
+    ng_task.await?;
+    let from_gh: Vec<String> = gh_acked.borrow().clone();
+    let from_ng: Vec<String> = ng_acked.borrow().clone();
+    eprintln!(
+        "killed after {} acknowledged at GH and {} at NG",
+        from_gh.len(),
+        from_ng.len()
+    );
+
+    let gh = ghana.start(&[]).await?;
+    let ng = nigeria.start(&[]).await?;
+    let everything: HashSet<String> = from_gh.iter().chain(&from_ng).cloned().collect();
+    for (endpoint, agency, who) in [
+        (&gh.endpoint, &gh_customs, "GH"),
+        (&ng.endpoint, &ng_customs, "NG"),
+    ] {
+        wait_until("every acknowledged indicator on both sides", || async {
+            let seen = ids_seen(endpoint, agency).await?;
+            let missing: Vec<&String> = everything.difference(&seen).collect();
+            Ok((missing.is_empty(), format!("{who} misses {missing:?}")))
+        })
+        .await?;
+    }
+    // The circle goes on after the crash: both ways, and a rotation by the member.
+    let late_gh = publish_in_circle(&gh.endpoint, &gh_customs, "alpha", marker("LATE-GH")).await?;
+    let late_ng = publish_in_circle(&ng.endpoint, &ng_customs, "alpha", marker("LATE-NG")).await?;
+    let rotated = circle_client(&ng.endpoint, &nigeria.identity())
+        .await?
+        .rotate(RotateRequest {
+            circle: "alpha".into(),
+        })
+        .await?
+        .into_inner();
+    let after_rotation =
+        publish_in_circle(&gh.endpoint, &gh_customs, "alpha", marker("ROTATED")).await?;
+    wait_until("NG to hold GH's late indicators", || async {
+        let seen = ids_seen(&ng.endpoint, &ng_customs).await?;
+        Ok((
+            seen.contains(&late_gh) && seen.contains(&after_rotation),
+            format!("{seen:?}"),
+        ))
+    })
+    .await?;
+    wait_until("GH to hold NG's late indicator", || async {
+        let seen = ids_seen(&gh.endpoint, &gh_customs).await?;
+        Ok((seen.contains(&late_ng), format!("{seen:?}")))
+    })
+    .await?;
+    let info = members_info(&gh.endpoint, &ghana.identity(), "alpha").await?;
+    ensure!(info.epoch == rotated.epoch, "{info:?} {rotated:?}");
+    gh.stop().await?;
+    ng.stop().await
 }
