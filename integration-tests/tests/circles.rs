@@ -8,8 +8,8 @@ use std::path::Path;
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use cordon_gateway::circle::{follower, mls};
 use cordon_integration_tests::{
-    Federation, MemberDir, cordon, indicator_client, patience, published, read_all, vessel,
-    wait_until,
+    Federation, MemberDir, cordon, indicator_client, patience, postgres_url, published, read_all,
+    vessel, wait_until,
 };
 use cordon_proto::v1::circle_service_client::CircleServiceClient;
 use cordon_proto::v1::{
@@ -727,6 +727,30 @@ async fn two_members_committing_at_once_one_wins_the_other_retries() -> Result<(
 /// goes on (new messages both ways, a key rotation).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hub_and_member_killed_and_restarted_lose_nothing_acknowledged() -> Result<()> {
+    killed_and_restarted(None, None).await
+}
+
+/// The same with both gateways' MLS state, log and feed in PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hub_and_member_on_postgres_killed_and_restarted_lose_nothing_acknowledged() -> Result<()> {
+    let Some(gh_url) = postgres_url("circle_killed_gh").await? else {
+        return Ok(());
+    };
+    let Some(ng_url) = postgres_url("circle_killed_ng").await? else {
+        return Ok(());
+    };
+    killed_and_restarted(Some(gh_url), Some(ng_url)).await
+}
+
+async fn killed_and_restarted(gh_url: Option<String>, ng_url: Option<String>) -> Result<()> {
+    let gh_env: Vec<(&str, &str)> = gh_url
+        .iter()
+        .map(|url| ("CORDON_DATABASE_URL", url.as_str()))
+        .collect();
+    let ng_env: Vec<(&str, &str)> = ng_url
+        .iter()
+        .map(|url| ("CORDON_DATABASE_URL", url.as_str()))
+        .collect();
     let federation = Federation::new()?;
     let [ghana, nigeria] = &members(&federation, &["GH", "NG"])?[..] else {
         bail!("two members")
@@ -735,8 +759,8 @@ async fn hub_and_member_killed_and_restarted_lose_nothing_acknowledged() -> Resu
     let ng_endpoint = nigeria.fix_listen_port()?;
     ghana.follow(nigeria, &ng_endpoint)?;
     nigeria.follow(ghana, &gh_endpoint)?;
-    let gh = ghana.start(&[]).await?;
-    let ng = nigeria.start(&[]).await?;
+    let gh = ghana.start(&gh_env).await?;
+    let ng = nigeria.start(&ng_env).await?;
     let gh_customs = federation.identity("GH/customs")?;
     let ng_customs = federation.identity("NG/customs")?;
     circle(ghana, &gh.endpoint, &["create", "alpha"]).await?;
@@ -777,8 +801,8 @@ async fn hub_and_member_killed_and_restarted_lose_nothing_acknowledged() -> Resu
         from_ng.len()
     );
 
-    let gh = ghana.start(&[]).await?;
-    let ng = nigeria.start(&[]).await?;
+    let gh = ghana.start(&gh_env).await?;
+    let ng = nigeria.start(&ng_env).await?;
     let everything: HashSet<String> = from_gh.iter().chain(&from_ng).cloned().collect();
     for (endpoint, agency, who) in [
         (&gh.endpoint, &gh_customs, "GH"),
