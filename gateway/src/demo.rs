@@ -6,7 +6,10 @@
 //! and the gateway it came through), what was withheld from it and why (the
 //! third-party rule stopping an AMBER indicator at its first recipient among
 //! them), what each member's own agency sees, and a retraction at GH reaching
-//! everyone.
+//! everyone. Then a circle: GH creates an MLS circle, adds NG and publishes a
+//! source-protected indicator into it; NG's gateway decrypts it and NG's agency
+//! sees it, while SN (which follows both GH and NG) never does; GH removes NG
+//! and publishes again, and NG receives nothing new.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -14,9 +17,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use cordon_proto::v1::{Indicator, PublishRequest, RetractRequest, SubscribeRequest, event};
+use cordon_proto::v1::circle_service_client::CircleServiceClient;
+use cordon_proto::v1::{
+    AddMemberRequest, CircleInfo, CreateCircleRequest, Indicator, ListCirclesRequest,
+    PublishRequest, RemoveMemberRequest, RetractRequest, SubscribeRequest, event,
+};
 use prost::Message;
 use serde::Serialize;
+use tokio::net::TcpListener;
+use tonic::transport::Channel;
 
 use crate::ca;
 use crate::client::indicator_client;
@@ -27,6 +36,9 @@ use crate::server::RunningGateway;
 use crate::signing::{FederationKeys, SigningKey};
 
 const EXAMPLES: &str = include_str!("../demo/indicators.jsonl");
+/// The two source-protected indicators published into the circle; `{ref}` becomes a
+/// marker unique to the run, looked for in every member's feed and database file.
+const CIRCLE_EXAMPLES: &str = include_str!("../demo/circle.jsonl");
 /// The members, in start order: each follows only members started before it.
 const MEMBERS: [&str; 3] = ["GH", "NG", "SN"];
 const FOLLOWS: [(&str, &[&str]); 3] = [("GH", &[]), ("NG", &["GH"]), ("SN", &["GH", "NG"])];
@@ -35,6 +47,12 @@ const AGENCIES: [(&str, &str); 3] = [
     ("NG", "NG/customs"),
     ("SN", "SN/police"),
 ];
+/// The demo circle: its hub, the member the hub adds (and later removes), and the
+/// member left outside it.
+const CIRCLE: &str = "gulf-of-guinea";
+const CIRCLE_HUB: &str = "GH";
+const CIRCLE_MEMBER: &str = "NG";
+const OUTSIDER: &str = "SN";
 /// How long the demo waits for the federation to settle before it gives up.
 const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -45,6 +63,7 @@ struct DemoReport {
     members: Vec<MemberReport>,
     third_party_rule: Option<ThirdParty>,
     retraction: RetractionReport,
+    circle: CircleReport,
 }
 
 #[derive(Debug, Serialize)]
@@ -121,6 +140,66 @@ struct RetractionReport {
     retracted_at: BTreeMap<String, bool>,
 }
 
+#[derive(Debug, Serialize)]
+struct CircleReport {
+    name: String,
+    hub: String,
+    /// The circle's members after the hub added NG.
+    members: Vec<String>,
+    /// The member left outside the circle (it follows the feeds of both members).
+    outsider: String,
+    /// The member the hub removed, and the circle's members after that.
+    removed: String,
+    members_after_removal: Vec<String>,
+    /// The hub's log position of the commit that removed it.
+    removed_at_position: u64,
+    /// [0] published while NG was a member, [1] after its removal.
+    items: Vec<CircleItem>,
+    /// Per gateway that followed the outsider's feed: why it did not release [0] to it.
+    withheld_from_outsider: BTreeMap<String, Vec<String>>,
+    /// What each member's gateway, agency and database file hold of the items.
+    views: Vec<CircleView>,
+}
+
+#[derive(Debug, Serialize)]
+struct CircleItem {
+    id: String,
+    publisher: String,
+    kind: String,
+    handling: String,
+    protection: String,
+    narrative: String,
+    /// A string unique to this run, inside the narrative.
+    marker: String,
+    /// The circle's members other than the hub when it was published.
+    sent_to: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct CircleView {
+    member: String,
+    /// The circle as this gateway sees it: "active", "removed", or "not a member".
+    status: String,
+    /// Entries of the hub's log this gateway holds (the hub: all of them).
+    position: u64,
+    agency: String,
+    items: Vec<CircleSighting>,
+}
+
+#[derive(Debug, Serialize)]
+struct CircleSighting {
+    id: String,
+    /// The gateway holds it, and from whom (None: published here).
+    gateway_holds: bool,
+    via: Option<String>,
+    /// The originator's signature, checked here again (false when not held).
+    signature_verified: bool,
+    /// The member's agency receives it from its gateway.
+    agency_sees: bool,
+    /// The marker is in the member's database file (and its WAL) after the gateway stopped.
+    in_database_file: Option<bool>,
+}
+
 pub async fn run(json: bool) -> Result<()> {
     let directory = tempfile::tempdir().context("creating a temporary directory")?;
     let report = run_in(directory.path()).await?;
@@ -137,6 +216,8 @@ struct Member {
     id: &'static str,
     gateway: RunningGateway,
     endpoint: String,
+    /// The gateway's own identity (for circle administration).
+    identity: PathBuf,
     decisions: Arc<MemoryDecisionSink>,
     database: String,
 }
@@ -176,6 +257,7 @@ async fn start_member(
     ca_dir: &Path,
     id: &'static str,
     keys: &FederationKeys,
+    listener: TcpListener,
     peers: Vec<PeerConfig>,
 ) -> Result<Member> {
     let dir = base.join(id);
@@ -197,7 +279,7 @@ async fn start_member(
     let config = GatewayConfig {
         member: id.into(),
         federation: ca::DEFAULT_FEDERATION.into(),
-        listen: "127.0.0.1:0".parse()?,
+        listen: listener.local_addr()?,
         database_url: format!("sqlite:{}", database.display()),
         policy_dir,
         tls_cert: identity.join(ca::CERT_FILE),
@@ -212,13 +294,18 @@ async fn start_member(
         admin_listen: None,
     };
     let decisions = Arc::new(MemoryDecisionSink::default());
-    let gateway =
-        crate::server::start(&config, vec![decisions.clone() as Arc<dyn DecisionSink>]).await?;
+    let gateway = crate::server::start_on(
+        &config,
+        listener,
+        vec![decisions.clone() as Arc<dyn DecisionSink>],
+    )
+    .await?;
     let endpoint = format!("https://{}", gateway.address);
     Ok(Member {
         id,
         gateway,
         endpoint,
+        identity,
         decisions,
         database: database.display().to_string(),
     })
@@ -277,33 +364,86 @@ async fn run_in(base: &Path) -> Result<DemoReport> {
         ca::issue(&ca_dir, agency, &agency_dir(&agencies, agency)?)?;
     }
 
+    // Every listener is bound before any gateway starts, so that each gateway's peers
+    // can name the others: the circle's hub (GH) needs the endpoint of NG, which starts
+    // after it, and NG follows GH.
+    let mut listeners = HashMap::new();
+    for id in MEMBERS {
+        listeners.insert(id, TcpListener::bind("127.0.0.1:0").await?);
+    }
+    let mut endpoints = HashMap::new();
+    for (id, listener) in &listeners {
+        endpoints.insert(*id, format!("https://{}", listener.local_addr()?));
+    }
+    let peer = |id: &str, follow: bool| -> Result<PeerConfig> {
+        let endpoint = endpoints.get(id).context("a demo member")?.clone();
+        let authority = endpoint.trim_start_matches("https://").to_string();
+        Ok(PeerConfig {
+            id: id.into(),
+            endpoint,
+            host: "127.0.0.1".into(),
+            authority,
+            follow,
+        })
+    };
     let mut members: Vec<Member> = Vec::new();
     for (id, follows) in FOLLOWS {
-        let peers = follows
+        let mut peers = follows
             .iter()
-            .map(|peer| {
-                let endpoint = &members
-                    .iter()
-                    .find(|member| member.id == *peer)
-                    .context("peers start first")?
-                    .endpoint;
-                let authority = endpoint.trim_start_matches("https://").to_string();
-                Ok(PeerConfig {
-                    id: (*peer).into(),
-                    endpoint: endpoint.clone(),
-                    host: "127.0.0.1".into(),
-                    authority,
-                    follow: true,
-                })
-            })
+            .map(|followed| peer(followed, true))
             .collect::<Result<Vec<_>>>()?;
-        members.push(start_member(base, &ca_dir, id, &keys, peers).await?);
+        // The circle's hub and member reach each other's gateways through [[peers]];
+        // a peer not otherwise followed is listed with `follow = false`.
+        let circle_partner = match id {
+            CIRCLE_HUB => Some(CIRCLE_MEMBER),
+            CIRCLE_MEMBER => Some(CIRCLE_HUB),
+            _ => None,
+        };
+        if let Some(partner) = circle_partner.filter(|partner| !follows.contains(partner)) {
+            peers.push(peer(partner, false)?);
+        }
+        let listener = listeners.remove(id).context("a listener per member")?;
+        members.push(start_member(base, &ca_dir, id, &keys, listener, peers).await?);
     }
     let result = exercise(&members, &agencies, &keys).await;
+    let databases: Vec<(&str, PathBuf)> = members
+        .iter()
+        .map(|member| (member.id, PathBuf::from(&member.database)))
+        .collect();
     for member in members {
         member.gateway.stop().await?;
     }
-    result
+    let mut report = result?;
+    // With every gateway stopped: is a circle marker anywhere in a member's database?
+    for view in &mut report.circle.views {
+        let path = databases
+            .iter()
+            .find(|(id, _)| *id == view.member)
+            .map(|(_, path)| path)
+            .context("database of the member")?;
+        for (sighting, item) in view.items.iter_mut().zip(&report.circle.items) {
+            sighting.in_database_file = Some(file_contains(path, &item.marker)?);
+        }
+    }
+    Ok(report)
+}
+
+/// Whether `marker` is in the SQLite database at `path` or its write-ahead log.
+fn file_contains(path: &Path, marker: &str) -> Result<bool> {
+    let mut found = false;
+    for suffix in ["", "-wal"] {
+        let file = PathBuf::from(format!("{}{suffix}", path.display()));
+        match std::fs::read(&file) {
+            Ok(bytes) => {
+                found |= bytes
+                    .windows(marker.len())
+                    .any(|window| window == marker.as_bytes());
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => return Err(error).context(format!("reading {}", file.display())),
+        }
+    }
+    Ok(found)
 }
 
 async fn exercise(
@@ -371,6 +511,8 @@ async fn exercise(
         );
     }
 
+    let circle = circle_part(members, agencies, keys).await?;
+
     let mut gateways = Vec::new();
     for (member, (_, follows)) in members.iter().zip(FOLLOWS) {
         gateways.push(GatewayInfo {
@@ -397,7 +539,232 @@ async fn exercise(
             narrative: retracted.narrative,
             retracted_at,
         },
+        circle,
     })
+}
+
+/// GH creates the circle and adds NG; GH/customs publishes a source-protected indicator
+/// into it; NG's gateway decrypts it and NG/customs sees it; SN, which follows both GH's
+/// and NG's feeds, holds nothing of it. GH removes NG and publishes a second one: NG
+/// receives nothing new.
+async fn circle_part(
+    members: &[Member],
+    agencies: &Path,
+    keys: &FederationKeys,
+) -> Result<CircleReport> {
+    let member = |id: &str| {
+        members
+            .iter()
+            .find(|member| member.id == id)
+            .context(id.to_string())
+    };
+    let (hub, joining) = (member(CIRCLE_HUB)?, member(CIRCLE_MEMBER)?);
+    let publisher = agency_of(CIRCLE_HUB)?;
+    let (indicators, _) =
+        crate::cli::read_indicators(CIRCLE_EXAMPLES.as_bytes(), "circle indicators")?;
+    let [first, second]: [Indicator; 2] = indicators
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("demo/circle.jsonl holds two indicators"))?;
+
+    // Administration is for the hub's own gateway identity, over the Circles API.
+    let mut admin = circle_client(hub).await?;
+    admin
+        .create(CreateCircleRequest {
+            name: CIRCLE.into(),
+        })
+        .await
+        .map_err(crate::cli::status_error)?;
+    // The hub fetches NG's KeyPackage, commits the add and hands NG its Welcome before
+    // it answers: NG is a member when this returns.
+    let added = admin
+        .add(AddMemberRequest {
+            circle: CIRCLE.into(),
+            member: CIRCLE_MEMBER.into(),
+        })
+        .await
+        .map_err(crate::cli::status_error)?
+        .into_inner();
+    let shared = publish_to_circle(hub, agencies, publisher, first, &added.members).await?;
+
+    // NG's follower of the hub's log decrypts it, checks GH's signature and stores it;
+    // NG's policy releases it to NG/customs on channel "circle".
+    let joining_agency = agency_dir(agencies, agency_of(CIRCLE_MEMBER)?)?;
+    wait_for("NG's agency receiving the circle indicator", || async {
+        let feed = agency_feed(&joining.endpoint, &joining_agency).await?;
+        Ok(feed.iter().any(|indicator| indicator.id == shared.id))
+    })
+    .await?;
+    // Every feed follower at its peer's head, so past where GH and NG stored the
+    // indicator: had either released it to SN, SN would hold it now.
+    wait_for("followers catching up after the circle indicator", || {
+        settled(members)
+    })
+    .await?;
+    let (_, outsider_follows) = FOLLOWS
+        .iter()
+        .find(|(id, _)| *id == OUTSIDER)
+        .context("the outsider's peers")?;
+    let mut withheld_from_outsider = BTreeMap::new();
+    for id in outsider_follows.iter() {
+        let followed = member(id)?;
+        let reasons = followed
+            .decisions
+            .records()
+            .into_iter()
+            .rev()
+            .find(|record| record.recipient == OUTSIDER && record.indicator_id == shared.id)
+            .map(|record| record.reasons)
+            .unwrap_or_else(|| vec![format!("{id} made no release decision for {OUTSIDER}")]);
+        withheld_from_outsider.insert(id.to_string(), reasons);
+    }
+
+    // GH removes NG; NG's follower reads the commit that removed it and stops.
+    let removal = admin
+        .remove(RemoveMemberRequest {
+            circle: CIRCLE.into(),
+            member: CIRCLE_MEMBER.into(),
+        })
+        .await
+        .map_err(crate::cli::status_error)?
+        .into_inner();
+    wait_for("NG processing its removal from the circle", || async {
+        Ok(circle_info(joining)
+            .await?
+            .is_some_and(|info| info.status == crate::circle::STATUS_REMOVED))
+    })
+    .await?;
+    let after = publish_to_circle(hub, agencies, publisher, second, &removal.members).await?;
+    wait_for(
+        "followers catching up after the second circle indicator",
+        || settled(members),
+    )
+    .await?;
+
+    let items = vec![shared, after];
+    let mut views = Vec::new();
+    for member in members {
+        let info = circle_info(member).await?;
+        let agency = agency_of(member.id)?;
+        let feed = agency_feed(&member.endpoint, &agency_dir(agencies, agency)?).await?;
+        let mut sightings = Vec::new();
+        for item in &items {
+            let held = member.gateway.state.store.indicator(&item.id).await?;
+            let signature_verified = match &held {
+                Some(held) => keys
+                    .verify_indicator(&Indicator::decode(held.payload.as_slice())?)
+                    .is_ok(),
+                None => false,
+            };
+            sightings.push(CircleSighting {
+                id: item.id.clone(),
+                gateway_holds: held.is_some(),
+                via: held.and_then(|held| held.via),
+                signature_verified,
+                agency_sees: feed.iter().any(|indicator| indicator.id == item.id),
+                in_database_file: None,
+            });
+        }
+        views.push(CircleView {
+            member: member.id.into(),
+            status: info
+                .as_ref()
+                .map_or("not a member".to_string(), |info| info.status.clone()),
+            position: info.map_or(0, |info| info.position),
+            agency: agency.into(),
+            items: sightings,
+        });
+    }
+    Ok(CircleReport {
+        name: CIRCLE.into(),
+        hub: CIRCLE_HUB.into(),
+        members: added.members,
+        outsider: OUTSIDER.into(),
+        removed: CIRCLE_MEMBER.into(),
+        members_after_removal: removal.members,
+        removed_at_position: removal.position,
+        items,
+        withheld_from_outsider,
+        views,
+    })
+}
+
+/// A Circles API client as the member's own gateway identity.
+async fn circle_client(member: &Member) -> Result<CircleServiceClient<Channel>> {
+    Ok(CircleServiceClient::new(
+        crate::client::channel(&member.endpoint, &member.identity).await?,
+    ))
+}
+
+/// The demo circle as `member`'s gateway sees it, if it has it.
+async fn circle_info(member: &Member) -> Result<Option<CircleInfo>> {
+    let circles = circle_client(member)
+        .await?
+        .list(ListCirclesRequest {})
+        .await
+        .map_err(crate::cli::status_error)?
+        .into_inner()
+        .circles;
+    Ok(circles.into_iter().find(|circle| circle.name == CIRCLE))
+}
+
+/// Publishes one source-protected indicator into the demo circle, its narrative's
+/// `{ref}` replaced by a marker unique to this run.
+async fn publish_to_circle(
+    member: &Member,
+    agencies: &Path,
+    agency: &str,
+    mut indicator: Indicator,
+    circle_members: &[String],
+) -> Result<CircleItem> {
+    let marker = format!(
+        "GOG-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12].to_uppercase()
+    );
+    indicator.narrative = indicator.narrative.replace("{ref}", &marker);
+    let mut client = indicator_client(&member.endpoint, &agency_dir(agencies, agency)?).await?;
+    let accepted = client
+        .publish(PublishRequest {
+            indicators: vec![indicator],
+            circle: CIRCLE.into(),
+        })
+        .await
+        .map_err(crate::cli::status_error)?
+        .into_inner()
+        .accepted;
+    let [accepted] = &accepted[..] else {
+        bail!("the circle accepted {} indicators, not one", accepted.len());
+    };
+    // As the gateway signed and stored it (it marks circle indicators source-protected).
+    let held = member
+        .gateway
+        .state
+        .store
+        .indicator(&accepted.id)
+        .await?
+        .context("the hub holds what it published into its circle")?;
+    let stored = Indicator::decode(held.payload.as_slice())?;
+    Ok(CircleItem {
+        id: accepted.id.clone(),
+        publisher: agency.into(),
+        kind: kind_of(&stored),
+        handling: handling_label(&stored),
+        protection: protection_of(&stored),
+        narrative: stored.narrative,
+        marker,
+        sent_to: circle_members
+            .iter()
+            .filter(|id| *id != member.id)
+            .cloned()
+            .collect(),
+    })
+}
+
+fn agency_of(member: &str) -> Result<&'static str> {
+    AGENCIES
+        .iter()
+        .find(|(id, _)| *id == member)
+        .map(|(_, agency)| *agency)
+        .context("agency of the member")
 }
 
 async fn publish(
@@ -491,12 +858,10 @@ async fn member_report(
             }
         }
     }
-    let agency = AGENCIES
-        .iter()
-        .find(|(id, _)| *id == member.id)
-        .map(|(_, agency)| *agency)
-        .context("agency of the member")?;
-    let agency_received = agency_view(&member.endpoint, &agency_dir(agencies, agency)?).await?;
+    let agency = agency_of(member.id)?;
+    let agency_received = agency_feed(&member.endpoint, &agency_dir(agencies, agency)?)
+        .await?
+        .len();
     Ok(MemberReport {
         member: member.id.into(),
         received,
@@ -506,21 +871,23 @@ async fn member_report(
     })
 }
 
-/// How many indicators the gateway at `endpoint` releases to the agency.
-async fn agency_view(endpoint: &str, identity: &Path) -> Result<usize> {
+/// The indicators the gateway at `endpoint` releases to the agency.
+async fn agency_feed(endpoint: &str, identity: &Path) -> Result<Vec<Indicator>> {
     let mut client = indicator_client(endpoint, identity).await?;
     let mut stream = client
         .subscribe(SubscribeRequest::default())
         .await
         .map_err(crate::cli::status_error)?
         .into_inner();
-    let mut count = 0;
+    let mut indicators = Vec::new();
     while let Some(event) = stream.message().await.map_err(crate::cli::status_error)? {
-        if matches!(event.body, Some(event::Body::Published(_))) {
-            count += 1;
+        if let Some(event::Body::Published(published)) = event.body
+            && let Some(indicator) = published.indicator
+        {
+            indicators.push(indicator);
         }
     }
-    Ok(count)
+    Ok(indicators)
 }
 
 /// An AMBER indicator that NG received from GH and did not pass on to SN, with
@@ -684,6 +1051,102 @@ fn print_text(report: &DemoReport) {
         shorten(&report.retraction.narrative, 40),
         reached.join(", ")
     );
+    print_circle(&report.circle);
+}
+
+fn print_circle(circle: &CircleReport) {
+    println!();
+    println!(
+        "circle \"{}\" (MLS, hub {}): members {}; {} outside it, following {}",
+        circle.name,
+        circle.hub,
+        circle.members.join(", "),
+        circle.outsider,
+        circle
+            .withheld_from_outsider
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(" and ")
+    );
+    for (index, item) in circle.items.iter().enumerate() {
+        let when = if index == 0 {
+            format!("sent to {}", list_or_none(&item.sent_to))
+        } else {
+            format!(
+                "after {} was removed at log position {}, sent to {}",
+                circle.removed,
+                circle.removed_at_position,
+                list_or_none(&item.sent_to)
+            )
+        };
+        println!(
+            "  [C{}] {:<11} {:<19} {:<28} {} — {when}",
+            index + 1,
+            item.publisher,
+            item.kind,
+            format!("{}, {}", item.handling, item.protection),
+            item.marker,
+        );
+        println!("       \"{}\"", item.narrative);
+    }
+    for view in &circle.views {
+        let role = if view.member == circle.hub {
+            format!("hub, its log at position {}", view.position)
+        } else if view.status == "not a member" {
+            view.status.clone()
+        } else {
+            format!(
+                "{}, read the hub's log to position {}",
+                view.status, view.position
+            )
+        };
+        println!("  {} ({role}):", view.member);
+        for (index, sighting) in view.items.iter().enumerate() {
+            let gateway = match (&sighting.via, sighting.gateway_holds) {
+                (_, false) => "gateway does not hold it".to_string(),
+                (None, true) => "published here".to_string(),
+                (Some(via), true) => format!(
+                    "decrypted from {via}'s circle, signature {}",
+                    if sighting.signature_verified {
+                        "verified"
+                    } else {
+                        "NOT VERIFIED"
+                    }
+                ),
+            };
+            let agency = format!(
+                "{} {}",
+                view.agency,
+                if sighting.agency_sees {
+                    "sees it"
+                } else {
+                    "does not see it"
+                }
+            );
+            let file = match sighting.in_database_file {
+                Some(true) => "marker in its database file",
+                Some(false) => "marker not in its database file",
+                None => "database file not checked",
+            };
+            println!("    [C{}] {gateway}; {agency}; {file}", index + 1);
+        }
+    }
+    for (gateway, reasons) in &circle.withheld_from_outsider {
+        println!(
+            "  {gateway} withheld [C1] from {}: {}",
+            circle.outsider,
+            reasons.join("; ")
+        );
+    }
+}
+
+fn list_or_none(members: &[String]) -> String {
+    if members.is_empty() {
+        "no one".into()
+    } else {
+        members.join(", ")
+    }
 }
 
 fn shorten(text: &str, limit: usize) -> String {
@@ -699,8 +1162,10 @@ mod tests {
     use super::*;
 
     /// The demo end to end: GREEN reaches everyone with a verified signature,
-    /// AMBER stops at NG, source-protected never leaves GH, every withheld
-    /// indicator has reasons, and the retraction reaches every holder.
+    /// AMBER stops at NG, source-protected never leaves GH outside a circle, every
+    /// withheld indicator has reasons, and the retraction reaches every holder; in
+    /// the circle NG decrypts what GH sends while it is a member and nothing after
+    /// its removal, and SN never sees any of it.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn demo_federation_shares_withholds_and_retracts() {
         let directory = tempfile::tempdir().unwrap();
@@ -768,5 +1233,75 @@ mod tests {
                 .values()
                 .all(|retracted| *retracted)
         );
+
+        // The circle: GH and NG in it, SN outside.
+        let circle = &report.circle;
+        assert_eq!(circle.members, ["GH", "NG"]);
+        assert_eq!(circle.members_after_removal, ["GH"]);
+        let [shared, after] = &circle.items[..] else {
+            panic!("two circle items: {:?}", circle.items)
+        };
+        assert_eq!(shared.sent_to, ["NG"]);
+        assert!(after.sent_to.is_empty(), "{:?}", after.sent_to);
+        assert!(
+            circle
+                .items
+                .iter()
+                .all(|item| item.protection == "source-protected")
+        );
+        assert!(shared.narrative.contains(&shared.marker));
+        assert!(after.narrative.contains(&after.marker));
+        let view = |id: &str| {
+            circle
+                .views
+                .iter()
+                .find(|view| view.member == id)
+                .unwrap_or_else(|| panic!("a circle view of {id}"))
+        };
+        let (hub, removed, outsider) = (view("GH"), view("NG"), view("SN"));
+        // The hub holds both, and so does its own agency.
+        for sighting in &hub.items {
+            assert!(
+                sighting.gateway_holds && sighting.agency_sees,
+                "{sighting:?}"
+            );
+            assert_eq!(sighting.in_database_file, Some(true), "{sighting:?}");
+        }
+        // NG decrypted the first (GH's verified signature) and its agency saw it...
+        let first = &removed.items[0];
+        assert!(first.gateway_holds, "{first:?}");
+        assert_eq!(first.via.as_deref(), Some("GH"));
+        assert!(first.signature_verified && first.agency_sees, "{first:?}");
+        assert_eq!(first.in_database_file, Some(true));
+        // ...and after its removal received nothing new: it read the hub's log up to the
+        // commit that removed it, and the second is nowhere at NG.
+        assert_eq!(removed.status, "removed");
+        assert_eq!(removed.position, circle.removed_at_position);
+        assert!(hub.position > circle.removed_at_position);
+        let second = &removed.items[1];
+        assert!(!second.gateway_holds && !second.agency_sees, "{second:?}");
+        assert_eq!(second.in_database_file, Some(false));
+        // SN, following both GH and NG, never saw either: not its gateway, not its
+        // agency, not a byte of the marker in its database file.
+        assert_eq!(outsider.status, "not a member");
+        for sighting in &outsider.items {
+            assert!(
+                !sighting.gateway_holds && !sighting.agency_sees,
+                "{sighting:?}"
+            );
+            assert_eq!(sighting.in_database_file, Some(false), "{sighting:?}");
+        }
+        assert_eq!(
+            circle.withheld_from_outsider.keys().collect::<Vec<_>>(),
+            ["GH", "NG"]
+        );
+        for reasons in circle.withheld_from_outsider.values() {
+            assert!(
+                reasons
+                    .iter()
+                    .any(|reason| reason.contains("only inside a circle")),
+                "{reasons:?}"
+            );
+        }
     }
 }

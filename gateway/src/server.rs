@@ -127,6 +127,24 @@ pub async fn start(
     config: &GatewayConfig,
     sinks: Vec<Arc<dyn DecisionSink>>,
 ) -> Result<RunningGateway> {
+    start_with(config, None, sinks).await
+}
+
+/// As [`start`], on a listener the caller bound (`config.listen` is not used), so that
+/// gateways that name each other as peers can all know their addresses before any starts.
+pub async fn start_on(
+    config: &GatewayConfig,
+    listener: TcpListener,
+    sinks: Vec<Arc<dyn DecisionSink>>,
+) -> Result<RunningGateway> {
+    start_with(config, Some(listener), sinks).await
+}
+
+async fn start_with(
+    config: &GatewayConfig,
+    listener: Option<TcpListener>,
+    sinks: Vec<Arc<dyn DecisionSink>>,
+) -> Result<RunningGateway> {
     let policy = load_policy(config)?;
     let signing_key = Arc::new(crate::signing::SigningKey::load(
         &config.signing_key,
@@ -136,9 +154,12 @@ pub async fn start(
     let store = Store::connect(&config.database_url)
         .await
         .with_context(|| format!("opening storage {}", redact_url(&config.database_url)))?;
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("binding {}", config.listen))?;
+    let listener = match listener {
+        Some(listener) => listener,
+        None => TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("binding {}", config.listen))?,
+    };
     let address = listener.local_addr()?;
     let admin_listener = match config.admin_listen {
         Some(admin) => Some(crate::metrics::bind_admin(admin).await?),
