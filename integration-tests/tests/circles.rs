@@ -845,3 +845,78 @@ async fn killed_and_restarted(gh_url: Option<String>, ng_url: Option<String>) ->
     gh.stop().await?;
     ng.stop().await
 }
+
+/// NG refuses its Welcome (the circle has a member, SN, whose key NG has not pinned); the hub
+/// keeps the Welcome, is killed with SIGKILL, and once NG pins SN and the hub restarts, the
+/// hub delivers it: NG joins and reads what was sent in the circle since it was added.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_welcome_not_taken_is_kept_and_delivered_after_a_hub_crash() -> Result<()> {
+    let federation = Federation::new()?;
+    let ghana = federation.member("GH")?;
+    let nigeria = federation.member("NG")?;
+    let senegal = federation.member("SN")?;
+    ghana.trust_member(&nigeria)?;
+    ghana.trust_member(&senegal)?;
+    nigeria.trust_member(&ghana)?;
+    senegal.trust_member(&ghana)?;
+    let gh_endpoint = ghana.fix_listen_port()?;
+    let ng_endpoint = nigeria.fix_listen_port()?;
+    let sn_endpoint = senegal.fix_listen_port()?;
+    ghana.follow(&nigeria, &ng_endpoint)?;
+    ghana.follow(&senegal, &sn_endpoint)?;
+    nigeria.follow(&ghana, &gh_endpoint)?;
+    senegal.follow(&ghana, &gh_endpoint)?;
+    let gh = ghana.start(&[]).await?;
+    let ng = nigeria.start(&[]).await?;
+    let sn = senegal.start(&[]).await?;
+    circle(&ghana, &gh.endpoint, &["create", "alpha"]).await?;
+    circle(&ghana, &gh.endpoint, &["add", "alpha", "SN"]).await?;
+    circle(&ghana, &gh.endpoint, &["add", "alpha", "NG"]).await?;
+    let info = members_info(&gh.endpoint, &ghana.identity(), "alpha").await?;
+    ensure!(
+        info.members == ["GH", "SN", "NG"] && info.awaiting_welcome == ["NG"],
+        "NG is added, its Welcome not taken: {info:?}"
+    );
+    ensure!(
+        ng.log_text()
+            .contains("SN is not a member with pinned keys")
+            || gh
+                .log_text()
+                .contains("SN is not a member with pinned keys"),
+        "the refusal names the reason: {}",
+        gh.log_text()
+    );
+    let gh_customs = federation.identity("GH/customs")?;
+    let sent = marker("SENT-BEFORE-JOIN");
+    publish_in_circle(&gh.endpoint, &gh_customs, "alpha", sent.clone()).await?;
+
+    gh.kill().await?;
+    ng.stop().await?;
+    nigeria.trust_member(&senegal)?;
+    let ng = nigeria.start(&[]).await?;
+    let gh = ghana.start(&[]).await?;
+    let ng_customs = federation.identity("NG/customs")?;
+    wait_until("NG to join from the kept Welcome and decrypt", || async {
+        let seen = narratives(&ng.endpoint, &ng_customs).await?;
+        Ok((
+            seen.iter().any(|text| text.contains(&sent)),
+            format!("{seen:?}"),
+        ))
+    })
+    .await?;
+    wait_until("GH to forget the delivered Welcome", || async {
+        let info = members_info(&gh.endpoint, &ghana.identity(), "alpha").await?;
+        Ok((info.awaiting_welcome.is_empty(), format!("{info:?}")))
+    })
+    .await?;
+    let info = members_info(&gh.endpoint, &ghana.identity(), "alpha").await?;
+    let at_ng = members_info(&ng.endpoint, &nigeria.identity(), "alpha").await?;
+    ensure!(
+        at_ng.status == "active" && at_ng.epoch == info.epoch,
+        "{at_ng:?} against {info:?}"
+    );
+    for gateway in [gh, ng, sn] {
+        gateway.stop().await?;
+    }
+    Ok(())
+}

@@ -10,7 +10,7 @@ use std::hash::Hash;
 use crate::error::StorageError;
 use crate::model::{
     CircleLogEntry, CircleRow, CircleWrite, CircleWriteOutcome, KeyPackageRow, NewIndicator,
-    ReceiveOutcome,
+    PendingWelcome, ReceiveOutcome,
 };
 use crate::operations::{push_rows, sequence_from_database};
 
@@ -53,6 +53,19 @@ const SELECT_KEY_PACKAGES: &str = "SELECT hash_ref, key_package, last_resort, is
 
 const SELECT_DEPARTURE: &str =
     "SELECT last_position FROM circle_departures WHERE circle = $1 AND member = $2";
+
+const UPSERT_WELCOME: &str = "INSERT INTO circle_welcomes \
+     (circle, member, position, welcome, created_micros) VALUES ($1, $2, $3, $4, $5) \
+     ON CONFLICT (circle, member) DO UPDATE SET position = excluded.position, \
+     welcome = excluded.welcome, created_micros = excluded.created_micros";
+
+const DELETE_WELCOME: &str = "DELETE FROM circle_welcomes WHERE circle = $1 AND member = $2";
+
+const DELETE_DELIVERED_WELCOME: &str =
+    "DELETE FROM circle_welcomes WHERE circle = $1 AND member = $2 AND position = $3";
+
+const SELECT_WELCOMES: &str = "SELECT circle, member, position, welcome, created_micros \
+     FROM circle_welcomes ORDER BY circle, member";
 
 /// SQLite: copies every frame of the WAL into the database file and truncates the WAL to zero
 /// bytes. Waits (up to the busy timeout) for readers of older frames; its first column says
@@ -149,6 +162,8 @@ struct PreparedWrite<'a> {
     issue_key_package: Option<(&'a [u8], &'a str, i64)>,
     departure_sets: Vec<((&'a str, &'a str), i64)>,
     departure_deletes: Vec<(&'a str, &'a str)>,
+    /// The Welcome to keep and its position.
+    welcome: Option<(&'a PendingWelcome, i64)>,
 }
 
 fn prepare(write: &CircleWrite) -> Result<PreparedWrite<'_>, StorageError> {
@@ -203,7 +218,15 @@ fn prepare(write: &CircleWrite) -> Result<PreparedWrite<'_>, StorageError> {
         })
         .collect::<Result<Vec<_>, StorageError>>()?;
     let (departure_sets, departure_deletes) = last_changes(departures.into_iter());
+    let welcome = write
+        .welcome
+        .as_ref()
+        .map(|welcome| {
+            Ok::<_, StorageError>((welcome, to_database(welcome.position, "welcome position")?))
+        })
+        .transpose()?;
     Ok(PreparedWrite {
+        welcome,
         value_sets,
         value_deletes,
         circle,
@@ -510,6 +533,25 @@ macro_rules! circle_operations {
                     &prepared.departure_deletes,
                 )
                 .await?;
+                for (circle, member) in &write.welcomes_dropped {
+                    sqlx::query(DELETE_WELCOME)
+                        .bind(circle.as_str())
+                        .bind(member.as_str())
+                        .execute(&mut *transaction)
+                        .await
+                        .map_err(failed("drop pending welcome"))?;
+                }
+                if let Some((welcome, position)) = prepared.welcome {
+                    sqlx::query(UPSERT_WELCOME)
+                        .bind(welcome.circle.as_str())
+                        .bind(welcome.member.as_str())
+                        .bind(position)
+                        .bind(welcome.welcome.as_slice())
+                        .bind(welcome.created_micros)
+                        .execute(&mut *transaction)
+                        .await
+                        .map_err(failed("keep pending welcome"))?;
+                }
                 let mut outcome = CircleWriteOutcome::default();
                 let mut moved_head = None;
                 if let (Some((circle, indicators)), Some(locked_head)) =
@@ -597,6 +639,49 @@ macro_rules! circle_operations {
                     .await
                     .map_err(failed("read key packages"))?;
                 Ok(rows.into_iter().map(decode_key_package).collect())
+            }
+
+            pub(crate) async fn pending_welcomes(
+                pool: &Pool<Database>,
+            ) -> Result<Vec<PendingWelcome>, StorageError> {
+                let rows: Vec<(String, String, i64, Vec<u8>, i64)> =
+                    sqlx::query_as(SELECT_WELCOMES)
+                        .fetch_all(pool)
+                        .await
+                        .map_err(failed("read pending welcomes"))?;
+                rows.into_iter()
+                    .map(|(circle, member, position, welcome, created_micros)| {
+                        Ok(PendingWelcome {
+                            circle,
+                            member,
+                            position: sequence_from_database(position, "welcome position")?,
+                            welcome,
+                            created_micros,
+                        })
+                    })
+                    .collect()
+            }
+
+            /// Deletes the pending Welcome of `member` for the add at `position`; `false`
+            /// if there was none (delivered before, or replaced by a later add).
+            pub(crate) async fn welcome_delivered(
+                pool: &Pool<Database>,
+                circle: &str,
+                member: &str,
+                position: u64,
+            ) -> Result<bool, StorageError> {
+                let Ok(position) = i64::try_from(position) else {
+                    return Ok(false);
+                };
+                let deleted = sqlx::query(DELETE_DELIVERED_WELCOME)
+                    .bind(circle)
+                    .bind(member)
+                    .bind(position)
+                    .execute(pool)
+                    .await
+                    .map_err(failed("delete delivered welcome"))?
+                    .rows_affected();
+                Ok(deleted > 0)
             }
 
             pub(crate) async fn departure(

@@ -67,8 +67,8 @@ pub use decisions::MAX_DECISIONS_PER_QUERY;
 pub use error::StorageError;
 pub use model::{
     CircleLogEntry, CircleRow, CircleWrite, CircleWriteOutcome, DecisionQuery, DecisionRow,
-    EventBatch, EventBody, KeyPackageRow, NewIndicator, PeerCursor, ReceiveOutcome, Received,
-    StoredEvent, StoredIndicator,
+    EventBatch, EventBody, KeyPackageRow, NewIndicator, PeerCursor, PendingWelcome, ReceiveOutcome,
+    Received, StoredEvent, StoredIndicator,
 };
 pub use store::{Backend, Store};
 

@@ -250,6 +250,23 @@ pub struct CircleWrite {
     /// `(circle, member, Some(last_position))` upserts a departure, `(circle, member, None)`
     /// deletes it. Applied in order: of several changes of one departure, the last one wins.
     pub departures: Vec<(String, String, Option<u64>)>,
+    /// `(circle, member)`: pending Welcomes deleted (the member was removed). Applied before
+    /// [`CircleWrite::welcome`].
+    pub welcomes_dropped: Vec<(String, String)>,
+    /// A Welcome to keep until it is delivered (upserted by circle and member).
+    pub welcome: Option<PendingWelcome>,
+}
+
+/// A Welcome the hub committed to and has not yet delivered to the member it adds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingWelcome {
+    pub circle: String,
+    pub member: String,
+    /// The log position of the commit that added the member.
+    pub position: u64,
+    /// The TLS-serialized MLS Welcome, encrypted to the member's KeyPackage.
+    pub welcome: Vec<u8>,
+    pub created_micros: i64,
 }
 
 impl fmt::Debug for CircleWrite {
@@ -264,6 +281,14 @@ impl fmt::Debug for CircleWrite {
             .field("key_packages", &self.key_packages)
             .field("issue_key_package", &self.issue_key_package)
             .field("departures", &self.departures)
+            .field("welcomes_dropped", &self.welcomes_dropped)
+            .field(
+                "welcome",
+                &self
+                    .welcome
+                    .as_ref()
+                    .map(|welcome| (&welcome.circle, &welcome.member, welcome.position)),
+            )
             .finish()
     }
 }

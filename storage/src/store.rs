@@ -14,7 +14,8 @@ use crate::decisions::{postgres_decisions, sqlite_decisions};
 use crate::error::StorageError;
 use crate::model::{
     CircleLogEntry, CircleRow, CircleWrite, CircleWriteOutcome, DecisionQuery, DecisionRow,
-    EventBatch, KeyPackageRow, NewIndicator, PeerCursor, ReceiveOutcome, Received, StoredIndicator,
+    EventBatch, KeyPackageRow, NewIndicator, PeerCursor, PendingWelcome, ReceiveOutcome, Received,
+    StoredIndicator,
 };
 use crate::operations::{postgres_feed, sqlite_feed};
 use crate::postgres::{self, PostgresPools};
@@ -401,6 +402,32 @@ impl Store {
 
     /// The last log position `member`, removed from `circle`, may still read; `None` if no
     /// departure is stored.
+    /// The Welcomes this hub committed to and has not yet delivered, by circle and member.
+    pub async fn pending_welcomes(&self) -> Result<Vec<PendingWelcome>, StorageError> {
+        match &self.inner.pools {
+            Pools::Sqlite(pools) => sqlite_circles::pending_welcomes(&pools.read).await,
+            Pools::Postgres(pools) => postgres_circles::pending_welcomes(&pools.pool).await,
+        }
+    }
+
+    /// Forgets the pending Welcome of `member` in `circle` for the add at log `position`;
+    /// `false` if there was none (already delivered, dropped, or replaced by a later add).
+    pub async fn welcome_delivered(
+        &self,
+        circle: &str,
+        member: &str,
+        position: u64,
+    ) -> Result<bool, StorageError> {
+        match &self.inner.pools {
+            Pools::Sqlite(pools) => {
+                sqlite_circles::welcome_delivered(&pools.write, circle, member, position).await
+            }
+            Pools::Postgres(pools) => {
+                postgres_circles::welcome_delivered(&pools.pool, circle, member, position).await
+            }
+        }
+    }
+
     pub async fn departure(&self, circle: &str, member: &str) -> Result<Option<u64>, StorageError> {
         match &self.inner.pools {
             Pools::Sqlite(pools) => sqlite_circles::departure(&pools.read, circle, member).await,

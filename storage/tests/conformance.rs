@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use cordon_storage::{
     Backend, CircleLogEntry, CircleRow, CircleWrite, CircleWriteOutcome, DecisionQuery,
     DecisionRow, EventBatch, EventBody, KeyPackageRow, MAX_DECISIONS_PER_QUERY, NewIndicator,
-    PgConnectOptions, ReceiveOutcome, Received, StorageError, Store, StoredEvent, StoredIndicator,
+    PendingWelcome, PgConnectOptions, ReceiveOutcome, Received, StorageError, Store, StoredEvent,
+    StoredIndicator,
 };
 use sqlx::postgres::PgListener;
 use sqlx::{Connection, Executor, PgConnection, SqliteConnection};
@@ -2473,6 +2474,68 @@ async fn circle_write_at_a_taken_log_position_writes_nothing(fixture: &Fixture) 
     store.close().await;
 }
 
+fn pending_welcome(member: &str, position: u64, welcome: &[u8]) -> PendingWelcome {
+    PendingWelcome {
+        circle: CIRCLE.to_owned(),
+        member: member.to_owned(),
+        position,
+        welcome: welcome.to_vec(),
+        created_micros: 1_790_000_000_000_000 + position as i64,
+    }
+}
+
+async fn pending_welcomes_are_kept_with_their_add_and_forgotten_once(fixture: &Fixture) {
+    let store = fixture.open().await;
+    let add = |position: u64, member: &str, welcome: &[u8]| CircleWrite {
+        circle: Some(circle_row(CIRCLE, position, position)),
+        log: Some(log_entry(CIRCLE, position, b"add commit")),
+        welcome: Some(pending_welcome(member, position, welcome)),
+        ..CircleWrite::default()
+    };
+    circle_write(&store, add(1, "NG", b"welcome NG")).await;
+    // An add that lost its log position keeps no Welcome either.
+    assert_eq!(
+        store.circle_write(add(1, "SN", b"welcome SN")).await,
+        Err(StorageError::LogPositionTaken {
+            circle: CIRCLE.to_owned(),
+            position: 1
+        })
+    );
+    circle_write(&store, add(2, "SN", b"welcome SN")).await;
+    assert_eq!(
+        store.pending_welcomes().await,
+        Ok(vec![
+            pending_welcome("NG", 1, b"welcome NG"),
+            pending_welcome("SN", 2, b"welcome SN"),
+        ])
+    );
+    // Delivered: forgotten once; a delivery of an older add forgets nothing.
+    assert_eq!(store.welcome_delivered(CIRCLE, "NG", 1).await, Ok(true));
+    assert_eq!(store.welcome_delivered(CIRCLE, "NG", 1).await, Ok(false));
+    assert_eq!(store.welcome_delivered(CIRCLE, "SN", 1).await, Ok(false));
+    // SN removed before taking it, then added again: the removal drops the old Welcome and
+    // the new add keeps its own.
+    circle_write(
+        &store,
+        CircleWrite {
+            log: Some(log_entry(CIRCLE, 3, b"remove commit")),
+            welcomes_dropped: vec![(CIRCLE.to_owned(), "SN".to_owned())],
+            ..CircleWrite::default()
+        },
+    )
+    .await;
+    assert_eq!(store.pending_welcomes().await, Ok(Vec::new()));
+    circle_write(&store, add(4, "SN", b"welcome SN again")).await;
+    assert_eq!(store.welcome_delivered(CIRCLE, "SN", 2).await, Ok(false));
+    store.close().await;
+    let store = fixture.open().await;
+    assert_eq!(
+        store.pending_welcomes().await,
+        Ok(vec![pending_welcome("SN", 4, b"welcome SN again")])
+    );
+    store.close().await;
+}
+
 async fn circle_write_deletes_values_and_skips_held_indicators(fixture: &Fixture) {
     let store = fixture.open().await;
     let local = indicator("local", "ip");
@@ -2863,6 +2926,7 @@ conformance_suite! {
         circle_write_at_a_taken_log_position_writes_nothing,
         circle_write_deletes_values_and_skips_held_indicators,
         key_packages_are_issued_and_departures_kept,
+        pending_welcomes_are_kept_with_their_add_and_forgotten_once,
     ],
     postgres_only: [
         watch_head_wakes_on_commit_by_replica,

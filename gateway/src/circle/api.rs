@@ -305,7 +305,11 @@ pub async fn hub_accept(
     let bytes = bytes.to_vec();
     let ((position, epoch), _) = circles
         .apply(&mut inner, |inner| {
-            let row: CircleRow = inner.rows.get(&circle).cloned().ok_or_else(|| Status::not_found("circle"))?;
+            let row: CircleRow = inner
+                .rows
+                .get(&circle)
+                .cloned()
+                .ok_or_else(|| Status::not_found("circle"))?;
             let group = inner
                 .groups
                 .get_mut(&circle)
@@ -314,7 +318,8 @@ pub async fn hub_accept(
             let processed = group
                 .process_message(&inner.provider, protocol)
                 .map_err(|error| Status::invalid_argument(format!("message rejected: {error}")))?;
-            let author = mls::credential_member(processed.credential()).map_err(Status::permission_denied)?;
+            let author = mls::credential_member(processed.credential())
+                .map_err(Status::permission_denied)?;
             if author != sender_id {
                 return Err(Status::permission_denied(format!(
                     "the message is signed by {author} but was sent by {sender_id}"
@@ -322,26 +327,32 @@ pub async fn hub_accept(
             }
             let mut write = CircleWrite::default();
             match (processed.into_content(), kind) {
-                (ProcessedMessageContent::ApplicationMessage(application), MessageKind::Application) => {
-                    let indicator = check_circle_indicator(&context, &sender_id, &application.into_bytes())
-                        .map_err(|reason| Status::invalid_argument(format!("circle indicator refused: {reason}")))?;
+                (
+                    ProcessedMessageContent::ApplicationMessage(application),
+                    MessageKind::Application,
+                ) => {
+                    let indicator =
+                        check_circle_indicator(&context, &sender_id, &application.into_bytes())
+                            .map_err(|reason| {
+                                Status::invalid_argument(format!(
+                                    "circle indicator refused: {reason}"
+                                ))
+                            })?;
                     write.indicators = vec![circle_indicator(&indicator, Some(&sender_id))?];
                     write.indicators_circle = Some(circle.clone());
                 }
-                (ProcessedMessageContent::ProposalMessage(proposal), MessageKind::Proposal) => {
-                    if !matches!(proposal.proposal(), Proposal::Update(_)) {
-                        return Err(Status::permission_denied(
-                            "members may propose only updates of their own keys; the hub alone changes membership",
-                        ));
-                    }
-                    group
-                        .store_pending_proposal(inner.provider.storage(), *proposal)
-                        .map_err(|error| Status::internal(format!("{error:?}")))?;
+                (ProcessedMessageContent::ProposalMessage(_), MessageKind::Proposal) => {
+                    // A pending proposal would block every member's messages until the hub
+                    // committed it, and would slip an unchecked leaf into that commit.
+                    return Err(Status::permission_denied(
+                        "the hub takes no proposals: a member rotates its keys with a commit",
+                    ));
                 }
                 (ProcessedMessageContent::StagedCommitMessage(staged), MessageKind::Commit) => {
-                    if staged.add_proposals().next().is_some() || staged.remove_proposals().next().is_some() {
+                    if staged.queued_proposals().next().is_some() {
                         return Err(Status::permission_denied(
-                            "only the hub commits membership changes",
+                            "a member's commit may carry no proposals, only its own update path; \
+                             the hub alone changes membership",
                         ));
                     }
                     for credential in staged.credentials_to_verify() {
@@ -349,7 +360,11 @@ pub async fn hub_accept(
                         mls::credential_member(credential)
                             .ok()
                             .filter(|member| *member == sender_id)
-                            .ok_or_else(|| Status::permission_denied("a commit may not change its sender's credential"))?;
+                            .ok_or_else(|| {
+                                Status::permission_denied(
+                                    "a commit may not change its sender's credential",
+                                )
+                            })?;
                     }
                     group
                         .merge_staged_commit(&inner.provider, *staged)
@@ -358,15 +373,21 @@ pub async fn hub_accept(
                 (_, kind) => {
                     return Err(crate::status::invalid_field(
                         "kind",
-                        format!("the message is not of the kind it was sent as ({})", kind_name(kind)),
+                        format!(
+                            "the message is not of the kind it was sent as ({})",
+                            kind_name(kind)
+                        ),
                     ));
                 }
             }
-            if let Some(leaf) = mls::leaf_of(group, &sender_id)
-                && let Some(member) = group.member_at(leaf)
-                && context.pinned.check(&member.credential, &member.signature_key).is_err()
-            {
-                return Err(Status::permission_denied("the sender's signature key is not pinned"));
+            // Every leaf, after the message: each names a member with its pinned key.
+            for member in group.members() {
+                context
+                    .pinned
+                    .check(&member.credential, &member.signature_key)
+                    .map_err(|reason| {
+                        Status::permission_denied(format!("circle member: {reason}"))
+                    })?;
             }
             let position = row.position + 1;
             let updated = CircleRow {

@@ -104,10 +104,15 @@ pub async fn apply_entry(circles: &Circles, name: &str, entry: LogEntry) -> Resu
                 // Our own message: an application message was stored when it was sent; our
                 // own commit is merged here if the crash came between the hub's answer and
                 // the merge.
-                if kind == MessageKind::Commit
-                    && group.epoch().as_u64() == entry.epoch
-                    && group.pending_commit().is_some()
-                {
+                if kind == MessageKind::Commit && group.epoch().as_u64() == entry.epoch {
+                    if group.pending_commit().is_none() {
+                        // Its secrets are gone: this gateway cannot follow the circle on.
+                        return Err(Status::data_loss(format!(
+                            "this gateway's own commit for epoch {} is in the hub's log, but \
+                             its pending state was dropped; the hub must remove and add it again",
+                            entry.epoch
+                        )));
+                    }
                     group
                         .merge_pending_commit(&inner.provider)
                         .map_err(|error| {
@@ -130,10 +135,8 @@ pub async fn apply_entry(circles: &Circles, name: &str, entry: LogEntry) -> Resu
                             Err(reason) => refused = Some(reason),
                         }
                     }
-                    Ok(ProcessedMessageContent::ProposalMessage(proposal)) => {
-                        group
-                            .store_pending_proposal(inner.provider.storage(), *proposal)
-                            .map_err(|error| Status::internal(format!("{error:?}")))?;
+                    Ok(ProcessedMessageContent::ProposalMessage(_)) => {
+                        refused = Some("a proposal: circles take none".to_string());
                     }
                     Ok(ProcessedMessageContent::StagedCommitMessage(staged)) => {
                         for member in staged.credentials_to_verify() {
@@ -152,8 +155,32 @@ pub async fn apply_entry(circles: &Circles, name: &str, entry: LogEntry) -> Resu
                         group
                             .merge_staged_commit(&inner.provider, *staged)
                             .map_err(|error| Status::internal(format!("merging: {error}")))?;
+                        if !removed {
+                            // Every leaf names a member with its pinned key, or the commit
+                            // is not taken (the state is put back and the follower stops
+                            // here, loudly).
+                            for member in group.members() {
+                                context
+                                    .pinned
+                                    .check(&member.credential, &member.signature_key)
+                                    .map_err(|reason| {
+                                        Status::permission_denied(format!(
+                                            "the commit at position {} makes a member that is not pinned: {reason}",
+                                            entry.position
+                                        ))
+                                    })?;
+                            }
+                        }
                     }
                     Ok(_) => refused = Some("unexpected message content".to_string()),
+                    // A commit that cannot be processed would leave this gateway behind
+                    // every later epoch: stop here rather than skip it.
+                    Err(reason) if kind == MessageKind::Commit => {
+                        return Err(Status::data_loss(format!(
+                            "the hub's commit at position {} cannot be processed: {reason}",
+                            entry.position
+                        )));
+                    }
                     Err(reason) => refused = Some(reason),
                 }
             }

@@ -14,7 +14,7 @@ pub mod api;
 pub mod follower;
 pub mod mls;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -25,7 +25,8 @@ use cordon_proto::v1::{
     PublishResponse, SendRequest, WelcomeRequest,
 };
 use cordon_storage::{
-    CircleLogEntry, CircleRow, CircleWrite, CircleWriteOutcome, KeyPackageRow, NewIndicator, Store,
+    CircleLogEntry, CircleRow, CircleWrite, CircleWriteOutcome, KeyPackageRow, NewIndicator,
+    PendingWelcome, Store,
 };
 use openmls::prelude::*;
 use prost::Message as _;
@@ -109,6 +110,9 @@ pub struct Inner {
     pub provider: Provider,
     pub groups: HashMap<String, MlsGroup>,
     pub rows: HashMap<String, CircleRow>,
+    /// Hub: `(circle, member)` added whose Welcome is not yet delivered, with the log
+    /// position of the add (as in the database's pending Welcomes).
+    pub awaiting: BTreeMap<(String, String), u64>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -164,6 +168,12 @@ impl Inner {
             },
             status: row.status.clone(),
             position: row.position,
+            awaiting_welcome: self
+                .awaiting
+                .keys()
+                .filter(|(circle, _)| circle == name)
+                .map(|(_, member)| member.clone())
+                .collect(),
         })
     }
 }
@@ -176,7 +186,12 @@ pub struct Circles {
     /// wake on it.
     changed: watch::Sender<u64>,
     shutdown: watch::Receiver<bool>,
+    /// The followers of circles this gateway is a member of, and the hub's deliveries of
+    /// pending Welcomes (`welcome/<circle>/<member>`).
     followers: std::sync::Mutex<HashMap<String, tokio::task::JoinHandle<()>>>,
+    /// One rotation at a time: a rotation's pending commit is never replaced by another's
+    /// while the hub may still take it.
+    rotating: Mutex<()>,
 }
 
 impl std::fmt::Debug for Circles {
@@ -200,12 +215,22 @@ impl Circles {
     ) -> anyhow::Result<Arc<Circles>> {
         let values = context.store.mls_values().await?;
         let rows = context.store.circles().await?;
+        let welcomes = context.store.pending_welcomes().await?;
         let mut inner = Inner {
             provider: mls::provider_with(values),
             groups: HashMap::new(),
             rows: rows
                 .into_iter()
                 .map(|row| (row.name.clone(), row))
+                .collect(),
+            awaiting: welcomes
+                .iter()
+                .map(|welcome| {
+                    (
+                        (welcome.circle.clone(), welcome.member.clone()),
+                        welcome.position,
+                    )
+                })
                 .collect(),
         };
         inner.reload_groups();
@@ -221,9 +246,13 @@ impl Circles {
             changed: watch::channel(0).0,
             shutdown,
             followers: Default::default(),
+            rotating: Mutex::new(()),
         });
         for name in followed {
             circles.follow(&name);
+        }
+        for welcome in welcomes {
+            circles.redeliver(welcome);
         }
         Ok(circles)
     }
@@ -398,7 +427,7 @@ impl Circles {
     /// Adds `member`: fetches a KeyPackage from its gateway (TLS pins its identity), checks
     /// the KeyPackage's credential names it with its pinned key, commits the add (log and
     /// epoch in one transaction) and gives it the Welcome.
-    pub async fn add(&self, name: &str, member: &str) -> Result<CircleInfo, Status> {
+    pub async fn add(self: &Arc<Self>, name: &str, member: &str) -> Result<CircleInfo, Status> {
         if !crate::identity::is_member_id(member) || member == self.context.member {
             return Err(crate::status::invalid_field(
                 "member",
@@ -480,38 +509,111 @@ impl Circles {
                     message: mls::serialize(&commit).map_err(Status::internal)?,
                     at_micros: now_micros(),
                 };
-                let welcome = mls::serialize(&welcome).map_err(Status::internal)?;
+                let pending = PendingWelcome {
+                    circle: circle.clone(),
+                    member: joining.clone(),
+                    position,
+                    welcome: mls::serialize(&welcome).map_err(Status::internal)?,
+                    created_micros: now_micros(),
+                };
                 inner.rows.insert(circle.clone(), updated.clone());
                 Ok((
-                    (welcome, position),
+                    pending.clone(),
                     CircleWrite {
                         circle: Some(updated),
                         log: Some(entry),
                         departures: vec![(circle.clone(), joining.clone(), None)],
+                        // Kept with the commit: a crash before delivery loses no Welcome.
+                        welcome: Some(pending),
                         ..CircleWrite::default()
                     },
                 ))
             })
             .await?;
-        let (welcome, position) = welcome;
-        let info = inner.info(name)?;
+        let pending = welcome;
+        let position = pending.position;
+        inner
+            .awaiting
+            .insert((name.to_string(), member.to_string()), position);
         drop(inner);
-        tracing::info!(circle = %name, %member, position, epoch = info.epoch, "member added to circle");
+        tracing::info!(circle = %name, %member, position, "member added to circle");
+        if let Err(status) = self.deliver_welcome(&pending, Some(client)).await {
+            tracing::warn!(circle = %name, %member, position, reason = %status.message(), "the new member did not take its Welcome; delivering it again with backoff");
+            self.redeliver(pending);
+        }
+        self.info(name).await
+    }
+
+    /// Gives a pending Welcome to its member's gateway once; forgets it when taken.
+    async fn deliver_welcome(
+        &self,
+        pending: &PendingWelcome,
+        client: Option<CircleServiceClient<Channel>>,
+    ) -> Result<(), Status> {
+        let mut client = match client {
+            Some(client) => client,
+            None => self.connect(&pending.member).await?,
+        };
         client
             .welcome(WelcomeRequest {
-                circle: name.to_string(),
-                welcome,
-                position,
+                circle: pending.circle.clone(),
+                welcome: pending.welcome.clone(),
+                position: pending.position,
             })
+            .await?;
+        let mut inner = self.inner.lock().await;
+        let key = (pending.circle.clone(), pending.member.clone());
+        if inner.awaiting.get(&key) == Some(&pending.position) {
+            inner.awaiting.remove(&key);
+        }
+        self.context
+            .store
+            .welcome_delivered(&pending.circle, &pending.member, pending.position)
             .await
-            .map_err(|status| {
-                Status::unavailable(format!(
-                    "{member} was added to circle {name:?} (log position {position}) but did not \
-                     take its Welcome: {}; remove it and add it again",
-                    status.message()
-                ))
-            })?;
-        Ok(info)
+            .map_err(storage_status)?;
+        tracing::info!(circle = %pending.circle, member = %pending.member, position = pending.position, "Welcome taken");
+        Ok(())
+    }
+
+    /// Delivers a pending Welcome in the background, with backoff, until it is taken, the
+    /// member is removed (or added again), or the gateway stops.
+    fn redeliver(self: &Arc<Self>, pending: PendingWelcome) {
+        let circles = self.clone();
+        let key = format!("welcome/{}/{}", pending.circle, pending.member);
+        let task = tokio::spawn(async move {
+            let mut shutdown = circles.shutdown_signal();
+            let mut attempt = 0u32;
+            loop {
+                attempt = attempt.saturating_add(1);
+                tokio::select! {
+                    () = tokio::time::sleep(crate::federation::backoff(attempt)) => {}
+                    _ = shutdown.wait_for(|stopping| *stopping) => return,
+                }
+                let still_awaited = circles
+                    .inner
+                    .lock()
+                    .await
+                    .awaiting
+                    .get(&(pending.circle.clone(), pending.member.clone()))
+                    == Some(&pending.position);
+                if !still_awaited {
+                    return;
+                }
+                match circles.deliver_welcome(&pending, None).await {
+                    Ok(()) => return,
+                    Err(status) => {
+                        tracing::warn!(circle = %pending.circle, member = %pending.member, attempt, code = ?status.code(), reason = %status.message(), "delivering a Welcome");
+                    }
+                }
+            }
+        });
+        let mut followers = self
+            .followers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(old) = followers.insert(key, task) {
+            old.abort();
+        }
     }
 
     /// Removes `member`: a remove commit in the log and epoch, and a departure row so that it
@@ -570,11 +672,15 @@ impl Circles {
                         at_micros: now_micros(),
                     }),
                     departures: vec![(circle.clone(), leaving.clone(), Some(position))],
+                    welcomes_dropped: vec![(circle.clone(), leaving.clone())],
                     ..CircleWrite::default()
                 },
             ))
         })
         .await?;
+        inner
+            .awaiting
+            .remove(&(name.to_string(), member.to_string()));
         tracing::info!(circle = %name, %member, "member removed from circle");
         inner.info(name)
     }
@@ -584,6 +690,8 @@ impl Circles {
     /// A KeyPackage for `requester`: a fresh single-use one while it has taken fewer than
     /// [`KEY_PACKAGES_PER_WINDOW`] in the window, else the last-resort one (rotated daily).
     pub async fn key_package_for(&self, requester: &str) -> Result<(Vec<u8>, bool), Status> {
+        // Counted under the lock, so that concurrent requests cannot all see a free slot.
+        let mut inner = self.inner.lock().await;
         let rows = self
             .context
             .store
@@ -610,7 +718,6 @@ impl Circles {
         if !single_use && let Some(row) = current_last_resort {
             return Ok((row.key_package, true));
         }
-        let mut inner = self.inner.lock().await;
         let credential = self.credential();
         let signer = self.context.signing_key.clone();
         let requester = requester.to_string();
@@ -678,14 +785,25 @@ impl Circles {
             ));
         };
         let expected_group = format!("{hub}/{name}").into_bytes();
-        let mut inner = self.inner.lock().await;
-        if let Some(row) = inner.rows.get(name)
-            && (row.status == STATUS_ACTIVE || row.hub != hub)
-        {
-            return Err(Status::already_exists(format!(
-                "this gateway already has a circle {name:?} (hub {})",
-                row.hub
+        // Consent: only a hub this gateway lists under [[peers]] (which it must reach to
+        // follow the circle anyway) may bring it into a circle.
+        if self.peer(hub).is_err() {
+            return Err(Status::failed_precondition(format!(
+                "{hub} is not under [[peers]]: this gateway joins only circles of hubs it lists"
             )));
+        }
+        let mut inner = self.inner.lock().await;
+        if let Some(row) = inner.rows.get(name) {
+            if row.hub == hub && row.status == STATUS_ACTIVE && row.position >= position {
+                // Taken before; the hub did not hear so and delivers it again.
+                return Ok(());
+            }
+            if row.status == STATUS_ACTIVE || row.hub != hub {
+                return Err(Status::already_exists(format!(
+                    "this gateway already has a circle {name:?} (hub {})",
+                    row.hub
+                )));
+            }
         }
         let pinned = self.context.pinned.clone();
         let circle = name.to_string();
@@ -812,7 +930,20 @@ impl Circles {
     /// When another commit won the epoch, the pending commit is dropped, the follower catches
     /// up, and the rotation is made again on the new epoch.
     pub async fn rotate(&self, name: &str) -> Result<(u64, u32), Status> {
+        let _one_at_a_time = self.rotating.lock().await;
         for attempt in 1..=MAX_ATTEMPTS {
+            // A commit left pending by an earlier rotation whose answer was lost may still be
+            // in the hub's log: let the follower settle it (merge it, or drop it for the
+            // commit that won) before making another.
+            let unsettled = {
+                let inner = self.inner.lock().await;
+                let (row, group) = inner.circle(name)?;
+                (row.hub != self.context.member && group.pending_commit().is_some())
+                    .then(|| group.epoch().as_u64())
+            };
+            if let Some(epoch) = unsettled {
+                self.wait_for_epoch_after(name, epoch).await;
+            }
             let mut inner = self.inner.lock().await;
             let signer = self.context.signing_key.clone();
             let circle = name.to_string();
@@ -1049,9 +1180,31 @@ impl Circles {
             )));
         }
         let mut accepted = Vec::with_capacity(signed.len());
+        let total = signed.len();
         for (indicator, warnings) in signed.into_iter().zip(warnings) {
             let id = indicator.id.clone();
-            let sequence = self.send_indicator(name, &hub, indicator).await?;
+            let sequence = self
+                .send_indicator(name, &hub, indicator, &members)
+                .await
+                .map_err(|status| {
+                    if accepted.is_empty() {
+                        status
+                    } else {
+                        Status::new(
+                            status.code(),
+                            format!(
+                                "{} ({} of the {total} indicators were sent and accepted: {})",
+                                status.message(),
+                                accepted.len(),
+                                accepted
+                                    .iter()
+                                    .map(|accepted: &Accepted| accepted.id.as_str())
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ),
+                        )
+                    }
+                })?;
             accepted.push(Accepted {
                 id,
                 sequence,
@@ -1068,6 +1221,7 @@ impl Circles {
         name: &str,
         hub: &str,
         indicator: Indicator,
+        checked: &[String],
     ) -> Result<u64, Status> {
         let payload = indicator.encode_to_vec();
         let stored = circle_indicator(&indicator, None)?;
@@ -1089,6 +1243,23 @@ impl Circles {
                         .groups
                         .get_mut(&circle)
                         .ok_or_else(|| Status::internal("no MLS state"))?;
+                    // Encrypted only for the members the policy was asked about: a member
+                    // added since (while this sender caught up) must not read it.
+                    let mut now: Vec<String> = mls::member_ids(group)
+                        .into_iter()
+                        .filter(|member| *member != own)
+                        .collect();
+                    let mut asked = checked.to_vec();
+                    now.sort();
+                    asked.sort();
+                    if now != asked {
+                        return Err(Status::failed_precondition(format!(
+                            "circle {circle:?}: its members changed since the policy was asked \
+                             (asked for {}; now {}); this indicator was not sent: publish it again",
+                            asked.join(", "),
+                            now.join(", ")
+                        )));
+                    }
                     let epoch = group.epoch().as_u64();
                     let message = group
                         .create_message(&inner.provider, signer.as_ref(), &payload)
