@@ -920,3 +920,84 @@ async fn a_welcome_not_taken_is_kept_and_delivered_after_a_hub_crash() -> Result
     }
     Ok(())
 }
+
+/// GH's policy refuses one member of the circle (SS, under a UN arms embargo in GH's board
+/// data): the publish fails with FAILED_PRECONDITION naming SS and why, and nothing is sent
+/// (the hub's log does not move; NG receives nothing). Without SS, the same publish goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_the_policy_refuses_for_one_member_sends_nothing() -> Result<()> {
+    let federation = Federation::new()?;
+    let [ghana, nigeria, south_sudan] = &members(&federation, &["GH", "NG", "SS"])?[..] else {
+        bail!("three members")
+    };
+    let endpoints: Vec<String> = [ghana, nigeria, south_sudan]
+        .iter()
+        .map(|member| member.fix_listen_port())
+        .collect::<Result<_>>()?;
+    ghana.follow(nigeria, &endpoints[1])?;
+    ghana.follow(south_sudan, &endpoints[2])?;
+    nigeria.follow(ghana, &endpoints[0])?;
+    south_sudan.follow(ghana, &endpoints[0])?;
+    let gh = ghana.start(&[]).await?;
+    let ng = nigeria.start(&[]).await?;
+    let ss = south_sudan.start(&[]).await?;
+    circle(ghana, &gh.endpoint, &["create", "alpha"]).await?;
+    circle(ghana, &gh.endpoint, &["add", "alpha", "NG"]).await?;
+    circle(ghana, &gh.endpoint, &["add", "alpha", "SS"]).await?;
+    let before = members_info(&gh.endpoint, &ghana.identity(), "alpha").await?;
+
+    let gh_customs = federation.identity("GH/customs")?;
+    let refused_marker = marker("REFUSED");
+    let refused = indicator_client(&gh.endpoint, &gh_customs)
+        .await?
+        .publish(PublishRequest {
+            indicators: vec![vessel(Tlp::Green, refused_marker.clone())],
+            circle: "alpha".into(),
+        })
+        .await
+        .expect_err("the policy refuses SS");
+    ensure!(
+        refused.code() == tonic::Code::FailedPrecondition
+            && refused
+                .message()
+                .contains("SS (recipient country SS is under a UN arms embargo)")
+            && refused.message().contains("nothing was sent")
+            && !refused.message().contains("NG"),
+        "{refused:?}"
+    );
+    let after = members_info(&gh.endpoint, &ghana.identity(), "alpha").await?;
+    ensure!(
+        after.position == before.position,
+        "{before:?} then {after:?}"
+    );
+
+    // Without SS the same kind of indicator goes, and NG holds only that one.
+    circle(ghana, &gh.endpoint, &["remove", "alpha", "SS"]).await?;
+    let allowed = marker("ALLOWED");
+    publish_in_circle(&gh.endpoint, &gh_customs, "alpha", allowed.clone()).await?;
+    let ng_customs = federation.identity("NG/customs")?;
+    wait_until("NG to decrypt the allowed indicator", || async {
+        let seen = narratives(&ng.endpoint, &ng_customs).await?;
+        Ok((
+            seen.iter().any(|text| text.contains(&allowed)),
+            format!("{seen:?}"),
+        ))
+    })
+    .await?;
+    let seen = narratives(&ng.endpoint, &ng_customs).await?;
+    ensure!(
+        !seen.iter().any(|text| text.contains(&refused_marker)),
+        "{seen:?}"
+    );
+    for gateway in [gh, ng, ss] {
+        gateway.stop().await?;
+    }
+    for member in [ghana, nigeria, south_sudan] {
+        ensure!(
+            !file_contains(&member.dir.join("cordon.db"), &refused_marker)?,
+            "{}'s database holds the refused indicator",
+            member.member
+        );
+    }
+    Ok(())
+}
