@@ -3,6 +3,7 @@
 //! limit of their stack (a bare tonic stream of the same messages over the same
 //! mutual TLS) and against NATS JetStream. See BENCHMARKS.md.
 
+mod engine;
 mod scenario;
 mod target;
 
@@ -30,6 +31,10 @@ enum Scenario {
     Catchup,
     /// One federation hop: a publisher at GH, a subscriber at NG following GH.
     Federation,
+    /// Circles: source-protected indicators through a 10-member circle of gateway processes
+    /// (with the ordinary federation of the same gateways as the baseline), then adding and
+    /// removing a member at 10, 50 and 200 members in process. Not part of `all`.
+    Circle,
     All,
 }
 
@@ -69,6 +74,15 @@ struct Args {
     /// Stored events a new subscriber catches up on.
     #[arg(long, default_value_t = 1_000_000)]
     catchup_events: u64,
+    /// Indicators per circle delivery run (circle scenario).
+    #[arg(long, default_value_t = 5000)]
+    circle_events: u64,
+    /// Circle sizes at which adding and removing a member is measured in process.
+    #[arg(long, value_delimiter = ',', default_value = "10,50,200")]
+    circle_sizes: Vec<usize>,
+    /// Adds and removes per circle size.
+    #[arg(long, default_value_t = 7)]
+    circle_repetitions: usize,
     /// The NATS server (JetStream enabled).
     #[arg(long, default_value = "127.0.0.1:4222")]
     nats: String,
@@ -99,6 +113,13 @@ struct Row {
     vs_bare: Option<f64>,
     /// rate / NATS JetStream's rate (latency scenario: p99 / its p99).
     vs_nats: Option<f64>,
+    /// Circle rows: indicators acknowledged to the publisher per second.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    acked_per_s: Option<f64>,
+    /// Circle rows: rate / the rate of the ordinary (non-circle) publish of the same
+    /// gateways, batch and load.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vs_ordinary: Option<f64>,
     note: String,
 }
 
@@ -107,6 +128,9 @@ struct Report {
     machine: Machine,
     command: String,
     rows: Vec<Row>,
+    /// The circle scenario's in-process add and remove times.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    circle_engine: Vec<engine::EngineRow>,
 }
 
 #[derive(Debug, Serialize)]
@@ -128,6 +152,7 @@ struct Bench {
     gateways: u32,
     subscriber_identities: Vec<PathBuf>,
     rows: Vec<Row>,
+    engine_rows: Vec<engine::EngineRow>,
 }
 
 impl Bench {
@@ -168,6 +193,7 @@ impl Bench {
             endpoint: endpoint.to_string(),
             publisher,
             subscribers: self.subscriber_identities.clone(),
+            circle: String::new(),
         }
     }
 
@@ -235,6 +261,8 @@ impl Bench {
                     peak_rss_mib: memory.map(|(_, peak)| peak),
                     vs_bare: None,
                     vs_nats: None,
+                    acked_per_s: None,
+                    vs_ordinary: None,
                     note: format!("{in_flight} requests in flight; latency is per request"),
                 });
                 finish(&target, gateway).await?;
@@ -307,6 +335,8 @@ impl Bench {
                     peak_rss_mib: memory.map(|(_, peak)| peak),
                     vs_bare: None,
                     vs_nats: None,
+                    acked_per_s: None,
+                    vs_ordinary: None,
                     note: match load {
                         Load::Closed { .. } => {
                             "closed loop, batches of 100, 2 in flight; rate per subscriber".into()
@@ -383,6 +413,8 @@ impl Bench {
                 peak_rss_mib: memory.map(|(_, peak)| peak),
                 vs_bare: None,
                 vs_nats: None,
+                acked_per_s: None,
+                vs_ordinary: None,
                 note,
             });
             finish(&target, gateway).await?;
@@ -419,6 +451,7 @@ impl Bench {
                     .federation
                     .identity(&format!("{}/customs", origin.member))?,
                 subscribers: self.subscriber_identities.clone(),
+                circle: String::new(),
             };
             let publish_target = self.grpc_target(
                 &origin_process.endpoint,
@@ -449,10 +482,267 @@ impl Bench {
                 peak_rss_mib: Some(memory.1),
                 vs_bare: None,
                 vs_nats: None,
+                acked_per_s: None,
+                vs_ordinary: None,
                 note: "published at GH, received by an agency subscribed at NG; memory of both gateways; baselines: one hop of the same scenario".into(),
             });
             follower_process.stop().await?;
             origin_process.stop().await?;
+        }
+        Ok(())
+    }
+
+    /// Ten gateways on loopback, all trusting each other's keys: gateway 0 (the hub) has the
+    /// other nine as `[[peers]]` with their endpoints (`follow = false`: it needs to reach
+    /// them, not their feeds); each of the nine has the hub as a `[[peers]]` entry and follows
+    /// its feed (the ordinary baseline's path). With `circle`, the hub creates circle
+    /// [`CIRCLE`] and adds the nine.
+    async fn circle_gateways(&mut self, circle: bool) -> Result<Vec<(MemberDir, GatewayProcess)>> {
+        self.gateways += 1;
+        let members = (0..CIRCLE_GATEWAYS)
+            .map(|index| {
+                self.federation
+                    .member(&format!("C{}-{index}", self.gateways))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        for member in &members {
+            for other in &members {
+                if other.member != member.member {
+                    member.trust_member(other)?;
+                }
+            }
+        }
+        let endpoints = members
+            .iter()
+            .map(MemberDir::fix_listen_port)
+            .collect::<Result<Vec<_>>>()?;
+        let hub = &members[0];
+        for (member, endpoint) in members.iter().zip(&endpoints).skip(1) {
+            append_config(
+                hub,
+                &format!(
+                    "\n[[peers]]\nid = \"{}\"\nendpoint = \"{endpoint}\"\nfollow = false\n",
+                    member.member
+                ),
+            )?;
+            member.follow(hub, &endpoints[0])?;
+        }
+        let mut gateways = Vec::with_capacity(members.len());
+        for member in members {
+            match self.start(&member).await {
+                Ok(process) => gateways.push((member, process)),
+                Err(error) => {
+                    stop_all(gateways).await?;
+                    return Err(error);
+                }
+            }
+        }
+        if circle {
+            let (hub, process) = &gateways[0];
+            let mut commands = vec![vec!["create".to_string(), CIRCLE.to_string()]];
+            for (member, _) in &gateways[1..] {
+                commands.push(vec!["add".into(), CIRCLE.into(), member.member.clone()]);
+            }
+            for command in commands {
+                let args: Vec<&str> = command.iter().map(String::as_str).collect();
+                if let Err(error) = circle_command(hub, &process.endpoint, &args).await {
+                    let log = process.log_text();
+                    stop_all(gateways).await?;
+                    bail!("cordon circle {command:?}: {error:#}\n{}", tail(&log));
+                }
+            }
+        }
+        Ok(gateways)
+    }
+
+    /// One circle delivery run on fresh gateways: `from` publishes (one of its agencies, in
+    /// the circle or in the ordinary feed) and one agency of each other gateway must see every
+    /// indicator.
+    async fn circle_run(&mut self, circle: bool, from: usize, load: Load) -> Result<Row> {
+        let gateways = self.circle_gateways(circle).await?;
+        let mut receivers = Vec::new();
+        let mut publisher = None;
+        for (index, (member, process)) in gateways.iter().enumerate() {
+            let agency = self
+                .federation
+                .identity(&format!("{}/customs", member.member))?;
+            let target = Target::Grpc {
+                endpoint: process.endpoint.clone(),
+                publisher: agency.clone(),
+                subscribers: vec![agency],
+                circle: if circle {
+                    CIRCLE.to_string()
+                } else {
+                    String::new()
+                },
+            };
+            if index == from {
+                publisher = Some(target);
+            } else {
+                receivers.push((target, 0));
+            }
+        }
+        let publisher = publisher.context("no publishing gateway")?;
+        let cpu = |gateways: &[(MemberDir, GatewayProcess)]| -> Vec<f64> {
+            let mut seconds: Vec<f64> = gateways
+                .iter()
+                .map(|(_, process)| {
+                    process
+                        .pid()
+                        .and_then(|pid| scenario::cpu_seconds(&pid.to_string()))
+                        .unwrap_or_default()
+                })
+                .collect();
+            seconds.push(scenario::cpu_seconds("self").unwrap_or_default());
+            seconds
+        };
+        let cpu_before = cpu(&gateways);
+        let started = std::time::Instant::now();
+        let measured = scenario::fanout_to(&publisher, &receivers, load).await;
+        let wall = started.elapsed().as_secs_f64();
+        let cpu_used: Vec<f64> = cpu(&gateways)
+            .iter()
+            .zip(&cpu_before)
+            .map(|(after, before)| after - before)
+            .collect();
+        let memory = gateways
+            .iter()
+            .filter_map(|(_, process)| process.pid().and_then(memory_mib))
+            .collect::<Vec<_>>();
+        let measured = match measured {
+            Ok(measured) => measured,
+            Err(error) => {
+                let logs: Vec<String> = gateways
+                    .iter()
+                    .map(|(member, process)| {
+                        format!("--- {}\n{}", member.member, tail(&process.log_text()))
+                    })
+                    .collect();
+                stop_all(gateways).await?;
+                bail!("circle run: {error:#}\n{}", logs.join("\n"));
+            }
+        };
+        stop_all(gateways).await?;
+        let Load::Closed {
+            batch, in_flight, ..
+        } = load
+        else {
+            bail!("the circle runs are closed-loop");
+        };
+        let others = CIRCLE_GATEWAYS - 1;
+        let system = match (circle, from) {
+            (true, 0) => format!("{} hub -> {others} members, circle", self.system()),
+            (true, _) => format!(
+                "{} member -> hub + {} members, circle",
+                self.system(),
+                others - 1
+            ),
+            (false, _) => format!("{} hub -> {others} followers, ordinary", self.system()),
+        };
+        let max_member = memory
+            .iter()
+            .skip(1)
+            .fold((0.0f64, 0.0f64), |(rss, peak), (r, p)| {
+                (rss.max(*r), peak.max(*p))
+            });
+        let others_cpu: Vec<f64> = cpu_used[..CIRCLE_GATEWAYS]
+            .iter()
+            .enumerate()
+            .filter(|(index, _)| *index != from)
+            .map(|(_, seconds)| *seconds)
+            .collect();
+        Ok(Row {
+            scenario: "circle".into(),
+            system,
+            subscribers: others,
+            batch,
+            offered_per_s: None,
+            events: measured.events,
+            rate_per_s: measured.per_subscriber_rate(),
+            p50_us: Some(measured.latency.value_at_quantile(0.5)),
+            p99_us: Some(measured.latency.value_at_quantile(0.99)),
+            p999_us: Some(measured.latency.value_at_quantile(0.999)),
+            rss_mib: memory.first().map(|(rss, _)| *rss),
+            peak_rss_mib: memory.first().map(|(_, peak)| *peak),
+            vs_bare: None,
+            vs_nats: None,
+            acked_per_s: Some(measured.acked_rate),
+            vs_ordinary: None,
+            note: format!(
+                "closed loop, batches of {batch}, {in_flight} in flight; rate: indicators per \
+                 second seen by one agency subscribed at each of the {others} receiving \
+                 gateways, from the first send to the last delivery at the slowest; latency: \
+                 publish to delivery; memory: hub (largest other gateway {:.0} MiB, peak {:.0}); \
+                 CPU seconds over {wall:.1} s of warm-up and run: publishing gateway {:.1}, \
+                 the other nine {:.1} (largest {:.1}), load tool {:.1}",
+                max_member.0,
+                max_member.1,
+                cpu_used[from],
+                others_cpu.iter().sum::<f64>(),
+                others_cpu.iter().copied().fold(0.0, f64::max),
+                cpu_used[CIRCLE_GATEWAYS],
+            ),
+        })
+    }
+
+    async fn circle(&mut self) -> Result<()> {
+        let events = self.args.circle_events;
+        eprintln!(
+            "circle: {CIRCLE_GATEWAYS} gateways, {events} indicators per run, fresh gateways per run"
+        );
+        let runs = [
+            (100usize, 4usize, false, 0usize),
+            (100, 4, true, 0),
+            (1, 16, false, 0),
+            (1, 16, true, 0),
+            // A member publishing: its message goes to the hub, which orders it in the log.
+            // No ordinary counterpart (the gateways follow only the hub's feed); its ratio is
+            // to the hub's ordinary publish of the same batch.
+            (100, 4, true, 1),
+        ];
+        for (batch, in_flight, circle, from) in runs {
+            let load = Load::Closed {
+                events,
+                batch,
+                in_flight,
+            };
+            let row = self.circle_run(circle, from, load).await?;
+            self.push(row);
+        }
+        for row in self.rows.iter().filter(|row| row.scenario == "circle") {
+            eprintln!("    {}: {}", row.system, row.note);
+        }
+        let rows = self.rows.clone();
+        for row in self
+            .rows
+            .iter_mut()
+            .filter(|row| row.scenario == "circle" && row.system.ends_with(", circle"))
+        {
+            let ordinary = rows.iter().find(|other| {
+                other.scenario == "circle"
+                    && other.system.ends_with(", ordinary")
+                    && other.batch == row.batch
+            });
+            row.vs_ordinary = ordinary.map(|ordinary| row.rate_per_s / ordinary.rate_per_s);
+        }
+
+        eprintln!("circle engine, in process: add and remove one member");
+        for size in self.args.circle_sizes.clone() {
+            let rows = engine::measure(size, self.args.circle_repetitions).await?;
+            for row in &rows {
+                eprintln!(
+                    "  N={:<4} {:<44} median {:>8} µs (min {}, max {}; checkpoint {} µs), {} B, {} kv rows",
+                    row.members,
+                    row.operation,
+                    row.median_us,
+                    row.min_us,
+                    row.max_us,
+                    row.checkpoint_us,
+                    row.commit_bytes,
+                    row.kv_changes
+                );
+            }
+            self.engine_rows.extend(rows);
         }
         Ok(())
     }
@@ -494,6 +784,52 @@ async fn finish(target: &Target, gateway: Option<(MemberDir, GatewayProcess)>) -
         process.stop().await?;
     }
     Ok(())
+}
+
+/// The circle of the circle scenario, and how many gateways are in it (the hub and nine).
+const CIRCLE: &str = "bench";
+const CIRCLE_GATEWAYS: usize = 10;
+
+/// Stops the given gateways (each by its own process handle).
+async fn stop_all(gateways: Vec<(MemberDir, GatewayProcess)>) -> Result<()> {
+    let mut first_error = None;
+    for (_, process) in gateways {
+        if let Err(error) = process.stop().await {
+            first_error.get_or_insert(error);
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+fn append_config(member: &MemberDir, text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(member.config())?;
+    file.write_all(text.as_bytes())?;
+    Ok(())
+}
+
+/// `cordon circle ARGS[0] --endpoint E --identity (member's gateway identity) ARGS[1..]`.
+async fn circle_command(
+    member: &MemberDir,
+    endpoint: &str,
+    args: &[&str],
+) -> Result<serde_json::Value> {
+    let mut all: Vec<String> = vec!["circle".into(), args[0].into()];
+    all.extend([
+        "--endpoint".into(),
+        endpoint.to_string(),
+        "--identity".into(),
+        member.identity().to_str().context("path")?.to_string(),
+    ]);
+    all.extend(args[1..].iter().map(|arg| arg.to_string()));
+    let output = tokio::task::spawn_blocking(move || {
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        cordon_integration_tests::cordon(&refs)
+    })
+    .await??;
+    Ok(serde_json::from_str(&output)?)
 }
 
 fn tail(log: &str) -> String {
@@ -550,7 +886,11 @@ fn markdown(report: &Report) -> String {
     text.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     let number = |value: Option<u64>| value.map_or("–".to_string(), |value| value.to_string());
     let ratio = |value: Option<f64>| value.map_or("–".to_string(), |value| format!("{value:.2}"));
-    for row in &report.rows {
+    for row in report
+        .rows
+        .iter()
+        .filter(|row| !row.scenario.starts_with("circle"))
+    {
         text.push_str(&format!(
             "| {} | {} | {} | {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {} |\n",
             row.scenario,
@@ -572,7 +912,64 @@ fn markdown(report: &Report) -> String {
         ));
     }
     text.push_str("\nrate/s: per subscriber (fanout, latency, federation), published (publish) or read (catch-up). vs bare / vs NATS: rate ÷ baseline rate, except latency rows: p99 ÷ baseline p99 (lower is better).\n");
+    circle_markdown(report, &mut text);
     text
+}
+
+fn circle_markdown(report: &Report, text: &mut String) {
+    let rows: Vec<&Row> = report
+        .rows
+        .iter()
+        .filter(|row| row.scenario.starts_with("circle"))
+        .collect();
+    let number = |value: Option<u64>| value.map_or("–".to_string(), |value| value.to_string());
+    if !rows.is_empty() {
+        text.push_str("\n#### Circles: delivery through 10 gateway processes\n\n");
+        text.push_str("| system | receivers | batch | events | delivered/s each | acknowledged/s | p50 µs | p99 µs | p99.9 µs | hub RSS MiB (peak) | vs ordinary |\n");
+        text.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        for row in rows {
+            text.push_str(&format!(
+                "| {} | {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {} |\n",
+                row.system,
+                row.subscribers,
+                row.batch,
+                row.events,
+                row.rate_per_s,
+                row.acked_per_s
+                    .map_or("–".to_string(), |rate| format!("{rate:.0}")),
+                number(row.p50_us),
+                number(row.p99_us),
+                number(row.p999_us),
+                match (row.rss_mib, row.peak_rss_mib) {
+                    (Some(rss), Some(peak)) => format!("{rss:.0} ({peak:.0})"),
+                    _ => "–".into(),
+                },
+                row.vs_ordinary
+                    .map_or("–".to_string(), |ratio| format!("{ratio:.2}")),
+            ));
+        }
+        text.push_str("\ndelivered/s each: indicators per second seen by one agency subscribed at each receiving gateway, from the first send to the last delivery at the slowest one. acknowledged/s: the publisher's acknowledgements. vs ordinary: delivered/s ÷ that of the ordinary (non-circle) publish through the same ten gateways (the members follow the hub's feed), same batch.\n");
+    }
+    if !report.circle_engine.is_empty() {
+        text.push_str("\n#### Circles: adding and removing a member, in process (no network)\n\n");
+        text.push_str("| members | operation | repetitions | median µs | min µs | max µs | of which checkpoint µs | message bytes | kv rows written |\n");
+        text.push_str("|---:|---|---:|---:|---:|---:|---:|---:|---:|\n");
+        for row in &report.circle_engine {
+            text.push_str(&format!(
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                row.members,
+                row.operation,
+                row.repetitions,
+                row.median_us,
+                row.min_us,
+                row.max_us,
+                row.checkpoint_us,
+                row.commit_bytes,
+                row.kv_changes
+            ));
+        }
+        text.push_str("\nmembers: before the add and after the remove. Each time is one MLS operation as `Circles::apply` runs it: snapshot, the operation, the key-value diff and the circle's rows in one SQLite transaction, a WAL checkpoint when keys were deleted.\n");
+    }
 }
 
 async fn issue_subscribers(federation: &Federation, count: usize) -> Result<Vec<PathBuf>> {
@@ -608,6 +1005,7 @@ async fn main() -> Result<()> {
         gateways: 0,
         subscriber_identities,
         rows: Vec::new(),
+        engine_rows: Vec::new(),
     };
     let all = scenario == Scenario::All;
     if all || scenario == Scenario::Publish {
@@ -632,11 +1030,15 @@ async fn main() -> Result<()> {
     if all || scenario == Scenario::Catchup {
         bench.catchup().await?;
     }
+    if scenario == Scenario::Circle {
+        bench.circle().await?;
+    }
     bench.ratios();
     let report = Report {
         machine: machine(),
         command,
         rows: bench.rows,
+        circle_engine: bench.engine_rows,
     };
     write(&bench.args.out, &report)?;
     println!("{}", markdown(&report));

@@ -94,6 +94,9 @@ pub struct Fanout {
     pub seconds: f64,
     /// Publish-to-delivery latency over every delivery, µs.
     pub latency: Histogram<u64>,
+    /// Indicators acknowledged to the publisher per second, from the first send to the
+    /// last acknowledgement.
+    pub acked_rate: f64,
 }
 
 impl Fanout {
@@ -115,11 +118,25 @@ pub async fn fanout_via(
     subscribers: usize,
     load: Load,
 ) -> Result<Fanout> {
+    let receivers: Vec<(Target, usize)> = (0..subscribers)
+        .map(|index| (target.clone(), index))
+        .collect();
+    fanout_to(publish_to, &receivers, load).await
+}
+
+/// As [`fanout`], publishing to `publish_to`, with one subscriber per entry of
+/// `receivers`: subscriber `index` of that target (for example one agency at each of
+/// several gateways).
+pub async fn fanout_to(
+    publish_to: &Target,
+    receivers: &[(Target, usize)],
+    load: Load,
+) -> Result<Fanout> {
+    let subscribers = receivers.len();
     let expected = load.events();
     let (ready_tx, mut ready_rx) = mpsc::channel::<usize>(subscribers.max(1));
     let mut consumers = JoinSet::new();
-    for index in 0..subscribers {
-        let target = target.clone();
+    for (target, index) in receivers.iter().cloned() {
         let ready = ready_tx.clone();
         consumers.spawn(async move {
             let mut stream = target.subscribe(index, 0).await?;
@@ -191,9 +208,9 @@ pub async fn fanout_via(
     tokio::time::timeout(STUCK, collect)
         .await
         .context("subscribers did not receive everything in time")??;
-    let (requests, _) = publishing.await??;
+    let (requests, acked_rate) = publishing.await??;
     eprintln!(
-        "    publish requests: p50 {} µs, p99 {} µs",
+        "    publish requests: p50 {} µs, p99 {} µs; {acked_rate:.0} acknowledged/s",
         requests.value_at_quantile(0.5),
         requests.value_at_quantile(0.99)
     );
@@ -201,6 +218,7 @@ pub async fn fanout_via(
         events: expected,
         seconds: last.duration_since(start).as_secs_f64(),
         latency,
+        acked_rate,
     })
 }
 
@@ -323,4 +341,15 @@ pub fn memory_mib(pid: u32) -> Option<(f64, f64)> {
         Some(kib / 1024.0)
     };
     Some((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+/// User plus system CPU time of process `pid` (`self` for this process), seconds, from /proc.
+pub fn cpu_seconds(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    // USER_HZ is 100 on Linux.
+    Some((utime + stime) / 100.0)
 }

@@ -33,6 +33,9 @@ pub enum Target {
         publisher: PathBuf,
         /// One identity per subscriber.
         subscribers: Vec<PathBuf>,
+        /// Publish source-protected into this circle (MLS) instead of the ordinary feed;
+        /// empty for the ordinary feed.
+        circle: String,
     },
     Nats(NatsTarget),
 }
@@ -47,7 +50,11 @@ pub struct NatsTarget {
 /// A cheap-to-clone publisher.
 #[derive(Clone)]
 pub enum Publisher {
-    Grpc(IndicatorServiceClient<tonic::transport::Channel>),
+    Grpc {
+        client: IndicatorServiceClient<tonic::transport::Channel>,
+        /// The circle to publish into; empty for the ordinary feed.
+        circle: String,
+    },
     Nats(NatsTarget),
 }
 
@@ -56,11 +63,11 @@ impl Publisher {
     /// gateway and JetStream).
     pub async fn publish(&mut self, batch: Vec<Indicator>) -> Result<()> {
         match self {
-            Publisher::Grpc(client) => {
+            Publisher::Grpc { client, circle } => {
                 client
                     .publish(PublishRequest {
                         indicators: batch,
-                        ..Default::default()
+                        circle: circle.clone(),
                     })
                     .await
                     .context("publish")?;
@@ -91,8 +98,12 @@ impl Target {
             Target::Grpc {
                 endpoint,
                 publisher,
+                circle,
                 ..
-            } => Publisher::Grpc(indicator_client(endpoint, publisher).await?),
+            } => Publisher::Grpc {
+                client: indicator_client(endpoint, publisher).await?,
+                circle: circle.clone(),
+            },
             Target::Nats(target) => Publisher::Nats(target.clone()),
         })
     }
