@@ -366,6 +366,15 @@ async fn ids_seen(endpoint: &str, agency: &Path) -> Result<HashSet<String>> {
         .collect())
 }
 
+async fn ids_by(endpoint: &str, agency: &Path, originator: &str) -> Result<HashSet<String>> {
+    let events = read_all(endpoint, agency, 0, 0).await?;
+    Ok(published(&events)
+        .into_iter()
+        .filter(|(_, indicator, _)| indicator.originator == originator)
+        .map(|(_, indicator, _)| indicator.id)
+        .collect())
+}
+
 /// A replayed message and a tampered one are refused by the hub, which logs nothing for
 /// them; a message altered in the hub's log (the hub is a relay members do not trust) is
 /// refused by the member, which stores nothing, and the circle goes on.
@@ -815,6 +824,18 @@ async fn killed_and_restarted(gh_url: Option<String>, ng_url: Option<String>) ->
         })
         .await?;
     }
+    // And NG, the originator, holds every indicator of its own that the circle holds, even
+    // one the hub took just before NG was killed (from NG's outbox).
+    let ng_own_at_gh = ids_by(&gh.endpoint, &gh_customs, "NG").await?;
+    wait_until(
+        "NG to hold all its own indicators the hub holds",
+        || async {
+            let at_ng = ids_by(&ng.endpoint, &ng_customs, "NG").await?;
+            let missing: Vec<&String> = ng_own_at_gh.difference(&at_ng).collect();
+            Ok((missing.is_empty(), format!("NG misses {missing:?}")))
+        },
+    )
+    .await?;
     // The circle goes on after the crash: both ways, and a rotation by the member.
     let late_gh = publish_in_circle(&gh.endpoint, &gh_customs, "alpha", marker("LATE-GH")).await?;
     let late_ng = publish_in_circle(&ng.endpoint, &ng_customs, "alpha", marker("LATE-NG")).await?;

@@ -64,6 +64,14 @@ const DELETE_WELCOME: &str = "DELETE FROM circle_welcomes WHERE circle = $1 AND 
 const DELETE_DELIVERED_WELCOME: &str =
     "DELETE FROM circle_welcomes WHERE circle = $1 AND member = $2 AND position = $3";
 
+const UPSERT_OUTBOX: &str = "INSERT INTO circle_outbox (circle, digest, indicator, created_micros) \
+     VALUES ($1, $2, $3, $4) ON CONFLICT (circle, digest) DO UPDATE SET \
+     indicator = excluded.indicator, created_micros = excluded.created_micros";
+
+const DELETE_OUTBOX: &str = "DELETE FROM circle_outbox WHERE circle = $1 AND digest = $2";
+
+const SELECT_OUTBOX: &str = "SELECT indicator FROM circle_outbox WHERE circle = $1 AND digest = $2";
+
 const SELECT_WELCOMES: &str = "SELECT circle, member, position, welcome, created_micros \
      FROM circle_welcomes ORDER BY circle, member";
 
@@ -164,6 +172,8 @@ struct PreparedWrite<'a> {
     departure_deletes: Vec<(&'a str, &'a str)>,
     /// The Welcome to keep and its position.
     welcome: Option<(&'a PendingWelcome, i64)>,
+    /// When the write was prepared (outbox rows), Unix microseconds.
+    now_micros: i64,
 }
 
 fn prepare(write: &CircleWrite) -> Result<PreparedWrite<'_>, StorageError> {
@@ -227,6 +237,10 @@ fn prepare(write: &CircleWrite) -> Result<PreparedWrite<'_>, StorageError> {
         .transpose()?;
     Ok(PreparedWrite {
         welcome,
+        now_micros: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|elapsed| i64::try_from(elapsed.as_micros()).unwrap_or(i64::MAX))
+            .unwrap_or_default(),
         value_sets,
         value_deletes,
         circle,
@@ -541,6 +555,24 @@ macro_rules! circle_operations {
                         .await
                         .map_err(failed("drop pending welcome"))?;
                 }
+                for (circle, digest, indicator) in &write.outbox {
+                    match indicator {
+                        Some(indicator) => sqlx::query(UPSERT_OUTBOX)
+                            .bind(circle.as_str())
+                            .bind(digest.as_slice())
+                            .bind(indicator.as_slice())
+                            .bind(prepared.now_micros)
+                            .execute(&mut *transaction)
+                            .await
+                            .map_err(failed("keep an outbox entry"))?,
+                        None => sqlx::query(DELETE_OUTBOX)
+                            .bind(circle.as_str())
+                            .bind(digest.as_slice())
+                            .execute(&mut *transaction)
+                            .await
+                            .map_err(failed("forget an outbox entry"))?,
+                    };
+                }
                 if let Some((welcome, position)) = prepared.welcome {
                     sqlx::query(UPSERT_WELCOME)
                         .bind(welcome.circle.as_str())
@@ -639,6 +671,19 @@ macro_rules! circle_operations {
                     .await
                     .map_err(failed("read key packages"))?;
                 Ok(rows.into_iter().map(decode_key_package).collect())
+            }
+
+            pub(crate) async fn outbox_entry(
+                pool: &Pool<Database>,
+                circle: &str,
+                digest: &[u8],
+            ) -> Result<Option<Vec<u8>>, StorageError> {
+                sqlx::query_scalar(SELECT_OUTBOX)
+                    .bind(circle)
+                    .bind(digest)
+                    .fetch_optional(pool)
+                    .await
+                    .map_err(failed("read an outbox entry"))
             }
 
             pub(crate) async fn pending_welcomes(

@@ -255,6 +255,9 @@ pub struct CircleWrite {
     pub welcomes_dropped: Vec<(String, String)>,
     /// A Welcome to keep until it is delivered (upserted by circle and member).
     pub welcome: Option<PendingWelcome>,
+    /// `(circle, digest, Some(indicator))` keeps an own message's indicator in the outbox;
+    /// `(circle, digest, None)` forgets it. Applied in order.
+    pub outbox: Vec<(String, Vec<u8>, Option<Vec<u8>>)>,
 }
 
 /// A Welcome the hub committed to and has not yet delivered to the member it adds.
@@ -282,6 +285,7 @@ impl fmt::Debug for CircleWrite {
             .field("issue_key_package", &self.issue_key_package)
             .field("departures", &self.departures)
             .field("welcomes_dropped", &self.welcomes_dropped)
+            .field("outbox", &format_args!("{} changes", self.outbox.len()))
             .field(
                 "welcome",
                 &self

@@ -402,6 +402,20 @@ impl Store {
 
     /// The last log position `member`, removed from `circle`, may still read; `None` if no
     /// departure is stored.
+    /// The indicator kept in the outbox for the own message with SHA-256 `digest`, if any.
+    pub async fn outbox_entry(
+        &self,
+        circle: &str,
+        digest: &[u8],
+    ) -> Result<Option<Vec<u8>>, StorageError> {
+        match &self.inner.pools {
+            Pools::Sqlite(pools) => sqlite_circles::outbox_entry(&pools.read, circle, digest).await,
+            Pools::Postgres(pools) => {
+                postgres_circles::outbox_entry(&pools.pool, circle, digest).await
+            }
+        }
+    }
+
     /// The Welcomes this hub committed to and has not yet delivered, by circle and member.
     pub async fn pending_welcomes(&self) -> Result<Vec<PendingWelcome>, StorageError> {
         match &self.inner.pools {

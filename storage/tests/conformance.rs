@@ -2536,6 +2536,68 @@ async fn pending_welcomes_are_kept_with_their_add_and_forgotten_once(fixture: &F
     store.close().await;
 }
 
+async fn outbox_entries_are_kept_and_forgotten_with_their_writes(fixture: &Fixture) {
+    let store = fixture.open().await;
+    let keep = |digest: &[u8], indicator: &[u8]| {
+        (CIRCLE.to_owned(), digest.to_vec(), Some(indicator.to_vec()))
+    };
+    let forget = |digest: &[u8]| (CIRCLE.to_owned(), digest.to_vec(), None);
+    // Kept with the sender's ratchet.
+    circle_write(
+        &store,
+        CircleWrite {
+            kv: vec![put(b"ratchet", b"1")],
+            outbox: vec![keep(b"d1", b"indicator one"), keep(b"d2", b"indicator two")],
+            ..CircleWrite::default()
+        },
+    )
+    .await;
+    assert_eq!(
+        store.outbox_entry(CIRCLE, b"d1").await,
+        Ok(Some(b"indicator one".to_vec()))
+    );
+    assert_eq!(store.outbox_entry("other", b"d1").await, Ok(None));
+    // A write that fails forgets nothing and stores nothing.
+    circle_write(
+        &store,
+        CircleWrite {
+            log: Some(log_entry(CIRCLE, 1, b"taken")),
+            ..CircleWrite::default()
+        },
+    )
+    .await;
+    assert!(
+        store
+            .circle_write(CircleWrite {
+                log: Some(log_entry(CIRCLE, 1, b"again")),
+                outbox: vec![forget(b"d1")],
+                ..in_circle(vec![indicator("one", "ip")])
+            })
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        store.outbox_entry(CIRCLE, b"d1").await,
+        Ok(Some(b"indicator one".to_vec()))
+    );
+    // Forgotten in the write that stores the indicator.
+    let outcome = circle_write(
+        &store,
+        CircleWrite {
+            outbox: vec![forget(b"d1")],
+            ..in_circle(vec![indicator("one", "ip")])
+        },
+    )
+    .await;
+    assert_eq!(outcome.stored.len(), 1);
+    assert_eq!(store.outbox_entry(CIRCLE, b"d1").await, Ok(None));
+    assert_eq!(
+        store.outbox_entry(CIRCLE, b"d2").await,
+        Ok(Some(b"indicator two".to_vec()))
+    );
+    store.close().await;
+}
+
 async fn circle_write_deletes_values_and_skips_held_indicators(fixture: &Fixture) {
     let store = fixture.open().await;
     let local = indicator("local", "ip");
@@ -2927,6 +2989,7 @@ conformance_suite! {
         circle_write_deletes_values_and_skips_held_indicators,
         key_packages_are_issued_and_departures_kept,
         pending_welcomes_are_kept_with_their_add_and_forgotten_once,
+        outbox_entries_are_kept_and_forgotten_with_their_writes,
     ],
     postgres_only: [
         watch_head_wakes_on_commit_by_replica,

@@ -2,11 +2,15 @@
 //! applies each entry with its MLS state (decrypting application messages, merging commits)
 //! and writes the state, the position and any indicator in one transaction per entry.
 
+use std::collections::HashMap;
 use std::sync::Arc;
+
+use futures::FutureExt as _;
 
 use cordon_proto::v1::{LogEntry, LogRequest, MessageKind};
 use cordon_storage::{CircleRow, CircleWrite};
 use openmls::prelude::*;
+use prost::Message as _;
 use tonic::Status;
 
 use super::{
@@ -64,152 +68,252 @@ async fn follow_once(circles: &Arc<Circles>, name: &str) -> Result<bool, Status>
         let Some(entry) = entry else {
             return Ok(false);
         };
-        if apply_entry(circles, name, entry).await? {
+        // What the stream already holds goes into the same transaction (one write, one
+        // wake-up of this member's subscribers, instead of one per entry).
+        let mut batch = vec![entry];
+        let mut after = None;
+        while batch.len() < BATCH {
+            match stream.message().now_or_never() {
+                Some(Ok(Some(entry))) => batch.push(entry),
+                Some(Ok(None)) => {
+                    after = Some(Ok(false));
+                    break;
+                }
+                Some(Err(status)) => {
+                    after = Some(Err(status));
+                    break;
+                }
+                None => break,
+            }
+        }
+        if apply_entries(circles, name, batch).await? {
             return Ok(true);
+        }
+        if let Some(after) = after {
+            return after;
         }
     }
 }
 
+/// Log entries applied in one transaction at most.
+const BATCH: usize = 256;
+
+/// Applies log entries in one transaction; if that fails, one by one, so that the entries
+/// before a failing one are kept and the failure is the failing entry's own. `Ok(true)`
+/// when they removed this gateway from the circle.
+pub async fn apply_entries(
+    circles: &Circles,
+    name: &str,
+    entries: Vec<LogEntry>,
+) -> Result<bool, Status> {
+    if entries.len() > 1 {
+        match apply_batch(circles, name, &entries).await {
+            Ok(removed) => return Ok(removed),
+            Err(status) => {
+                tracing::debug!(circle = %name, reason = %status.message(), "a batch of log entries failed; applying them one by one");
+            }
+        }
+    }
+    for entry in entries {
+        if apply_batch(circles, name, std::slice::from_ref(&entry)).await? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// Applies one log entry. `Ok(true)` when it removed this gateway from the circle.
 pub async fn apply_entry(circles: &Circles, name: &str, entry: LogEntry) -> Result<bool, Status> {
+    apply_batch(circles, name, std::slice::from_ref(&entry)).await
+}
+
+/// One entry's outcome: whether it removed this gateway, and why it was refused, if it was.
+type Applied = (bool, Option<String>);
+
+async fn apply_batch(circles: &Circles, name: &str, entries: &[LogEntry]) -> Result<bool, Status> {
     let own = circles.context.member.clone();
     let context = circles.context.clone();
     let circle = name.to_string();
-    let mut inner = circles.lock().await;
-    let ((removed, refused), _) = circles
-        .apply(&mut inner, |inner| {
-            let row: CircleRow = inner
-                .rows
-                .get(&circle)
-                .cloned()
-                .ok_or_else(|| Status::not_found("circle"))?;
-            if entry.position <= row.position {
-                return Ok(((false, None), CircleWrite::default()));
+    // This gateway's own application messages: the indicators waiting in its outbox.
+    let mut outbox = HashMap::new();
+    for entry in entries {
+        if entry.sender == own && entry.kind == MessageKind::Application as i32 {
+            let digest = super::digest(&entry.message);
+            if let Some(indicator) = context
+                .store
+                .outbox_entry(name, &digest)
+                .await
+                .map_err(crate::status::storage_status)?
+            {
+                outbox.insert(entry.position, (digest, indicator));
             }
-            if entry.position != row.position + 1 {
+        }
+    }
+    let mut inner = circles.lock().await;
+    let (outcomes, _) = circles
+        .apply(&mut inner, |inner| {
+            let mut write = CircleWrite::default();
+            let mut outcomes = Vec::with_capacity(entries.len());
+            for entry in entries {
+                let outcome =
+                    apply_one(inner, &context, &own, &circle, entry, &outbox, &mut write)?;
+                let removed = outcome.0;
+                outcomes.push((entry.position, entry.sender.clone(), outcome));
+                if removed {
+                    break;
+                }
+            }
+            if !write.indicators.is_empty() {
+                write.indicators_circle = Some(circle.clone());
+            }
+            Ok((outcomes, write))
+        })
+        .await?;
+    let mut removed_here = false;
+    for (position, sender, (removed, refused)) in outcomes {
+        if let Some(reason) = refused {
+            tracing::warn!(circle = %name, position, %sender, %reason, "refused a circle message");
+        }
+        if removed {
+            tracing::info!(circle = %name, position, "removed from the circle; no longer following");
+            removed_here = true;
+        }
+    }
+    Ok(removed_here)
+}
+
+/// Applies one entry to the in-memory state and adds its rows to `write`.
+fn apply_one(
+    inner: &mut super::Inner,
+    context: &super::CircleContext,
+    own: &str,
+    circle: &str,
+    entry: &LogEntry,
+    outbox: &HashMap<u64, (Vec<u8>, Vec<u8>)>,
+    write: &mut CircleWrite,
+) -> Result<Applied, Status> {
+    let row: CircleRow = inner
+        .rows
+        .get(circle)
+        .cloned()
+        .ok_or_else(|| Status::not_found("circle"))?;
+    if entry.position <= row.position {
+        return Ok((false, None));
+    }
+    if entry.position != row.position + 1 {
+        return Err(Status::data_loss(format!(
+            "the hub's log jumped from {} to {}",
+            row.position, entry.position
+        )));
+    }
+    let group = inner
+        .groups
+        .get_mut(circle)
+        .ok_or_else(|| Status::internal("no MLS state"))?;
+    let mut removed = false;
+    let mut refused = None;
+    let kind = MessageKind::try_from(entry.kind).unwrap_or(MessageKind::Unspecified);
+    if entry.sender == own {
+        // Our own message. An application message is stored when the hub answers; if
+        // that answer never came, from the outbox here. Our own commit is merged here if
+        // the crash came between the hub's answer and the merge.
+        if kind == MessageKind::Application
+            && let Some((digest, payload)) = outbox.get(&entry.position)
+        {
+            let indicator = cordon_proto::v1::Indicator::decode(payload.as_slice())
+                .map_err(|error| Status::internal(format!("an outbox entry: {error}")))?;
+            write.indicators.push(circle_indicator(&indicator, None)?);
+            write
+                .outbox
+                .push((circle.to_string(), digest.clone(), None));
+        }
+        if kind == MessageKind::Commit && group.epoch().as_u64() == entry.epoch {
+            if group.pending_commit().is_none() {
+                // Its secrets are gone: this gateway cannot follow the circle on.
                 return Err(Status::data_loss(format!(
-                    "the hub's log jumped from {} to {}",
-                    row.position, entry.position
+                    "this gateway's own commit for epoch {} is in the hub's log, but \
+                     its pending state was dropped; the hub must remove and add it again",
+                    entry.epoch
                 )));
             }
-            let group = inner
-                .groups
-                .get_mut(&circle)
-                .ok_or_else(|| Status::internal("no MLS state"))?;
-            let mut write = CircleWrite::default();
-            let mut removed = false;
-            let mut refused = None;
-            let kind = MessageKind::try_from(entry.kind).unwrap_or(MessageKind::Unspecified);
-            if entry.sender == own {
-                // Our own message: an application message was stored when it was sent; our
-                // own commit is merged here if the crash came between the hub's answer and
-                // the merge.
-                if kind == MessageKind::Commit && group.epoch().as_u64() == entry.epoch {
-                    if group.pending_commit().is_none() {
-                        // Its secrets are gone: this gateway cannot follow the circle on.
-                        return Err(Status::data_loss(format!(
-                            "this gateway's own commit for epoch {} is in the hub's log, but \
-                             its pending state was dropped; the hub must remove and add it again",
-                            entry.epoch
-                        )));
-                    }
-                    group
-                        .merge_pending_commit(&inner.provider)
-                        .map_err(|error| {
-                            Status::internal(format!("merging own commit: {error}"))
-                        })?;
-                }
-            } else {
-                match process(inner_provider(&inner.provider), group, &entry.message) {
-                    Ok(ProcessedMessageContent::ApplicationMessage(application)) => {
-                        match check_circle_indicator(
-                            &context,
-                            &entry.sender,
-                            &application.into_bytes(),
-                        ) {
-                            Ok(indicator) => {
-                                write.indicators =
-                                    vec![circle_indicator(&indicator, Some(&entry.sender))?];
-                                write.indicators_circle = Some(circle.clone());
-                            }
-                            Err(reason) => refused = Some(reason),
-                        }
-                    }
-                    Ok(ProcessedMessageContent::ProposalMessage(_)) => {
-                        refused = Some("a proposal: circles take none".to_string());
-                    }
-                    Ok(ProcessedMessageContent::StagedCommitMessage(staged)) => {
-                        for member in staged.credentials_to_verify() {
-                            if mls::credential_member(member).is_err() {
-                                return Err(Status::permission_denied(
-                                    "a commit carries an unknown credential",
-                                ));
-                            }
-                        }
-                        removed = staged.self_removed();
-                        if group.pending_commit().is_some() {
-                            group
-                                .clear_pending_commit(inner.provider.storage())
-                                .map_err(|error| Status::internal(format!("{error:?}")))?;
-                        }
-                        group
-                            .merge_staged_commit(&inner.provider, *staged)
-                            .map_err(|error| Status::internal(format!("merging: {error}")))?;
-                        if !removed {
-                            // Every leaf names a member with its pinned key, or the commit
-                            // is not taken (the state is put back and the follower stops
-                            // here, loudly).
-                            for member in group.members() {
-                                context
-                                    .pinned
-                                    .check(&member.credential, &member.signature_key)
-                                    .map_err(|reason| {
-                                        Status::permission_denied(format!(
-                                            "the commit at position {} makes a member that is not pinned: {reason}",
-                                            entry.position
-                                        ))
-                                    })?;
-                            }
-                        }
-                    }
-                    Ok(_) => refused = Some("unexpected message content".to_string()),
-                    // A commit that cannot be processed would leave this gateway behind
-                    // every later epoch: stop here rather than skip it.
-                    Err(reason) if kind == MessageKind::Commit => {
-                        return Err(Status::data_loss(format!(
-                            "the hub's commit at position {} cannot be processed: {reason}",
-                            entry.position
-                        )));
+            group
+                .merge_pending_commit(&inner.provider)
+                .map_err(|error| Status::internal(format!("merging own commit: {error}")))?;
+        }
+    } else {
+        match process(&inner.provider, group, &entry.message) {
+            Ok(ProcessedMessageContent::ApplicationMessage(application)) => {
+                match check_circle_indicator(&context, &entry.sender, &application.into_bytes()) {
+                    Ok(indicator) => {
+                        write
+                            .indicators
+                            .push(circle_indicator(&indicator, Some(&entry.sender))?);
                     }
                     Err(reason) => refused = Some(reason),
                 }
             }
-            let updated = CircleRow {
-                epoch: group.epoch().as_u64(),
-                position: entry.position,
-                status: if removed {
-                    STATUS_REMOVED.into()
-                } else {
-                    row.status.clone()
-                },
-                ..row
-            };
-            inner.rows.insert(circle.clone(), updated.clone());
-            write.circle = Some(updated);
-            Ok(((removed, refused), write))
-        })
-        .await?;
-    if let Some(reason) = refused {
-        tracing::warn!(circle = %name, position = entry.position, sender = %entry.sender, %reason, "refused a circle message");
+            Ok(ProcessedMessageContent::ProposalMessage(_)) => {
+                refused = Some("a proposal: circles take none".to_string());
+            }
+            Ok(ProcessedMessageContent::StagedCommitMessage(staged)) => {
+                for member in staged.credentials_to_verify() {
+                    if mls::credential_member(member).is_err() {
+                        return Err(Status::permission_denied(
+                            "a commit carries an unknown credential",
+                        ));
+                    }
+                }
+                removed = staged.self_removed();
+                if group.pending_commit().is_some() {
+                    group
+                        .clear_pending_commit(inner.provider.storage())
+                        .map_err(|error| Status::internal(format!("{error:?}")))?;
+                }
+                group
+                    .merge_staged_commit(&inner.provider, *staged)
+                    .map_err(|error| Status::internal(format!("merging: {error}")))?;
+                if !removed {
+                    // Every leaf names a member with its pinned key, or the commit
+                    // is not taken (the state is put back and the follower stops
+                    // here, loudly).
+                    for member in group.members() {
+                        context
+                            .pinned
+                            .check(&member.credential, &member.signature_key)
+                            .map_err(|reason| {
+                                Status::permission_denied(format!(
+                                    "the commit at position {} makes a member that is not pinned: {reason}",
+                                    entry.position
+                                ))
+                            })?;
+                    }
+                }
+            }
+            Ok(_) => refused = Some("unexpected message content".to_string()),
+            // A commit that cannot be processed would leave this gateway behind
+            // every later epoch: stop here rather than skip it.
+            Err(reason) if kind == MessageKind::Commit => {
+                return Err(Status::data_loss(format!(
+                    "the hub's commit at position {} cannot be processed: {reason}",
+                    entry.position
+                )));
+            }
+            Err(reason) => refused = Some(reason),
+        }
     }
-    if removed {
-        tracing::info!(circle = %name, position = entry.position, "removed from the circle; no longer following");
-    }
-    Ok(removed)
-}
-
-fn inner_provider(provider: &mls::Provider) -> &mls::Provider {
-    provider
+    let updated = CircleRow {
+        epoch: group.epoch().as_u64(),
+        position: entry.position,
+        status: if removed {
+            STATUS_REMOVED.into()
+        } else {
+            row.status.clone()
+        },
+        ..row
+    };
+    inner.rows.insert(circle.to_string(), updated.clone());
+    write.circle = Some(updated);
+    Ok((removed, refused))
 }
 
 /// Decrypts and verifies one message with the group's state.

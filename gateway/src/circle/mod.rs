@@ -51,6 +51,8 @@ pub const KEY_PACKAGE_WINDOW: Duration = Duration::from_secs(3600);
 pub const LAST_RESORT_ROTATION: Duration = Duration::from_secs(24 * 3600);
 /// Times a publish or rotation is sent again after another message won its epoch.
 const MAX_ATTEMPTS: u32 = 8;
+/// The longest deleted or overwritten MLS secrets stay in SQLite's WAL (plus one checkpoint).
+pub const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(200);
 /// How long a sender waits for its follower to catch up with the hub before retrying.
 const CATCH_UP_PATIENCE: Duration = Duration::from_secs(10);
 
@@ -192,6 +194,8 @@ pub struct Circles {
     /// One rotation at a time: a rotation's pending commit is never replaced by another's
     /// while the hub may still take it.
     rotating: Mutex<()>,
+    /// Wakes the checkpointer after a write that deleted or overwrote MLS secrets.
+    checkpoint: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for Circles {
@@ -247,7 +251,9 @@ impl Circles {
             shutdown,
             followers: Default::default(),
             rotating: Mutex::new(()),
+            checkpoint: Arc::new(tokio::sync::Notify::new()),
         });
+        circles.start_checkpointer();
         for name in followed {
             circles.follow(&name);
         }
@@ -259,6 +265,40 @@ impl Circles {
 
     pub fn member(&self) -> &str {
         &self.context.member
+    }
+
+    /// Truncates the database's WAL (SQLite) after writes that deleted or overwrote MLS
+    /// secrets: at once after the first, then at most once per [`CHECKPOINT_INTERVAL`], so
+    /// that old secrets stay in the WAL no longer than that, outside the circles lock. Once
+    /// more on shutdown.
+    fn start_checkpointer(self: &Arc<Self>) {
+        let store = self.context.store.clone();
+        let wake = self.checkpoint.clone();
+        let mut shutdown = self.shutdown.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let stopping = tokio::select! {
+                    () = wake.notified() => false,
+                    _ = shutdown.wait_for(|stopping| *stopping) => true,
+                };
+                if let Err(error) = store.checkpoint().await {
+                    tracing::warn!(%error, "checkpointing the database after changing MLS secrets");
+                    // Try again at the next interval.
+                    wake.notify_one();
+                }
+                if stopping {
+                    return;
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(CHECKPOINT_INTERVAL) => {}
+                    _ = shutdown.wait_for(|stopping| *stopping) => {}
+                }
+            }
+        });
+        self.followers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert("checkpoint".into(), task);
     }
 
     pub fn subscribe_changes(&self) -> watch::Receiver<u64> {
@@ -292,15 +332,13 @@ impl Circles {
             }
         };
         write.kv = mls::diff(&before, &inner.provider);
-        let deletes_keys = write.kv.iter().any(|(_, value)| value.is_none());
+        let replaces_keys = !write.kv.is_empty();
         match self.context.store.circle_write(write).await {
             Ok(outcome) => {
                 self.changed.send_modify(|count| *count += 1);
-                if deletes_keys {
-                    // Deleted MLS secrets must not linger in the write-ahead log.
-                    if let Err(error) = self.context.store.checkpoint().await {
-                        tracing::warn!(%error, "checkpointing the database after deleting MLS keys");
-                    }
+                if replaces_keys {
+                    // Deleted and overwritten MLS secrets must not linger in the WAL.
+                    self.checkpoint.notify_one();
                 }
                 Ok((value, outcome))
             }
@@ -1289,14 +1327,23 @@ impl Circles {
                         ));
                     }
                     // Written ahead: the sender's ratchet has moved on before the
-                    // ciphertext leaves, so no key is ever used twice.
-                    Ok(((Some(message), epoch), CircleWrite::default()))
+                    // ciphertext leaves, so no key is ever used twice; the indicator waits
+                    // in the outbox until the hub's answer or its log says what became of it.
+                    let outbox = vec![(circle.clone(), digest(&message), Some(payload.clone()))];
+                    Ok((
+                        (Some(message), epoch),
+                        CircleWrite {
+                            outbox,
+                            ..CircleWrite::default()
+                        },
+                    ))
                 })
                 .await?;
             drop(inner);
             let Some(message) = message else {
                 return sequence_of(&outcome, &stored.id);
             };
+            let sent = digest(&message);
             match self
                 .send_to_hub(hub, name, MessageKind::Application, message)
                 .await
@@ -1308,13 +1355,35 @@ impl Circles {
                         .circle_write(CircleWrite {
                             indicators: vec![stored.clone()],
                             indicators_circle: Some(name.to_string()),
+                            outbox: vec![(name.to_string(), sent, None)],
                             ..CircleWrite::default()
                         })
                         .await
                         .map_err(storage_status)?;
+                    if outcome.duplicates.contains(&stored.id) {
+                        // The follower stored it first, from the outbox.
+                        let held = self
+                            .context
+                            .store
+                            .indicator(&stored.id)
+                            .await
+                            .map_err(storage_status)?;
+                        if let Some(held) = held.filter(|held| held.payload == stored.payload) {
+                            return Ok(held.sequence);
+                        }
+                    }
                     return sequence_of(&outcome, &stored.id);
                 }
                 Err(status) if status.code() == tonic::Code::Aborted => {
+                    // Refused before it was processed: it is not in the hub's log.
+                    self.context
+                        .store
+                        .circle_write(CircleWrite {
+                            outbox: vec![(name.to_string(), sent, None)],
+                            ..CircleWrite::default()
+                        })
+                        .await
+                        .map_err(storage_status)?;
                     tracing::info!(circle = %name, epoch, reason = %status.message(), "message lost its epoch; catching up to retry");
                     self.wait_for_epoch_after(name, epoch).await;
                 }
@@ -1325,6 +1394,12 @@ impl Circles {
             "circle {name:?}: the message lost its epoch {MAX_ATTEMPTS} times"
         )))
     }
+}
+
+/// The outbox key of an MLS message: its SHA-256.
+pub fn digest(message: &[u8]) -> Vec<u8> {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(message).to_vec()
 }
 
 fn sequence_of(outcome: &CircleWriteOutcome, id: &str) -> Result<u64, Status> {
