@@ -243,7 +243,7 @@ fn apply_one(
     } else {
         match process(&inner.provider, group, &entry.message) {
             Ok(ProcessedMessageContent::ApplicationMessage(application)) => {
-                match check_circle_indicator(&context, &entry.sender, &application.into_bytes()) {
+                match check_circle_indicator(context, &entry.sender, &application.into_bytes()) {
                     Ok(indicator) => {
                         write
                             .indicators
