@@ -134,7 +134,7 @@ async fn hub_commit(
     let (member, last) = departure;
     let write = CircleWrite {
         circle: Some(hub.row.clone()),
-        log: Some(log_entry(position, epoch, message.clone())),
+        log: vec![log_entry(position, epoch, message.clone())],
         departures: vec![(CIRCLE.into(), member, last.map(|_| position))],
         ..CircleWrite::default()
     };
@@ -404,7 +404,7 @@ pub async fn measure(size: usize, repetitions: usize) -> Result<Vec<EngineRow>> 
         entry.kind = "application".into();
         let write = CircleWrite {
             circle: Some(hub.row.clone()),
-            log: Some(entry),
+            log: vec![entry],
             indicators: vec![circle_indicator(&indicator, None)?],
             indicators_circle: Some(CIRCLE.into()),
             ..CircleWrite::default()

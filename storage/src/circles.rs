@@ -163,7 +163,7 @@ struct PreparedWrite<'a> {
     /// The row, its epoch and its position.
     circle: Option<(&'a CircleRow, i64, i64)>,
     /// The entry, its position and its epoch.
-    log: Option<(&'a CircleLogEntry, i64, i64)>,
+    log: Vec<(&'a CircleLogEntry, i64, i64)>,
     /// The circle, and its indicators (not empty).
     indicators: Option<(&'a str, &'a [NewIndicator])>,
     key_packages: &'a [KeyPackageRow],
@@ -196,7 +196,7 @@ fn prepare(write: &CircleWrite) -> Result<PreparedWrite<'_>, StorageError> {
         .transpose()?;
     let log = write
         .log
-        .as_ref()
+        .iter()
         .map(|entry| {
             Ok::<_, StorageError>((
                 entry,
@@ -204,7 +204,7 @@ fn prepare(write: &CircleWrite) -> Result<PreparedWrite<'_>, StorageError> {
                 to_database(entry.epoch, "log epoch")?,
             ))
         })
-        .transpose()?;
+        .collect::<Result<Vec<_>, _>>()?;
     let indicators = match (
         write.indicators.is_empty(),
         write.indicators_circle.as_deref(),
@@ -519,14 +519,14 @@ macro_rules! circle_operations {
                     Some(_) => Some(feed::lock_head(&mut transaction).await?),
                     None => None,
                 };
-                if let Some(log) = prepared.log
-                    && !append_log_entry(&mut transaction, log).await?
-                {
-                    roll_back(transaction, "circle write at a taken log position").await;
-                    return Err(StorageError::LogPositionTaken {
-                        circle: log.0.circle.clone(),
-                        position: log.0.position,
-                    });
+                for log in prepared.log {
+                    if !append_log_entry(&mut transaction, log).await? {
+                        roll_back(transaction, "circle write at a taken log position").await;
+                        return Err(StorageError::LogPositionTaken {
+                            circle: log.0.circle.clone(),
+                            position: log.0.position,
+                        });
+                    }
                 }
                 write_values(
                     &mut transaction,

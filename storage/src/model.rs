@@ -229,9 +229,9 @@ pub struct CircleWrite {
     pub kv: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     /// Upsert of a circle row by name: every column takes the given value.
     pub circle: Option<CircleRow>,
-    /// Appended to the hub's log. If `(circle, position)` already exists, the whole write fails
-    /// with [`crate::StorageError::LogPositionTaken`] and nothing is written.
-    pub log: Option<CircleLogEntry>,
+    /// Appended to the hub's log, in order. If a `(circle, position)` already exists, the
+    /// whole write fails with [`crate::StorageError::LogPositionTaken`] and nothing is written.
+    pub log: Vec<CircleLogEntry>,
     /// Source-protected indicators published or received in a circle, stored into the feed as
     /// [`crate::Store::receive`] stores published items (a `published` event each, the head
     /// advanced, the indicators they supersede marked, `via` as given), with

@@ -2276,7 +2276,7 @@ async fn circle_write_round_trips(fixture: &Fixture) {
     let first = CircleWrite {
         kv: vec![put(b"k2", b"v2"), put(b"k1", b"v1")],
         circle: Some(circle_row(CIRCLE, 0, 1)),
-        log: Some(log_entry(CIRCLE, 1, b"welcome")),
+        log: vec![log_entry(CIRCLE, 1, b"welcome")],
         key_packages: vec![key_package(1, false)],
         ..in_circle(shared.clone())
     };
@@ -2345,7 +2345,7 @@ async fn circle_write_round_trips(fixture: &Fixture) {
     };
     let second = CircleWrite {
         circle: Some(removed.clone()),
-        log: Some(log_entry(CIRCLE, 2, b"commit")),
+        log: vec![log_entry(CIRCLE, 2, b"commit")],
         ..CircleWrite::default()
     };
     assert_eq!(
@@ -2400,7 +2400,7 @@ async fn circle_write_at_a_taken_log_position_writes_nothing(fixture: &Fixture) 
     let first = CircleWrite {
         kv: vec![put(b"k1", b"v1")],
         circle: Some(circle_row(CIRCLE, 0, 1)),
-        log: Some(log_entry(CIRCLE, 1, b"first commit")),
+        log: vec![log_entry(CIRCLE, 1, b"first commit")],
         key_packages: vec![key_package(1, false)],
         ..in_circle(vec![indicator("a", "ip")])
     };
@@ -2410,7 +2410,7 @@ async fn circle_write_at_a_taken_log_position_writes_nothing(fixture: &Fixture) 
     let racing = CircleWrite {
         kv: vec![put(b"k1", b"overwritten"), put(b"k2", b"v2"), delete(b"k1")],
         circle: Some(circle_row(CIRCLE, 1, 2)),
-        log: Some(log_entry(CIRCLE, 1, b"racing commit")),
+        log: vec![log_entry(CIRCLE, 1, b"racing commit")],
         key_packages: vec![key_package(2, false)],
         issue_key_package: Some((key_package(1, false).hash_ref, "member".to_owned(), 5)),
         departures: vec![(CIRCLE.to_owned(), "member".to_owned(), Some(1))],
@@ -2441,7 +2441,7 @@ async fn circle_write_at_a_taken_log_position_writes_nothing(fixture: &Fixture) 
     // Indicators without their circle are refused before anything is written.
     let orphans = CircleWrite {
         indicators_circle: None,
-        log: Some(log_entry(CIRCLE, 2, b"orphan commit")),
+        log: vec![log_entry(CIRCLE, 2, b"orphan commit")],
         ..racing.clone()
     };
     assert!(matches!(
@@ -2452,7 +2452,7 @@ async fn circle_write_at_a_taken_log_position_writes_nothing(fixture: &Fixture) 
 
     // The same write at the next position goes through whole.
     let next = CircleWrite {
-        log: Some(log_entry(CIRCLE, 2, b"racing commit")),
+        log: vec![log_entry(CIRCLE, 2, b"racing commit")],
         ..racing
     };
     assert_eq!(
@@ -2488,7 +2488,7 @@ async fn pending_welcomes_are_kept_with_their_add_and_forgotten_once(fixture: &F
     let store = fixture.open().await;
     let add = |position: u64, member: &str, welcome: &[u8]| CircleWrite {
         circle: Some(circle_row(CIRCLE, position, position)),
-        log: Some(log_entry(CIRCLE, position, b"add commit")),
+        log: vec![log_entry(CIRCLE, position, b"add commit")],
         welcome: Some(pending_welcome(member, position, welcome)),
         ..CircleWrite::default()
     };
@@ -2518,7 +2518,7 @@ async fn pending_welcomes_are_kept_with_their_add_and_forgotten_once(fixture: &F
     circle_write(
         &store,
         CircleWrite {
-            log: Some(log_entry(CIRCLE, 3, b"remove commit")),
+            log: vec![log_entry(CIRCLE, 3, b"remove commit")],
             welcomes_dropped: vec![(CIRCLE.to_owned(), "SN".to_owned())],
             ..CircleWrite::default()
         },
@@ -2561,7 +2561,7 @@ async fn outbox_entries_are_kept_and_forgotten_with_their_writes(fixture: &Fixtu
     circle_write(
         &store,
         CircleWrite {
-            log: Some(log_entry(CIRCLE, 1, b"taken")),
+            log: vec![log_entry(CIRCLE, 1, b"taken")],
             ..CircleWrite::default()
         },
     )
@@ -2569,7 +2569,7 @@ async fn outbox_entries_are_kept_and_forgotten_with_their_writes(fixture: &Fixtu
     assert!(
         store
             .circle_write(CircleWrite {
-                log: Some(log_entry(CIRCLE, 1, b"again")),
+                log: vec![log_entry(CIRCLE, 1, b"again")],
                 outbox: vec![forget(b"d1")],
                 ..in_circle(vec![indicator("one", "ip")])
             })

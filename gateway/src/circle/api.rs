@@ -397,7 +397,7 @@ pub async fn hub_accept(
             };
             inner.rows.insert(circle.clone(), updated.clone());
             write.circle = Some(updated.clone());
-            write.log = Some(CircleLogEntry {
+            write.log = vec![CircleLogEntry {
                 circle: circle.clone(),
                 position,
                 epoch,
@@ -405,7 +405,7 @@ pub async fn hub_accept(
                 kind: kind_name(kind).into(),
                 message: bytes,
                 at_micros: super::now_micros(),
-            });
+            }];
             Ok(((position, updated.epoch), write))
         })
         .await?;

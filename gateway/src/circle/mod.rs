@@ -559,7 +559,7 @@ impl Circles {
                     pending.clone(),
                     CircleWrite {
                         circle: Some(updated),
-                        log: Some(entry),
+                        log: vec![entry],
                         departures: vec![(circle.clone(), joining.clone(), None)],
                         // Kept with the commit: a crash before delivery loses no Welcome.
                         welcome: Some(pending),
@@ -700,7 +700,7 @@ impl Circles {
                 (),
                 CircleWrite {
                     circle: Some(updated),
-                    log: Some(CircleLogEntry {
+                    log: vec![CircleLogEntry {
                         circle: circle.clone(),
                         position,
                         epoch,
@@ -708,7 +708,7 @@ impl Circles {
                         kind: "commit".into(),
                         message: mls::serialize(&commit).map_err(Status::internal)?,
                         at_micros: now_micros(),
-                    }),
+                    }],
                     departures: vec![(circle.clone(), leaving.clone(), Some(position))],
                     welcomes_dropped: vec![(circle.clone(), leaving.clone())],
                     ..CircleWrite::default()
@@ -1034,7 +1034,7 @@ impl Circles {
                             (None, updated.epoch, row.hub),
                             CircleWrite {
                                 circle: Some(updated),
-                                log: Some(CircleLogEntry {
+                                log: vec![CircleLogEntry {
                                     circle: circle.clone(),
                                     position,
                                     epoch,
@@ -1042,7 +1042,7 @@ impl Circles {
                                     kind: "commit".into(),
                                     message: commit,
                                     at_micros: now_micros(),
-                                }),
+                                }],
                                 ..CircleWrite::default()
                             },
                         ));
@@ -1217,7 +1217,36 @@ impl Circles {
                 refused.join(", ")
             )));
         }
+        // An id already held here is refused before anything is encrypted.
+        for indicator in &signed {
+            if self
+                .context
+                .store
+                .indicator(&indicator.id)
+                .await
+                .map_err(storage_status)?
+                .is_some()
+            {
+                return Err(Status::already_exists(format!(
+                    "indicator id {} is already held; nothing was sent",
+                    indicator.id
+                )));
+            }
+        }
         let mut accepted = Vec::with_capacity(signed.len());
+        if hub == self.context.member {
+            // The hub orders its own messages: the whole call in one transaction.
+            let outcome = self.hub_publish(name, &signed, &members).await?;
+            for (indicator, warnings) in signed.iter().zip(warnings) {
+                accepted.push(Accepted {
+                    id: indicator.id.clone(),
+                    sequence: sequence_of(&outcome, &indicator.id)?,
+                    warnings,
+                });
+            }
+            tracing::info!(publisher = %publisher, circle = %name, count = accepted.len(), "published into circle");
+            return Ok(PublishResponse { accepted });
+        }
         let total = signed.len();
         for (indicator, warnings) in signed.into_iter().zip(warnings) {
             let id = indicator.id.clone();
@@ -1253,6 +1282,72 @@ impl Circles {
         Ok(PublishResponse { accepted })
     }
 
+    /// The hub's own indicators: one application message each, appended to the log with the
+    /// indicators in one transaction.
+    async fn hub_publish(
+        &self,
+        name: &str,
+        signed: &[Indicator],
+        checked: &[String],
+    ) -> Result<CircleWriteOutcome, Status> {
+        let mut inner = self.inner.lock().await;
+        let signer = self.context.signing_key.clone();
+        let own = self.context.member.clone();
+        let circle = name.to_string();
+        let ((), outcome) = self
+            .apply(&mut inner, |inner| {
+                let row = inner
+                    .rows
+                    .get(&circle)
+                    .cloned()
+                    .ok_or_else(|| Status::not_found(format!("no circle {circle:?}")))?;
+                self.require_hub(&row)?;
+                let group = inner
+                    .groups
+                    .get_mut(&circle)
+                    .ok_or_else(|| Status::internal("no MLS state"))?;
+                same_members(group, &own, checked, &circle)?;
+                let epoch = group.epoch().as_u64();
+                let mut position = row.position;
+                let mut log = Vec::with_capacity(signed.len());
+                let mut indicators = Vec::with_capacity(signed.len());
+                for indicator in signed {
+                    let message = group
+                        .create_message(
+                            &inner.provider,
+                            signer.as_ref(),
+                            &indicator.encode_to_vec(),
+                        )
+                        .map_err(|error| Status::internal(format!("encrypting: {error}")))?;
+                    position += 1;
+                    log.push(CircleLogEntry {
+                        circle: circle.clone(),
+                        position,
+                        epoch,
+                        sender: own.clone(),
+                        kind: "application".into(),
+                        message: mls::serialize(&message).map_err(Status::internal)?,
+                        at_micros: now_micros(),
+                    });
+                    indicators.push(circle_indicator(indicator, None)?);
+                }
+                let updated = CircleRow { position, ..row };
+                inner.rows.insert(circle.clone(), updated.clone());
+                Ok((
+                    (),
+                    CircleWrite {
+                        circle: Some(updated),
+                        log,
+                        indicators,
+                        indicators_circle: Some(circle.clone()),
+                        ..CircleWrite::default()
+                    },
+                ))
+            })
+            .await?;
+        Ok(outcome)
+    }
+
     /// One indicator as one application message; returns its sequence in the local feed.
     async fn send_indicator(
         &self,
@@ -1269,8 +1364,7 @@ impl Circles {
             let circle = name.to_string();
             let own = self.context.member.clone();
             let payload = payload.clone();
-            let stored_here = stored.clone();
-            let ((message, epoch), outcome) = self
+            let ((message, epoch), _) = self
                 .apply(&mut inner, |inner| {
                     let row = inner
                         .rows
@@ -1281,57 +1375,22 @@ impl Circles {
                         .groups
                         .get_mut(&circle)
                         .ok_or_else(|| Status::internal("no MLS state"))?;
-                    // Encrypted only for the members the policy was asked about: a member
-                    // added since (while this sender caught up) must not read it.
-                    let mut now: Vec<String> = mls::member_ids(group)
-                        .into_iter()
-                        .filter(|member| *member != own)
-                        .collect();
-                    let mut asked = checked.to_vec();
-                    now.sort();
-                    asked.sort();
-                    if now != asked {
-                        return Err(Status::failed_precondition(format!(
-                            "circle {circle:?}: its members changed since the policy was asked \
-                             (asked for {}; now {}); this indicator was not sent: publish it again",
-                            asked.join(", "),
-                            now.join(", ")
-                        )));
-                    }
+                    same_members(group, &own, checked, &circle)?;
                     let epoch = group.epoch().as_u64();
                     let message = group
                         .create_message(&inner.provider, signer.as_ref(), &payload)
                         .map_err(|error| Status::internal(format!("encrypting: {error}")))?;
                     let message = mls::serialize(&message).map_err(Status::internal)?;
                     if row.hub == own {
-                        let position = row.position + 1;
-                        let updated = CircleRow { position, ..row };
-                        inner.rows.insert(circle.clone(), updated.clone());
-                        return Ok((
-                            (None, epoch),
-                            CircleWrite {
-                                circle: Some(updated),
-                                log: Some(CircleLogEntry {
-                                    circle: circle.clone(),
-                                    position,
-                                    epoch,
-                                    sender: own.clone(),
-                                    kind: "application".into(),
-                                    message,
-                                    at_micros: now_micros(),
-                                }),
-                                indicators: vec![stored_here],
-                                indicators_circle: Some(circle.clone()),
-                                ..CircleWrite::default()
-                            },
-                        ));
+                        // The hub's own indicators go through `hub_publish`.
+                        return Err(Status::internal("the hub does not send to itself"));
                     }
                     // Written ahead: the sender's ratchet has moved on before the
                     // ciphertext leaves, so no key is ever used twice; the indicator waits
                     // in the outbox until the hub's answer or its log says what became of it.
                     let outbox = vec![(circle.clone(), digest(&message), Some(payload.clone()))];
                     Ok((
-                        (Some(message), epoch),
+                        (message, epoch),
                         CircleWrite {
                             outbox,
                             ..CircleWrite::default()
@@ -1340,9 +1399,6 @@ impl Circles {
                 })
                 .await?;
             drop(inner);
-            let Some(message) = message else {
-                return sequence_of(&outcome, &stored.id);
-            };
             let sent = digest(&message);
             match self
                 .send_to_hub(hub, name, MessageKind::Application, message)
@@ -1400,6 +1456,27 @@ impl Circles {
 pub fn digest(message: &[u8]) -> Vec<u8> {
     use sha2::Digest as _;
     sha2::Sha256::digest(message).to_vec()
+}
+
+/// Encryption only for the members the policy was asked about: a member added since (while
+/// a sender caught up, or by a concurrent add at the hub) must not read it.
+fn same_members(group: &MlsGroup, own: &str, asked: &[String], circle: &str) -> Result<(), Status> {
+    let mut now: Vec<String> = mls::member_ids(group)
+        .into_iter()
+        .filter(|member| member != own)
+        .collect();
+    let mut asked = asked.to_vec();
+    now.sort();
+    asked.sort();
+    if now != asked {
+        return Err(Status::failed_precondition(format!(
+            "circle {circle:?}: its members changed since the policy was asked (asked for {}; \
+             now {}); this indicator was not sent: publish it again",
+            asked.join(", "),
+            now.join(", ")
+        )));
+    }
+    Ok(())
 }
 
 fn sequence_of(outcome: &CircleWriteOutcome, id: &str) -> Result<u64, Status> {
