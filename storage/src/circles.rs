@@ -37,6 +37,8 @@ const INSERT_LOG_ENTRY: &str = "INSERT INTO circle_log \
 const ISSUE_KEY_PACKAGE: &str = "UPDATE circle_key_packages \
      SET issued_to = $2, issued_micros = $3 WHERE hash_ref = $1";
 
+const DELETE_KEY_PACKAGE: &str = "DELETE FROM circle_key_packages WHERE hash_ref = $1";
+
 const SELECT_MLS_VALUES: &str = "SELECT key, value FROM mls_kv ORDER BY key";
 
 const SELECT_CIRCLES: &str = "SELECT name, group_id, hub, epoch, position, status, \
@@ -547,6 +549,13 @@ macro_rules! circle_operations {
                     &prepared.departure_deletes,
                 )
                 .await?;
+                for hash_ref in &write.key_packages_dropped {
+                    sqlx::query(DELETE_KEY_PACKAGE)
+                        .bind(hash_ref.as_slice())
+                        .execute(&mut *transaction)
+                        .await
+                        .map_err(failed("drop a key package"))?;
+                }
                 for (circle, member) in &write.welcomes_dropped {
                     sqlx::query(DELETE_WELCOME)
                         .bind(circle.as_str())

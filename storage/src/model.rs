@@ -247,6 +247,8 @@ pub struct CircleWrite {
     /// `hash_ref` (inserted by an earlier write or by this one); if there is none, the write
     /// fails.
     pub issue_key_package: Option<(Vec<u8>, String, i64)>,
+    /// `hash_ref`s of stored KeyPackages to forget (expired); absent ones are ignored.
+    pub key_packages_dropped: Vec<Vec<u8>>,
     /// `(circle, member, Some(last_position))` upserts a departure, `(circle, member, None)`
     /// deletes it. Applied in order: of several changes of one departure, the last one wins.
     pub departures: Vec<(String, String, Option<u64>)>,
@@ -283,6 +285,7 @@ impl fmt::Debug for CircleWrite {
             .field("indicators_circle", &self.indicators_circle)
             .field("key_packages", &self.key_packages)
             .field("issue_key_package", &self.issue_key_package)
+            .field("key_packages_dropped", &self.key_packages_dropped.len())
             .field("departures", &self.departures)
             .field("welcomes_dropped", &self.welcomes_dropped)
             .field("outbox", &format_args!("{} changes", self.outbox.len()))

@@ -2776,6 +2776,21 @@ async fn key_packages_are_issued_and_departures_kept(fixture: &Fixture) {
         assert_eq!(store.key_packages().await, Ok(before.clone()));
         assert_eq!(store.mls_values().await, Ok(Vec::new()));
     }
+    // Expired ones are forgotten, with the key-value changes of the same write; an unknown
+    // hash_ref is ignored.
+    circle_write(
+        &store,
+        CircleWrite {
+            kv: vec![put(b"kp-3", b"private"), delete(b"kp-3")],
+            key_packages_dropped: vec![vec![3; 32], vec![9; 32]],
+            ..CircleWrite::default()
+        },
+    )
+    .await;
+    assert_eq!(
+        store.key_packages().await,
+        Ok(before[..before.len() - 1].to_vec())
+    );
 
     let departure = |circle: &str, member: &str, last: Option<u64>| {
         (circle.to_owned(), member.to_owned(), last)

@@ -177,6 +177,23 @@ pub fn leaf_of(group: &MlsGroup, member: &str) -> Option<LeafNodeIndex> {
         .map(|candidate| candidate.index)
 }
 
+/// Deletes the KeyPackage whose hash reference is `hash_ref` (as stored with it), with its
+/// private keys, from the MLS store; nothing if it is not there (used, or forgotten before).
+pub fn forget_key_package(provider: &Provider, hash_ref: &[u8]) -> Result<(), String> {
+    use openmls_traits::storage::StorageProvider as _;
+    use tls_codec::{Deserialize as _, Serialize as _};
+    // A KeyPackageRef is the hash as TLS variable-length bytes.
+    let reference = tls_codec::VLBytes::new(hash_ref.to_vec())
+        .tls_serialize_detached()
+        .ok()
+        .and_then(|bytes| KeyPackageRef::tls_deserialize_exact(bytes).ok())
+        .ok_or("a stored KeyPackage reference does not decode")?;
+    provider
+        .storage()
+        .delete_key_package(&reference)
+        .map_err(|error| format!("forgetting a KeyPackage: {error:?}"))
+}
+
 pub fn serialize(message: &MlsMessageOut) -> Result<Vec<u8>, String> {
     use tls_codec::Serialize as _;
     message
@@ -193,6 +210,35 @@ pub fn deserialize(bytes: &[u8]) -> Result<MlsMessageIn, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_package_is_forgotten_by_its_stored_reference() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("signing-key.pem");
+        crate::signing::generate_signing_key(&path).unwrap();
+        let key = SigningKey::load(&path, "GH").unwrap();
+        let provider = Provider::default();
+        let empty = snapshot(&provider);
+        let bundle = KeyPackage::builder()
+            .build(CIPHERSUITE, &provider, &key, own_credential("GH", &key))
+            .unwrap();
+        let hash_ref = bundle
+            .key_package()
+            .hash_ref(provider.crypto())
+            .unwrap()
+            .as_slice()
+            .to_vec();
+        let made = diff(&empty, &provider);
+        assert!(
+            !made.is_empty(),
+            "the KeyPackage and its private keys are stored"
+        );
+        // Another reference forgets nothing; its own forgets everything it stored.
+        forget_key_package(&provider, &[7; 32]).unwrap();
+        assert_eq!(diff(&empty, &provider), made);
+        forget_key_package(&provider, &hash_ref).unwrap();
+        assert!(diff(&empty, &provider).is_empty());
+    }
 
     #[test]
     fn diff_and_restore_track_writes_and_deletions() {

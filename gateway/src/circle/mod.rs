@@ -49,6 +49,9 @@ pub const KEY_PACKAGES_PER_WINDOW: usize = 4;
 pub const KEY_PACKAGE_WINDOW: Duration = Duration::from_secs(3600);
 /// A last-resort KeyPackage older than this is replaced when it is next handed out.
 pub const LAST_RESORT_ROTATION: Duration = Duration::from_secs(24 * 3600);
+/// A single-use KeyPackage not used this long after it was made, or a last-resort one
+/// replaced this long ago, is forgotten with its private keys (hubs use a KeyPackage at once).
+pub const KEY_PACKAGE_EXPIRY: Duration = Duration::from_secs(24 * 3600);
 /// Times a publish or rotation is sent again after another message won its epoch.
 const MAX_ATTEMPTS: u32 = 8;
 /// The longest deleted or overwritten MLS secrets stay in SQLite's WAL (plus one checkpoint).
@@ -753,6 +756,9 @@ impl Circles {
             .filter(|row| now - row.created_micros < LAST_RESORT_ROTATION.as_micros() as i64)
             .cloned();
         let single_use = recent < KEY_PACKAGES_PER_WINDOW;
+        // Expired: single-use ones made before the expiry, last-resort ones made before the
+        // current one's rotation period and the expiry.
+        let expired = expired_key_packages(&rows, now);
         if !single_use && let Some(row) = current_last_resort {
             return Ok((row.key_package, true));
         }
@@ -781,6 +787,10 @@ impl Circles {
                 let bytes = key_package
                     .tls_serialize_detached()
                     .map_err(|error| Status::internal(format!("encoding a KeyPackage: {error}")))?;
+                // The private keys of expired ones (gone already for those that were used).
+                for hash_ref in &expired {
+                    mls::forget_key_package(&inner.provider, hash_ref).map_err(Status::internal)?;
+                }
                 Ok((
                     bytes.clone(),
                     CircleWrite {
@@ -792,6 +802,7 @@ impl Circles {
                             issued_micros: Some(now),
                             created_micros: now,
                         }],
+                        key_packages_dropped: expired.clone(),
                         ..CircleWrite::default()
                     },
                 ))
@@ -1452,6 +1463,24 @@ impl Circles {
     }
 }
 
+/// The KeyPackages to forget at `now`: single-use ones made more than [`KEY_PACKAGE_EXPIRY`]
+/// ago, last-resort ones made more than [`LAST_RESORT_ROTATION`] plus that ago.
+fn expired_key_packages(rows: &[KeyPackageRow], now: i64) -> Vec<Vec<u8>> {
+    let expiry = KEY_PACKAGE_EXPIRY.as_micros() as i64;
+    let rotation = LAST_RESORT_ROTATION.as_micros() as i64;
+    rows.iter()
+        .filter(|row| {
+            let age = now.saturating_sub(row.created_micros);
+            if row.last_resort {
+                age > rotation + expiry
+            } else {
+                age > expiry
+            }
+        })
+        .map(|row| row.hash_ref.clone())
+        .collect()
+}
+
 /// The outbox key of an MLS message: its SHA-256.
 pub fn digest(message: &[u8]) -> Vec<u8> {
     use sha2::Digest as _;
@@ -1551,4 +1580,33 @@ pub fn check_circle_indicator(
         return Err("indicator has no kind or creation time".into());
     }
     Ok(indicator)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(tag: u8, last_resort: bool, created_micros: i64) -> KeyPackageRow {
+        KeyPackageRow {
+            hash_ref: vec![tag],
+            key_package: Vec::new(),
+            last_resort,
+            issued_to: None,
+            issued_micros: None,
+            created_micros,
+        }
+    }
+
+    #[test]
+    fn key_packages_expire_after_a_day_last_resort_ones_a_day_after_rotation() {
+        let hour = 3_600_000_000i64;
+        let now = 1_000 * hour;
+        let rows = [
+            row(1, false, now - 23 * hour),
+            row(2, false, now - 25 * hour),
+            row(3, true, now - 25 * hour),
+            row(4, true, now - 49 * hour),
+        ];
+        assert_eq!(expired_key_packages(&rows, now), [vec![2], vec![4]]);
+    }
 }
