@@ -687,7 +687,15 @@ async fn two_members_committing_at_once_one_wins_the_other_retries() -> Result<(
         end.epoch == start.epoch + 2 * rounds && end.position == start.position + 2 * rounds,
         "every rotation committed exactly once: {start:?} then {end:?} after {rounds} rounds"
     );
+    // Each member reads the log only from after the commit that added it (NG at 1, SN at 2).
+    let seen_by_sn = hub_log(&gh.endpoint, &senegal.identity(), "alpha", end.position).await?;
+    ensure!(
+        seen_by_sn.first().map(|entry| entry.position) == Some(3),
+        "SN reads from position 3: {:?}",
+        seen_by_sn.first().map(|entry| entry.position)
+    );
     let log = hub_log(&gh.endpoint, &nigeria.identity(), "alpha", end.position).await?;
+    ensure!(log.first().map(|entry| entry.position) == Some(2));
     let commits: Vec<&LogEntry> = log
         .iter()
         .filter(|entry| entry.kind == MessageKind::Commit as i32)

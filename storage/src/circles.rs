@@ -37,6 +37,12 @@ const INSERT_LOG_ENTRY: &str = "INSERT INTO circle_log \
 const ISSUE_KEY_PACKAGE: &str = "UPDATE circle_key_packages \
      SET issued_to = $2, issued_micros = $3 WHERE hash_ref = $1";
 
+const UPSERT_ADMISSION: &str = "INSERT INTO circle_admissions (circle, member, position) \
+     VALUES ($1, $2, $3) ON CONFLICT (circle, member) DO UPDATE SET position = excluded.position";
+
+const SELECT_ADMISSION: &str =
+    "SELECT position FROM circle_admissions WHERE circle = $1 AND member = $2";
+
 const DELETE_KEY_PACKAGE: &str = "DELETE FROM circle_key_packages WHERE hash_ref = $1";
 
 const SELECT_MLS_VALUES: &str = "SELECT key, value FROM mls_kv ORDER BY key";
@@ -176,6 +182,7 @@ struct PreparedWrite<'a> {
     welcome: Option<(&'a PendingWelcome, i64)>,
     /// When the write was prepared (outbox rows), Unix microseconds.
     now_micros: i64,
+    admissions: Vec<(&'a str, &'a str, i64)>,
 }
 
 fn prepare(write: &CircleWrite) -> Result<PreparedWrite<'_>, StorageError> {
@@ -237,7 +244,19 @@ fn prepare(write: &CircleWrite) -> Result<PreparedWrite<'_>, StorageError> {
             Ok::<_, StorageError>((welcome, to_database(welcome.position, "welcome position")?))
         })
         .transpose()?;
+    let admissions = write
+        .admissions
+        .iter()
+        .map(|(circle, member, position)| {
+            Ok::<_, StorageError>((
+                circle.as_str(),
+                member.as_str(),
+                to_database(*position, "admission position")?,
+            ))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(PreparedWrite {
+        admissions,
         welcome,
         now_micros: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -549,6 +568,15 @@ macro_rules! circle_operations {
                     &prepared.departure_deletes,
                 )
                 .await?;
+                for (circle, member, position) in &prepared.admissions {
+                    sqlx::query(UPSERT_ADMISSION)
+                        .bind(*circle)
+                        .bind(*member)
+                        .bind(*position)
+                        .execute(&mut *transaction)
+                        .await
+                        .map_err(failed("store an admission"))?;
+                }
                 for hash_ref in &write.key_packages_dropped {
                     sqlx::query(DELETE_KEY_PACKAGE)
                         .bind(hash_ref.as_slice())
@@ -736,6 +764,22 @@ macro_rules! circle_operations {
                     .map_err(failed("delete delivered welcome"))?
                     .rows_affected();
                 Ok(deleted > 0)
+            }
+
+            pub(crate) async fn admission(
+                pool: &Pool<Database>,
+                circle: &str,
+                member: &str,
+            ) -> Result<Option<u64>, StorageError> {
+                let position: Option<i64> = sqlx::query_scalar(SELECT_ADMISSION)
+                    .bind(circle)
+                    .bind(member)
+                    .fetch_optional(pool)
+                    .await
+                    .map_err(failed("read circle admission"))?;
+                position
+                    .map(|position| sequence_from_database(position, "admission position"))
+                    .transpose()
             }
 
             pub(crate) async fn departure(

@@ -252,6 +252,9 @@ pub struct CircleWrite {
     /// `(circle, member, Some(last_position))` upserts a departure, `(circle, member, None)`
     /// deletes it. Applied in order: of several changes of one departure, the last one wins.
     pub departures: Vec<(String, String, Option<u64>)>,
+    /// `(circle, member, position)`: the member was added by the commit at `position`
+    /// (upserted).
+    pub admissions: Vec<(String, String, u64)>,
     /// `(circle, member)`: pending Welcomes deleted (the member was removed). Applied before
     /// [`CircleWrite::welcome`].
     pub welcomes_dropped: Vec<(String, String)>,
@@ -287,6 +290,7 @@ impl fmt::Debug for CircleWrite {
             .field("issue_key_package", &self.issue_key_package)
             .field("key_packages_dropped", &self.key_packages_dropped.len())
             .field("departures", &self.departures)
+            .field("admissions", &self.admissions)
             .field("welcomes_dropped", &self.welcomes_dropped)
             .field("outbox", &format_args!("{} changes", self.outbox.len()))
             .field(

@@ -442,6 +442,16 @@ impl Store {
         }
     }
 
+    /// The log position of the commit that last added `member` to `circle`, if any.
+    pub async fn admission(&self, circle: &str, member: &str) -> Result<Option<u64>, StorageError> {
+        match &self.inner.pools {
+            Pools::Sqlite(pools) => sqlite_circles::admission(&pools.read, circle, member).await,
+            Pools::Postgres(pools) => {
+                postgres_circles::admission(&pools.pool, circle, member).await
+            }
+        }
+    }
+
     pub async fn departure(&self, circle: &str, member: &str) -> Result<Option<u64>, StorageError> {
         match &self.inner.pools {
             Pools::Sqlite(pools) => sqlite_circles::departure(&pools.read, circle, member).await,

@@ -2811,6 +2811,19 @@ async fn key_packages_are_issued_and_departures_kept(fixture: &Fixture) {
     assert_eq!(store.departure(CIRCLE, "m2").await, Ok(Some(4)));
     assert_eq!(store.departure("circle-ant", "m1").await, Ok(Some(7)));
     assert_eq!(store.departure(CIRCLE, "m3").await, Ok(None));
+    // Admissions: the last add of a member wins.
+    for position in [2, 9] {
+        circle_write(
+            &store,
+            CircleWrite {
+                admissions: vec![(CIRCLE.to_owned(), "m1".to_owned(), position)],
+                ..CircleWrite::default()
+            },
+        )
+        .await;
+    }
+    assert_eq!(store.admission(CIRCLE, "m1").await, Ok(Some(9)));
+    assert_eq!(store.admission(CIRCLE, "m2").await, Ok(None));
     circle_write(
         &store,
         CircleWrite {

@@ -116,9 +116,17 @@ impl CircleService for CircleApi {
         let name = request.circle.clone();
         // Checked before the stream starts, and again for every page.
         read_limit(&circles, &name, &reader).await?;
+        // A member reads only what follows the commit that added it.
+        let admitted = circles
+            .context
+            .store
+            .admission(&name, &reader)
+            .await
+            .map_err(crate::status::storage_status)?
+            .unwrap_or(0);
         let mut changes = circles.subscribe_changes();
         let mut shutdown = circles.shutdown_signal();
-        let mut next = request.from_position.max(1);
+        let mut next = request.from_position.max(admitted + 1);
         let stream = async_stream::try_stream! {
             loop {
                 let limit = read_limit(&circles, &name, &reader).await?;

@@ -564,6 +564,7 @@ impl Circles {
                         circle: Some(updated),
                         log: vec![entry],
                         departures: vec![(circle.clone(), joining.clone(), None)],
+                        admissions: vec![(circle.clone(), joining.clone(), position)],
                         // Kept with the commit: a crash before delivery loses no Welcome.
                         welcome: Some(pending),
                         ..CircleWrite::default()

@@ -22,3 +22,12 @@ CREATE TABLE circle_outbox (
     created_micros BIGINT NOT NULL,
     PRIMARY KEY (circle, digest)
 );
+
+-- The log position of the commit that last added each member: a member reads the hub's log
+-- only after it (and, once removed, only up to its departure).
+CREATE TABLE circle_admissions (
+    circle TEXT NOT NULL,
+    member TEXT NOT NULL,
+    position BIGINT NOT NULL CHECK (position > 0),
+    PRIMARY KEY (circle, member)
+);

@@ -22,3 +22,12 @@ CREATE TABLE circle_outbox (
     created_micros INTEGER NOT NULL,
     PRIMARY KEY (circle, digest)
 ) STRICT;
+
+-- The log position of the commit that last added each member: a member reads the hub's log
+-- only after it (and, once removed, only up to its departure).
+CREATE TABLE circle_admissions (
+    circle TEXT NOT NULL,
+    member TEXT NOT NULL,
+    position INTEGER NOT NULL CHECK (position > 0),
+    PRIMARY KEY (circle, member)
+) STRICT;
