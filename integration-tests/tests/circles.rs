@@ -8,8 +8,8 @@ use std::path::Path;
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use cordon_gateway::circle::{follower, mls};
 use cordon_integration_tests::{
-    Federation, MemberDir, cordon, indicator_client, patience, postgres_url, published, read_all,
-    vessel, wait_until,
+    Federation, GatewayProcess, MemberDir, cordon, indicator_client, patience, postgres_url,
+    published, read_all, vessel, wait_until,
 };
 use cordon_proto::v1::circle_service_client::CircleServiceClient;
 use cordon_proto::v1::{
@@ -125,13 +125,12 @@ async fn circle_members_decrypt_outsiders_and_removed_members_get_nothing() -> R
 
     // NG's gateway decrypts it, checks GH's signature and holds it; NG's own agency sees
     // it because NG's policy allows it inside the circle.
-    wait_until("NG/customs to see the circle indicator", || async {
-        let seen = narratives(&ng.endpoint, &ng_customs).await?;
-        Ok((
-            seen.iter().any(|text| text.contains(&marker)),
-            format!("{seen:?}"),
-        ))
-    })
+    wait_for_marker(
+        "NG/customs to see the circle indicator",
+        &ng.endpoint,
+        &ng_customs,
+        &marker,
+    )
     .await?;
     let at_ng = circle(nigeria, &ng.endpoint, &["members", "alpha"]).await?;
     assert_eq!(at_ng["hub"], "GH");
@@ -265,6 +264,46 @@ async fn circle_members_decrypt_outsiders_and_removed_members_get_nothing() -> R
         }
     }
     Ok(())
+}
+
+/// GH, NG and `third`, pinning each other; NG and `third` follow GH, which lists them as
+/// peers; GH's circle "alpha" with NG added, then `third`.
+async fn hub_and_two_members(
+    federation: &Federation,
+    third: &str,
+) -> Result<(Vec<MemberDir>, [GatewayProcess; 3])> {
+    let dirs = members(federation, &["GH", "NG", third])?;
+    let endpoints: Vec<String> = dirs
+        .iter()
+        .map(MemberDir::fix_listen_port)
+        .collect::<Result<_>>()?;
+    for (member, endpoint) in dirs[1..].iter().zip(&endpoints[1..]) {
+        dirs[0].follow(member, endpoint)?;
+        member.follow(&dirs[0], &endpoints[0])?;
+    }
+    let mut gateways = Vec::new();
+    for member in &dirs {
+        gateways.push(member.start(&[]).await?);
+    }
+    circle(&dirs[0], &gateways[0].endpoint, &["create", "alpha"]).await?;
+    for member in ["NG", third] {
+        circle(&dirs[0], &gateways[0].endpoint, &["add", "alpha", member]).await?;
+    }
+    let gateways: [GatewayProcess; 3] =
+        gateways.try_into().map_err(|_| anyhow!("three gateways"))?;
+    Ok((dirs, gateways))
+}
+
+/// Waits until `agency`'s feed at `endpoint` shows an indicator whose narrative holds `marker`.
+async fn wait_for_marker(what: &str, endpoint: &str, agency: &Path, marker: &str) -> Result<()> {
+    wait_until(what, || async {
+        let seen = narratives(endpoint, agency).await?;
+        Ok((
+            seen.iter().any(|text| text.contains(marker)),
+            format!("{seen:?}"),
+        ))
+    })
+    .await
 }
 
 /// Decrypts `message` offline with the MLS state of `circle` held in `store`, without
@@ -511,13 +550,12 @@ async fn tampered_and_replayed_circle_messages_are_rejected() -> Result<()> {
     // The circle goes on: the next message is decrypted.
     let next = marker("NEXT");
     publish_in_circle(&gh.endpoint, &gh_customs, "alpha", next.clone()).await?;
-    wait_until("NG to decrypt the next message", || async {
-        let seen = narratives(&ng.endpoint, &ng_customs).await?;
-        Ok((
-            seen.iter().any(|text| text.contains(&next)),
-            format!("{seen:?}"),
-        ))
-    })
+    wait_for_marker(
+        "NG to decrypt the next message",
+        &ng.endpoint,
+        &ng_customs,
+        &next,
+    )
     .await?;
     let ng_log = ng.log_text();
     gh.stop().await?;
@@ -630,23 +668,10 @@ async fn a_key_package_that_does_not_name_the_tls_peer_is_refused() -> Result<()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_members_committing_at_once_one_wins_the_other_retries() -> Result<()> {
     let federation = Federation::new()?;
-    let [ghana, nigeria, senegal] = &members(&federation, &["GH", "NG", "SN"])?[..] else {
+    let (dirs, [gh, ng, sn]) = hub_and_two_members(&federation, "SN").await?;
+    let [ghana, nigeria, senegal] = &dirs[..] else {
         bail!("three members")
     };
-    let endpoints: Vec<String> = [ghana, nigeria, senegal]
-        .iter()
-        .map(|member| member.fix_listen_port())
-        .collect::<Result<_>>()?;
-    ghana.follow(nigeria, &endpoints[1])?;
-    ghana.follow(senegal, &endpoints[2])?;
-    nigeria.follow(ghana, &endpoints[0])?;
-    senegal.follow(ghana, &endpoints[0])?;
-    let gh = ghana.start(&[]).await?;
-    let ng = nigeria.start(&[]).await?;
-    let sn = senegal.start(&[]).await?;
-    circle(ghana, &gh.endpoint, &["create", "alpha"]).await?;
-    circle(ghana, &gh.endpoint, &["add", "alpha", "NG"]).await?;
-    circle(ghana, &gh.endpoint, &["add", "alpha", "SN"]).await?;
     let start = members_info(&gh.endpoint, &ghana.identity(), "alpha").await?;
     for (member, endpoint) in [(nigeria, &ng.endpoint), (senegal, &sn.endpoint)] {
         wait_until("the members to reach the hub's epoch", || async {
@@ -722,13 +747,12 @@ async fn two_members_committing_at_once_one_wins_the_other_retries() -> Result<(
         (senegal, &sn.endpoint, "SN/customs"),
     ] {
         let agency = federation.identity(agency)?;
-        wait_until("each member to decrypt after the rotations", || async {
-            let seen = narratives(endpoint, &agency).await?;
-            Ok((
-                seen.iter().any(|text| text.contains(&after)),
-                format!("{seen:?}"),
-            ))
-        })
+        wait_for_marker(
+            "each member to decrypt after the rotations",
+            endpoint,
+            &agency,
+            &after,
+        )
         .await?;
         let info = members_info(endpoint, &member.identity(), "alpha").await?;
         ensure!(info.epoch == end.epoch, "{info:?} against {end:?}");
@@ -925,13 +949,12 @@ async fn a_welcome_not_taken_is_kept_and_delivered_after_a_hub_crash() -> Result
     let ng = nigeria.start(&[]).await?;
     let gh = ghana.start(&[]).await?;
     let ng_customs = federation.identity("NG/customs")?;
-    wait_until("NG to join from the kept Welcome and decrypt", || async {
-        let seen = narratives(&ng.endpoint, &ng_customs).await?;
-        Ok((
-            seen.iter().any(|text| text.contains(&sent)),
-            format!("{seen:?}"),
-        ))
-    })
+    wait_for_marker(
+        "NG to join from the kept Welcome and decrypt",
+        &ng.endpoint,
+        &ng_customs,
+        &sent,
+    )
     .await?;
     wait_until("GH to forget the delivered Welcome", || async {
         let info = members_info(&gh.endpoint, &ghana.identity(), "alpha").await?;
@@ -956,23 +979,10 @@ async fn a_welcome_not_taken_is_kept_and_delivered_after_a_hub_crash() -> Result
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_publish_the_policy_refuses_for_one_member_sends_nothing() -> Result<()> {
     let federation = Federation::new()?;
-    let [ghana, nigeria, south_sudan] = &members(&federation, &["GH", "NG", "SS"])?[..] else {
+    let (dirs, [gh, ng, ss]) = hub_and_two_members(&federation, "SS").await?;
+    let [ghana, nigeria, south_sudan] = &dirs[..] else {
         bail!("three members")
     };
-    let endpoints: Vec<String> = [ghana, nigeria, south_sudan]
-        .iter()
-        .map(|member| member.fix_listen_port())
-        .collect::<Result<_>>()?;
-    ghana.follow(nigeria, &endpoints[1])?;
-    ghana.follow(south_sudan, &endpoints[2])?;
-    nigeria.follow(ghana, &endpoints[0])?;
-    south_sudan.follow(ghana, &endpoints[0])?;
-    let gh = ghana.start(&[]).await?;
-    let ng = nigeria.start(&[]).await?;
-    let ss = south_sudan.start(&[]).await?;
-    circle(ghana, &gh.endpoint, &["create", "alpha"]).await?;
-    circle(ghana, &gh.endpoint, &["add", "alpha", "NG"]).await?;
-    circle(ghana, &gh.endpoint, &["add", "alpha", "SS"]).await?;
     let before = members_info(&gh.endpoint, &ghana.identity(), "alpha").await?;
 
     let gh_customs = federation.identity("GH/customs")?;
@@ -1005,13 +1015,12 @@ async fn a_publish_the_policy_refuses_for_one_member_sends_nothing() -> Result<(
     let allowed = marker("ALLOWED");
     publish_in_circle(&gh.endpoint, &gh_customs, "alpha", allowed.clone()).await?;
     let ng_customs = federation.identity("NG/customs")?;
-    wait_until("NG to decrypt the allowed indicator", || async {
-        let seen = narratives(&ng.endpoint, &ng_customs).await?;
-        Ok((
-            seen.iter().any(|text| text.contains(&allowed)),
-            format!("{seen:?}"),
-        ))
-    })
+    wait_for_marker(
+        "NG to decrypt the allowed indicator",
+        &ng.endpoint,
+        &ng_customs,
+        &allowed,
+    )
     .await?;
     let seen = narratives(&ng.endpoint, &ng_customs).await?;
     ensure!(

@@ -148,6 +148,24 @@ impl Inner {
         }
     }
 
+    /// A circle's row (a copy, to update and write back), its group to change, and the
+    /// provider to change it with.
+    pub fn circle_mut(
+        &mut self,
+        name: &str,
+    ) -> Result<(CircleRow, &mut MlsGroup, &Provider), Status> {
+        let row = self
+            .rows
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Status::not_found(format!("no circle {name:?}")))?;
+        let group = self
+            .groups
+            .get_mut(name)
+            .ok_or_else(|| Status::internal(format!("circle {name:?} has no MLS state")))?;
+        Ok((row, group, &self.provider))
+    }
+
     pub fn circle(&self, name: &str) -> Result<(&CircleRow, &MlsGroup), Status> {
         let row = self
             .rows
@@ -513,16 +531,8 @@ impl Circles {
         let joining = member.to_string();
         let (welcome, _) = self
             .apply(&mut inner, |inner| {
-                let row = inner
-                    .rows
-                    .get(&circle)
-                    .cloned()
-                    .ok_or_else(|| Status::not_found(format!("no circle {circle:?}")))?;
+                let (row, group, provider) = inner.circle_mut(&circle)?;
                 self.require_hub(&row)?;
-                let group = inner
-                    .groups
-                    .get_mut(&circle)
-                    .ok_or_else(|| Status::internal("no MLS state"))?;
                 if mls::leaf_of(group, &joining).is_some() {
                     return Err(Status::already_exists(format!(
                         "{joining} is already in circle {circle:?}"
@@ -530,10 +540,10 @@ impl Circles {
                 }
                 let epoch = group.epoch().as_u64();
                 let (commit, welcome, _) = group
-                    .add_members(&inner.provider, signer.as_ref(), &[key_package])
+                    .add_members(provider, signer.as_ref(), &[key_package])
                     .map_err(|error| Status::internal(format!("adding {joining}: {error}")))?;
                 group
-                    .merge_pending_commit(&inner.provider)
+                    .merge_pending_commit(provider)
                     .map_err(|error| Status::internal(format!("merging the add: {error}")))?;
                 let position = row.position + 1;
                 let updated = CircleRow {
@@ -673,25 +683,17 @@ impl Circles {
             ));
         }
         self.apply(&mut inner, |inner| {
-            let row = inner
-                .rows
-                .get(&circle)
-                .cloned()
-                .ok_or_else(|| Status::not_found(format!("no circle {circle:?}")))?;
+            let (row, group, provider) = inner.circle_mut(&circle)?;
             self.require_hub(&row)?;
-            let group = inner
-                .groups
-                .get_mut(&circle)
-                .ok_or_else(|| Status::internal("no MLS state"))?;
             let leaf = mls::leaf_of(group, &leaving).ok_or_else(|| {
                 Status::not_found(format!("{leaving} is not in circle {circle:?}"))
             })?;
             let epoch = group.epoch().as_u64();
             let (commit, _, _) = group
-                .remove_members(&inner.provider, signer.as_ref(), &[leaf])
+                .remove_members(provider, signer.as_ref(), &[leaf])
                 .map_err(|error| Status::internal(format!("removing {leaving}: {error}")))?;
             group
-                .merge_pending_commit(&inner.provider)
+                .merge_pending_commit(provider)
                 .map_err(|error| Status::internal(format!("merging the removal: {error}")))?;
             let position = row.position + 1;
             let updated = CircleRow {
@@ -1000,40 +1002,28 @@ impl Circles {
             let own = self.context.member.clone();
             let ((commit, epoch, hub), _) = self
                 .apply(&mut inner, |inner| {
-                    let row = inner
-                        .rows
-                        .get(&circle)
-                        .cloned()
-                        .ok_or_else(|| Status::not_found(format!("no circle {circle:?}")))?;
+                    let (row, group, provider) = inner.circle_mut(&circle)?;
                     if row.status != STATUS_ACTIVE {
                         return Err(Status::failed_precondition(format!(
                             "circle {circle:?} is {}",
                             row.status
                         )));
                     }
-                    let group = inner
-                        .groups
-                        .get_mut(&circle)
-                        .ok_or_else(|| Status::internal("no MLS state"))?;
                     if group.pending_commit().is_some() {
                         group
-                            .clear_pending_commit(inner.provider.storage())
+                            .clear_pending_commit(provider.storage())
                             .map_err(|error| Status::internal(format!("{error:?}")))?;
                     }
                     let epoch = group.epoch().as_u64();
                     let bundle = group
-                        .self_update(
-                            &inner.provider,
-                            signer.as_ref(),
-                            LeafNodeParameters::default(),
-                        )
+                        .self_update(provider, signer.as_ref(), LeafNodeParameters::default())
                         .map_err(|error| Status::internal(format!("self-update: {error}")))?;
                     let (commit, _, _) = bundle.into_contents();
                     let commit = mls::serialize(&commit).map_err(Status::internal)?;
                     if row.hub == own {
                         // The hub orders its own commit directly.
                         group
-                            .merge_pending_commit(&inner.provider)
+                            .merge_pending_commit(provider)
                             .map_err(|error| Status::internal(format!("merging: {error}")))?;
                         let position = row.position + 1;
                         let updated = CircleRow {
@@ -1076,21 +1066,11 @@ impl Circles {
                 Ok(_) => {
                     let (new_epoch, _) = self
                         .apply(&mut inner, |inner| {
-                            let row = inner
-                                .rows
-                                .get(&circle)
-                                .cloned()
-                                .ok_or_else(|| Status::not_found("circle"))?;
-                            let group = inner
-                                .groups
-                                .get_mut(&circle)
-                                .ok_or_else(|| Status::internal("no MLS state"))?;
+                            let (row, group, provider) = inner.circle_mut(&circle)?;
                             if group.epoch().as_u64() == epoch && group.pending_commit().is_some() {
-                                group
-                                    .merge_pending_commit(&inner.provider)
-                                    .map_err(|error| {
-                                        Status::internal(format!("merging: {error}"))
-                                    })?;
+                                group.merge_pending_commit(provider).map_err(|error| {
+                                    Status::internal(format!("merging: {error}"))
+                                })?;
                             }
                             let updated = CircleRow {
                                 epoch: group.epoch().as_u64(),
@@ -1308,16 +1288,8 @@ impl Circles {
         let circle = name.to_string();
         let ((), outcome) = self
             .apply(&mut inner, |inner| {
-                let row = inner
-                    .rows
-                    .get(&circle)
-                    .cloned()
-                    .ok_or_else(|| Status::not_found(format!("no circle {circle:?}")))?;
+                let (row, group, provider) = inner.circle_mut(&circle)?;
                 self.require_hub(&row)?;
-                let group = inner
-                    .groups
-                    .get_mut(&circle)
-                    .ok_or_else(|| Status::internal("no MLS state"))?;
                 same_members(group, &own, checked, &circle)?;
                 let epoch = group.epoch().as_u64();
                 let mut position = row.position;
@@ -1325,11 +1297,7 @@ impl Circles {
                 let mut indicators = Vec::with_capacity(signed.len());
                 for indicator in signed {
                     let message = group
-                        .create_message(
-                            &inner.provider,
-                            signer.as_ref(),
-                            &indicator.encode_to_vec(),
-                        )
+                        .create_message(provider, signer.as_ref(), &indicator.encode_to_vec())
                         .map_err(|error| Status::internal(format!("encrypting: {error}")))?;
                     position += 1;
                     log.push(CircleLogEntry {
@@ -1378,19 +1346,11 @@ impl Circles {
             let payload = payload.clone();
             let ((message, epoch), _) = self
                 .apply(&mut inner, |inner| {
-                    let row = inner
-                        .rows
-                        .get(&circle)
-                        .cloned()
-                        .ok_or_else(|| Status::not_found("circle"))?;
-                    let group = inner
-                        .groups
-                        .get_mut(&circle)
-                        .ok_or_else(|| Status::internal("no MLS state"))?;
+                    let (row, group, provider) = inner.circle_mut(&circle)?;
                     same_members(group, &own, checked, &circle)?;
                     let epoch = group.epoch().as_u64();
                     let message = group
-                        .create_message(&inner.provider, signer.as_ref(), &payload)
+                        .create_message(provider, signer.as_ref(), &payload)
                         .map_err(|error| Status::internal(format!("encrypting: {error}")))?;
                     let message = mls::serialize(&message).map_err(Status::internal)?;
                     if row.hub == own {
