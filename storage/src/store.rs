@@ -400,8 +400,6 @@ impl Store {
         }
     }
 
-    /// The last log position `member`, removed from `circle`, may still read; `None` if no
-    /// departure is stored.
     /// The indicator kept in the outbox for the own message with SHA-256 `digest`, if any.
     pub async fn outbox_entry(
         &self,
@@ -452,6 +450,8 @@ impl Store {
         }
     }
 
+    /// The last log position `member`, removed from `circle`, may still read; `None` if no
+    /// departure is stored.
     pub async fn departure(&self, circle: &str, member: &str) -> Result<Option<u64>, StorageError> {
         match &self.inner.pools {
             Pools::Sqlite(pools) => sqlite_circles::departure(&pools.read, circle, member).await,

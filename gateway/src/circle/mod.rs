@@ -50,8 +50,10 @@ pub const KEY_PACKAGE_WINDOW: Duration = Duration::from_secs(3600);
 /// A last-resort KeyPackage older than this is replaced when it is next handed out.
 pub const LAST_RESORT_ROTATION: Duration = Duration::from_secs(24 * 3600);
 /// A single-use KeyPackage not used this long after it was made, or a last-resort one
-/// replaced this long ago, is forgotten with its private keys (hubs use a KeyPackage at once).
-pub const KEY_PACKAGE_EXPIRY: Duration = Duration::from_secs(24 * 3600);
+/// replaced this long ago, is forgotten with its private keys. A hub uses a KeyPackage at
+/// once, but the Welcome made from it may wait for an outage of this gateway to end; a
+/// Welcome older than this can no longer be opened (the hub removes and adds again).
+pub const KEY_PACKAGE_EXPIRY: Duration = Duration::from_secs(30 * 24 * 3600);
 /// Times a publish or rotation is sent again after another message won its epoch.
 const MAX_ATTEMPTS: u32 = 8;
 /// The longest deleted or overwritten MLS secrets stay in SQLite's WAL (plus one checkpoint).
@@ -319,7 +321,8 @@ impl Circles {
         self.followers
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .insert("checkpoint".into(), task);
+            // Not a circle name (those have no '/'), so no follower replaces it.
+            .insert("checkpoint/".into(), task);
     }
 
     pub fn subscribe_changes(&self) -> watch::Receiver<u64> {
@@ -1283,6 +1286,23 @@ impl Circles {
         checked: &[String],
     ) -> Result<CircleWriteOutcome, Status> {
         let mut inner = self.inner.lock().await;
+        // Again under the lock: a concurrent publish of the same id may have been stored
+        // since the first check, and nothing of this call may go out then.
+        for indicator in signed {
+            if self
+                .context
+                .store
+                .indicator(&indicator.id)
+                .await
+                .map_err(storage_status)?
+                .is_some()
+            {
+                return Err(Status::already_exists(format!(
+                    "indicator id {} is already held; nothing was sent",
+                    indicator.id
+                )));
+            }
+        }
         let signer = self.context.signing_key.clone();
         let own = self.context.member.clone();
         let circle = name.to_string();
@@ -1559,14 +1579,14 @@ mod tests {
     }
 
     #[test]
-    fn key_packages_expire_after_a_day_last_resort_ones_a_day_after_rotation() {
-        let hour = 3_600_000_000i64;
-        let now = 1_000 * hour;
+    fn key_packages_expire_after_30_days_last_resort_ones_30_days_after_rotation() {
+        let day = 24 * 3_600_000_000i64;
+        let now = 1_000 * day;
         let rows = [
-            row(1, false, now - 23 * hour),
-            row(2, false, now - 25 * hour),
-            row(3, true, now - 25 * hour),
-            row(4, true, now - 49 * hour),
+            row(1, false, now - 29 * day),
+            row(2, false, now - 31 * day),
+            row(3, true, now - 30 * day),
+            row(4, true, now - 32 * day),
         ];
         assert_eq!(expired_key_packages(&rows, now), [vec![2], vec![4]]);
     }
