@@ -434,16 +434,36 @@ async fn tampered_and_replayed_circle_messages_are_rejected() -> Result<()> {
     circle(ghana, &gh.endpoint, &["create", "alpha"]).await?;
     circle(ghana, &gh.endpoint, &["add", "alpha", "NG"]).await?;
 
-    // NG publishes into the circle: its gateway sends one application message to GH.
-    let from_ng = publish_in_circle(&ng.endpoint, &ng_customs, "alpha", "from NG".into()).await?;
-    wait_until("GH to hold NG's circle indicator", || async {
+    // NG publishes three indicators into the circle in one call: its gateway sends three
+    // application messages to GH in one request, logged there together.
+    let from_ng: HashSet<String> = indicator_client(&ng.endpoint, &ng_customs)
+        .await?
+        .publish(PublishRequest {
+            indicators: (0..3)
+                .map(|index| vessel(Tlp::Green, format!("from NG {index}")))
+                .collect(),
+            circle: "alpha".into(),
+        })
+        .await?
+        .into_inner()
+        .accepted
+        .into_iter()
+        .map(|accepted| accepted.id)
+        .collect();
+    ensure!(from_ng.len() == 3, "{from_ng:?}");
+    wait_until("GH to hold NG's circle indicators", || async {
         let seen = ids_seen(&gh.endpoint, &gh_customs).await?;
-        Ok((seen.contains(&from_ng), format!("{seen:?}")))
+        Ok((from_ng.is_subset(&seen), format!("{seen:?}")))
     })
     .await?;
     let position = members_info(&gh.endpoint, &ghana.identity(), "alpha")
         .await?
         .position;
+    ensure!(position == 4, "the add and NG's three messages: {position}");
+    ensure!(
+        ids_by(&ng.endpoint, &ng_customs, "NG").await? == from_ng,
+        "NG holds its own three"
+    );
     let log = hub_log(&gh.endpoint, &nigeria.identity(), "alpha", position).await?;
     let sent = log
         .iter()
@@ -457,12 +477,21 @@ async fn tampered_and_replayed_circle_messages_are_rejected() -> Result<()> {
     let mut tampered = sent.clone();
     let last = tampered.len() - 8;
     tampered[last] ^= 0x01;
-    for (what, message) in [("replayed", sent.clone()), ("tampered", tampered)] {
+    for (what, message, more) in [
+        ("replayed", sent.clone(), Vec::new()),
+        ("tampered", tampered.clone(), Vec::new()),
+        (
+            "batch of a replayed and a tampered",
+            sent.clone(),
+            vec![tampered],
+        ),
+    ] {
         let refused = as_ng
             .send(SendRequest {
                 circle: "alpha".into(),
                 kind: MessageKind::Application as i32,
                 message,
+                messages: more,
             })
             .await
             .expect_err(&format!("the hub must refuse a {what} message"));

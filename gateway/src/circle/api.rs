@@ -98,7 +98,9 @@ impl CircleService for CircleApi {
         let sender = self.require_partner_gateway(&identity)?;
         let request = request.into_inner();
         let kind = MessageKind::try_from(request.kind).unwrap_or(MessageKind::Unspecified);
-        let response = hub_accept(&self.circles, &sender, &request.circle, kind, &request.message)
+        let mut messages = vec![request.message];
+        messages.extend(request.messages);
+        let response = hub_accept(&self.circles, &sender, &request.circle, kind, &messages)
             .await
             .inspect_err(|status| {
                 tracing::warn!(circle = %request.circle, %sender, kind = kind_name(kind), code = ?status.code(), reason = %status.message(), "refused a circle message");
@@ -273,13 +275,25 @@ pub async fn hub_accept(
     sender: &str,
     name: &str,
     kind: MessageKind,
-    bytes: &[u8],
+    messages: &[Vec<u8>],
 ) -> Result<SendResponse, Status> {
-    let message =
-        mls::deserialize(bytes).map_err(|error| crate::status::invalid_field("message", error))?;
-    let protocol = message.try_into_protocol_message().map_err(|_| {
-        crate::status::invalid_field("message", "not an MLS handshake or application message")
-    })?;
+    if messages.is_empty() {
+        return Err(crate::status::invalid_field("message", "no message"));
+    }
+    if messages.len() > 1 && kind != MessageKind::Application {
+        return Err(crate::status::invalid_field(
+            "messages",
+            "only application messages are sent several at a time",
+        ));
+    }
+    let mut protocols = Vec::with_capacity(messages.len());
+    for bytes in messages {
+        let message = mls::deserialize(bytes)
+            .map_err(|error| crate::status::invalid_field("message", error))?;
+        protocols.push(message.try_into_protocol_message().map_err(|_| {
+            crate::status::invalid_field("message", "not an MLS handshake or application message")
+        })?);
+    }
     let mut inner = circles.lock().await;
     {
         let (row, group) = inner.circle(name)?;
@@ -293,129 +307,143 @@ pub async fn hub_accept(
                 "{sender} is not a member of circle {name:?}"
             )));
         }
-        if protocol.group_id() != group.group_id() {
-            return Err(crate::status::invalid_field(
-                "message",
-                "the message is for another group",
-            ));
-        }
         let current = group.epoch().as_u64();
-        if protocol.epoch().as_u64() != current {
-            return Err(Status::aborted(format!(
-                "circle {name:?} is at epoch {current}; the message is for epoch {}: catch up and send again",
-                protocol.epoch().as_u64()
-            )));
+        for protocol in &protocols {
+            if protocol.group_id() != group.group_id() {
+                return Err(crate::status::invalid_field(
+                    "message",
+                    "the message is for another group",
+                ));
+            }
+            if protocol.epoch().as_u64() != current {
+                return Err(Status::aborted(format!(
+                    "circle {name:?} is at epoch {current}; the message is for epoch {}: catch up and send again",
+                    protocol.epoch().as_u64()
+                )));
+            }
         }
     }
     let context = circles.context.clone();
     let circle = name.to_string();
     let sender_id = sender.to_string();
-    let bytes = bytes.to_vec();
     let ((position, epoch), _) = circles
         .apply(&mut inner, |inner| {
-            let row: CircleRow = inner
+            let mut write = CircleWrite::default();
+            let mut position = 0;
+            for (protocol, bytes) in protocols.into_iter().zip(messages) {
+                position = accept_one(
+                    inner, &context, &circle, &sender_id, kind, protocol, bytes, &mut write,
+                )?;
+            }
+            let epoch = inner
                 .rows
                 .get(&circle)
-                .cloned()
-                .ok_or_else(|| Status::not_found("circle"))?;
-            let group = inner
-                .groups
-                .get_mut(&circle)
-                .ok_or_else(|| Status::internal("no MLS state"))?;
-            let epoch = group.epoch().as_u64();
-            let processed = group
-                .process_message(&inner.provider, protocol)
-                .map_err(|error| Status::invalid_argument(format!("message rejected: {error}")))?;
-            let author = mls::credential_member(processed.credential())
-                .map_err(Status::permission_denied)?;
-            if author != sender_id {
-                return Err(Status::permission_denied(format!(
-                    "the message is signed by {author} but was sent by {sender_id}"
-                )));
+                .map(|row| row.epoch)
+                .unwrap_or_default();
+            if !write.indicators.is_empty() {
+                write.indicators_circle = Some(circle.clone());
             }
-            let mut write = CircleWrite::default();
-            match (processed.into_content(), kind) {
-                (
-                    ProcessedMessageContent::ApplicationMessage(application),
-                    MessageKind::Application,
-                ) => {
-                    let indicator =
-                        check_circle_indicator(&context, &sender_id, &application.into_bytes())
-                            .map_err(|reason| {
-                                Status::invalid_argument(format!(
-                                    "circle indicator refused: {reason}"
-                                ))
-                            })?;
-                    write.indicators = vec![circle_indicator(&indicator, Some(&sender_id))?];
-                    write.indicators_circle = Some(circle.clone());
-                }
-                (ProcessedMessageContent::ProposalMessage(_), MessageKind::Proposal) => {
-                    // A pending proposal would block every member's messages until the hub
-                    // committed it, and would slip an unchecked leaf into that commit.
-                    return Err(Status::permission_denied(
-                        "the hub takes no proposals: a member rotates its keys with a commit",
-                    ));
-                }
-                (ProcessedMessageContent::StagedCommitMessage(staged), MessageKind::Commit) => {
-                    if staged.queued_proposals().next().is_some() {
-                        return Err(Status::permission_denied(
-                            "a member's commit may carry no proposals, only its own update path; \
-                             the hub alone changes membership",
-                        ));
-                    }
-                    for credential in staged.credentials_to_verify() {
-                        // The new leaf keeps the member's pinned signature key.
-                        mls::credential_member(credential)
-                            .ok()
-                            .filter(|member| *member == sender_id)
-                            .ok_or_else(|| {
-                                Status::permission_denied(
-                                    "a commit may not change its sender's credential",
-                                )
-                            })?;
-                    }
-                    group
-                        .merge_staged_commit(&inner.provider, *staged)
-                        .map_err(|error| Status::internal(format!("merging: {error}")))?;
-                }
-                (_, kind) => {
-                    return Err(crate::status::invalid_field(
-                        "kind",
-                        format!(
-                            "the message is not of the kind it was sent as ({})",
-                            kind_name(kind)
-                        ),
-                    ));
-                }
-            }
-            // Every leaf, after the message: each names a member with its pinned key.
-            for member in group.members() {
-                context
-                    .pinned
-                    .check(&member.credential, &member.signature_key)
-                    .map_err(|reason| {
-                        Status::permission_denied(format!("circle member: {reason}"))
-                    })?;
-            }
-            let position = row.position + 1;
-            let updated = CircleRow {
-                epoch: group.epoch().as_u64(),
-                position,
-                ..row
-            };
-            inner.rows.insert(circle.clone(), updated.clone());
-            write.circle = Some(updated.clone());
-            write.log = vec![CircleLogEntry {
-                circle: circle.clone(),
-                position,
-                epoch,
-                sender: sender_id.clone(),
-                kind: kind_name(kind).into(),
-                message: bytes,
-                at_micros: super::now_micros(),
-            }];
-            Ok(((position, updated.epoch), write))
+            Ok(((position, epoch), write))
         })
         .await?;
     Ok(SendResponse { position, epoch })
+}
+
+/// Processes one message at the hub and adds its log entry (and indicator) to `write`;
+/// returns its position.
+#[allow(clippy::too_many_arguments)]
+fn accept_one(
+    inner: &mut super::Inner,
+    context: &super::CircleContext,
+    circle: &str,
+    sender_id: &str,
+    kind: MessageKind,
+    protocol: ProtocolMessage,
+    bytes: &[u8],
+    write: &mut CircleWrite,
+) -> Result<u64, Status> {
+    let (row, group, provider) = inner.circle_mut(circle)?;
+    let epoch = group.epoch().as_u64();
+    let processed = group
+        .process_message(provider, protocol)
+        .map_err(|error| Status::invalid_argument(format!("message rejected: {error}")))?;
+    let author =
+        mls::credential_member(processed.credential()).map_err(Status::permission_denied)?;
+    if author != sender_id {
+        return Err(Status::permission_denied(format!(
+            "the message is signed by {author} but was sent by {sender_id}"
+        )));
+    }
+    match (processed.into_content(), kind) {
+        (ProcessedMessageContent::ApplicationMessage(application), MessageKind::Application) => {
+            let indicator = check_circle_indicator(context, sender_id, &application.into_bytes())
+                .map_err(|reason| {
+                Status::invalid_argument(format!("circle indicator refused: {reason}"))
+            })?;
+            write
+                .indicators
+                .push(circle_indicator(&indicator, Some(sender_id))?);
+        }
+        (ProcessedMessageContent::ProposalMessage(_), MessageKind::Proposal) => {
+            // A pending proposal would block every member's messages until the hub
+            // committed it, and would slip an unchecked leaf into that commit.
+            return Err(Status::permission_denied(
+                "the hub takes no proposals: a member rotates its keys with a commit",
+            ));
+        }
+        (ProcessedMessageContent::StagedCommitMessage(staged), MessageKind::Commit) => {
+            if staged.queued_proposals().next().is_some() {
+                return Err(Status::permission_denied(
+                    "a member's commit may carry no proposals, only its own update path; \
+                             the hub alone changes membership",
+                ));
+            }
+            for credential in staged.credentials_to_verify() {
+                // The new leaf keeps the member's pinned signature key.
+                mls::credential_member(credential)
+                    .ok()
+                    .filter(|member| member == sender_id)
+                    .ok_or_else(|| {
+                        Status::permission_denied("a commit may not change its sender's credential")
+                    })?;
+            }
+            group
+                .merge_staged_commit(provider, *staged)
+                .map_err(|error| Status::internal(format!("merging: {error}")))?;
+        }
+        (_, kind) => {
+            return Err(crate::status::invalid_field(
+                "kind",
+                format!(
+                    "the message is not of the kind it was sent as ({})",
+                    kind_name(kind)
+                ),
+            ));
+        }
+    }
+    // Every leaf, after the message: each names a member with its pinned key.
+    for member in group.members() {
+        context
+            .pinned
+            .check(&member.credential, &member.signature_key)
+            .map_err(|reason| Status::permission_denied(format!("circle member: {reason}")))?;
+    }
+    let position = row.position + 1;
+    let updated = CircleRow {
+        epoch: group.epoch().as_u64(),
+        position,
+        ..row
+    };
+    inner.rows.insert(circle.to_string(), updated.clone());
+    write.circle = Some(updated);
+    write.log.push(CircleLogEntry {
+        circle: circle.to_string(),
+        position,
+        epoch,
+        sender: sender_id.to_string(),
+        kind: kind_name(kind).into(),
+        message: bytes.to_vec(),
+        at_micros: super::now_micros(),
+    });
+    Ok(position)
 }

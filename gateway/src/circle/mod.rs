@@ -1061,7 +1061,7 @@ impl Circles {
                 return Ok((epoch, attempt));
             };
             let sent = self
-                .send_to_hub(&hub, name, MessageKind::Commit, commit)
+                .send_to_hub(&hub, name, MessageKind::Commit, vec![commit])
                 .await;
             let mut inner = self.inner.lock().await;
             let circle = name.to_string();
@@ -1122,14 +1122,19 @@ impl Circles {
         hub: &str,
         name: &str,
         kind: MessageKind,
-        message: Vec<u8>,
+        mut messages: Vec<Vec<u8>>,
     ) -> Result<cordon_proto::v1::SendResponse, Status> {
+        if messages.is_empty() {
+            return Err(Status::internal("nothing to send"));
+        }
+        let message = messages.remove(0);
         let mut client = self.connect(hub).await?;
         client
             .send(SendRequest {
                 circle: name.to_string(),
                 kind: kind as i32,
                 message,
+                messages,
             })
             .await
             .map(tonic::Response::into_inner)
@@ -1242,33 +1247,12 @@ impl Circles {
             tracing::info!(publisher = %publisher, circle = %name, count = accepted.len(), "published into circle");
             return Ok(PublishResponse { accepted });
         }
-        let total = signed.len();
-        for (indicator, warnings) in signed.into_iter().zip(warnings) {
-            let id = indicator.id.clone();
-            let sequence = self
-                .send_indicator(name, &hub, indicator, &members)
-                .await
-                .map_err(|status| {
-                    if accepted.is_empty() {
-                        status
-                    } else {
-                        Status::new(
-                            status.code(),
-                            format!(
-                                "{} ({} of the {total} indicators were sent and accepted: {})",
-                                status.message(),
-                                accepted.len(),
-                                accepted
-                                    .iter()
-                                    .map(|accepted: &Accepted| accepted.id.as_str())
-                                    .collect::<Vec<_>>()
-                                    .join(", ")
-                            ),
-                        )
-                    }
-                })?;
+        // A member sends the whole call to the hub in one request, logged there in one
+        // transaction.
+        let sequences = self.send_indicators(name, &hub, &signed, &members).await?;
+        for ((indicator, warnings), sequence) in signed.iter().zip(warnings).zip(sequences) {
             accepted.push(Accepted {
-                id,
+                id: indicator.id.clone(),
                 sequence,
                 warnings,
             });
@@ -1348,41 +1332,53 @@ impl Circles {
         Ok(outcome)
     }
 
-    /// One indicator as one application message; returns its sequence in the local feed.
-    async fn send_indicator(
+    /// A member's indicators, one application message each, sent to the hub in one request;
+    /// returns their sequences in the local feed. The sender's ratchet and the indicators (in
+    /// the outbox) are written before the ciphertexts leave.
+    async fn send_indicators(
         &self,
         name: &str,
         hub: &str,
-        indicator: Indicator,
+        indicators: &[Indicator],
         checked: &[String],
-    ) -> Result<u64, Status> {
-        let payload = indicator.encode_to_vec();
-        let stored = circle_indicator(&indicator, None)?;
+    ) -> Result<Vec<u64>, Status> {
+        let payloads: Vec<Vec<u8>> = indicators
+            .iter()
+            .map(prost::Message::encode_to_vec)
+            .collect();
+        let stored: Vec<NewIndicator> = indicators
+            .iter()
+            .map(|indicator| circle_indicator(indicator, None))
+            .collect::<Result<_, _>>()?;
         for _attempt in 1..=MAX_ATTEMPTS {
             let mut inner = self.inner.lock().await;
             let signer = self.context.signing_key.clone();
             let circle = name.to_string();
             let own = self.context.member.clone();
-            let payload = payload.clone();
-            let ((message, epoch), _) = self
+            let ((messages, epoch), _) = self
                 .apply(&mut inner, |inner| {
                     let (row, group, provider) = inner.circle_mut(&circle)?;
-                    same_members(group, &own, checked, &circle)?;
-                    let epoch = group.epoch().as_u64();
-                    let message = group
-                        .create_message(provider, signer.as_ref(), &payload)
-                        .map_err(|error| Status::internal(format!("encrypting: {error}")))?;
-                    let message = mls::serialize(&message).map_err(Status::internal)?;
                     if row.hub == own {
                         // The hub's own indicators go through `hub_publish`.
                         return Err(Status::internal("the hub does not send to itself"));
                     }
-                    // Written ahead: the sender's ratchet has moved on before the
-                    // ciphertext leaves, so no key is ever used twice; the indicator waits
-                    // in the outbox until the hub's answer or its log says what became of it.
-                    let outbox = vec![(circle.clone(), digest(&message), Some(payload.clone()))];
+                    same_members(group, &own, checked, &circle)?;
+                    let epoch = group.epoch().as_u64();
+                    let mut messages = Vec::with_capacity(payloads.len());
+                    let mut outbox = Vec::with_capacity(payloads.len());
+                    for payload in &payloads {
+                        let message = group
+                            .create_message(provider, signer.as_ref(), payload)
+                            .map_err(|error| Status::internal(format!("encrypting: {error}")))?;
+                        let message = mls::serialize(&message).map_err(Status::internal)?;
+                        // Written ahead: no key is ever used twice, and the indicator waits
+                        // in the outbox until the hub's answer or its log says what became
+                        // of it.
+                        outbox.push((circle.clone(), digest(&message), Some(payload.to_vec())));
+                        messages.push(message);
+                    }
                     Ok((
-                        (message, epoch),
+                        (messages, epoch),
                         CircleWrite {
                             outbox,
                             ..CircleWrite::default()
@@ -1391,9 +1387,12 @@ impl Circles {
                 })
                 .await?;
             drop(inner);
-            let sent = digest(&message);
+            let sent: Vec<(String, Vec<u8>, Option<Vec<u8>>)> = messages
+                .iter()
+                .map(|message| (name.to_string(), digest(message), None))
+                .collect();
             match self
-                .send_to_hub(hub, name, MessageKind::Application, message)
+                .send_to_hub(hub, name, MessageKind::Application, messages)
                 .await
             {
                 Ok(_) => {
@@ -1401,45 +1400,50 @@ impl Circles {
                         .context
                         .store
                         .circle_write(CircleWrite {
-                            indicators: vec![stored.clone()],
+                            indicators: stored.clone(),
                             indicators_circle: Some(name.to_string()),
-                            outbox: vec![(name.to_string(), sent, None)],
+                            outbox: sent,
                             ..CircleWrite::default()
                         })
                         .await
                         .map_err(storage_status)?;
-                    if outcome.duplicates.contains(&stored.id) {
-                        // The follower stored it first, from the outbox.
-                        let held = self
-                            .context
-                            .store
-                            .indicator(&stored.id)
-                            .await
-                            .map_err(storage_status)?;
-                        if let Some(held) = held.filter(|held| held.payload == stored.payload) {
-                            return Ok(held.sequence);
+                    let mut sequences = Vec::with_capacity(stored.len());
+                    for item in &stored {
+                        if outcome.duplicates.contains(&item.id) {
+                            // The follower stored it first, from the outbox.
+                            let held = self
+                                .context
+                                .store
+                                .indicator(&item.id)
+                                .await
+                                .map_err(storage_status)?;
+                            if let Some(held) = held.filter(|held| held.payload == item.payload) {
+                                sequences.push(held.sequence);
+                                continue;
+                            }
                         }
+                        sequences.push(sequence_of(&outcome, &item.id)?);
                     }
-                    return sequence_of(&outcome, &stored.id);
+                    return Ok(sequences);
                 }
                 Err(status) if status.code() == tonic::Code::Aborted => {
-                    // Refused before it was processed: it is not in the hub's log.
+                    // Refused before any was processed: none is in the hub's log.
                     self.context
                         .store
                         .circle_write(CircleWrite {
-                            outbox: vec![(name.to_string(), sent, None)],
+                            outbox: sent,
                             ..CircleWrite::default()
                         })
                         .await
                         .map_err(storage_status)?;
-                    tracing::info!(circle = %name, epoch, reason = %status.message(), "message lost its epoch; catching up to retry");
+                    tracing::info!(circle = %name, epoch, reason = %status.message(), "messages lost their epoch; catching up to retry");
                     self.wait_for_epoch_after(name, epoch).await;
                 }
                 Err(status) => return Err(status),
             }
         }
         Err(Status::aborted(format!(
-            "circle {name:?}: the message lost its epoch {MAX_ATTEMPTS} times"
+            "circle {name:?}: the messages lost their epoch {MAX_ATTEMPTS} times"
         )))
     }
 }
