@@ -499,19 +499,12 @@ impl Bench {
     /// [`CIRCLE`] and adds the nine.
     async fn circle_gateways(&mut self, circle: bool) -> Result<Vec<(MemberDir, GatewayProcess)>> {
         self.gateways += 1;
-        let members = (0..CIRCLE_GATEWAYS)
-            .map(|index| {
-                self.federation
-                    .member(&format!("C{}-{index}", self.gateways))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        for member in &members {
-            for other in &members {
-                if other.member != member.member {
-                    member.trust_member(other)?;
-                }
-            }
-        }
+        let ids: Vec<String> = (0..CIRCLE_GATEWAYS)
+            .map(|index| format!("C{}-{index}", self.gateways))
+            .collect();
+        let members = self
+            .federation
+            .members(&ids.iter().map(String::as_str).collect::<Vec<_>>())?;
         let endpoints = members
             .iter()
             .map(MemberDir::fix_listen_port)

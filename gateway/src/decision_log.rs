@@ -4,7 +4,9 @@
 //! moment), a retention setting, and the OPA decision-log JSON shape for export.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+
+use crate::service::now_micros;
 
 use cordon_storage::{DecisionRow, StorageError, Store};
 use serde_json::{Value, json};
@@ -149,13 +151,6 @@ async fn purge_older_than(store: &Store, retention: Duration) {
         Ok(count) => tracing::info!(count, "purged decisions past retention"),
         Err(error) => tracing::warn!(%error, "purging old decisions failed"),
     }
-}
-
-fn now_micros() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_micros() as i64)
-        .unwrap_or_default()
 }
 
 /// PostgreSQL text cannot hold NUL; a policy's reasons or a bundle's revision

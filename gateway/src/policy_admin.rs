@@ -5,7 +5,9 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+
+use crate::service::now_micros;
 
 use cordon_policy::Policy;
 use cordon_proto::v1::policy_service_server::PolicyService;
@@ -241,13 +243,6 @@ impl PolicyManager {
         });
         Ok(watcher)
     }
-}
-
-fn now_micros() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_micros() as i64)
-        .unwrap_or_default()
 }
 
 fn timestamp(micros: i64) -> pbjson_types::Timestamp {

@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use cordon_policy::{Decision, Policy};
 use cordon_proto::v1::{Indicator, Protection, Tlp};
@@ -224,10 +224,7 @@ impl Releaser {
         }
         let record = DecisionRecord {
             decision_id: uuid::Uuid::now_v7().to_string(),
-            at_micros: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|elapsed| elapsed.as_micros() as i64)
-                .unwrap_or_default(),
+            at_micros: crate::service::now_micros(),
             recipient: recipient.to_string(),
             indicator_id: indicator.id.clone(),
             channel,

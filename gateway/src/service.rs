@@ -146,6 +146,14 @@ pub(crate) fn micros_of(timestamp: &pbjson_types::Timestamp) -> i64 {
         .saturating_add(i64::from(timestamp.nanos / 1000))
 }
 
+/// Now, in Unix microseconds (as stored).
+pub(crate) fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_micros() as i64)
+        .unwrap_or_default()
+}
+
 /// RFC 3339 `now` for `input.context.now`.
 pub fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()

@@ -108,6 +108,22 @@ impl Federation {
         Ok(out)
     }
 
+    /// Members (`cordon init` each) that all list each other's signing keys.
+    pub fn members(&self, ids: &[&str]) -> Result<Vec<MemberDir>> {
+        let members = ids
+            .iter()
+            .map(|id| self.member(id))
+            .collect::<Result<Vec<_>>>()?;
+        for member in &members {
+            for other in &members {
+                if other.member != member.member {
+                    member.trust_member(other)?;
+                }
+            }
+        }
+        Ok(members)
+    }
+
     /// `cordon init` for MEMBER in its own directory, listening on a free loopback port.
     pub fn member(&self, member: &str) -> Result<MemberDir> {
         let dir = self.dir.path().join("members").join(member);

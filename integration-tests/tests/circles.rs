@@ -20,21 +20,6 @@ use cordon_storage::Store;
 use openmls::prelude::{GroupId, MlsGroup, OpenMlsProvider, ProcessedMessageContent};
 use tonic::transport::Channel;
 
-fn members(federation: &Federation, ids: &[&str]) -> Result<Vec<MemberDir>> {
-    let members = ids
-        .iter()
-        .map(|id| federation.member(id))
-        .collect::<Result<Vec<_>>>()?;
-    for member in &members {
-        for other in &members {
-            if other.member != member.member {
-                member.trust_member(other)?;
-            }
-        }
-    }
-    Ok(members)
-}
-
 async fn circle(member: &MemberDir, endpoint: &str, args: &[&str]) -> Result<serde_json::Value> {
     let identity = member.identity();
     let mut all: Vec<String> = vec!["circle".into(), args[0].into()];
@@ -77,7 +62,7 @@ fn file_contains(path: &Path, marker: &str) -> Result<bool> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn circle_members_decrypt_outsiders_and_removed_members_get_nothing() -> Result<()> {
     let federation = Federation::new()?;
-    let [ghana, nigeria, senegal] = &members(&federation, &["GH", "NG", "SN"])?[..] else {
+    let [ghana, nigeria, senegal] = &federation.members(&["GH", "NG", "SN"])?[..] else {
         bail!("three members")
     };
     let endpoints: Vec<String> = [ghana, nigeria, senegal]
@@ -266,13 +251,15 @@ async fn circle_members_decrypt_outsiders_and_removed_members_get_nothing() -> R
     Ok(())
 }
 
-/// GH, NG and `third`, pinning each other; NG and `third` follow GH, which lists them as
-/// peers; GH's circle "alpha" with NG added, then `third`.
-async fn hub_and_two_members(
+/// `ids` (the hub first), pinning each other, each started with its `environments` entry;
+/// the others follow the hub, which lists them as peers; the hub's circle "alpha" with the
+/// others added in order.
+async fn hub_circle<const N: usize>(
     federation: &Federation,
-    third: &str,
-) -> Result<(Vec<MemberDir>, [GatewayProcess; 3])> {
-    let dirs = members(federation, &["GH", "NG", third])?;
+    ids: [&str; N],
+    environments: [&[(&str, &str)]; N],
+) -> Result<(Vec<MemberDir>, [GatewayProcess; N])> {
+    let dirs = federation.members(&ids)?;
     let endpoints: Vec<String> = dirs
         .iter()
         .map(MemberDir::fix_listen_port)
@@ -282,15 +269,14 @@ async fn hub_and_two_members(
         member.follow(&dirs[0], &endpoints[0])?;
     }
     let mut gateways = Vec::new();
-    for member in &dirs {
-        gateways.push(member.start(&[]).await?);
+    for (member, environment) in dirs.iter().zip(environments) {
+        gateways.push(member.start(environment).await?);
     }
     circle(&dirs[0], &gateways[0].endpoint, &["create", "alpha"]).await?;
-    for member in ["NG", third] {
+    for member in &ids[1..] {
         circle(&dirs[0], &gateways[0].endpoint, &["add", "alpha", member]).await?;
     }
-    let gateways: [GatewayProcess; 3] =
-        gateways.try_into().map_err(|_| anyhow!("three gateways"))?;
+    let gateways: [GatewayProcess; N] = gateways.try_into().map_err(|_| anyhow!("{N} gateways"))?;
     Ok((dirs, gateways))
 }
 
@@ -420,19 +406,12 @@ async fn ids_by(endpoint: &str, agency: &Path, originator: &str) -> Result<HashS
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tampered_and_replayed_circle_messages_are_rejected() -> Result<()> {
     let federation = Federation::new()?;
-    let [ghana, nigeria] = &members(&federation, &["GH", "NG"])?[..] else {
+    let (dirs, [gh, ng]) = hub_circle(&federation, ["GH", "NG"], [&[], &[]]).await?;
+    let [ghana, nigeria] = &dirs[..] else {
         bail!("two members")
     };
-    let gh_endpoint = ghana.fix_listen_port()?;
-    let ng_endpoint = nigeria.fix_listen_port()?;
-    ghana.follow(nigeria, &ng_endpoint)?;
-    nigeria.follow(ghana, &gh_endpoint)?;
-    let gh = ghana.start(&[]).await?;
-    let ng = nigeria.start(&[]).await?;
     let gh_customs = federation.identity("GH/customs")?;
     let ng_customs = federation.identity("NG/customs")?;
-    circle(ghana, &gh.endpoint, &["create", "alpha"]).await?;
-    circle(ghana, &gh.endpoint, &["add", "alpha", "NG"]).await?;
 
     // NG publishes three indicators into the circle in one call: its gateway sends three
     // application messages to GH in one request, logged there together.
@@ -616,7 +595,7 @@ fn set_listen(member: &MemberDir, endpoint: &str) -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_package_that_does_not_name_the_tls_peer_is_refused() -> Result<()> {
     let federation = Federation::new()?;
-    let [ghana, nigeria, senegal] = &members(&federation, &["GH", "NG", "SN"])?[..] else {
+    let [ghana, nigeria, senegal] = &federation.members(&["GH", "NG", "SN"])?[..] else {
         bail!("three members")
     };
     let ng_endpoint = nigeria.fix_listen_port()?;
@@ -697,7 +676,7 @@ async fn a_key_package_that_does_not_name_the_tls_peer_is_refused() -> Result<()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_members_committing_at_once_one_wins_the_other_retries() -> Result<()> {
     let federation = Federation::new()?;
-    let (dirs, [gh, ng, sn]) = hub_and_two_members(&federation, "SN").await?;
+    let (dirs, [gh, ng, sn]) = hub_circle(&federation, ["GH", "NG", "SN"], [&[], &[], &[]]).await?;
     let [ghana, nigeria, senegal] = &dirs[..] else {
         bail!("three members")
     };
@@ -822,19 +801,12 @@ async fn killed_and_restarted(gh_url: Option<String>, ng_url: Option<String>) ->
         .map(|url| ("CORDON_DATABASE_URL", url.as_str()))
         .collect();
     let federation = Federation::new()?;
-    let [ghana, nigeria] = &members(&federation, &["GH", "NG"])?[..] else {
+    let (dirs, [gh, ng]) = hub_circle(&federation, ["GH", "NG"], [&gh_env, &ng_env]).await?;
+    let [ghana, nigeria] = &dirs[..] else {
         bail!("two members")
     };
-    let gh_endpoint = ghana.fix_listen_port()?;
-    let ng_endpoint = nigeria.fix_listen_port()?;
-    ghana.follow(nigeria, &ng_endpoint)?;
-    nigeria.follow(ghana, &gh_endpoint)?;
-    let gh = ghana.start(&gh_env).await?;
-    let ng = nigeria.start(&ng_env).await?;
     let gh_customs = federation.identity("GH/customs")?;
     let ng_customs = federation.identity("NG/customs")?;
-    circle(ghana, &gh.endpoint, &["create", "alpha"]).await?;
-    circle(ghana, &gh.endpoint, &["add", "alpha", "NG"]).await?;
 
     // Each side publishes one indicator per call until its gateway dies.
     let publisher = |endpoint: String, agency: std::path::PathBuf, label: &'static str| {
@@ -1008,7 +980,7 @@ async fn a_welcome_not_taken_is_kept_and_delivered_after_a_hub_crash() -> Result
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_publish_the_policy_refuses_for_one_member_sends_nothing() -> Result<()> {
     let federation = Federation::new()?;
-    let (dirs, [gh, ng, ss]) = hub_and_two_members(&federation, "SS").await?;
+    let (dirs, [gh, ng, ss]) = hub_circle(&federation, ["GH", "NG", "SS"], [&[], &[], &[]]).await?;
     let [ghana, nigeria, south_sudan] = &dirs[..] else {
         bail!("three members")
     };

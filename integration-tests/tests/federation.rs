@@ -126,29 +126,13 @@ async fn publish(
         .collect())
 }
 
-/// Members that all know each other's signing keys.
-fn members(federation: &Federation, ids: &[&str]) -> Result<Vec<MemberDir>> {
-    let members = ids
-        .iter()
-        .map(|id| federation.member(id))
-        .collect::<Result<Vec<_>>>()?;
-    for member in &members {
-        for other in &members {
-            if other.member != member.member {
-                member.trust_member(other)?;
-            }
-        }
-    }
-    Ok(members)
-}
-
 /// GH -> NG -> SN, SN also follows GH (a triangle) and GH follows SN (a cycle
 /// GH -> NG -> SN -> GH). GREEN travels everywhere with GH's signature; AMBER
 /// stops at its first recipient; every indicator is held once and nothing loops.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn green_travels_with_its_signature_amber_stops_and_nothing_loops() -> Result<()> {
     let federation = Federation::new()?;
-    let [ghana, nigeria, senegal] = &members(&federation, &["GH", "NG", "SN"])?[..] else {
+    let [ghana, nigeria, senegal] = &federation.members(&["GH", "NG", "SN"])?[..] else {
         bail!("three members")
     };
     let endpoints: Vec<String> = [ghana, nigeria, senegal]
@@ -311,7 +295,7 @@ fn hex_key(text: &str) -> Result<Vec<u8>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn altered_and_forged_items_are_refused_and_logged() -> Result<()> {
     let federation = Federation::new()?;
-    let [ghana, nigeria, senegal] = &members(&federation, &["GH", "NG", "SN"])?[..] else {
+    let [ghana, nigeria, senegal] = &federation.members(&["GH", "NG", "SN"])?[..] else {
         bail!("three members")
     };
     let gh_endpoint = ghana.fix_listen_port()?;
@@ -429,7 +413,7 @@ async fn altered_and_forged_items_are_refused_and_logged() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_killed_mid_stream_ends_with_everything_once() -> Result<()> {
     let federation = Federation::new()?;
-    let [ghana, nigeria] = &members(&federation, &["GH", "NG"])?[..] else {
+    let [ghana, nigeria] = &federation.members(&["GH", "NG"])?[..] else {
         bail!("two members")
     };
     let gh_endpoint = ghana.fix_listen_port()?;
@@ -533,7 +517,7 @@ async fn a_follower_killed_mid_stream_ends_with_everything_once() -> Result<()> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retractions_and_revisions_reach_every_holder() -> Result<()> {
     let federation = Federation::new()?;
-    let [ghana, nigeria, senegal] = &members(&federation, &["GH", "NG", "SN"])?[..] else {
+    let [ghana, nigeria, senegal] = &federation.members(&["GH", "NG", "SN"])?[..] else {
         bail!("three members")
     };
     let gh_endpoint = ghana.fix_listen_port()?;
@@ -617,7 +601,7 @@ async fn retractions_and_revisions_reach_every_holder() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_refuses_a_gateway_that_is_not_its_peer() -> Result<()> {
     let federation = Federation::new()?;
-    let [ghana, nigeria, senegal] = &members(&federation, &["GH", "NG", "SN"])?[..] else {
+    let [ghana, nigeria, senegal] = &federation.members(&["GH", "NG", "SN"])?[..] else {
         bail!("three members")
     };
     // NG believes GH is at SN's address.
@@ -671,7 +655,7 @@ async fn a_follower_refuses_a_gateway_that_is_not_its_peer() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_id_held_by_another_indicator_is_refused_not_replaced() -> Result<()> {
     let federation = Federation::new()?;
-    let [ghana, nigeria] = &members(&federation, &["GH", "NG"])?[..] else {
+    let [ghana, nigeria] = &federation.members(&["GH", "NG"])?[..] else {
         bail!("two members")
     };
     let gh_endpoint = ghana.fix_listen_port()?;

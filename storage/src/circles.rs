@@ -344,28 +344,17 @@ macro_rules! circle_operations {
         feed = $feed:ident $(,)?
     ) => {
         pub(crate) mod $module {
-            use sqlx::{AssertSqlSafe, Pool, Transaction};
+            use sqlx::{AssertSqlSafe, Pool};
 
             use super::*;
             use crate::operations::$feed as feed;
             use crate::placeholders::dialect;
             use crate::store::Backend;
+            use feed::{failed, roll_back};
 
             type Database = $database;
             type Connection = <Database as sqlx::Database>::Connection;
             const BACKEND: Backend = $backend;
-
-            fn failed(action: &str) -> impl FnOnce(sqlx::Error) -> StorageError + '_ {
-                move |error| StorageError::from_sqlx(BACKEND, action, error)
-            }
-
-            /// Rolls back a transaction that is refused. Dropping it would roll it back
-            /// anyway; the caller needs its own error, not this one, which is only logged.
-            async fn roll_back(transaction: Transaction<'_, Database>, what: &str) {
-                if let Err(error) = transaction.rollback().await {
-                    tracing::warn!(%error, "roll back {what}");
-                }
-            }
 
             /// Returns whether the entry was appended: false if its position is taken.
             async fn append_log_entry(

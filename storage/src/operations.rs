@@ -554,13 +554,15 @@ macro_rules! feed_operations {
             type Connection = <Database as sqlx::Database>::Connection;
             const BACKEND: Backend = $backend;
 
-            fn failed(action: &str) -> impl FnOnce(sqlx::Error) -> StorageError + '_ {
+            pub(crate) fn failed(
+                action: &str,
+            ) -> impl FnOnce(sqlx::Error) -> StorageError + '_ {
                 move |error| StorageError::from_sqlx(BACKEND, action, error)
             }
 
             /// Rolls back a transaction that is refused. Dropping it would roll it back
             /// anyway; the caller needs its own error, not this one, which is only logged.
-            async fn roll_back(transaction: Transaction<'_, Database>, what: &str) {
+            pub(crate) async fn roll_back(transaction: Transaction<'_, Database>, what: &str) {
                 if let Err(error) = transaction.rollback().await {
                     tracing::warn!(%error, "roll back {what}");
                 }

@@ -422,12 +422,10 @@ fn accept_one(
         }
     }
     // Every leaf, after the message: each names a member with its pinned key.
-    for member in group.members() {
-        context
-            .pinned
-            .check(&member.credential, &member.signature_key)
-            .map_err(|reason| Status::permission_denied(format!("circle member: {reason}")))?;
-    }
+    context
+        .pinned
+        .check_members(group.members())
+        .map_err(|reason| Status::permission_denied(format!("circle member: {reason}")))?;
     let position = row.position + 1;
     let updated = CircleRow {
         epoch: group.epoch().as_u64(),
@@ -443,7 +441,7 @@ fn accept_one(
         sender: sender_id.to_string(),
         kind: kind_name(kind).into(),
         message: bytes.to_vec(),
-        at_micros: super::now_micros(),
+        at_micros: crate::service::now_micros(),
     });
     Ok(position)
 }

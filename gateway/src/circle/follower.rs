@@ -276,17 +276,15 @@ fn apply_one(
                     // Every leaf names a member with its pinned key, or the commit
                     // is not taken (the state is put back and the follower stops
                     // here, loudly).
-                    for member in group.members() {
-                        context
-                            .pinned
-                            .check(&member.credential, &member.signature_key)
-                            .map_err(|reason| {
-                                Status::permission_denied(format!(
-                                    "the commit at position {} makes a member that is not pinned: {reason}",
-                                    entry.position
-                                ))
-                            })?;
-                    }
+                    context
+                        .pinned
+                        .check_members(group.members())
+                        .map_err(|reason| {
+                            Status::permission_denied(format!(
+                                "the commit at position {} makes a member that is not pinned: {reason}",
+                                entry.position
+                            ))
+                        })?;
                 }
             }
             Ok(_) => refused = Some("unexpected message content".to_string()),

@@ -126,6 +126,15 @@ impl PinnedKeys {
             Err(format!("{member} is not a member with pinned keys"))
         }
     }
+
+    /// Checks every member (leaf) of a group, or of a Welcome's group: each must name a
+    /// member with its pinned key.
+    pub fn check_members(&self, members: impl Iterator<Item = Member>) -> Result<(), String> {
+        for member in members {
+            self.check(&member.credential, &member.signature_key)?;
+        }
+        Ok(())
+    }
 }
 
 /// Validates a KeyPackage fetched from `expected`'s gateway (whose TLS identity the

@@ -16,7 +16,9 @@ pub mod mls;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+
+use crate::service::now_micros;
 
 use cordon_indicator::Limits;
 use cordon_proto::v1::circle_service_client::CircleServiceClient;
@@ -90,13 +92,6 @@ pub fn kind_of(name: &str) -> MessageKind {
     }
 }
 
-fn now_micros() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_micros() as i64)
-        .unwrap_or_default()
-}
-
 /// What the circles share with the rest of the gateway.
 #[derive(Debug, Clone)]
 pub struct CircleContext {
@@ -147,6 +142,17 @@ impl Inner {
                     tracing::error!(circle = %row.name, ?error, "loading the circle's MLS group");
                 }
             }
+        }
+    }
+
+    /// Puts a new (or joined again) circle's group and row in place; returns the write that
+    /// stores the row.
+    fn install(&mut self, group: MlsGroup, row: CircleRow) -> CircleWrite {
+        self.groups.insert(row.name.clone(), group);
+        self.rows.insert(row.name.clone(), row.clone());
+        CircleWrite {
+            circle: Some(row),
+            ..CircleWrite::default()
         }
     }
 
@@ -441,15 +447,7 @@ impl Circles {
                 status: STATUS_ACTIVE.into(),
                 created_micros: now_micros(),
             };
-            inner.groups.insert(name.clone(), group);
-            inner.rows.insert(name.clone(), row.clone());
-            Ok((
-                (),
-                CircleWrite {
-                    circle: Some(row),
-                    ..CircleWrite::default()
-                },
-            ))
+            Ok(((), inner.install(group, row)))
         })
         .await?;
         tracing::info!(circle = %name, "circle created; this gateway is its hub");
@@ -889,13 +887,9 @@ impl Circles {
                     "the Welcome was made by {sender_id}, not by the hub {hub_id} that sent it"
                 )));
             }
-            for member in staged.members() {
-                pinned
-                    .check(&member.credential, &member.signature_key)
-                    .map_err(|reason| {
-                        Status::permission_denied(format!("circle member: {reason}"))
-                    })?;
-            }
+            pinned
+                .check_members(staged.members())
+                .map_err(|reason| Status::permission_denied(format!("circle member: {reason}")))?;
             let group = staged
                 .into_group(&inner.provider)
                 .map_err(|error| Status::invalid_argument(format!("joining: {error}")))?;
@@ -914,15 +908,7 @@ impl Circles {
                 status: STATUS_ACTIVE.into(),
                 created_micros: now_micros(),
             };
-            inner.groups.insert(circle.clone(), group);
-            inner.rows.insert(circle.clone(), row.clone());
-            Ok((
-                (),
-                CircleWrite {
-                    circle: Some(row),
-                    ..CircleWrite::default()
-                },
-            ))
+            Ok(((), inner.install(group, row)))
         })
         .await?;
         drop(inner);
@@ -1217,22 +1203,6 @@ impl Circles {
                 refused.join(", ")
             )));
         }
-        // An id already held here is refused before anything is encrypted.
-        for indicator in &signed {
-            if self
-                .context
-                .store
-                .indicator(&indicator.id)
-                .await
-                .map_err(storage_status)?
-                .is_some()
-            {
-                return Err(Status::already_exists(format!(
-                    "indicator id {} is already held; nothing was sent",
-                    indicator.id
-                )));
-            }
-        }
         let mut accepted = Vec::with_capacity(signed.len());
         if hub == self.context.member {
             // The hub orders its own messages: the whole call in one transaction.
@@ -1249,6 +1219,7 @@ impl Circles {
         }
         // A member sends the whole call to the hub in one request, logged there in one
         // transaction.
+        self.refuse_held(&signed).await?;
         let sequences = self.send_indicators(name, &hub, &signed, &members).await?;
         for ((indicator, warnings), sequence) in signed.iter().zip(warnings).zip(sequences) {
             accepted.push(Accepted {
@@ -1261,18 +1232,9 @@ impl Circles {
         Ok(PublishResponse { accepted })
     }
 
-    /// The hub's own indicators: one application message each, appended to the log with the
-    /// indicators in one transaction.
-    async fn hub_publish(
-        &self,
-        name: &str,
-        signed: &[Indicator],
-        checked: &[String],
-    ) -> Result<CircleWriteOutcome, Status> {
-        let mut inner = self.inner.lock().await;
-        // Again under the lock: a concurrent publish of the same id may have been stored
-        // since the first check, and nothing of this call may go out then.
-        for indicator in signed {
+    /// An id already held here is refused before anything is encrypted.
+    async fn refuse_held(&self, indicators: &[Indicator]) -> Result<(), Status> {
+        for indicator in indicators {
             if self
                 .context
                 .store
@@ -1287,6 +1249,21 @@ impl Circles {
                 )));
             }
         }
+        Ok(())
+    }
+
+    /// The hub's own indicators: one application message each, appended to the log with the
+    /// indicators in one transaction.
+    async fn hub_publish(
+        &self,
+        name: &str,
+        signed: &[Indicator],
+        checked: &[String],
+    ) -> Result<CircleWriteOutcome, Status> {
+        let mut inner = self.inner.lock().await;
+        // Under the lock, so that a concurrent publish of the same id cannot be stored
+        // between the check and this call's messages going out.
+        self.refuse_held(signed).await?;
         let signer = self.context.signing_key.clone();
         let own = self.context.member.clone();
         let circle = name.to_string();
