@@ -82,7 +82,7 @@ fn main() {
             })
         })
         .map(|(indicator, recipient, channel)| {
-            input(indicator, recipient_input(&policy, recipient), channel, 0)
+            input(indicator, policy.recipient_input(recipient), channel, 0)
         })
         .collect();
 
@@ -116,7 +116,7 @@ fn main() {
         .collect();
     let reuse_recipients: Vec<Value> = ["NG", "CI", "ECOWAS", "GH/customs", "NG/customs"]
         .iter()
-        .map(|id| recipient_input(&policy, id))
+        .map(|id| policy.recipient_input(id))
         .collect();
 
     let baseline = measure("hand-written Rust rules", budget, &corpus, |input| {
@@ -440,36 +440,14 @@ fn example_indicators() -> Vec<Value> {
         .collect()
 }
 
-/// The recipient as the gateway builds it: data facts, then identity.
-fn recipient_input(policy: &Policy, id: &str) -> Value {
-    let mut recipient = policy.recipient_data(id).cloned().unwrap_or_default();
-    let (kind, member) = match id.split_once('/') {
-        Some((member, _)) => ("agency".to_owned(), member.to_owned()),
-        None => (
-            recipient
-                .get("kind")
-                .and_then(Value::as_str)
-                .unwrap_or("member")
-                .to_owned(),
-            id.to_owned(),
-        ),
-    };
-    recipient.insert("id".into(), json!(id));
-    recipient.insert("kind".into(), json!(kind));
-    recipient.insert("member".into(), json!(member));
-    Value::Object(recipient)
-}
-
 fn input(indicator: &Value, recipient: Value, channel: &str, round: u32) -> Value {
-    json!({
-        "indicator": indicator,
-        "recipient": recipient,
-        "context": {
-            "gateway": GATEWAY,
-            "channel": channel,
-            "now": format!("2026-11-15T12:{:02}:00Z", round % 60),
-        },
-    })
+    let now = format!("2026-11-15T12:{:02}:00Z", round % 60);
+    let context = cordon_policy::InputContext {
+        gateway: GATEWAY,
+        channel: cordon_policy::Channel::parse(channel).expect("a channel name"),
+        now: &now,
+    };
+    cordon_policy::decision_input(indicator.clone(), recipient, context)
 }
 
 /// The reference policy's rules (policy/reference/cordon/outbound.rego), written by hand on

@@ -7,8 +7,9 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::analysis::{Functions, analyse};
-use crate::files::{PolicyDirectory, SourceKind};
+use crate::files::PolicyDirectory;
 use crate::policy::{EngineKind, prepared_engine};
+use crate::source::SourceKind;
 use crate::{ENTRYPOINT, Policy, PolicyError};
 
 /// What [`check`] found in a policy source that passed.

@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 use crate::PolicyError;
 use crate::analysis::closed_input_literals;
 use crate::files::PolicyDirectory;
+use crate::input::{Channel, InputContext, decision_input, recipient_input};
 use crate::policy::{prepared_engine, timer_config};
 
 /// The example indicators of Cordon's documentation and tests, one per line (proto3 JSON).
@@ -15,8 +16,6 @@ const EXAMPLE_INDICATORS: &str = include_str!("../tests/data/indicators.jsonl");
 /// The gateway the built-in inputs pretend to be. Any id does: the inputs exercise the
 /// policy's branches, they do not claim to be this member's traffic.
 const GATEWAY: &str = "GH";
-
-const CHANNELS: [&str; 3] = ["subscribe", "federation", "circle"];
 
 /// Time allowed for evaluating one test's input expression.
 const LITERAL_TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(1);
@@ -43,38 +42,27 @@ pub(crate) fn example_indicators() -> Vec<Value> {
 }
 
 /// The recipients the data names, as the gateway builds them (data facts, then identity), plus
-/// two agencies of the gateway's own member and one of each named member.
+/// one agency of each named member and two agencies of the gateway's own member.
 pub(crate) fn recipients(data: &Value) -> Vec<Value> {
-    let mut recipients = Vec::new();
     let named = data
         .get("recipients")
         .and_then(Value::as_object)
         .cloned()
         .unwrap_or_default();
-    let identity = |id: &str, kind: &str, member: &str, facts: Option<&Value>| {
-        let mut object = facts
-            .and_then(Value::as_object)
-            .cloned()
-            .unwrap_or_default();
-        object.insert("id".into(), json!(id));
-        object.insert("kind".into(), json!(kind));
-        object.insert("member".into(), json!(member));
-        Value::Object(object)
-    };
-    for (id, facts) in &named {
-        let kind = facts
-            .get("kind")
-            .and_then(Value::as_str)
-            .unwrap_or("member");
-        recipients.push(identity(id, kind, id, Some(facts)));
-        if kind == "member" {
+    let facts = |id: &str| named.get(id).and_then(Value::as_object);
+    let mut recipients = Vec::new();
+    for id in named.keys() {
+        let recipient = recipient_input(facts(id), id);
+        let is_member = recipient["kind"] == "member";
+        recipients.push(recipient);
+        if is_member && !id.contains('/') {
             let agency = format!("{id}/customs");
-            recipients.push(identity(&agency, "agency", id, named.get(&agency)));
+            recipients.push(recipient_input(facts(&agency), &agency));
         }
     }
     for agency in ["customs", "police"] {
         let id = format!("{GATEWAY}/{agency}");
-        recipients.push(identity(&id, "agency", GATEWAY, named.get(&id)));
+        recipients.push(recipient_input(facts(&id), &id));
     }
     recipients
 }
@@ -88,17 +76,22 @@ pub(crate) fn builtin_inputs(data: &Value) -> Vec<Value> {
     for (index, indicator) in indicators.iter().enumerate() {
         for (turn, recipient) in recipients.iter().enumerate() {
             let protected = indicator.get("protection").is_some();
-            let channels: &[&str] = if protected {
-                &CHANNELS
+            let channels: &[Channel] = if protected {
+                &Channel::ALL
             } else {
-                std::slice::from_ref(&CHANNELS[(index + turn) % CHANNELS.len()])
+                std::slice::from_ref(&Channel::ALL[(index + turn) % Channel::ALL.len()])
             };
             for channel in channels {
-                inputs.push(json!({
-                    "indicator": indicator,
-                    "recipient": recipient,
-                    "context": {"gateway": GATEWAY, "channel": channel, "now": "2026-11-15T12:00:00Z"},
-                }));
+                let context = InputContext {
+                    gateway: GATEWAY,
+                    channel: *channel,
+                    now: "2026-11-15T12:00:00Z",
+                };
+                inputs.push(decision_input(
+                    indicator.clone(),
+                    recipient.clone(),
+                    context,
+                ));
             }
         }
     }
@@ -192,7 +185,7 @@ mod tests {
             std::fs::create_dir_all(path.parent().expect("parent")).expect("create directory");
             std::fs::write(path, contents).expect("write");
         }
-        let directory = PolicyDirectory::read(dir.path()).expect("reads");
+        let directory = PolicyDirectory::read_source(dir.path()).expect("reads");
         (dir, directory)
     }
 

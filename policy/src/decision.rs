@@ -42,6 +42,21 @@ impl Decision {
         }
     }
 
+    /// This decision turned into a deny because applying it failed (`error`: for example a
+    /// redaction path that does not exist): the policy's redactions and reasons are kept for
+    /// the record, with the failure added to the reasons.
+    pub fn into_fail_closed(self, error: impl Into<String>) -> Decision {
+        let error = error.into();
+        let mut reasons = self.reasons;
+        reasons.push(format!("denied: {error}"));
+        Decision {
+            allow: false,
+            redact: self.redact,
+            reasons,
+            error: Some(error),
+        }
+    }
+
     /// Checks the value of the entrypoint rule. `redact` and `reasons` may be arrays or sets
     /// (partial set rules) and may be left out, meaning none; `allow` must be there.
     ///

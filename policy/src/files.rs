@@ -4,12 +4,8 @@
 
 use std::path::Path;
 
-use sha2::{Digest, Sha256};
-
 use crate::PolicyError;
-
-/// Deeper trees than this are almost certainly a symlink loop, not a board's policy.
-const MAX_DIRECTORY_DEPTH: usize = 32;
+use crate::source::{MANIFEST, SourceFiles, SourceKind, content_hash};
 
 /// One file of a policy directory, named by its path relative to the directory with `/`
 /// separators, so that names and revisions are the same on every platform.
@@ -17,14 +13,6 @@ const MAX_DIRECTORY_DEPTH: usize = 32;
 pub(crate) struct PolicyFile {
     pub relative_path: String,
     pub contents: String,
-}
-
-/// Where the files came from.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum SourceKind {
-    #[default]
-    Directory,
-    Bundle,
 }
 
 /// A bundle's `.manifest`: the fields Cordon uses.
@@ -123,21 +111,69 @@ impl PolicyDirectory {
             .collect()
     }
 
-    /// Reads a directory or, for any other file, a bundle.
+    /// Reads a directory or, for any other file, a bundle: its policy, test and data files,
+    /// and a bundle's manifest. A directory's `.manifest` is not read: a directory's revision
+    /// is always its content hash, so that editing a file can never keep the old revision.
     pub fn read_source(path: &Path) -> Result<PolicyDirectory, PolicyError> {
-        if crate::bundle::is_bundle(path) {
-            crate::bundle::read_bundle(path)
-        } else {
-            PolicyDirectory::read(path)
+        let source = SourceFiles::read(path, |kind, name| {
+            if name == MANIFEST {
+                return kind == SourceKind::Bundle;
+            }
+            !matches!(file_role(file_name(name)), FileRole::Other)
+        })?;
+        let mut directory = PolicyDirectory {
+            kind: source.kind,
+            ..PolicyDirectory::default()
+        };
+        for (relative_path, contents) in source.files {
+            let contents = String::from_utf8(contents).map_err(|_| match source.kind {
+                SourceKind::Bundle => PolicyError::Bundle {
+                    path: path.to_path_buf(),
+                    message: format!("entry {relative_path} is not valid utf-8"),
+                },
+                SourceKind::Directory => PolicyError::Io {
+                    path: path.join(&relative_path),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        "stream did not contain valid UTF-8",
+                    ),
+                },
+            })?;
+            if relative_path == MANIFEST {
+                directory.manifest =
+                    Some(
+                        Manifest::parse(&contents).map_err(|message| PolicyError::Bundle {
+                            path: path.to_path_buf(),
+                            message: format!(".manifest: {message}"),
+                        })?,
+                    );
+                continue;
+            }
+            let list = match file_role(file_name(&relative_path)) {
+                FileRole::Module => &mut directory.modules,
+                FileRole::Test => &mut directory.tests,
+                FileRole::Data => &mut directory.data,
+                FileRole::Other => continue,
+            };
+            list.push(PolicyFile {
+                relative_path,
+                contents,
+            });
         }
-    }
-
-    /// Reads every policy, test and data file under `dir`. Hidden entries (`.git`, `.manifest`,
-    /// Kubernetes' `..data` links) are skipped: they are not policy. A directory's revision is
-    /// always its content hash, so that editing a file can never keep the old revision.
-    pub fn read(dir: &Path) -> Result<PolicyDirectory, PolicyError> {
-        let mut directory = PolicyDirectory::default();
-        directory.read_level(dir, "", 0)?;
+        if directory.modules.is_empty()
+            && directory
+                .manifest
+                .as_ref()
+                .is_some_and(|manifest| manifest.wasm)
+        {
+            return Err(PolicyError::Bundle {
+                path: path.to_path_buf(),
+                message: "the bundle holds only a WebAssembly policy (its manifest lists wasm \
+                          modules); regorus needs the .rego sources, the opa-wasm engine runs \
+                          policy.wasm"
+                    .to_owned(),
+            });
+        }
         directory.sort();
         Ok(directory)
     }
@@ -149,62 +185,6 @@ impl PolicyDirectory {
             .sort_by(|a, b| a.relative_path.cmp(&b.relative_path));
         self.data
             .sort_by(|a, b| a.relative_path.cmp(&b.relative_path));
-    }
-
-    fn read_level(&mut self, dir: &Path, prefix: &str, depth: usize) -> Result<(), PolicyError> {
-        let io_error = |path: &Path, source| PolicyError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        if depth > MAX_DIRECTORY_DEPTH {
-            return Err(io_error(
-                dir,
-                std::io::Error::other(format!(
-                    "policy directory is nested deeper than {MAX_DIRECTORY_DEPTH} levels"
-                )),
-            ));
-        }
-        let entries = std::fs::read_dir(dir).map_err(|source| io_error(dir, source))?;
-        for entry in entries {
-            let entry = entry.map_err(|source| io_error(dir, source))?;
-            let path = entry.path();
-            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
-                return Err(io_error(
-                    &path,
-                    std::io::Error::new(
-                        std::io::ErrorKind::InvalidData,
-                        "file name is not valid utf-8",
-                    ),
-                ));
-            };
-            if name.starts_with('.') {
-                continue;
-            }
-            let relative_path = if prefix.is_empty() {
-                name.clone()
-            } else {
-                format!("{prefix}/{name}")
-            };
-            // Follows symlinks: mounted configuration (Kubernetes ConfigMaps) is made of them.
-            let metadata = std::fs::metadata(&path).map_err(|source| io_error(&path, source))?;
-            if metadata.is_dir() {
-                self.read_level(&path, &relative_path, depth + 1)?;
-                continue;
-            }
-            let list = match file_role(&name) {
-                FileRole::Module => &mut self.modules,
-                FileRole::Test => &mut self.tests,
-                FileRole::Data => &mut self.data,
-                FileRole::Other => continue,
-            };
-            let contents =
-                std::fs::read_to_string(&path).map_err(|source| io_error(&path, source))?;
-            list.push(PolicyFile {
-                relative_path,
-                contents,
-            });
-        }
-        Ok(())
     }
 
     /// The policy modules as `(relative path, text)`, as the engine takes them; with the tests
@@ -238,18 +218,18 @@ impl PolicyDirectory {
     /// adding a test does not look like a policy change in the decision log. A bundle and the
     /// directory it was built from hash alike.
     pub fn content_hash(&self) -> String {
-        let mut files: Vec<&PolicyFile> = self.modules.iter().chain(&self.data).collect();
-        files.sort_by(|a, b| a.relative_path.cmp(&b.relative_path));
-        let mut hasher = Sha256::new();
-        for file in files {
-            // Length prefixes keep ("ab", "c") and ("a", "bc") from hashing alike.
-            for part in [file.relative_path.as_bytes(), file.contents.as_bytes()] {
-                hasher.update((part.len() as u64).to_be_bytes());
-                hasher.update(part);
-            }
-        }
-        format!("sha256:{}", hex::encode(hasher.finalize()))
+        content_hash(
+            self.modules
+                .iter()
+                .chain(&self.data)
+                .map(|file| (file.relative_path.as_str(), file.contents.as_bytes())),
+        )
     }
+}
+
+/// The last component of a relative path.
+pub(crate) fn file_name(relative_path: &str) -> &str {
+    relative_path.rsplit('/').next().unwrap_or(relative_path)
 }
 
 /// The directory components under which a data file is mounted: `a/b/data.json` is `data.a.b`.

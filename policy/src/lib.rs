@@ -19,16 +19,16 @@ mod decision;
 mod diff;
 mod error;
 mod files;
+mod input;
 mod policy;
 mod reference;
 mod rvm;
+mod source;
 mod testing;
 #[cfg(feature = "opa-wasm")]
 pub mod wasm;
 
-pub use bundle::{
-    MAX_BUNDLE_BYTES, MAX_ENTRIES, MAX_ENTRY_BYTES, MAX_UNCOMPRESSED_BYTES, bundle_from_dir,
-};
+pub use bundle::bundle_from_dir;
 pub use cache::{CacheStats, DEFAULT_CACHE_ENTRIES};
 pub use check::{CheckReport, check};
 pub use decision::Decision;
@@ -36,8 +36,10 @@ pub use diff::{
     ChangeKind, DecisionChange, DiffInput, DiffReport, DiffSummary, diff, diff_with_inputs,
 };
 pub use error::PolicyError;
+pub use input::{Channel, InputContext, decision_input, recipient_input};
 pub use policy::{DEFAULT_TIME_LIMIT, EngineKind, EngineMismatch, EngineVerification, Policy};
 pub use reference::reference_policy_files;
+pub use source::{MAX_BUNDLE_BYTES, MAX_ENTRIES, MAX_ENTRY_BYTES, MAX_UNCOMPRESSED_BYTES};
 pub use testing::{
     CoverageReport, FileCoverage, TestReport, TestResult, load_with_tests, run_tests,
     run_tests_with,

@@ -13,20 +13,19 @@
 //! calling thread. That is safe inside `tokio::task::spawn_blocking` (which is where the gateway
 //! should call it from); on an async worker thread it would block that worker for the decision.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::io::Read;
+use std::collections::BTreeSet;
 use std::panic::AssertUnwindSafe;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use opa_wasm::{DefaultContext, Runtime};
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 use wasmtime::{Config, Engine, Module, Store, StoreLimits, StoreLimitsBuilder};
 
 use crate::decision::json_type;
-use crate::files::{PolicyFile, mounted_data_document};
+use crate::files::{FileRole, PolicyFile, file_name, file_role, mounted_data_document};
+use crate::source::{MANIFEST, SourceFiles, content_hash};
 use crate::{DEFAULT_TIME_LIMIT, Decision, PolicyError};
 
 /// The entrypoint [`WasmPolicy::decide`] evaluates: `data.cordon.outbound.decision`, spelled the
@@ -49,16 +48,6 @@ const MAX_INSTANCE_MEMORY: usize = 1 << 30;
 /// Idle instances kept for reuse. Decisions rarely run on more threads at once than the
 /// machine has cores; a few spare instances absorb bursts without holding memory for hundreds.
 const MAX_IDLE_INSTANCES: usize = 16;
-
-/// Uncompressed size a bundle archive may expand to, so that a small hostile archive cannot
-/// fill memory while it is read.
-const MAX_BUNDLE_BYTES: u64 = 1 << 30;
-
-/// Deeper trees than this are almost certainly a symlink loop, not a bundle.
-const MAX_DIRECTORY_DEPTH: usize = 32;
-
-/// The bundle file that names the module and the revision.
-const MANIFEST: &str = ".manifest";
 
 /// Why a wasm policy could not be loaded or evaluated. [`WasmPolicy::decide`] turns every one of
 /// them into a deny.
@@ -97,6 +86,23 @@ pub enum WasmError {
     /// The evaluation ran longer than the policy's time limit and was interrupted.
     #[error("evaluation of {entrypoint} exceeded the time limit of {limit:?}")]
     TimeLimit { entrypoint: String, limit: Duration },
+}
+
+impl WasmError {
+    /// A bundle that could not be read as a policy source.
+    fn from_source(error: PolicyError) -> WasmError {
+        match error {
+            PolicyError::Io { path, source } => WasmError::Io { path, source },
+            PolicyError::Bundle { path, message } => WasmError::Bundle {
+                file: path.display().to_string(),
+                message,
+            },
+            other => WasmError::Bundle {
+                file: String::new(),
+                message: other.to_string(),
+            },
+        }
+    }
 }
 
 /// An OPA policy compiled to WebAssembly, with its data, ready to evaluate.
@@ -152,9 +158,12 @@ impl WasmPolicy {
     /// merged. The revision is the manifest's, or `sha256:<hex>` over the module and data files
     /// when the manifest has none.
     pub fn load_bundle(path: &Path) -> Result<WasmPolicy, WasmError> {
-        let bundle = BundleFiles::read(path)?;
+        // Every file but the Rego sources: the module is named by the manifest, read first.
+        let bundle = SourceFiles::read(path, |_, name| !name.ends_with(".rego"))
+            .map_err(WasmError::from_source)?;
+        let get = |relative_path: &str| bundle.files.get(relative_path).cloned();
         let manifest_file = bundle.display_name(MANIFEST);
-        let manifest_bytes = bundle.get(MANIFEST)?.ok_or_else(|| WasmError::Bundle {
+        let manifest_bytes = get(MANIFEST).ok_or_else(|| WasmError::Bundle {
             file: manifest_file.clone(),
             message: "is missing; it must name the wasm module".to_owned(),
         })?;
@@ -187,7 +196,7 @@ impl WasmPolicy {
                 });
             }
         };
-        let module_bytes = bundle.get(&module_path)?.ok_or_else(|| WasmError::Bundle {
+        let module_bytes = get(&module_path).ok_or_else(|| WasmError::Bundle {
             file: manifest_file.clone(),
             message: format!(
                 "names wasm module /{module_path}, which is not in the bundle ({})",
@@ -196,8 +205,13 @@ impl WasmPolicy {
         })?;
 
         let mut data_files = Vec::new();
-        for relative_path in bundle.data_paths() {
-            let bytes = bundle.get(&relative_path)?.unwrap_or_default();
+        let data_paths = bundle
+            .files
+            .keys()
+            .filter(|name| matches!(file_role(file_name(name)), FileRole::Data));
+        for relative_path in data_paths {
+            let relative_path = relative_path.clone();
+            let bytes = get(&relative_path).unwrap_or_default();
             let contents = String::from_utf8(bytes).map_err(|_| WasmError::Data {
                 file: bundle.display_name(&relative_path),
                 message: "is not valid utf-8".to_owned(),
@@ -589,228 +603,9 @@ fn merge_data(
 /// `sha256:<hex>` over the module and the data files in path order, for bundles whose manifest
 /// gives no revision.
 fn content_revision(module_path: &str, module: &[u8], data: &[PolicyFile]) -> String {
-    let mut files: Vec<(&str, &[u8])> = data
-        .iter()
-        .map(|file| (file.relative_path.as_str(), file.contents.as_bytes()))
-        .collect();
-    files.push((module_path, module));
-    files.sort();
-    let mut hasher = Sha256::new();
-    for (path, contents) in files {
-        // Length prefixes keep ("ab", "c") and ("a", "bc") from hashing alike.
-        for part in [path.as_bytes(), contents] {
-            hasher.update((part.len() as u64).to_be_bytes());
-            hasher.update(part);
-        }
-    }
-    format!("sha256:{}", hex::encode(hasher.finalize()))
-}
-
-fn is_data_file(relative_path: &str) -> bool {
-    let name = relative_path.rsplit('/').next().unwrap_or(relative_path);
-    matches!(name, "data.json" | "data.yaml" | "data.yml")
-}
-
-/// The files of a bundle by their path inside it (`/` separators, no leading `/`). A directory
-/// is listed and read on demand; an archive is read whole, since its entries come in any order.
-enum BundleFiles {
-    Directory {
-        root: PathBuf,
-        files: BTreeMap<String, PathBuf>,
-    },
-    Archive {
-        path: PathBuf,
-        files: BTreeMap<String, Vec<u8>>,
-    },
-}
-
-impl BundleFiles {
-    fn read(path: &Path) -> Result<BundleFiles, WasmError> {
-        let io_error = |source| WasmError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        let metadata = std::fs::metadata(path).map_err(io_error)?;
-        if metadata.is_dir() {
-            let mut files = BTreeMap::new();
-            list_directory(path, "", 0, &mut files)?;
-            Ok(BundleFiles::Directory {
-                root: path.to_path_buf(),
-                files,
-            })
-        } else {
-            Ok(BundleFiles::Archive {
-                path: path.to_path_buf(),
-                files: read_archive(path)?,
-            })
-        }
-    }
-
-    /// How a file of the bundle is named in error messages.
-    fn display_name(&self, relative_path: &str) -> String {
-        match self {
-            BundleFiles::Directory { root, .. } => root.join(relative_path).display().to_string(),
-            BundleFiles::Archive { path, .. } => format!("{}/{relative_path}", path.display()),
-        }
-    }
-
-    fn get(&self, relative_path: &str) -> Result<Option<Vec<u8>>, WasmError> {
-        match self {
-            BundleFiles::Directory { files, .. } => {
-                let Some(path) = files.get(relative_path) else {
-                    return Ok(None);
-                };
-                std::fs::read(path)
-                    .map(Some)
-                    .map_err(|source| WasmError::Io {
-                        path: path.clone(),
-                        source,
-                    })
-            }
-            BundleFiles::Archive { files, .. } => Ok(files.get(relative_path).cloned()),
-        }
-    }
-
-    /// Data files in path order, so that merge conflicts are reported the same way every time.
-    fn data_paths(&self) -> Vec<String> {
-        let names: Vec<&String> = match self {
-            BundleFiles::Directory { files, .. } => files.keys().collect(),
-            BundleFiles::Archive { files, .. } => files.keys().collect(),
-        };
-        names
-            .into_iter()
-            .filter(|name| is_data_file(name))
-            .cloned()
-            .collect()
-    }
-}
-
-/// Lists the files under `dir`. Hidden entries are skipped (`.git`, Kubernetes' `..data`
-/// links) except the bundle's own `.manifest` at the top.
-fn list_directory(
-    dir: &Path,
-    prefix: &str,
-    depth: usize,
-    files: &mut BTreeMap<String, PathBuf>,
-) -> Result<(), WasmError> {
-    let io_error = |path: &Path, source| WasmError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    if depth > MAX_DIRECTORY_DEPTH {
-        return Err(io_error(
-            dir,
-            std::io::Error::other(format!(
-                "bundle directory is nested deeper than {MAX_DIRECTORY_DEPTH} levels"
-            )),
-        ));
-    }
-    let entries = std::fs::read_dir(dir).map_err(|source| io_error(dir, source))?;
-    for entry in entries {
-        let entry = entry.map_err(|source| io_error(dir, source))?;
-        let path = entry.path();
-        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
-            return Err(io_error(
-                &path,
-                std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    "file name is not valid utf-8",
-                ),
-            ));
-        };
-        let is_manifest = prefix.is_empty() && name == MANIFEST;
-        if name.starts_with('.') && !is_manifest {
-            continue;
-        }
-        let relative_path = if prefix.is_empty() {
-            name
-        } else {
-            format!("{prefix}/{name}")
-        };
-        // Follows symlinks: mounted configuration (Kubernetes ConfigMaps) is made of them.
-        let metadata = std::fs::metadata(&path).map_err(|source| io_error(&path, source))?;
-        if metadata.is_dir() {
-            list_directory(&path, &relative_path, depth + 1, files)?;
-        } else {
-            files.insert(relative_path, path);
-        }
-    }
-    Ok(())
-}
-
-/// Reads every regular file of a gzip-compressed tar archive, as OPA's `bundle.tar.gz`.
-fn read_archive(path: &Path) -> Result<BTreeMap<String, Vec<u8>>, WasmError> {
-    let io_error = |source| WasmError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let bundle_error = |message: String| WasmError::Bundle {
-        file: path.display().to_string(),
-        message,
-    };
-    let file = std::fs::File::open(path).map_err(io_error)?;
-    let mut archive =
-        tar::Archive::new(flate2::read::GzDecoder::new(std::io::BufReader::new(file)));
-    let entries = archive.entries().map_err(|error| {
-        bundle_error(format!("is not a directory or a .tar.gz bundle: {error}"))
-    })?;
-    let mut files = BTreeMap::new();
-    let mut total: u64 = 0;
-    for entry in entries {
-        let mut entry = entry.map_err(|error| {
-            bundle_error(format!("is not a directory or a .tar.gz bundle: {error}"))
-        })?;
-        // Directories, links and devices carry no bundle content.
-        if !entry.header().entry_type().is_file() {
-            continue;
-        }
-        let entry_path = entry
-            .path()
-            .map_err(|error| bundle_error(format!("has an unreadable entry name: {error}")))?
-            .into_owned();
-        let Some(name) = archive_entry_name(&entry_path) else {
-            return Err(bundle_error(format!(
-                "has entry {} that is not a plain path inside the bundle",
-                entry_path.display()
-            )));
-        };
-        // Hidden entries are skipped as in a directory, except the bundle's own `.manifest`.
-        if name != MANIFEST && name.split('/').any(|part| part.starts_with('.')) {
-            continue;
-        }
-        let size = entry.header().size().unwrap_or(0);
-        total = total.saturating_add(size);
-        if total > MAX_BUNDLE_BYTES {
-            return Err(bundle_error(format!(
-                "expands to more than {MAX_BUNDLE_BYTES} bytes"
-            )));
-        }
-        let mut contents = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
-        entry
-            .by_ref()
-            .take(size)
-            .read_to_end(&mut contents)
-            .map_err(|error| bundle_error(format!("cannot read entry {name}: {error}")))?;
-        if files.insert(name.clone(), contents).is_some() {
-            return Err(bundle_error(format!("holds {name} twice")));
-        }
-    }
-    Ok(files)
-}
-
-/// `./a/data.json` and `/a/data.json` are `a/data.json`; a name with `..` is refused (`None`),
-/// since it would point outside the bundle.
-fn archive_entry_name(path: &Path) -> Option<String> {
-    let mut parts = Vec::new();
-    for component in path.components() {
-        match component {
-            Component::RootDir | Component::CurDir => {}
-            Component::Normal(part) => parts.push(part.to_str()?.to_owned()),
-            Component::ParentDir | Component::Prefix(_) => return None,
-        }
-    }
-    if parts.is_empty() {
-        return None;
-    }
-    Some(parts.join("/"))
+    content_hash(
+        data.iter()
+            .map(|file| (file.relative_path.as_str(), file.contents.as_bytes()))
+            .chain([(module_path, module)]),
+    )
 }

@@ -48,30 +48,16 @@ pub fn example_indicators() -> Vec<Value> {
 /// The recipient as the gateway builds it: identity fields from the certificate, the rest from
 /// `data.recipients[id]`.
 pub fn recipient(policy: &cordon_policy::Policy, id: &str) -> Value {
-    let mut recipient = policy.recipient_data(id).cloned().unwrap_or_default();
-    let (kind, member) = match id.split_once('/') {
-        Some((member, _)) => ("agency".to_owned(), member.to_owned()),
-        None => (
-            recipient
-                .get("kind")
-                .and_then(Value::as_str)
-                .unwrap_or("member")
-                .to_owned(),
-            id.to_owned(),
-        ),
-    };
-    recipient.insert("id".into(), json!(id));
-    recipient.insert("kind".into(), json!(kind));
-    recipient.insert("member".into(), json!(member));
-    Value::Object(recipient)
+    policy.recipient_input(id)
 }
 
 pub fn input(indicator: &Value, recipient: Value, channel: &str) -> Value {
-    json!({
-        "indicator": indicator,
-        "recipient": recipient,
-        "context": {"gateway": "GH", "channel": channel, "now": "2026-11-15T12:00:00Z"},
-    })
+    let context = cordon_policy::InputContext {
+        gateway: "GH",
+        channel: cordon_policy::Channel::parse(channel).expect("a channel name"),
+        now: "2026-11-15T12:00:00Z",
+    };
+    cordon_policy::decision_input(indicator.clone(), recipient, context)
 }
 
 /// Writes a tar.gz bundle of `entries` (raw names, kept as given, even `../x`) into a fresh
