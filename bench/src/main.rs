@@ -378,7 +378,7 @@ impl Bench {
                     .federation
                     .identity(&format!("{}/customs", member.member))?;
                 let mut client =
-                    cordon_gateway::client::indicator_client(endpoint, &publisher).await?;
+                    cordon_gateway::cli::client::indicator_client(endpoint, &publisher).await?;
                 client
                     .publish(cordon_proto::v1::PublishRequest {
                         indicators: vec![scenario::bench_indicator(std::time::Instant::now())],

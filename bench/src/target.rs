@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context, Result, bail};
-use cordon_gateway::client::indicator_client;
+use cordon_gateway::cli::client::indicator_client;
 use cordon_proto::v1::indicator_service_client::IndicatorServiceClient;
 use cordon_proto::v1::indicator_service_server::{IndicatorService, IndicatorServiceServer};
 use cordon_proto::v1::{

@@ -1,5 +1,7 @@
 //! Federation identities: the names of members and agencies, their SPIFFE-style
-//! URIs, and the one place where a verified peer certificate becomes an identity.
+//! URIs, and the one place where a verified peer certificate becomes an identity: [`caller`]
+//! for a gRPC request, [`Identity::from_verified_certificate`] for a partner gateway's server
+//! certificate (checked by the follower's TLS verifier).
 
 use std::fmt;
 
@@ -152,6 +154,17 @@ impl Identity {
             _ => Err(IdentityError::SeveralUris),
         }
     }
+}
+
+/// The caller of a gRPC request, from the client certificate rustls verified against the
+/// federation CA. No request field can name it.
+pub fn caller<T>(request: &tonic::Request<T>, federation: &str) -> Result<Identity, tonic::Status> {
+    let required = || tonic::Status::unauthenticated("a client certificate is required");
+    let certificates = request.peer_certs().ok_or_else(required)?;
+    let leaf = certificates.first().ok_or_else(required)?;
+    Identity::from_verified_certificate(leaf, federation).map_err(|error| {
+        tonic::Status::permission_denied(format!("client certificate refused: {error}"))
+    })
 }
 
 impl fmt::Display for Identity {

@@ -1,24 +1,29 @@
-//! The Cordon gateway: one member's gRPC service over mutual TLS, the release of
-//! indicators under the member's policy, identities, configuration and the CLI.
+//! The Cordon gateway: one member's gRPC service over mutual TLS, the release of indicators
+//! under the member's policy, federation with partner gateways, MLS circles, identities,
+//! configuration and the CLI.
 //!
-//! Only this crate knows `tonic::Status` and turns certificates into identities.
+//! Rooms by capability (see ARCHITECTURE.md): [`feed`] (the IndicatorService), [`release`]
+//! (hard floor, policy, redaction, decision log), [`federation`] (following partner
+//! gateways), [`circle`] (MLS circles), [`policy`] (reloads and the PolicyService), [`cli`]
+//! (commands, demo, development CA), [`metrics`]; small shared modules beside them
+//! ([`clock`], [`identity`], [`config`], [`signing`], [`status`]) and [`server`], which wires
+//! them together.
+//!
+//! Only this crate knows `tonic::Status` ([`status`] maps domain errors to it) and turns
+//! certificates into identities ([`identity`]).
 
-pub mod ca;
 pub mod circle;
 pub mod cli;
-pub mod client;
+pub mod clock;
 pub mod config;
-pub mod decision_log;
-pub mod demo;
 pub mod federation;
+pub(crate) mod feed;
 pub mod identity;
 pub mod metrics;
-pub mod peer_tls;
-pub mod policy_admin;
-pub mod policy_cli;
-pub mod redaction;
+pub(crate) mod policy;
 pub mod release;
 pub mod server;
-pub mod service;
 pub mod signing;
-pub mod status;
+pub(crate) mod status;
+
+pub use feed::MAX_SUBSCRIPTIONS_PER_IDENTITY;

@@ -22,13 +22,13 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Certificate, Identity as TlsIdentity, Server, ServerTlsConfig};
 
 use crate::config::GatewayConfig;
-use crate::decision_log::DecisionLog;
+use crate::federation::TlsFiles;
 use crate::federation::{Federation, FederationApi, FollowerContext};
+use crate::feed::{GatewayState, IndicatorApi};
 use crate::metrics::Metrics;
-use crate::peer_tls::TlsFiles;
-use crate::policy_admin::{PolicyApi, PolicyManager, load_checked_policy};
+use crate::policy::{PolicyApi, PolicyManager, load_checked_policy};
+use crate::release::DecisionLog;
 use crate::release::{DecisionSink, Releaser};
-use crate::service::{GatewayState, IndicatorApi};
 
 /// Concurrent gRPC calls (streams) on one connection.
 const MAX_STREAMS_PER_CONNECTION: u32 = 256;
@@ -250,7 +250,7 @@ async fn start_with(
         &config.peers,
         state.shutdown.clone(),
     );
-    metrics.attach_federation(federation.clone());
+    metrics.attach_followers(federation.clone());
     let admin_task = admin_listener
         .zip(admin_address)
         .map(|(listener, address)| {

@@ -65,7 +65,7 @@ pub fn generate_signing_key(path: &Path) -> Result<()> {
         );
     }
     let key = KeyPair::generate_for(&PKCS_ED25519).context("generating the signing key")?;
-    crate::ca::write_private(path, &key.serialize_pem())
+    write_private(path, &key.serialize_pem())
 }
 
 impl SigningKey {
@@ -242,6 +242,22 @@ fn verify_bytes(
     UnparsedPublicKey::new(&ED25519, public_key)
         .verify(signed, &signature.signature)
         .map_err(|_| SignatureError::Invalid)
+}
+
+/// Writes a private key file, readable by its owner only.
+pub(crate) fn write_private(path: &Path, contents: &str) -> Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(contents.as_bytes())?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-pub use cordon_gateway::client::indicator_client;
+pub use cordon_gateway::cli::client::indicator_client;
 
 /// How long a test waits for a condition before failing; raise it on slow machines.
 pub fn patience() -> Duration {

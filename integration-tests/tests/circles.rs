@@ -315,7 +315,7 @@ async fn try_decrypt(
 
 async fn circle_client(endpoint: &str, identity: &Path) -> Result<CircleServiceClient<Channel>> {
     Ok(CircleServiceClient::new(
-        cordon_gateway::client::channel(endpoint, identity).await?,
+        cordon_gateway::cli::client::channel(endpoint, identity).await?,
     ))
 }
 

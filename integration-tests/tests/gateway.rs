@@ -112,7 +112,8 @@ async fn recipients_receive_exactly_what_the_policy_releases() -> Result<()> {
     }
     // Every release decision is stored and can be queried, and agrees with what was sent.
     let mut admin = cordon_proto::v1::policy_service_client::PolicyServiceClient::new(
-        cordon_gateway::client::channel(&gateway.endpoint, &federation.identity("GH")?).await?,
+        cordon_gateway::cli::client::channel(&gateway.endpoint, &federation.identity("GH")?)
+            .await?,
     );
     for (recipient, expected_lines, _) in &expectations {
         let request = cordon_proto::v1::DecisionsRequest {
@@ -601,7 +602,8 @@ async fn health_and_reflection_are_served_over_mutual_tls() -> Result<()> {
     let federation = Federation::new()?;
     let gateway = federation.member("GH")?.start(&[]).await?;
     let channel =
-        cordon_gateway::client::channel(&gateway.endpoint, &federation.identity("CI")?).await?;
+        cordon_gateway::cli::client::channel(&gateway.endpoint, &federation.identity("CI")?)
+            .await?;
     let mut health = HealthClient::new(channel.clone());
     let service = "cordon.v1.IndicatorService".to_string();
     let status = health
@@ -677,7 +679,7 @@ async fn a_gateway_stops_cleanly_while_partners_follow_it() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_identity_cannot_hold_unbounded_subscriptions() -> Result<()> {
-    let limit = cordon_gateway::service::MAX_SUBSCRIPTIONS_PER_IDENTITY;
+    let limit = cordon_gateway::MAX_SUBSCRIPTIONS_PER_IDENTITY;
     let federation = Federation::new()?;
     let gateway = federation.member("GH")?.start(&[]).await?;
     let mut client = indicator_client(&gateway.endpoint, &federation.identity("NG")?).await?;

@@ -22,7 +22,7 @@ async fn policy_client(
     identity: &Path,
 ) -> Result<PolicyServiceClient<tonic::transport::Channel>> {
     Ok(PolicyServiceClient::new(
-        cordon_gateway::client::channel(endpoint, identity).await?,
+        cordon_gateway::cli::client::channel(endpoint, identity).await?,
     ))
 }
 

@@ -57,6 +57,10 @@ pub(crate) enum SourceKind {
 pub(crate) struct SourceFiles {
     pub kind: SourceKind,
     /// The directory or the bundle file.
+    #[cfg_attr(
+        not(feature = "opa-wasm"),
+        expect(dead_code, reason = "error messages of the wasm engine")
+    )]
     pub path: PathBuf,
     pub files: BTreeMap<String, Vec<u8>>,
 }
@@ -94,6 +98,7 @@ impl SourceFiles {
     }
 
     /// How a file of the source is named in error messages.
+    #[cfg(feature = "opa-wasm")]
     pub fn display_name(&self, relative_path: &str) -> String {
         match self.kind {
             SourceKind::Directory => self.path.join(relative_path).display().to_string(),

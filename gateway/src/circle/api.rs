@@ -20,7 +20,7 @@ use super::{
     Circles, STATUS_ACTIVE, check_circle_indicator, circle_indicator, kind_name, kind_of, mls,
 };
 use crate::identity::Identity;
-use crate::service::caller;
+use crate::identity::caller;
 
 /// Log entries read from storage per page of a Log stream.
 const LOG_PAGE: u32 = 256;
@@ -441,7 +441,7 @@ fn accept_one(
         sender: sender_id.to_string(),
         kind: kind_name(kind).into(),
         message: bytes.to_vec(),
-        at_micros: crate::service::now_micros(),
+        at_micros: crate::clock::now_micros(),
     });
     Ok(position)
 }

@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::service::now_micros;
+use crate::clock::now_micros;
 
 use cordon_indicator::Limits;
 use cordon_proto::v1::circle_service_client::CircleServiceClient;
@@ -37,12 +37,13 @@ use tonic::Status;
 use tonic::transport::Channel;
 
 use crate::config::PeerConfig;
-use crate::decision_log::DecisionLog;
+use crate::federation::TlsFiles;
 use crate::identity::Identity;
-use crate::peer_tls::TlsFiles;
-use crate::release::{Channel as ReleaseChannel, Releaser};
+use crate::release::DecisionLog;
+use crate::release::Releaser;
 use crate::signing::SigningKey;
 use crate::status::storage_status;
+use cordon_policy::Channel as ReleaseChannel;
 use mls::{PinnedKeys, Provider};
 
 /// Single-use KeyPackages one member may take in [`KEY_PACKAGE_WINDOW`]; beyond that it gets
@@ -403,9 +404,10 @@ impl Circles {
         member: &str,
     ) -> Result<CircleServiceClient<Channel>, Status> {
         let peer = self.peer(member)?;
-        let channel = crate::peer_tls::connect(peer, &self.context.federation, &self.context.tls)
-            .await
-            .map_err(|error| Status::unavailable(format!("{error:#}")))?;
+        let channel =
+            crate::federation::peer_tls::connect(peer, &self.context.federation, &self.context.tls)
+                .await
+                .map_err(|error| Status::unavailable(format!("{error:#}")))?;
         let limit = self.context.limits.max_message_bytes * 2;
         Ok(CircleServiceClient::new(channel)
             .max_decoding_message_size(limit)
@@ -1496,7 +1498,7 @@ pub fn circle_indicator(indicator: &Indicator, via: Option<&str>) -> Result<NewI
         id: indicator.id.clone(),
         originator: indicator.originator.clone(),
         kind: kind.to_string(),
-        created_micros: crate::service::micros_of(created),
+        created_micros: crate::clock::micros_of(created),
         supersedes: (!indicator.supersedes.is_empty()).then(|| indicator.supersedes.clone()),
         via: via.map(str::to_string),
         payload: indicator.encode_to_vec(),

@@ -15,6 +15,7 @@ use rcgen::{
 use time::{Duration, OffsetDateTime};
 
 use crate::identity::{Identity, is_federation_name};
+use crate::signing::write_private;
 
 pub const CA_CERT_FILE: &str = "ca.pem";
 pub const CA_KEY_FILE: &str = "ca-key.pem";
@@ -141,21 +142,6 @@ pub fn issue(ca_dir: &Path, name: &str, out: &Path) -> Result<Identity> {
     fs::write(out.join(CA_CERT_FILE), ca_pem)?;
     fs::write(out.join(FEDERATION_FILE), format!("{federation}\n"))?;
     Ok(identity)
-}
-
-pub(crate) fn write_private(path: &Path, contents: &str) -> Result<()> {
-    use std::io::Write;
-    #[cfg(unix)]
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    options.mode(0o600);
-    let mut file = options
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    file.write_all(contents.as_bytes())?;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -12,12 +12,17 @@ use cordon_proto::v1::{
 };
 use tonic_types::StatusExt;
 
-use crate::ca::{self, DEFAULT_FEDERATION};
-use crate::client::indicator_client;
+pub mod ca;
+pub mod client;
+pub mod demo;
+pub mod policy;
+
 use crate::config::{
     CONFIG_FILE, ConfigFile, DEFAULT_LISTEN, DecisionLogFile, GatewayConfig, LimitsFile, TlsFile,
 };
 use crate::identity::{Identity, is_member_id};
+use ca::DEFAULT_FEDERATION;
+use client::indicator_client;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -98,7 +103,7 @@ pub enum Command {
     /// Governance board tools: check, test, evaluate and compare policies;
     /// status and reload of a running gateway's policy.
     #[command(subcommand)]
-    Policy(crate::policy_cli::PolicyCommand),
+    Policy(crate::cli::policy::PolicyCommand),
     /// The partner gateways a gateway follows: connection state, cursor, lag
     /// behind the peer's head, last error (its own identity or agencies).
     Peers {
@@ -114,7 +119,7 @@ pub enum Command {
         command: CircleCommand,
     },
     /// Stored release decisions of a gateway (its own identity or agencies).
-    Decisions(crate::policy_cli::DecisionsArgs),
+    Decisions(crate::cli::policy::DecisionsArgs),
     /// Start a gateway with two recipients on a temporary directory and show
     /// what the policy releases to each, withholds and redacts, and why.
     Demo {
@@ -244,10 +249,10 @@ pub async fn run(cli: Cli) -> Result<()> {
             println!("{}", serde_json::to_string(&response)?);
             Ok(())
         }
-        Command::Policy(command) => crate::policy_cli::run(command).await,
-        Command::Decisions(args) => crate::policy_cli::decisions(args).await,
+        Command::Policy(command) => crate::cli::policy::run(command).await,
+        Command::Decisions(args) => crate::cli::policy::decisions(args).await,
         Command::Peers { connection, json } => peers(&connection, json).await,
-        Command::Demo { json } => crate::demo::run(json).await,
+        Command::Demo { json } => crate::cli::demo::run(json).await,
     }
 }
 
@@ -399,7 +404,7 @@ async fn circle(command: CircleCommand) -> Result<()> {
         | CircleCommand::Rotate { connection, .. } => connection.clone(),
     };
     let mut client = CircleServiceClient::new(
-        crate::client::channel(&connection.endpoint, &connection.identity).await?,
+        crate::cli::client::channel(&connection.endpoint, &connection.identity).await?,
     );
     let output = match command {
         CircleCommand::Create { name, .. } => serde_json::to_string(
@@ -458,7 +463,7 @@ async fn circle(command: CircleCommand) -> Result<()> {
 async fn peers(connection: &Connection, json: bool) -> Result<()> {
     use cordon_proto::v1::federation_service_client::FederationServiceClient;
     let mut client = FederationServiceClient::new(
-        crate::client::channel(&connection.endpoint, &connection.identity).await?,
+        crate::cli::client::channel(&connection.endpoint, &connection.identity).await?,
     );
     let peers = client
         .peers(cordon_proto::v1::PeersRequest {})

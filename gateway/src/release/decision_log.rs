@@ -6,13 +6,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::service::now_micros;
-
 use cordon_storage::{DecisionRow, StorageError, Store};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use crate::clock::{now_micros, rfc3339_of_micros};
 use crate::metrics::{Metrics, StorageOperation};
 use crate::release::DecisionRecord;
 
@@ -178,14 +177,7 @@ fn row_of(record: &DecisionRecord) -> DecisionRow {
 /// the identifiers of the indicator and recipient are kept, not the
 /// indicator's contents, which the log must not copy.
 pub fn opa_decision_log_entry(row: &DecisionRow, gateway: &str) -> Value {
-    let timestamp =
-        time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(row.at_micros) * 1000)
-            .ok()
-            .and_then(|at| {
-                at.format(&time::format_description::well_known::Rfc3339)
-                    .ok()
-            })
-            .unwrap_or_default();
+    let timestamp = rfc3339_of_micros(row.at_micros);
     let mut result = json!({"allow": row.allow, "redact": row.redact, "reasons": row.reasons});
     if let Some(error) = &row.error {
         result["error"] = Value::String(error.clone());
@@ -209,7 +201,7 @@ pub fn opa_decision_log_entry(row: &DecisionRow, gateway: &str) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::release::Channel;
+    use cordon_policy::Channel;
     use cordon_storage::DecisionQuery;
 
     fn record(id: &str, reason: &str) -> DecisionRecord {

@@ -27,18 +27,18 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 use tonic::transport::Channel;
 
-use crate::ca;
-use crate::client::indicator_client;
+use crate::cli::ca;
+use crate::cli::client::indicator_client;
 use crate::config::{GatewayConfig, PeerConfig};
 use crate::identity::Identity;
 use crate::release::{DecisionSink, MemoryDecisionSink, handling_label};
 use crate::server::RunningGateway;
 use crate::signing::{FederationKeys, SigningKey};
 
-const EXAMPLES: &str = include_str!("../demo/indicators.jsonl");
+const EXAMPLES: &str = include_str!("../../demo/indicators.jsonl");
 /// The two source-protected indicators published into the circle; `{ref}` becomes a
 /// marker unique to the run, looked for in every member's feed and database file.
-const CIRCLE_EXAMPLES: &str = include_str!("../demo/circle.jsonl");
+const CIRCLE_EXAMPLES: &str = include_str!("../../demo/circle.jsonl");
 /// The members, in start order: each follows only members started before it.
 const MEMBERS: [&str; 3] = ["GH", "NG", "SN"];
 const FOLLOWS: [(&str, &[&str]); 3] = [("GH", &[]), ("NG", &["GH"]), ("SN", &["GH", "NG"])];
@@ -691,7 +691,7 @@ async fn circle_part(
 /// A Circles API client as the member's own gateway identity.
 async fn circle_client(member: &Member) -> Result<CircleServiceClient<Channel>> {
     Ok(CircleServiceClient::new(
-        crate::client::channel(&member.endpoint, &member.identity).await?,
+        crate::cli::client::channel(&member.endpoint, &member.identity).await?,
     ))
 }
 

@@ -12,7 +12,6 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -27,8 +26,11 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 
-use crate::federation::Federation;
-use crate::release::Channel;
+use cordon_policy::Channel;
+use cordon_proto::v1::PeerStatus;
+
+mod admin;
+pub use admin::{admin_router, bind_admin, serve_admin};
 
 /// 10 µs .. 250 ms: a cached decision takes microseconds, the default time limit is 100 ms.
 const POLICY_DECISION_BUCKETS: [f64; 14] = [
@@ -79,14 +81,10 @@ impl Outcome {
     }
 }
 
-const CHANNELS: [Channel; 3] = [Channel::Subscribe, Channel::Federation, Channel::Circle];
-
-fn channel_index(channel: Channel) -> usize {
-    match channel {
-        Channel::Subscribe => 0,
-        Channel::Federation => 1,
-        Channel::Circle => 2,
-    }
+/// What the metrics read of the followers of partner gateways at scrape time: their counts
+/// and lag, as `cordon peers` shows them. The federation's followers provide it.
+pub trait FollowerStatuses: Send + Sync + std::fmt::Debug {
+    fn statuses(&self) -> Vec<PeerStatus>;
 }
 
 /// A storage call timed from the gateway's side, as the `operation` label says it.
@@ -126,7 +124,7 @@ type Labels = [(&'static str, &'static str); 2];
 pub struct Metrics {
     registry: Registry,
     published: Counter,
-    /// `[outcome][channel]`, in the order of [`Outcome::ALL`] and [`CHANNELS`].
+    /// `[outcome][channel]`, in the order of [`Outcome::ALL`] and [`Channel::ALL`].
     decisions: [[Counter; 3]; 4],
     policy_decision: Histogram,
     /// In the order of [`StorageOperation::ALL`].
@@ -161,7 +159,7 @@ impl Metrics {
 
         let decision_family = Family::<Labels, Counter>::default();
         let decisions = Outcome::ALL.map(|outcome| {
-            CHANNELS.map(|channel| {
+            Channel::ALL.map(|channel| {
                 decision_family.get_or_create_owned(&[
                     ("outcome", outcome.as_str()),
                     ("channel", channel.as_str()),
@@ -213,8 +211,8 @@ impl Metrics {
     }
 
     /// The followers, whose counts and lag are read at scrape time.
-    pub fn attach_federation(&self, federation: Arc<Federation>) {
-        let _ = self.sources.federation.set(federation);
+    pub fn attach_followers(&self, followers: Arc<dyn FollowerStatuses>) {
+        let _ = self.sources.followers.set(followers);
     }
 
     /// `count` indicators were committed by Publish.
@@ -228,13 +226,26 @@ impl Metrics {
 
     /// One release decision and how long it took.
     pub fn decision(&self, outcome: Outcome, channel: Channel, elapsed: Duration) {
-        self.decisions[outcome as usize][channel_index(channel)].inc();
+        self.decisions[outcome as usize][channel.index()].inc();
         self.policy_decision.observe(elapsed.as_secs_f64());
     }
 
     /// Decisions counted with `outcome` on `channel`.
     pub fn decisions(&self, outcome: Outcome, channel: Channel) -> u64 {
-        self.decisions[outcome as usize][channel_index(channel)].get()
+        self.decisions[outcome as usize][channel.index()].get()
+    }
+
+    /// Decisions counted since start, over every outcome and channel.
+    pub fn decisions_total(&self) -> u64 {
+        self.decisions.iter().flatten().map(Counter::get).sum()
+    }
+
+    /// Decisions that failed closed since start, over every channel.
+    pub fn failed_closed_total(&self) -> u64 {
+        self.decisions[Outcome::FailedClosed as usize]
+            .iter()
+            .map(Counter::get)
+            .sum()
     }
 
     pub fn storage(&self, operation: StorageOperation, elapsed: Duration) {
@@ -310,7 +321,7 @@ impl Drop for SubscriptionCursor {
 #[derive(Debug, Default)]
 struct ScrapeSources {
     feed_head: OnceLock<watch::Receiver<u64>>,
-    federation: OnceLock<Arc<Federation>>,
+    followers: OnceLock<Arc<dyn FollowerStatuses>>,
     /// Open subscriptions' cursors; the lock is taken when one opens or ends
     /// and at scrape time, never per event.
     cursors: Mutex<HashMap<u64, Arc<AtomicU64>>>,
@@ -377,13 +388,13 @@ impl Collector for ScrapeCollector {
             "Largest feed head minus cursor of an open subscription",
             lag_max,
         )?;
-        let Some(federation) = self.0.federation.get() else {
+        let Some(followers) = self.0.followers.get() else {
             return Ok(());
         };
-        if federation.trackers.is_empty() {
+        let statuses = followers.statuses();
+        if statuses.is_empty() {
             return Ok(());
         }
-        let statuses = federation.statuses();
         {
             let mut metric = encoder.encode_descriptor(
                 "cordon_peer_lag_events",
@@ -415,46 +426,6 @@ impl Collector for ScrapeCollector {
         }
         Ok(())
     }
-}
-
-/// The admin listener's routes: `GET /metrics`, and 404 for anything else.
-pub fn admin_router(metrics: Arc<Metrics>) -> axum::Router {
-    use axum::http::{StatusCode, header};
-    use axum::routing::get;
-    let not_found = || async { (StatusCode::NOT_FOUND, "not found\n") };
-    axum::Router::new()
-        .route(
-            "/metrics",
-            get(move || {
-                let metrics = metrics.clone();
-                async move { ([(header::CONTENT_TYPE, CONTENT_TYPE)], metrics.encode()) }
-            })
-            .fallback(not_found),
-        )
-        .fallback(not_found)
-}
-
-/// Serves [`admin_router`] on `listener` (plain HTTP) until `shutdown` resolves.
-pub async fn serve_admin(
-    listener: tokio::net::TcpListener,
-    metrics: Arc<Metrics>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, admin_router(metrics))
-        .with_graceful_shutdown(shutdown)
-        .await
-}
-
-/// Binds the admin listener, warning when it is reachable beyond this host.
-pub async fn bind_admin(address: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
-    use anyhow::Context;
-    let listener = tokio::net::TcpListener::bind(address)
-        .await
-        .with_context(|| format!("binding admin.listen {address}"))?;
-    if !address.ip().is_loopback() {
-        tracing::warn!(%address, "the admin listener (plain HTTP, metrics only) is not on a loopback address");
-    }
-    Ok(listener)
 }
 
 #[cfg(test)]
@@ -561,46 +532,5 @@ mod tests {
         let text = metrics.encode();
         assert_eq!(sample(&text, "cordon_open_subscriptions"), Some("0"));
         assert_eq!(sample(&text, "cordon_subscriber_lag_events"), Some("0"));
-    }
-
-    #[tokio::test]
-    async fn the_admin_router_serves_only_get_metrics() {
-        use axum::body::Body;
-        use axum::http::{Method, Request, StatusCode, header};
-        use tower::ServiceExt;
-        let metrics = Arc::new(Metrics::new());
-        metrics.published(1);
-        let call = |method: Method, path: &str| {
-            let request = Request::builder()
-                .method(method)
-                .uri(path)
-                .body(Body::empty())
-                .unwrap();
-            admin_router(metrics.clone()).oneshot(request)
-        };
-        let response = call(Method::GET, "/metrics").await.unwrap();
-        assert_eq!(response.status(), StatusCode::OK);
-        assert_eq!(
-            response.headers()[header::CONTENT_TYPE],
-            "text/plain; version=0.0.4; charset=utf-8"
-        );
-        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
-            .await
-            .unwrap();
-        let body = String::from_utf8(body.to_vec()).unwrap();
-        assert_eq!(
-            sample(&body, "cordon_published_indicators_total"),
-            Some("1")
-        );
-        for (method, path) in [
-            (Method::GET, "/"),
-            (Method::GET, "/metrics/x"),
-            (Method::GET, "/debug"),
-            (Method::POST, "/metrics"),
-            (Method::DELETE, "/metrics"),
-        ] {
-            let response = call(method.clone(), path).await.unwrap();
-            assert_eq!(response.status(), StatusCode::NOT_FOUND, "{method} {path}");
-        }
     }
 }

@@ -7,14 +7,13 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
-use cordon_policy::{DiffInput, Policy};
+use cordon_policy::{Channel, DiffInput, InputContext, Policy};
 use cordon_proto::v1::policy_service_client::PolicyServiceClient;
 use cordon_proto::v1::{DecisionsRequest, PolicyStatusRequest, ReloadRequest};
 
-use crate::cli::{Connection, read_indicators, status_error};
-use crate::client::channel;
+use super::client::channel;
+use super::{Connection, read_indicators, status_error};
 use crate::identity::Identity;
-use crate::release::{Channel, policy_input};
 
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
@@ -341,7 +340,7 @@ fn diff(
         DiffChannel::Federation => Channel::Federation,
         DiffChannel::Circle => Channel::Circle,
     };
-    let now = crate::service::now_rfc3339();
+    let now = crate::clock::now_rfc3339();
     let mut old_inputs = Vec::new();
     let mut new_inputs = Vec::new();
     for (indicator, line) in indicators.into_iter().zip(lines) {
@@ -364,13 +363,14 @@ fn diff(
                 inputs.push(DiffInput {
                     indicator: label.clone(),
                     recipient: recipient.to_string(),
-                    input: policy_input(
-                        policy,
+                    input: policy.decision_input(
                         indicator_json.clone(),
-                        recipient,
-                        member,
-                        channel,
-                        &now,
+                        &recipient.to_string(),
+                        InputContext {
+                            gateway: member,
+                            channel,
+                            now: &now,
+                        },
                     ),
                 });
             }
@@ -425,11 +425,7 @@ pub async fn decisions(args: DecisionsArgs) -> Result<()> {
         .since
         .as_deref()
         .map(|text| {
-            time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-                .map(|at| pbjson_types::Timestamp {
-                    seconds: at.unix_timestamp(),
-                    nanos: at.nanosecond() as i32,
-                })
+            crate::clock::parse_rfc3339(text)
                 .with_context(|| format!("--since: {text:?} is not an RFC 3339 time"))
         })
         .transpose()?;
@@ -478,7 +474,7 @@ pub async fn decisions(args: DecisionsArgs) -> Result<()> {
                         reasons: entry.reasons,
                         error: Some(entry.error).filter(|error| !error.is_empty()),
                     };
-                    serde_json::to_string(&crate::decision_log::opa_decision_log_entry(
+                    serde_json::to_string(&crate::release::decision_log::opa_decision_log_entry(
                         &row, &gateway,
                     ))?
                 }

@@ -1,88 +1,27 @@
-//! Release of an indicator to one recipient: the hard floor that no policy can
-//! loosen, then the member's Rego policy, then redaction, and a record of the
-//! decision for every outcome.
+//! Release of an indicator to one recipient: the hard floor that no policy can loosen, then
+//! the member's Rego policy, then redaction, and a record of the decision for every outcome.
+//!
+//! This room owns what a recipient may see. It never sends anything itself: the feed, the
+//! federation's followers and the circles ask it, and store its records in the decision log
+//! ([`decision_log`]) before they send what it released.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+pub mod decision_log;
+mod hard_floor;
+mod record;
+pub mod redaction;
+
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
-use cordon_policy::{Decision, Policy};
-use cordon_proto::v1::{Indicator, Protection, Tlp};
-use serde::Serialize;
-use serde_json::{Map, Value, json};
+use cordon_policy::{Channel, Decision, InputContext, Policy};
+use cordon_proto::v1::{Indicator, Protection};
 
 use crate::identity::Identity;
 use crate::metrics::{Metrics, Outcome};
-use crate::redaction::RedactionSchema;
-
-/// Where a release goes; the policy sees it as `input.context.channel`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Channel {
-    /// A recipient's Subscribe or Get.
-    Subscribe,
-    /// A partner gateway following this one.
-    Federation,
-    /// An MLS circle of trusted partners.
-    Circle,
-}
-
-impl Channel {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Channel::Subscribe => "subscribe",
-            Channel::Federation => "federation",
-            Channel::Circle => "circle",
-        }
-    }
-}
-
-/// One release decision, as logged and shown to auditors.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct DecisionRecord {
-    /// A UUID (v7, so ids sort by time).
-    pub decision_id: String,
-    /// Unix time in microseconds.
-    pub at_micros: i64,
-    pub recipient: String,
-    pub indicator_id: String,
-    pub channel: Channel,
-    pub policy_revision: String,
-    pub allow: bool,
-    pub redact: Vec<String>,
-    pub reasons: Vec<String>,
-    /// Why the decision failed closed, when it did.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
-/// Receives every release decision (the tracing log always does).
-pub trait DecisionSink: Send + Sync {
-    fn record(&self, record: &DecisionRecord);
-}
-
-/// Keeps decisions in memory; the demo uses it to show what was withheld and why.
-#[derive(Debug, Default)]
-pub struct MemoryDecisionSink {
-    records: Mutex<Vec<DecisionRecord>>,
-}
-
-impl MemoryDecisionSink {
-    pub fn records(&self) -> Vec<DecisionRecord> {
-        self.records
-            .lock()
-            .map(|records| records.clone())
-            .unwrap_or_default()
-    }
-}
-
-impl DecisionSink for MemoryDecisionSink {
-    fn record(&self, record: &DecisionRecord) {
-        if let Ok(mut records) = self.records.lock() {
-            records.push(record.clone());
-        }
-    }
-}
+pub use decision_log::DecisionLog;
+pub use hard_floor::{channel_for, handling_label, hard_floor};
+pub use record::{DecisionRecord, DecisionSink, MemoryDecisionSink};
+use redaction::RedactionSchema;
 
 /// The outcome of one release: the indicator as the recipient may see it, if at all.
 #[derive(Debug)]
@@ -97,22 +36,8 @@ pub struct Releaser {
     policy: RwLock<Policy>,
     schema: RedactionSchema,
     sinks: Vec<Arc<dyn DecisionSink>>,
-    counters: DecisionCounters,
+    /// Counts and times every decision; `cordon policy status` reads its totals.
     metrics: Arc<Metrics>,
-}
-
-/// Counts of decisions since start, for `cordon policy status` (the admin
-/// listener's `cordon_release_decisions_total` counts the same decisions by
-/// outcome and channel).
-#[derive(Debug, Default)]
-pub struct DecisionCounters {
-    pub total: AtomicU64,
-    pub allowed: AtomicU64,
-    /// Denied because the policy or redaction failed (undefined, error,
-    /// time-out, bad shape, bad redaction path), not because it said no.
-    pub failed_closed: AtomicU64,
-    /// Denied by the hard floor before the policy ran.
-    pub hard_floor: AtomicU64,
 }
 
 impl std::fmt::Debug for Releaser {
@@ -141,7 +66,6 @@ impl Releaser {
             policy: RwLock::new(policy),
             schema: RedactionSchema::cordon(),
             sinks,
-            counters: DecisionCounters::default(),
             metrics,
         }
     }
@@ -152,10 +76,6 @@ impl Releaser {
 
     pub fn member(&self) -> &str {
         &self.member
-    }
-
-    pub fn counters(&self) -> &DecisionCounters {
-        &self.counters
     }
 
     /// The active policy (a cheap clone: one decision never sees two policies).
@@ -196,146 +116,43 @@ impl Releaser {
         // One clone of the active policy per decision: a reload in the middle
         // of it cannot mix two revisions.
         let policy = self.policy();
-        let mut outcome = Outcome::HardFloor;
-        let (decision, released) = match self.hard_floor(indicator, recipient, channel) {
-            Some(reason) => {
-                self.counters.hard_floor.fetch_add(1, Ordering::Relaxed);
-                (Decision::deny(reason), None)
-            }
-            None => {
-                let decided = self.decide_with_policy(&policy, indicator, recipient, channel, now);
-                outcome = if decided.0.error.is_some() {
-                    Outcome::FailedClosed
-                } else if decided.0.allow {
-                    Outcome::Allowed
-                } else {
-                    Outcome::Denied
-                };
-                decided
-            }
-        };
+        let (decision, released, outcome) =
+            match hard_floor(&self.member, indicator, recipient, channel) {
+                Some(reason) => (Decision::deny(reason), None, Outcome::HardFloor),
+                None => {
+                    let (decision, released) =
+                        self.decide_with_policy(&policy, indicator, recipient, channel, now);
+                    let outcome = if decision.error.is_some() {
+                        Outcome::FailedClosed
+                    } else if decision.allow {
+                        Outcome::Allowed
+                    } else {
+                        Outcome::Denied
+                    };
+                    (decision, released, outcome)
+                }
+            };
         self.metrics.decision(outcome, channel, started.elapsed());
-        self.counters.total.fetch_add(1, Ordering::Relaxed);
-        if decision.allow {
-            self.counters.allowed.fetch_add(1, Ordering::Relaxed);
-        }
-        if decision.error.is_some() {
-            self.counters.failed_closed.fetch_add(1, Ordering::Relaxed);
-        }
-        let record = DecisionRecord {
-            decision_id: uuid::Uuid::now_v7().to_string(),
-            at_micros: crate::service::now_micros(),
-            recipient: recipient.to_string(),
-            indicator_id: indicator.id.clone(),
+        let record = DecisionRecord::new(
+            recipient,
+            &indicator.id,
             channel,
-            policy_revision: policy.revision().to_string(),
-            allow: decision.allow,
-            redact: decision.redact,
-            reasons: decision.reasons,
-            error: decision.error,
-        };
+            policy.revision(),
+            decision,
+        );
         Release {
             indicator: released,
             record,
         }
     }
 
-    /// Records a decision in the log and every sink.
+    /// Passes a decision to the process log and every sink (the decision log stores it
+    /// separately, before what it released is sent).
     pub fn record(&self, record: &DecisionRecord) {
-        // Every decision is stored in the decision log; the process log carries
-        // each one at debug level (one line per recipient and indicator is too
-        // much for info at volume) and every failed-closed one as a warning.
-        if let Some(error) = &record.error {
-            tracing::warn!(
-                target: "cordon::decision",
-                recipient = %record.recipient,
-                indicator = %record.indicator_id,
-                channel = record.channel.as_str(),
-                policy_revision = %record.policy_revision,
-                reasons = ?record.reasons,
-                error = %error,
-                "release decision failed closed"
-            );
-        } else {
-            tracing::debug!(
-                target: "cordon::decision",
-                recipient = %record.recipient,
-                indicator = %record.indicator_id,
-                channel = record.channel.as_str(),
-                policy_revision = %record.policy_revision,
-                allow = record.allow,
-                redact = ?record.redact,
-                reasons = ?record.reasons,
-                "release decision"
-            );
-        }
+        record::trace(record);
         for sink in &self.sinks {
             sink.record(record);
         }
-    }
-
-    /// The rules of DESIGN.md's trust model that hold whatever the policy says.
-    fn hard_floor(
-        &self,
-        indicator: &Indicator,
-        recipient: &Identity,
-        channel: Channel,
-    ) -> Option<String> {
-        let protected = indicator.protection == Protection::SourceProtected as i32;
-        if protected
-            && matches!(recipient, Identity::Agency { .. })
-            && !recipient.is_agency_of(&self.member)
-        {
-            return Some(
-                "hard floor: a source-protected indicator never reaches another member's agencies"
-                    .into(),
-            );
-        }
-        if protected && channel != Channel::Circle {
-            return Some(
-                "hard floor: a source-protected indicator leaves its origin only inside a circle"
-                    .into(),
-            );
-        }
-        let from_another_member = indicator.originator != self.member;
-        let stays_with_receiver = indicator.no_reshare
-            || [Tlp::Amber, Tlp::AmberStrict, Tlp::Red]
-                .iter()
-                .any(|label| indicator.tlp == *label as i32);
-        let leaves_member = !recipient.is_agency_of(&self.member);
-        if from_another_member && stays_with_receiver && leaves_member {
-            return Some(format!(
-                "hard floor: third-party rule: {} from {} stays with {}",
-                handling_label(indicator),
-                indicator.originator,
-                self.member
-            ));
-        }
-        // The originator named who may have it (a member named covers its agencies): no one
-        // else gets it, here or anywhere it travels, except the originator's own agencies.
-        if !indicator.releasable_to.is_empty()
-            && !recipient.is_agency_of(&indicator.originator)
-            && !indicator
-                .releasable_to
-                .iter()
-                .any(|named| *named == recipient.to_string() || named == recipient.member())
-        {
-            return Some(format!(
-                "hard floor: {} named its recipients in releasableTo and {recipient} is not one",
-                indicator.originator
-            ));
-        }
-        // A gateway never needs its own indicators back: cycles end here.
-        if from_another_member
-            && matches!(recipient, Identity::Member { .. })
-            && recipient.member() == indicator.originator
-        {
-            return Some(format!(
-                "hard floor: not sent back to its originator {}",
-                indicator.originator
-            ));
-        }
-        None
     }
 
     fn decide_with_policy(
@@ -350,19 +167,17 @@ impl Releaser {
             Ok(value) => value,
             Err(error) => {
                 return (
-                    fail_closed(format!("indicator does not encode as JSON: {error}")),
+                    Decision::fail_closed(format!("indicator does not encode as JSON: {error}")),
                     None,
                 );
             }
         };
-        let mut input = policy_input(
-            policy,
-            indicator_json,
-            recipient,
-            &self.member,
+        let context = InputContext {
+            gateway: &self.member,
             channel,
             now,
-        );
+        };
+        let mut input = policy.decision_input(indicator_json, &recipient.to_string(), context);
         let decision = policy.decide(&input);
         if !decision.allow {
             return (decision, None);
@@ -374,9 +189,8 @@ impl Releaser {
             // A partner gateway stores only what it can verify against the
             // originator's signature over the whole indicator.
             return (
-                fail_closed_keeping(
-                    decision,
-                    "redaction is not possible for a partner gateway: it must verify the originator's signature over the whole indicator".into(),
+                decision.into_fail_closed(
+                    "redaction is not possible for a partner gateway: it must verify the originator's signature over the whole indicator",
                 ),
                 None,
             );
@@ -385,7 +199,7 @@ impl Releaser {
         // for every decision.
         let mut indicator_json = input["indicator"].take();
         if let Err(error) = self.schema.apply(&mut indicator_json, &decision.redact) {
-            return (fail_closed_keeping(decision, error.to_string()), None);
+            return (decision.into_fail_closed(error.to_string()), None);
         }
         match serde_json::from_value::<Indicator>(indicator_json) {
             Ok(mut redacted) => {
@@ -396,102 +210,23 @@ impl Releaser {
                 (decision, Some(redacted))
             }
             Err(error) => (
-                fail_closed_keeping(
-                    decision,
-                    format!("redacted indicator does not decode: {error}"),
-                ),
+                decision.into_fail_closed(format!("redacted indicator does not decode: {error}")),
                 None,
             ),
         }
     }
 }
 
-/// `input.recipient`: who the certificate says, plus what the board's data
-/// says of it (`data.recipients[id]`). The certificate's fields win, except
-/// that data may call a member an `organization`.
-pub fn recipient_input(policy: &Policy, recipient: &Identity) -> Value {
-    let id = recipient.to_string();
-    let mut object = Map::new();
-    if let Some(data) = policy.recipient_data(&id) {
-        object.extend(data.clone());
-    }
-    let data_kind = object
-        .get("kind")
-        .and_then(Value::as_str)
-        .map(str::to_string);
-    let kind = match (recipient, data_kind.as_deref()) {
-        (Identity::Member { .. }, Some("organization")) => "organization",
-        _ => recipient.kind(),
-    };
-    object.insert("id".into(), Value::String(id));
-    object.insert("kind".into(), Value::String(kind.into()));
-    object.insert("member".into(), Value::String(recipient.member().into()));
-    Value::Object(object)
-}
-
-/// The full policy input for one release.
-pub fn policy_input(
-    policy: &Policy,
-    indicator_json: Value,
-    recipient: &Identity,
-    member: &str,
-    channel: Channel,
-    now: &str,
-) -> Value {
-    json!({
-        "indicator": indicator_json,
-        "recipient": recipient_input(policy, recipient),
-        "context": {"gateway": member, "channel": channel.as_str(), "now": now},
-    })
-}
-
-fn fail_closed(error: String) -> Decision {
-    Decision {
-        allow: false,
-        redact: Vec::new(),
-        reasons: vec!["policy failed: denied".into()],
-        error: Some(error),
-    }
-}
-
-fn fail_closed_keeping(decision: Decision, error: String) -> Decision {
-    let mut reasons = decision.reasons;
-    reasons.push(format!("denied: {error}"));
-    Decision {
-        allow: false,
-        redact: decision.redact,
-        reasons,
-        error: Some(error),
-    }
-}
-
-/// `TLP:AMBER`, `TLP:RED, no_reshare`, … for reasons shown to people.
-pub fn handling_label(indicator: &Indicator) -> String {
-    let tlp = match Tlp::try_from(indicator.tlp).unwrap_or(Tlp::Unspecified) {
-        Tlp::Clear => "TLP:CLEAR",
-        Tlp::Green => "TLP:GREEN",
-        Tlp::Amber => "TLP:AMBER",
-        Tlp::AmberStrict => "TLP:AMBER+STRICT",
-        Tlp::Red => "TLP:RED",
-        Tlp::Unspecified => "TLP unset",
-    };
-    if indicator.no_reshare {
-        format!("{tlp}, no_reshare")
-    } else {
-        tlp.to_string()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cordon_proto::v1::{Source, Vessel, indicator};
+    use cordon_proto::v1::{Source, Tlp, Vessel, indicator};
 
     fn policy(decision: &str) -> Policy {
         let module = format!("package cordon.outbound\nimport rego.v1\n{decision}\n");
         Policy::from_modules(
             vec![("test.rego".into(), module)],
-            json!({}),
+            serde_json::json!({}),
             "test-revision".into(),
         )
         .unwrap()
@@ -545,7 +280,7 @@ mod tests {
             "{decision}: {:?}",
             release.record
         );
-        let failed = releaser.counters().failed_closed.load(Ordering::Relaxed);
+        let failed = releaser.metrics().failed_closed_total();
         assert_eq!(failed, u64::from(expect_error));
         release
     }

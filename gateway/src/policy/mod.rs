@@ -7,8 +7,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::service::now_micros;
-
 use cordon_policy::Policy;
 use cordon_proto::v1::policy_service_server::PolicyService;
 use cordon_proto::v1::{
@@ -20,9 +18,9 @@ use notify::Watcher;
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
 
-use crate::identity::Identity;
+use crate::clock::{micros_of, now_micros, timestamp_from_micros};
+use crate::identity::{Identity, caller};
 use crate::release::Releaser;
-use crate::service::caller;
 use crate::status::{invalid_field, storage_status};
 
 /// Quiet time after the last file event before a reload, so that an editor's
@@ -168,23 +166,22 @@ impl PolicyManager {
             .map(|state| state.clone())
             .unwrap_or_default();
         let policy = self.releaser.policy();
-        let counters = self.releaser.counters();
-        use std::sync::atomic::Ordering::Relaxed;
+        let metrics = self.releaser.metrics();
         PolicyStatus {
             active_revision: policy.revision().to_string(),
-            activated_at: Some(timestamp(state.activated_at_micros)),
+            activated_at: Some(timestamp_from_micros(state.activated_at_micros)),
             engine: policy.engine_name().to_string(),
             last_rejection: state
                 .last_rejection
                 .map(|(at, revision, reason)| Rejection {
-                    at: Some(timestamp(at)),
+                    at: Some(timestamp_from_micros(at)),
                     revision,
                     reason,
                 }),
             reloads_accepted: state.reloads_accepted,
             reloads_rejected: state.reloads_rejected,
-            decisions_failed_closed: counters.failed_closed.load(Relaxed),
-            decisions_total: counters.total.load(Relaxed),
+            decisions_failed_closed: metrics.failed_closed_total(),
+            decisions_total: metrics.decisions_total(),
             source: self.source.display().to_string(),
         }
     }
@@ -243,17 +240,6 @@ impl PolicyManager {
         });
         Ok(watcher)
     }
-}
-
-fn timestamp(micros: i64) -> pbjson_types::Timestamp {
-    pbjson_types::Timestamp {
-        seconds: micros.div_euclid(1_000_000),
-        nanos: (micros.rem_euclid(1_000_000) * 1000) as i32,
-    }
-}
-
-fn micros(timestamp: &pbjson_types::Timestamp) -> i64 {
-    timestamp.seconds * 1_000_000 + i64::from(timestamp.nanos / 1000)
 }
 
 /// The gRPC face of the policy manager and the decision log.
@@ -372,7 +358,7 @@ impl PolicyService for PolicyApi {
             request.after_time.as_ref(),
             request.after_decision_id.is_empty(),
         ) {
-            (Some(at), false) => Some((micros(at), request.after_decision_id.clone())),
+            (Some(at), false) => Some((micros_of(at), request.after_decision_id.clone())),
             (None, true) => None,
             _ => {
                 return Err(invalid_field(
@@ -384,7 +370,7 @@ impl PolicyService for PolicyApi {
         let query = DecisionQuery {
             indicator_id: Some(request.indicator_id).filter(|id| !id.is_empty()),
             recipient: Some(request.recipient).filter(|id| !id.is_empty()),
-            since_micros: request.since.as_ref().map(micros),
+            since_micros: request.since.as_ref().map(micros_of),
             after_decision,
             limit,
         };
@@ -393,7 +379,7 @@ impl PolicyService for PolicyApi {
             .into_iter()
             .map(|row| DecisionEntry {
                 decision_id: row.decision_id,
-                at: Some(timestamp(row.at_micros)),
+                at: Some(timestamp_from_micros(row.at_micros)),
                 recipient: row.recipient,
                 indicator_id: row.indicator_id,
                 channel: row.channel,

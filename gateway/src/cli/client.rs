@@ -9,7 +9,7 @@ use cordon_indicator::Limits;
 use cordon_proto::v1::indicator_service_client::IndicatorServiceClient;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity as TlsIdentity};
 
-use crate::ca::IdentityFiles;
+use crate::cli::ca::IdentityFiles;
 
 /// A channel to `endpoint` (`https://127.0.0.1:7443`) as the identity in `identity_dir`.
 pub async fn channel(endpoint: &str, identity_dir: &Path) -> Result<Channel> {

@@ -1,0 +1,132 @@
+//! The feed: the `cordon.v1.IndicatorService` gRPC service. Agencies of the member publish
+//! and retract ([`publish`]); anyone the federation CA certifies subscribes from a cursor and
+//! looks indicators up ([`subscribe`]), each receiving what the release room decides for its
+//! identity.
+//!
+//! This room owns the member's event log as recipients see it. It never decides a release
+//! itself (that is [`crate::release`]) and never names a caller from a request field (the
+//! identity comes from the certificate, [`crate::identity::caller`]).
+
+mod publish;
+mod subscribe;
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use cordon_indicator::Limits;
+use cordon_proto::v1::indicator_service_server::IndicatorService;
+use cordon_proto::v1::{
+    Event, GetRequest, GetResponse, Indicator, PublishRequest, PublishResponse, RetractRequest,
+    RetractResponse, SubscribeRequest,
+};
+use cordon_storage::Store;
+use futures::Stream;
+use prost::Message;
+use tonic::{Request, Response, Status};
+
+use crate::circle::Circles;
+use crate::identity::{Identity, caller};
+use crate::metrics::Metrics;
+use crate::release::{DecisionLog, Releaser};
+use crate::signing::SigningKey;
+
+pub use subscribe::MAX_SUBSCRIPTIONS_PER_IDENTITY;
+
+/// What every request handler shares.
+#[derive(Debug)]
+pub struct GatewayState {
+    pub member: String,
+    pub federation: String,
+    pub store: Store,
+    pub releaser: Arc<Releaser>,
+    pub decision_log: DecisionLog,
+    pub signing_key: Arc<SigningKey>,
+    pub limits: Limits,
+    /// Turns true when the gateway stops: following streams end (UNAVAILABLE,
+    /// clients resume from their cursor) so that shutdown does not wait on them.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// Open subscriptions per identity, bounded by [`MAX_SUBSCRIPTIONS_PER_IDENTITY`].
+    pub open_subscriptions: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
+    /// Aggregate counters for the admin listener (the releaser records into the same).
+    pub metrics: Arc<Metrics>,
+    /// The MLS circles this gateway hubs or belongs to.
+    pub circles: Arc<Circles>,
+}
+
+impl GatewayState {
+    fn require_own_agency(&self, caller: &Identity, action: &str) -> Result<(), Status> {
+        if caller.is_agency_of(&self.member) {
+            Ok(())
+        } else {
+            Err(Status::permission_denied(format!(
+                "{action} is for agencies of member {}; {caller} is not one",
+                self.member
+            )))
+        }
+    }
+
+    fn decode(&self, payload: &[u8]) -> Result<Indicator, Status> {
+        Indicator::decode(payload).map_err(|error| {
+            tracing::error!(%error, "stored indicator does not decode");
+            Status::internal("stored indicator does not decode; see the gateway log")
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct IndicatorApi {
+    state: Arc<GatewayState>,
+}
+
+impl IndicatorApi {
+    pub fn new(state: Arc<GatewayState>) -> Self {
+        IndicatorApi { state }
+    }
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<Event, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl IndicatorService for IndicatorApi {
+    async fn publish(
+        &self,
+        request: Request<PublishRequest>,
+    ) -> Result<Response<PublishResponse>, Status> {
+        let caller = caller(&request, &self.state.federation)?;
+        let request = request.into_inner();
+        let response = if request.circle.is_empty() {
+            self.state.publish(&caller, request.indicators).await?
+        } else {
+            self.state
+                .publish_to_circle(&caller, &request.circle, request.indicators)
+                .await?
+        };
+        Ok(Response::new(response))
+    }
+
+    async fn retract(
+        &self,
+        request: Request<RetractRequest>,
+    ) -> Result<Response<RetractResponse>, Status> {
+        let caller = caller(&request, &self.state.federation)?;
+        let response = self.state.retract(&caller, request.into_inner()).await?;
+        Ok(Response::new(response))
+    }
+
+    type SubscribeStream = EventStream;
+
+    async fn subscribe(
+        &self,
+        request: Request<SubscribeRequest>,
+    ) -> Result<Response<EventStream>, Status> {
+        let recipient = caller(&request, &self.state.federation)?;
+        let stream = subscribe::subscribe(self.state.clone(), recipient, request.into_inner())?;
+        Ok(Response::new(stream))
+    }
+
+    async fn get(&self, request: Request<GetRequest>) -> Result<Response<GetResponse>, Status> {
+        let recipient = caller(&request, &self.state.federation)?;
+        let response = self.state.get(&recipient, request.into_inner().id).await?;
+        Ok(Response::new(response))
+    }
+}

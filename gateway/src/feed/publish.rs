@@ -1,0 +1,193 @@
+//! Publish and Retract: an agency's batch is validated, signed with the gateway's key and
+//! stored in one transaction, acknowledged after the commit; a retraction is signed like the
+//! indicator so that every gateway it reaches can check it.
+
+use cordon_proto::v1::{
+    Accepted, Indicator, PublishResponse, RetractRequest, RetractResponse, Retracted,
+};
+use cordon_storage::NewIndicator;
+use prost::Message;
+use tonic::Status;
+
+use super::GatewayState;
+use crate::clock::{micros_of, now_micros, now_rfc3339, now_timestamp};
+use crate::identity::Identity;
+use crate::metrics::StorageOperation;
+use crate::status::{invalid_batch, invalid_field, storage_status};
+
+impl GatewayState {
+    pub(super) async fn publish(
+        &self,
+        caller: &Identity,
+        indicators: Vec<Indicator>,
+    ) -> Result<PublishResponse, Status> {
+        self.require_own_agency(caller, "publishing")?;
+        let warnings = cordon_indicator::validate_batch(&indicators, &self.limits)
+            .map_err(|errors| invalid_batch(&errors))?;
+        // A revision must name an indicator of this member that exists.
+        for (index, indicator) in indicators.iter().enumerate() {
+            if indicator.supersedes.is_empty() {
+                continue;
+            }
+            match self
+                .store
+                .indicator(&indicator.supersedes)
+                .await
+                .map_err(storage_status)?
+            {
+                Some(old) if old.originator == self.member => {}
+                Some(_) => {
+                    return Err(invalid_field(
+                        &format!("indicators[{index}].supersedes"),
+                        "names an indicator of another member",
+                    ));
+                }
+                None => {
+                    return Err(invalid_field(
+                        &format!("indicators[{index}].supersedes"),
+                        "names no stored indicator",
+                    ));
+                }
+            }
+        }
+        let created = now_timestamp();
+        let mut ids = Vec::with_capacity(indicators.len());
+        let mut batch = Vec::with_capacity(indicators.len());
+        for mut indicator in indicators {
+            if indicator.id.is_empty() {
+                indicator.id = uuid::Uuid::now_v7().to_string();
+            }
+            indicator.originator = self.member.clone();
+            indicator.publisher = caller.to_string();
+            indicator.created = Some(created);
+            self.signing_key.sign(&mut indicator);
+            let kind = cordon_indicator::kind_name(&indicator)
+                .unwrap_or("unknown")
+                .to_string();
+            ids.push(indicator.id.clone());
+            batch.push(NewIndicator {
+                id: indicator.id.clone(),
+                originator: self.member.clone(),
+                kind,
+                created_micros: micros_of(&created),
+                supersedes: (!indicator.supersedes.is_empty())
+                    .then(|| indicator.supersedes.clone()),
+                via: None,
+                payload: indicator.encode_to_vec(),
+            });
+        }
+        let sequences = self
+            .metrics
+            .time_storage(StorageOperation::Publish, self.store.publish(batch))
+            .await
+            .map_err(storage_status)?;
+        self.metrics.published(sequences.len() as u64);
+        tracing::info!(publisher = %caller, count = ids.len(), last_sequence = sequences.last().copied().unwrap_or(0), "published");
+        let accepted = ids
+            .into_iter()
+            .zip(sequences)
+            .zip(warnings)
+            .map(|((id, sequence), warnings)| Accepted {
+                id,
+                sequence,
+                warnings,
+            })
+            .collect();
+        Ok(PublishResponse { accepted })
+    }
+
+    /// Source-protected indicators into a circle (see [`crate::circle::Circles::publish`]).
+    pub(super) async fn publish_to_circle(
+        &self,
+        caller: &Identity,
+        circle: &str,
+        mut indicators: Vec<Indicator>,
+    ) -> Result<PublishResponse, Status> {
+        self.require_own_agency(caller, "publishing")?;
+        for indicator in &mut indicators {
+            indicator.protection = cordon_proto::v1::Protection::SourceProtected as i32;
+        }
+        let warnings = cordon_indicator::validate_batch(&indicators, &self.limits)
+            .map_err(|errors| invalid_batch(&errors))?;
+        if indicators
+            .iter()
+            .any(|indicator| !indicator.supersedes.is_empty())
+        {
+            return Err(invalid_field(
+                "indicators[].supersedes",
+                "revisions are not sent into circles",
+            ));
+        }
+        let response = self
+            .circles
+            .publish(
+                caller,
+                circle,
+                indicators,
+                &now_rfc3339(),
+                now_timestamp(),
+                warnings,
+            )
+            .await?;
+        self.metrics.published(response.accepted.len() as u64);
+        Ok(response)
+    }
+
+    pub(super) async fn retract(
+        &self,
+        caller: &Identity,
+        request: RetractRequest,
+    ) -> Result<RetractResponse, Status> {
+        self.require_own_agency(caller, "retracting")?;
+        if uuid::Uuid::parse_str(&request.id).is_err() {
+            return Err(invalid_field("id", "must be the UUID of an indicator"));
+        }
+        if request.reason.len() > self.limits.max_short_string {
+            return Err(invalid_field(
+                "reason",
+                format!("longer than {} bytes", self.limits.max_short_string),
+            ));
+        }
+        // The reason reaches analysts' terminals and the database as text.
+        if request.reason.chars().any(char::is_control) {
+            return Err(invalid_field("reason", "contains control characters"));
+        }
+        let stored = self
+            .store
+            .indicator(&request.id)
+            .await
+            .map_err(storage_status)?
+            .ok_or_else(|| Status::not_found(format!("no indicator {}", request.id)))?;
+        if stored.originator != self.member {
+            return Err(Status::permission_denied(format!(
+                "indicator {} was published by member {}; only its originator may retract it",
+                request.id, stored.originator
+            )));
+        }
+        // Signed like the indicator, so that every gateway the retraction
+        // reaches, by whatever path, can check it comes from the originator.
+        let mut statement = Retracted {
+            indicator_id: request.id.clone(),
+            originator: self.member.clone(),
+            reason: request.reason.clone(),
+            signature: None,
+        };
+        self.signing_key.sign_retraction(&mut statement);
+        let signature = statement.signature.as_ref().map(Message::encode_to_vec);
+        let sequence = self
+            .metrics
+            .time_storage(
+                StorageOperation::Retract,
+                self.store.retract(
+                    &request.id,
+                    &request.reason,
+                    now_micros(),
+                    signature.as_deref(),
+                ),
+            )
+            .await
+            .map_err(storage_status)?;
+        tracing::info!(retracted_by = %caller, indicator = %request.id, sequence, "retracted");
+        Ok(RetractResponse { sequence })
+    }
+}
