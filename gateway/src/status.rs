@@ -79,3 +79,25 @@ pub fn invalid_fields(errors: Vec<(String, String)>) -> Status {
     }
     Status::with_error_details(Code::InvalidArgument, message, details)
 }
+
+/// A circle's errors by kind. A partner gateway's answer passes through as it came.
+impl From<crate::circle::CircleError> for Status {
+    fn from(error: crate::circle::CircleError) -> Status {
+        use crate::circle::CircleError;
+        let (code, message) = match error {
+            CircleError::InvalidField { field, message } => return invalid_field(field, message),
+            CircleError::Storage(error) => return storage_status(error),
+            CircleError::Remote(status) => return status,
+            CircleError::Refused(message) => (Code::InvalidArgument, message),
+            CircleError::NotFound(message) => (Code::NotFound, message),
+            CircleError::AlreadyExists(message) => (Code::AlreadyExists, message),
+            CircleError::PermissionDenied(message) => (Code::PermissionDenied, message),
+            CircleError::FailedPrecondition(message) => (Code::FailedPrecondition, message),
+            CircleError::EpochLost(message) => (Code::Aborted, message),
+            CircleError::Unavailable(message) => (Code::Unavailable, message),
+            CircleError::LogBroken(message) => (Code::DataLoss, message),
+            CircleError::Internal(message) => (Code::Internal, message),
+        };
+        Status::new(code, message)
+    }
+}

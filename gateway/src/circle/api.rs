@@ -11,16 +11,12 @@ use cordon_proto::v1::{
     RemoveMemberRequest, RotateRequest, RotateResponse, SendRequest, SendResponse, WelcomeRequest,
     WelcomeResponse,
 };
-use cordon_storage::{CircleLogEntry, CircleRow, CircleWrite};
 use futures::Stream;
-use openmls::prelude::*;
 use tonic::{Request, Response, Status};
 
-use super::{
-    Circles, STATUS_ACTIVE, check_circle_indicator, circle_indicator, kind_name, kind_of, mls,
-};
-use crate::identity::Identity;
-use crate::identity::caller;
+use super::hub::{hub_accept, read_limit};
+use super::{Circles, kind_name, kind_of};
+use crate::identity::{Identity, caller};
 
 /// Log entries read from storage per page of a Log stream.
 const LOG_PAGE: u32 = 256;
@@ -102,8 +98,8 @@ impl CircleService for CircleApi {
         messages.extend(request.messages);
         let response = hub_accept(&self.circles, &sender, &request.circle, kind, &messages)
             .await
-            .inspect_err(|status| {
-                tracing::warn!(circle = %request.circle, %sender, kind = kind_name(kind), code = ?status.code(), reason = %status.message(), "refused a circle message");
+            .inspect_err(|error| {
+                tracing::warn!(circle = %request.circle, %sender, kind = kind_name(kind), reason = %error, "refused a circle message");
             })?;
         Ok(Response::new(response))
     }
@@ -235,213 +231,4 @@ impl CircleService for CircleApi {
         let (epoch, attempts) = self.circles.rotate(&request.get_ref().circle).await?;
         Ok(Response::new(RotateResponse { epoch, attempts }))
     }
-}
-
-/// The last log position `reader` may read (`None`: no limit, it is a current member), or
-/// PERMISSION_DENIED when it was never in the circle.
-async fn read_limit(circles: &Circles, name: &str, reader: &str) -> Result<Option<u64>, Status> {
-    {
-        let inner = circles.lock().await;
-        let (row, group) = inner.circle(name)?;
-        if row.hub != circles.context.member {
-            return Err(Status::failed_precondition(format!(
-                "circle {name:?} is hubbed by {}",
-                row.hub
-            )));
-        }
-        if mls::leaf_of(group, reader).is_some() {
-            return Ok(None);
-        }
-    }
-    match circles
-        .context
-        .store
-        .departure(name, reader)
-        .await
-        .map_err(crate::status::storage_status)?
-    {
-        Some(last) => Ok(Some(last)),
-        None => Err(Status::permission_denied(format!(
-            "{reader} is not a member of circle {name:?}"
-        ))),
-    }
-}
-
-/// The hub's acceptance of one member's message: only for the current epoch; checked with
-/// the hub's own group state (which authenticates the sender and decrypts); then, in one
-/// transaction, the epoch advances (for a commit) and the message is appended to the log.
-pub async fn hub_accept(
-    circles: &Circles,
-    sender: &str,
-    name: &str,
-    kind: MessageKind,
-    messages: &[Vec<u8>],
-) -> Result<SendResponse, Status> {
-    if messages.is_empty() {
-        return Err(crate::status::invalid_field("message", "no message"));
-    }
-    if messages.len() > 1 && kind != MessageKind::Application {
-        return Err(crate::status::invalid_field(
-            "messages",
-            "only application messages are sent several at a time",
-        ));
-    }
-    let mut protocols = Vec::with_capacity(messages.len());
-    for bytes in messages {
-        let message = mls::deserialize(bytes)
-            .map_err(|error| crate::status::invalid_field("message", error))?;
-        protocols.push(message.try_into_protocol_message().map_err(|_| {
-            crate::status::invalid_field("message", "not an MLS handshake or application message")
-        })?);
-    }
-    let mut inner = circles.lock().await;
-    {
-        let (row, group) = inner.circle(name)?;
-        if row.hub != circles.context.member || row.status != STATUS_ACTIVE {
-            return Err(Status::failed_precondition(format!(
-                "this gateway is not the hub of an active circle {name:?}"
-            )));
-        }
-        if mls::leaf_of(group, sender).is_none() {
-            return Err(Status::permission_denied(format!(
-                "{sender} is not a member of circle {name:?}"
-            )));
-        }
-        let current = group.epoch().as_u64();
-        for protocol in &protocols {
-            if protocol.group_id() != group.group_id() {
-                return Err(crate::status::invalid_field(
-                    "message",
-                    "the message is for another group",
-                ));
-            }
-            if protocol.epoch().as_u64() != current {
-                return Err(Status::aborted(format!(
-                    "circle {name:?} is at epoch {current}; the message is for epoch {}: catch up and send again",
-                    protocol.epoch().as_u64()
-                )));
-            }
-        }
-    }
-    let context = circles.context.clone();
-    let circle = name.to_string();
-    let sender_id = sender.to_string();
-    let ((position, epoch), _) = circles
-        .apply(&mut inner, |inner| {
-            let mut write = CircleWrite::default();
-            let mut position = 0;
-            for (protocol, bytes) in protocols.into_iter().zip(messages) {
-                position = accept_one(
-                    inner, &context, &circle, &sender_id, kind, protocol, bytes, &mut write,
-                )?;
-            }
-            let epoch = inner
-                .rows
-                .get(&circle)
-                .map(|row| row.epoch)
-                .unwrap_or_default();
-            if !write.indicators.is_empty() {
-                write.indicators_circle = Some(circle.clone());
-            }
-            Ok(((position, epoch), write))
-        })
-        .await?;
-    Ok(SendResponse { position, epoch })
-}
-
-/// Processes one message at the hub and adds its log entry (and indicator) to `write`;
-/// returns its position.
-#[allow(clippy::too_many_arguments)]
-fn accept_one(
-    inner: &mut super::Inner,
-    context: &super::CircleContext,
-    circle: &str,
-    sender_id: &str,
-    kind: MessageKind,
-    protocol: ProtocolMessage,
-    bytes: &[u8],
-    write: &mut CircleWrite,
-) -> Result<u64, Status> {
-    let (row, group, provider) = inner.circle_mut(circle)?;
-    let epoch = group.epoch().as_u64();
-    let processed = group
-        .process_message(provider, protocol)
-        .map_err(|error| Status::invalid_argument(format!("message rejected: {error}")))?;
-    let author =
-        mls::credential_member(processed.credential()).map_err(Status::permission_denied)?;
-    if author != sender_id {
-        return Err(Status::permission_denied(format!(
-            "the message is signed by {author} but was sent by {sender_id}"
-        )));
-    }
-    match (processed.into_content(), kind) {
-        (ProcessedMessageContent::ApplicationMessage(application), MessageKind::Application) => {
-            let indicator = check_circle_indicator(context, sender_id, &application.into_bytes())
-                .map_err(|reason| {
-                Status::invalid_argument(format!("circle indicator refused: {reason}"))
-            })?;
-            write
-                .indicators
-                .push(circle_indicator(&indicator, Some(sender_id))?);
-        }
-        (ProcessedMessageContent::ProposalMessage(_), MessageKind::Proposal) => {
-            // A pending proposal would block every member's messages until the hub
-            // committed it, and would slip an unchecked leaf into that commit.
-            return Err(Status::permission_denied(
-                "the hub takes no proposals: a member rotates its keys with a commit",
-            ));
-        }
-        (ProcessedMessageContent::StagedCommitMessage(staged), MessageKind::Commit) => {
-            if staged.queued_proposals().next().is_some() {
-                return Err(Status::permission_denied(
-                    "a member's commit may carry no proposals, only its own update path; \
-                             the hub alone changes membership",
-                ));
-            }
-            for credential in staged.credentials_to_verify() {
-                // The new leaf keeps the member's pinned signature key.
-                mls::credential_member(credential)
-                    .ok()
-                    .filter(|member| member == sender_id)
-                    .ok_or_else(|| {
-                        Status::permission_denied("a commit may not change its sender's credential")
-                    })?;
-            }
-            group
-                .merge_staged_commit(provider, *staged)
-                .map_err(|error| Status::internal(format!("merging: {error}")))?;
-        }
-        (_, kind) => {
-            return Err(crate::status::invalid_field(
-                "kind",
-                format!(
-                    "the message is not of the kind it was sent as ({})",
-                    kind_name(kind)
-                ),
-            ));
-        }
-    }
-    // Every leaf, after the message: each names a member with its pinned key.
-    context
-        .pinned
-        .check_members(group.members())
-        .map_err(|reason| Status::permission_denied(format!("circle member: {reason}")))?;
-    let position = row.position + 1;
-    let updated = CircleRow {
-        epoch: group.epoch().as_u64(),
-        position,
-        ..row
-    };
-    inner.rows.insert(circle.to_string(), updated.clone());
-    write.circle = Some(updated);
-    write.log.push(CircleLogEntry {
-        circle: circle.to_string(),
-        position,
-        epoch,
-        sender: sender_id.to_string(),
-        kind: kind_name(kind).into(),
-        message: bytes.to_vec(),
-        at_micros: crate::clock::now_micros(),
-    });
-    Ok(position)
 }

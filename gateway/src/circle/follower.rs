@@ -11,10 +11,12 @@ use cordon_proto::v1::{LogEntry, LogRequest, MessageKind};
 use cordon_storage::{CircleRow, CircleWrite};
 use openmls::prelude::*;
 use prost::Message as _;
-use tonic::Status;
 
+use super::publish::digest;
+use super::state::Inner;
 use super::{
-    Circles, STATUS_ACTIVE, STATUS_REMOVED, check_circle_indicator, circle_indicator, mls,
+    CircleContext, CircleError, Circles, STATUS_ACTIVE, STATUS_REMOVED, check_circle_indicator,
+    circle_indicator, mls,
 };
 
 /// Follows `name`'s hub log until shutdown or until this gateway is removed from the circle.
@@ -28,9 +30,9 @@ pub async fn run(circles: Arc<Circles>, name: String) {
         match follow_once(&circles, &name).await {
             Ok(true) => return,
             Ok(false) => attempt = 0,
-            Err(status) => {
+            Err(error) => {
                 attempt = attempt.saturating_add(1);
-                tracing::warn!(circle = %name, code = ?status.code(), reason = %status.message(), "following the circle's hub");
+                tracing::warn!(circle = %name, reason = %error, "following the circle's hub");
             }
         }
         let delay = crate::federation::backoff(attempt);
@@ -42,7 +44,7 @@ pub async fn run(circles: Arc<Circles>, name: String) {
 }
 
 /// One connection to the hub. `Ok(true)`: this gateway left the circle; stop following.
-async fn follow_once(circles: &Arc<Circles>, name: &str) -> Result<bool, Status> {
+async fn follow_once(circles: &Arc<Circles>, name: &str) -> Result<bool, CircleError> {
     let (hub, position) = {
         let inner = circles.lock().await;
         let (row, _) = inner.circle(name)?;
@@ -80,7 +82,7 @@ async fn follow_once(circles: &Arc<Circles>, name: &str) -> Result<bool, Status>
                     break;
                 }
                 Some(Err(status)) => {
-                    after = Some(Err(status));
+                    after = Some(Err(status.into()));
                     break;
                 }
                 None => break,
@@ -105,12 +107,12 @@ pub async fn apply_entries(
     circles: &Circles,
     name: &str,
     entries: Vec<LogEntry>,
-) -> Result<bool, Status> {
+) -> Result<bool, CircleError> {
     if entries.len() > 1 {
         match apply_batch(circles, name, &entries).await {
             Ok(removed) => return Ok(removed),
-            Err(status) => {
-                tracing::debug!(circle = %name, reason = %status.message(), "a batch of log entries failed; applying them one by one");
+            Err(error) => {
+                tracing::debug!(circle = %name, reason = %error, "a batch of log entries failed; applying them one by one");
             }
         }
     }
@@ -123,14 +125,22 @@ pub async fn apply_entries(
 }
 
 /// Applies one log entry. `Ok(true)` when it removed this gateway from the circle.
-pub async fn apply_entry(circles: &Circles, name: &str, entry: LogEntry) -> Result<bool, Status> {
+pub async fn apply_entry(
+    circles: &Circles,
+    name: &str,
+    entry: LogEntry,
+) -> Result<bool, CircleError> {
     apply_batch(circles, name, std::slice::from_ref(&entry)).await
 }
 
 /// One entry's outcome: whether it removed this gateway, and why it was refused, if it was.
 type Applied = (bool, Option<String>);
 
-async fn apply_batch(circles: &Circles, name: &str, entries: &[LogEntry]) -> Result<bool, Status> {
+async fn apply_batch(
+    circles: &Circles,
+    name: &str,
+    entries: &[LogEntry],
+) -> Result<bool, CircleError> {
     let own = circles.context.member.clone();
     let context = circles.context.clone();
     let circle = name.to_string();
@@ -138,13 +148,8 @@ async fn apply_batch(circles: &Circles, name: &str, entries: &[LogEntry]) -> Res
     let mut outbox = HashMap::new();
     for entry in entries {
         if entry.sender == own && entry.kind == MessageKind::Application as i32 {
-            let digest = super::digest(&entry.message);
-            if let Some(indicator) = context
-                .store
-                .outbox_entry(name, &digest)
-                .await
-                .map_err(crate::status::storage_status)?
-            {
+            let digest = digest(&entry.message);
+            if let Some(indicator) = context.store.outbox_entry(name, &digest).await? {
                 outbox.insert(entry.position, (digest, indicator));
             }
         }
@@ -184,32 +189,24 @@ async fn apply_batch(circles: &Circles, name: &str, entries: &[LogEntry]) -> Res
 
 /// Applies one entry to the in-memory state and adds its rows to `write`.
 fn apply_one(
-    inner: &mut super::Inner,
-    context: &super::CircleContext,
+    inner: &mut Inner,
+    context: &CircleContext,
     own: &str,
     circle: &str,
     entry: &LogEntry,
     outbox: &HashMap<u64, (Vec<u8>, Vec<u8>)>,
     write: &mut CircleWrite,
-) -> Result<Applied, Status> {
-    let row: CircleRow = inner
-        .rows
-        .get(circle)
-        .cloned()
-        .ok_or_else(|| Status::not_found("circle"))?;
+) -> Result<Applied, CircleError> {
+    let (row, group, provider) = inner.circle_mut(circle)?;
     if entry.position <= row.position {
         return Ok((false, None));
     }
     if entry.position != row.position + 1 {
-        return Err(Status::data_loss(format!(
+        return Err(CircleError::LogBroken(format!(
             "the hub's log jumped from {} to {}",
             row.position, entry.position
         )));
     }
-    let group = inner
-        .groups
-        .get_mut(circle)
-        .ok_or_else(|| Status::internal("no MLS state"))?;
     let mut removed = false;
     let mut refused = None;
     let kind = MessageKind::try_from(entry.kind).unwrap_or(MessageKind::Unspecified);
@@ -221,7 +218,7 @@ fn apply_one(
             && let Some((digest, payload)) = outbox.get(&entry.position)
         {
             let indicator = cordon_proto::v1::Indicator::decode(payload.as_slice())
-                .map_err(|error| Status::internal(format!("an outbox entry: {error}")))?;
+                .map_err(|error| CircleError::internal(format!("an outbox entry: {error}")))?;
             write.indicators.push(circle_indicator(&indicator, None)?);
             write
                 .outbox
@@ -230,18 +227,18 @@ fn apply_one(
         if kind == MessageKind::Commit && group.epoch().as_u64() == entry.epoch {
             if group.pending_commit().is_none() {
                 // Its secrets are gone: this gateway cannot follow the circle on.
-                return Err(Status::data_loss(format!(
+                return Err(CircleError::LogBroken(format!(
                     "this gateway's own commit for epoch {} is in the hub's log, but \
                      its pending state was dropped; the hub must remove and add it again",
                     entry.epoch
                 )));
             }
             group
-                .merge_pending_commit(&inner.provider)
-                .map_err(|error| Status::internal(format!("merging own commit: {error}")))?;
+                .merge_pending_commit(provider)
+                .map_err(|error| CircleError::internal(format!("merging own commit: {error}")))?;
         }
     } else {
-        match process(&inner.provider, group, &entry.message) {
+        match process(provider, group, &entry.message) {
             Ok(ProcessedMessageContent::ApplicationMessage(application)) => {
                 match check_circle_indicator(context, &entry.sender, &application.into_bytes()) {
                     Ok(indicator) => {
@@ -258,20 +255,20 @@ fn apply_one(
             Ok(ProcessedMessageContent::StagedCommitMessage(staged)) => {
                 for member in staged.credentials_to_verify() {
                     if mls::credential_member(member).is_err() {
-                        return Err(Status::permission_denied(
-                            "a commit carries an unknown credential",
+                        return Err(CircleError::PermissionDenied(
+                            "a commit carries an unknown credential".into(),
                         ));
                     }
                 }
                 removed = staged.self_removed();
                 if group.pending_commit().is_some() {
                     group
-                        .clear_pending_commit(inner.provider.storage())
-                        .map_err(|error| Status::internal(format!("{error:?}")))?;
+                        .clear_pending_commit(provider.storage())
+                        .map_err(|error| CircleError::internal(format!("{error:?}")))?;
                 }
                 group
-                    .merge_staged_commit(&inner.provider, *staged)
-                    .map_err(|error| Status::internal(format!("merging: {error}")))?;
+                    .merge_staged_commit(provider, *staged)
+                    .map_err(|error| CircleError::internal(format!("merging: {error}")))?;
                 if !removed {
                     // Every leaf names a member with its pinned key, or the commit
                     // is not taken (the state is put back and the follower stops
@@ -280,7 +277,7 @@ fn apply_one(
                         .pinned
                         .check_members(group.members())
                         .map_err(|reason| {
-                            Status::permission_denied(format!(
+                            CircleError::PermissionDenied(format!(
                                 "the commit at position {} makes a member that is not pinned: {reason}",
                                 entry.position
                             ))
@@ -291,7 +288,7 @@ fn apply_one(
             // A commit that cannot be processed would leave this gateway behind
             // every later epoch: stop here rather than skip it.
             Err(reason) if kind == MessageKind::Commit => {
-                return Err(Status::data_loss(format!(
+                return Err(CircleError::LogBroken(format!(
                     "the hub's commit at position {} cannot be processed: {reason}",
                     entry.position
                 )));
