@@ -120,7 +120,7 @@ impl CircleService for CircleApi {
             .store
             .admission(&name, &reader)
             .await
-            .map_err(crate::status::storage_status)?
+            .map_err(super::CircleError::from)?
             .unwrap_or(0);
         let mut changes = circles.subscribe_changes();
         let mut shutdown = circles.shutdown_signal();
@@ -133,7 +133,7 @@ impl CircleService for CircleApi {
                     .store
                     .circle_log(&name, next, LOG_PAGE)
                     .await
-                    .map_err(crate::status::storage_status)?;
+                    .map_err(super::CircleError::from)?;
                 let mut ended = false;
                 let mut any = false;
                 for entry in entries {

@@ -1,26 +1,28 @@
-//! The `cordon` command line: identities, member setup, the gateway, the
-//! client commands and the demo.
-
-use std::collections::HashMap;
-use std::io::{BufRead, Write};
-use std::path::{Path, PathBuf};
-
-use anyhow::{Context, Result, bail};
-use clap::{Args, Parser, Subcommand};
-use cordon_proto::v1::{
-    GetRequest, Indicator, IndicatorKind, PublishRequest, RetractRequest, SubscribeRequest,
-};
-use tonic_types::StatusExt;
+//! The `cordon` command line: the development CA, member setup, the gateway, the client
+//! commands of every service, and the demo.
+//!
+//! This room only talks to gateways through their gRPC APIs (and starts one, `serve`); it
+//! holds no gateway logic of its own.
 
 pub mod ca;
+mod circle;
 pub mod client;
 pub mod demo;
+mod feed;
 pub mod policy;
+mod setup;
 
-use crate::config::{
-    CONFIG_FILE, ConfigFile, DEFAULT_LISTEN, DecisionLogFile, GatewayConfig, LimitsFile, TlsFile,
-};
-use crate::identity::{Identity, is_member_id};
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+use cordon_proto::v1::{GetRequest, RetractRequest};
+
+pub use circle::CircleCommand;
+pub use feed::read_indicators;
+
+use crate::config::{CONFIG_FILE, DEFAULT_LISTEN};
+use crate::identity::Identity;
 use ca::DEFAULT_FEDERATION;
 use client::indicator_client;
 
@@ -204,21 +206,21 @@ pub async fn run(cli: Cli) -> Result<()> {
             println!("identity {identity} written to {}", out.display());
             Ok(())
         }
-        Command::Init(args) => init(args),
-        Command::Serve { config } => serve(&config).await,
+        Command::Init(args) => setup::init(args),
+        Command::Serve { config } => setup::serve(&config).await,
         Command::Publish {
             connection,
             file,
             circle,
-        } => publish(&connection, &file, circle.unwrap_or_default()).await,
-        Command::Circle { command } => circle(command).await,
+        } => feed::publish(&connection, &file, circle.unwrap_or_default()).await,
+        Command::Circle { command } => circle::circle(command).await,
         Command::Subscribe {
             connection,
             after,
             limit,
             follow,
             kinds,
-        } => subscribe(&connection, after, limit, follow, &kinds).await,
+        } => feed::subscribe(&connection, after, limit, follow, &kinds).await,
         Command::Retract {
             connection,
             id,
@@ -251,423 +253,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Policy(command) => crate::cli::policy::run(command).await,
         Command::Decisions(args) => crate::cli::policy::decisions(args).await,
-        Command::Peers { connection, json } => peers(&connection, json).await,
+        Command::Peers { connection, json } => circle::peers(&connection, json).await,
         Command::Demo { json } => crate::cli::demo::run(json).await,
     }
-}
-
-fn init(args: InitArgs) -> Result<()> {
-    if !is_member_id(&args.member) {
-        bail!(
-            "--member: {:?} is not a member id (2-16 of A-Z, 0-9, '-')",
-            args.member
-        );
-    }
-    let config_path = args.dir.join(CONFIG_FILE);
-    if config_path.exists() {
-        bail!(
-            "{} already exists; refusing to overwrite it",
-            config_path.display()
-        );
-    }
-    std::fs::create_dir_all(&args.dir)
-        .with_context(|| format!("creating {}", args.dir.display()))?;
-    let ca_dir = match args.ca {
-        Some(dir) => dir,
-        None => {
-            let dir = args.dir.join("ca");
-            ca::init_ca(&dir, DEFAULT_FEDERATION)?;
-            dir
-        }
-    };
-    let federation = ca::read_federation(&ca_dir)?;
-    ca::issue(&ca_dir, &args.member, &args.dir.join("identity"))?;
-    let signing_key_path = args
-        .dir
-        .join("identity")
-        .join(crate::signing::SIGNING_KEY_FILE);
-    crate::signing::generate_signing_key(&signing_key_path)?;
-    let signing_key = crate::signing::SigningKey::load(&signing_key_path, &args.member)?;
-    let public_key_hex = hex::encode(signing_key.public_key());
-    std::fs::write(
-        args.dir
-            .join("identity")
-            .join(crate::signing::PUBLIC_KEY_FILE),
-        format!("{public_key_hex}\n"),
-    )?;
-    for (relative, contents) in cordon_policy::reference_policy_files() {
-        let path = args.dir.join("policy").join(relative);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        std::fs::write(&path, contents).with_context(|| format!("writing {}", path.display()))?;
-    }
-    let file = ConfigFile {
-        member: args.member.clone(),
-        federation,
-        listen: args.listen,
-        database: "sqlite:cordon.db".into(),
-        policy: PathBuf::from("policy"),
-        tls: TlsFile {
-            cert: PathBuf::from("identity/cert.pem"),
-            key: PathBuf::from("identity/key.pem"),
-            ca: PathBuf::from("identity/ca.pem"),
-        },
-        signing_key: PathBuf::from("identity").join(crate::signing::SIGNING_KEY_FILE),
-        limits: LimitsFile::default(),
-        decision_log: DecisionLogFile::default(),
-        watch_policy: true,
-        members: Vec::new(),
-        peers: Vec::new(),
-        admin: None,
-    };
-    // Validate before writing, so init never leaves a config serve would refuse.
-    GatewayConfig::from_file(file.clone(), &args.dir, &HashMap::new())?;
-    let text = format!(
-        "# Cordon gateway of member {}. Paths are relative to this file.\n# database may also be postgres://user@host/db (or set CORDON_DATABASE_URL).\n{}",
-        args.member,
-        toml::to_string_pretty(&file)?
-    );
-    std::fs::write(&config_path, text)
-        .with_context(|| format!("writing {}", config_path.display()))?;
-    println!("member {} set up in {}", args.member, args.dir.display());
-    println!("  config:   {}", config_path.display());
-    println!("  identity: {}", args.dir.join("identity").display());
-    println!(
-        "  policy:   {} (reference policy with tests)",
-        args.dir.join("policy").display()
-    );
-    println!("  CA:       {}", ca_dir.display());
-    println!(
-        "  signing:  key {} (public key {public_key_hex}; partners verify {}'s indicators with it)",
-        signing_key.key_id(),
-        args.member
-    );
-    println!(
-        "  partners add to their cordon.toml:\n    [[members]]\n    id = \"{}\"\n    signing_keys = [\"{public_key_hex}\"]",
-        args.member
-    );
-    println!("next: cordon serve --config {}", config_path.display());
-    Ok(())
-}
-
-/// `cordon circle …`: administration of circles at this member's gateway.
-#[derive(Debug, clap::Subcommand)]
-pub enum CircleCommand {
-    /// Create a circle with this gateway as its hub.
-    Create {
-        #[command(flatten)]
-        connection: Connection,
-        name: String,
-    },
-    /// Add a member gateway (the hub fetches and checks its KeyPackage).
-    Add {
-        #[command(flatten)]
-        connection: Connection,
-        name: String,
-        member: String,
-    },
-    /// Remove a member gateway; it can read nothing sent after the removal.
-    Remove {
-        #[command(flatten)]
-        connection: Connection,
-        name: String,
-        member: String,
-    },
-    /// The circles this gateway hubs or belongs to.
-    List {
-        #[command(flatten)]
-        connection: Connection,
-    },
-    /// One circle's members, epoch and log position.
-    Members {
-        #[command(flatten)]
-        connection: Connection,
-        name: String,
-    },
-    /// Rotate this gateway's own keys in a circle (an MLS self-update commit).
-    Rotate {
-        #[command(flatten)]
-        connection: Connection,
-        name: String,
-    },
-}
-
-async fn circle(command: CircleCommand) -> Result<()> {
-    use cordon_proto::v1::circle_service_client::CircleServiceClient;
-    let connection = match &command {
-        CircleCommand::Create { connection, .. }
-        | CircleCommand::Add { connection, .. }
-        | CircleCommand::Remove { connection, .. }
-        | CircleCommand::List { connection }
-        | CircleCommand::Members { connection, .. }
-        | CircleCommand::Rotate { connection, .. } => connection.clone(),
-    };
-    let mut client = CircleServiceClient::new(
-        crate::cli::client::channel(&connection.endpoint, &connection.identity).await?,
-    );
-    let output = match command {
-        CircleCommand::Create { name, .. } => serde_json::to_string(
-            &client
-                .create(cordon_proto::v1::CreateCircleRequest { name })
-                .await
-                .map_err(status_error)?
-                .into_inner(),
-        )?,
-        CircleCommand::Add { name, member, .. } => serde_json::to_string(
-            &client
-                .add(cordon_proto::v1::AddMemberRequest {
-                    circle: name,
-                    member,
-                })
-                .await
-                .map_err(status_error)?
-                .into_inner(),
-        )?,
-        CircleCommand::Remove { name, member, .. } => serde_json::to_string(
-            &client
-                .remove(cordon_proto::v1::RemoveMemberRequest {
-                    circle: name,
-                    member,
-                })
-                .await
-                .map_err(status_error)?
-                .into_inner(),
-        )?,
-        CircleCommand::List { .. } => serde_json::to_string(
-            &client
-                .list(cordon_proto::v1::ListCirclesRequest {})
-                .await
-                .map_err(status_error)?
-                .into_inner(),
-        )?,
-        CircleCommand::Members { name, .. } => serde_json::to_string(
-            &client
-                .members(cordon_proto::v1::MembersRequest { circle: name })
-                .await
-                .map_err(status_error)?
-                .into_inner(),
-        )?,
-        CircleCommand::Rotate { name, .. } => serde_json::to_string(
-            &client
-                .rotate(cordon_proto::v1::RotateRequest { circle: name })
-                .await
-                .map_err(status_error)?
-                .into_inner(),
-        )?,
-    };
-    println!("{output}");
-    Ok(())
-}
-
-async fn peers(connection: &Connection, json: bool) -> Result<()> {
-    use cordon_proto::v1::federation_service_client::FederationServiceClient;
-    let mut client = FederationServiceClient::new(
-        crate::cli::client::channel(&connection.endpoint, &connection.identity).await?,
-    );
-    let peers = client
-        .peers(cordon_proto::v1::PeersRequest {})
-        .await
-        .map_err(status_error)?
-        .into_inner()
-        .peers;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&peers)?);
-        return Ok(());
-    }
-    if peers.is_empty() {
-        println!("no peers configured");
-        return Ok(());
-    }
-    println!(
-        "{:<8} {:<11} {:>10} {:>10} {:>8} {:>8} {:>7}  last error",
-        "peer", "state", "cursor", "head", "lag", "stored", "refused"
-    );
-    for peer in peers {
-        println!(
-            "{:<8} {:<11} {:>10} {:>10} {:>8} {:>8} {:>7}  {}",
-            peer.id,
-            peer.state,
-            peer.cursor,
-            peer.peer_head,
-            peer.lag,
-            peer.stored,
-            peer.refused,
-            if peer.last_error.is_empty() {
-                "-"
-            } else {
-                &peer.last_error
-            }
-        );
-    }
-    Ok(())
-}
-
-async fn serve(config_path: &Path) -> Result<()> {
-    let environment: HashMap<String, String> = std::env::vars().collect();
-    let config = GatewayConfig::load(config_path, &environment)?;
-    // Registered before the address is announced: a SIGTERM sent as soon as a script or test
-    // reads it must shut the gateway down cleanly, not kill it with the default action.
-    let shutdown = shutdown_signal().context("registering signal handlers")?;
-    let gateway = crate::server::start(&config, Vec::new()).await?;
-    // Tests and scripts read the bound addresses (the config may say port 0).
-    let mut first_line =
-        serde_json::json!({"listening": gateway.address.to_string(), "member": config.member});
-    if let Some(admin) = gateway.admin_address {
-        first_line["admin"] = serde_json::Value::String(admin.to_string());
-    }
-    println!("{first_line}");
-    std::io::stdout().flush()?;
-    gateway.run_until(shutdown).await
-}
-
-/// Resolves on SIGINT or SIGTERM; the handlers are installed when this is called.
-#[cfg(unix)]
-fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    let mut terminate = signal(SignalKind::terminate())?;
-    Ok(async move {
-        tokio::select! {
-            _ = interrupt.recv() => {}
-            _ = terminate.recv() => {}
-        }
-        tracing::info!("shutting down");
-    })
-}
-
-/// Resolves on Ctrl-C.
-#[cfg(not(unix))]
-fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
-    Ok(async {
-        let _ = tokio::signal::ctrl_c().await;
-        tracing::info!("shutting down");
-    })
-}
-
-/// Reads indicators, one JSON object per non-empty line; a parse error names the line.
-pub fn read_indicators(reader: impl BufRead, source: &str) -> Result<(Vec<Indicator>, Vec<usize>)> {
-    let mut indicators = Vec::new();
-    let mut line_numbers = Vec::new();
-    for (index, line) in reader.lines().enumerate() {
-        let line = line.with_context(|| format!("reading {source}"))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let indicator: Indicator = serde_json::from_str(&line).with_context(|| {
-            format!(
-                "{source} line {}: not a cordon.v1.Indicator in proto3 JSON",
-                index + 1
-            )
-        })?;
-        indicators.push(indicator);
-        line_numbers.push(index + 1);
-    }
-    Ok((indicators, line_numbers))
-}
-
-async fn publish(connection: &Connection, file: &str, circle: String) -> Result<()> {
-    let (indicators, line_numbers) = if file == "-" {
-        read_indicators(std::io::stdin().lock(), "standard input")?
-    } else {
-        let opened = std::fs::File::open(file).with_context(|| format!("opening {file}"))?;
-        read_indicators(std::io::BufReader::new(opened), file)?
-    };
-    if indicators.is_empty() {
-        bail!("{file}: no indicators to publish");
-    }
-    let mut client = indicator_client(&connection.endpoint, &connection.identity).await?;
-    let batch_size = cordon_indicator::Limits::default().max_batch;
-    let mut stdout = std::io::stdout().lock();
-    for (chunk_index, chunk) in indicators.chunks(batch_size).enumerate() {
-        let first_line_index = chunk_index * batch_size;
-        let response = match client
-            .publish(PublishRequest {
-                indicators: chunk.to_vec(),
-                circle: circle.clone(),
-            })
-            .await
-        {
-            Ok(response) => response.into_inner(),
-            Err(status) => {
-                if let Some(bad_request) = status.get_details_bad_request() {
-                    eprintln!("batch rejected, nothing from it was stored:");
-                    for violation in bad_request.field_violations {
-                        let line = item_index(&violation.field)
-                            .and_then(|index| line_numbers.get(first_line_index + index))
-                            .map(|line| format!(" (line {line})"))
-                            .unwrap_or_default();
-                        eprintln!("  {}{line}: {}", violation.field, violation.description);
-                    }
-                }
-                return Err(status_error(status));
-            }
-        };
-        for accepted in response.accepted {
-            writeln!(
-                stdout,
-                "{}",
-                serde_json::json!({"id": accepted.id, "sequence": accepted.sequence, "warnings": accepted.warnings})
-            )?;
-        }
-    }
-    Ok(())
-}
-
-fn item_index(field: &str) -> Option<usize> {
-    field
-        .strip_prefix("indicators[")?
-        .split(']')
-        .next()?
-        .parse()
-        .ok()
-}
-
-async fn subscribe(
-    connection: &Connection,
-    after: u64,
-    limit: Option<u64>,
-    follow: bool,
-    kinds: &[String],
-) -> Result<()> {
-    let kinds = kinds
-        .iter()
-        .map(|name| {
-            IndicatorKind::from_str_name(&format!("INDICATOR_KIND_{}", to_screaming_snake(name)))
-                .map(|kind| kind as i32)
-                .with_context(|| format!("--kind: {name:?} is not an indicator kind"))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let mut client = indicator_client(&connection.endpoint, &connection.identity).await?;
-    let request = SubscribeRequest {
-        after,
-        follow,
-        kinds,
-        limit: limit.unwrap_or(0),
-    };
-    let mut stream = client
-        .subscribe(request)
-        .await
-        .map_err(status_error)?
-        .into_inner();
-    let mut stdout = std::io::stdout().lock();
-    while let Some(event) = stream.message().await.map_err(status_error)? {
-        writeln!(stdout, "{}", serde_json::to_string(&event)?)?;
-        stdout.flush()?;
-    }
-    Ok(())
-}
-
-/// `endUserCertificate` -> `END_USER_CERTIFICATE`.
-fn to_screaming_snake(name: &str) -> String {
-    let mut out = String::new();
-    for character in name.chars() {
-        if character.is_ascii_uppercase() && !out.is_empty() {
-            out.push('_');
-        }
-        out.push(character.to_ascii_uppercase());
-    }
-    out
 }
 
 /// A gRPC status as a CLI error: its code and message.
@@ -678,48 +266,4 @@ pub fn status_error(status: tonic::Status) -> anyhow::Error {
 /// Used by the demo and tests to name identity directories.
 pub fn identity_dir(base: &Path, identity: &Identity) -> PathBuf {
     base.join(identity.to_string().replace('/', "-"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn kind_names_map_to_enum_values() {
-        for (name, kind) in [
-            ("vessel", IndicatorKind::Vessel),
-            ("endUserCertificate", IndicatorKind::EndUserCertificate),
-            ("route", IndicatorKind::Route),
-        ] {
-            let parsed = IndicatorKind::from_str_name(&format!(
-                "INDICATOR_KIND_{}",
-                to_screaming_snake(name)
-            ));
-            assert_eq!(parsed, Some(kind), "{name}");
-        }
-        assert_eq!(
-            IndicatorKind::from_str_name(&format!("INDICATOR_KIND_{}", to_screaming_snake("boat"))),
-            None
-        );
-    }
-
-    #[test]
-    fn item_indices_come_from_field_paths() {
-        assert_eq!(item_index("indicators[12].vessel.imo"), Some(12));
-        assert_eq!(item_index("indicators"), None);
-    }
-
-    #[test]
-    fn read_indicators_names_the_bad_line() {
-        let text = "{\"tlp\":\"TLP_CLEAR\"}\n\n{\"tlp\": 7,,}\n";
-        let error = read_indicators(text.as_bytes(), "input.jsonl").unwrap_err();
-        assert!(
-            format!("{error:#}").contains("input.jsonl line 3"),
-            "{error:#}"
-        );
-        let (indicators, lines) =
-            read_indicators("{\"tlp\":\"TLP_CLEAR\"}\n\n{}\n".as_bytes(), "x").unwrap();
-        assert_eq!(indicators.len(), 2);
-        assert_eq!(lines, vec![1, 3]);
-    }
 }
