@@ -225,7 +225,7 @@ macro_rules! decision_operations {
             use sqlx::{AssertSqlSafe, Pool};
 
             use super::*;
-            use crate::store::Backend;
+            use crate::backend::Backend;
 
             type Database = $database;
             const BACKEND: Backend = $backend;

@@ -1,6 +1,8 @@
 //! Storage errors, and the one place where `sqlx::Error` becomes one of them.
 
-use crate::store::Backend;
+use sqlx::{Database, Transaction};
+
+use crate::backend::Backend;
 
 /// What a storage operation can fail with. Callers tell the cases apart (the gateway maps them
 /// to gRPC codes); the messages of the last four carry what failed and the driver's words.
@@ -69,6 +71,22 @@ fn code_means_unavailable(backend: Backend, code: &str) -> bool {
         Backend::Sqlite => code
             .parse::<i32>()
             .is_ok_and(|code| matches!(code & 0xff, 5 | 6)),
+    }
+}
+
+/// Turns a sqlx error of `backend` into a [`StorageError`], naming what was being done.
+pub(crate) fn failed(
+    backend: Backend,
+    action: &str,
+) -> impl FnOnce(sqlx::Error) -> StorageError + '_ {
+    move |error| StorageError::from_sqlx(backend, action, error)
+}
+
+/// Rolls back a transaction that is refused. Dropping it would roll it back anyway; the
+/// caller needs its own error, not this one, which is only logged.
+pub(crate) async fn roll_back<DB: Database>(transaction: Transaction<'_, DB>, what: &str) {
+    if let Err(error) = transaction.rollback().await {
+        tracing::warn!(%error, "roll back {what}");
     }
 }
 

@@ -52,17 +52,20 @@
 //! writes, decision batches and purge chunks wait for each other. Decision batches and purge chunks are therefore kept to
 //! one short transaction each.
 
+mod backend;
 mod circles;
 mod decisions;
 mod error;
+mod feed;
 mod model;
-mod operations;
 mod placeholders;
 mod postgres;
 mod sqlite;
 mod store;
 pub mod testing;
+mod values;
 
+pub use backend::Backend;
 pub use decisions::MAX_DECISIONS_PER_QUERY;
 pub use error::StorageError;
 pub use model::{
@@ -70,7 +73,7 @@ pub use model::{
     EventBatch, EventBody, KeyPackageRow, NewIndicator, PeerCursor, PendingWelcome, ReceiveOutcome,
     Received, StoredEvent, StoredIndicator,
 };
-pub use store::{Backend, Store};
+pub use store::Store;
 
 /// Re-exported so that callers (the gateway, tests) can build PostgreSQL options, for example
 /// with a `search_path`, without naming sqlx themselves.

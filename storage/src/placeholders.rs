@@ -1,4 +1,4 @@
-//! Placeholder style per backend.
+//! Placeholders: the style per backend, and rows of them for multi-row statements.
 //!
 //! The SQL is written once with PostgreSQL's numbered `$N` placeholders, which sqlx's SQLite
 //! driver also accepts. But for every parameter of a statement sqlx asks SQLite for its name
@@ -8,7 +8,9 @@
 //! on SQLite the generated statements whose placeholders run `$1, $2, … $n` in order, each once,
 //! are rewritten to `?`, which binds identically in O(n).
 
-use crate::store::Backend;
+use std::fmt::Write as _;
+
+use crate::backend::Backend;
 
 /// `sql` in the placeholder style that binds fastest on `backend`.
 pub(crate) fn dialect(backend: Backend, sql: String) -> String {
@@ -52,6 +54,41 @@ fn anonymous_if_in_order(sql: String) -> String {
     }
     rewritten.push_str(&sql[copied_from..]);
     rewritten
+}
+
+/// Rows per multi-row statement: at most 7 binds x 500 rows stays far below the bind limits of
+/// both backends (SQLite 32766, PostgreSQL 65535) while a usual batch (100) is one statement.
+pub(crate) const ROWS_PER_STATEMENT: usize = 500;
+
+/// Appends `rows` rows of `columns` placeholders each, numbered from `$first`:
+/// `($1, $2), ($3, $4)`. If `literal` is set, it is put as the second value of every row (the
+/// event type of an event row).
+pub(crate) fn push_rows(
+    sql: &mut String,
+    first: usize,
+    rows: usize,
+    columns: usize,
+    literal: Option<&str>,
+) {
+    for row in 0..rows {
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for column in 0..columns {
+            if column > 0 {
+                sql.push_str(", ");
+            }
+            // Writing into a String cannot fail.
+            let _ = write!(sql, "${}", first + row * columns + column);
+            if column == 0
+                && let Some(literal) = literal
+            {
+                let _ = write!(sql, ", {literal}");
+            }
+        }
+        sql.push(')');
+    }
 }
 
 #[cfg(test)]

@@ -10,9 +10,8 @@ use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::backend::{Backend, READ_HEAD, raise_known_head};
 use crate::error::StorageError;
-use crate::operations::READ_HEAD;
-use crate::store::{Backend, raise_known_head};
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
 

@@ -6,8 +6,8 @@ use sqlx::SqlitePool;
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
+use crate::backend::Backend;
 use crate::error::StorageError;
-use crate::store::Backend;
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 

@@ -4,28 +4,22 @@
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use sqlx::postgres::PgConnectOptions;
 use tokio::sync::watch;
 
+use crate::backend::{Backend, now_micros, raise_known_head};
 use crate::circles::{self, postgres_circles, sqlite_circles};
 use crate::decisions::{postgres_decisions, sqlite_decisions};
 use crate::error::StorageError;
+use crate::feed::{postgres_feed, sqlite_feed};
 use crate::model::{
     CircleLogEntry, CircleRow, CircleWrite, CircleWriteOutcome, DecisionQuery, DecisionRow,
     EventBatch, KeyPackageRow, NewIndicator, PeerCursor, PendingWelcome, ReceiveOutcome, Received,
     StoredIndicator,
 };
-use crate::operations::{postgres_feed, sqlite_feed};
 use crate::postgres::{self, PostgresPools};
 use crate::sqlite::{self, SqlitePools};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
 
 /// A handle on one feed database. Cheap to clone: clones share pools and the head watch.
 #[derive(Clone)]
@@ -52,27 +46,6 @@ impl fmt::Debug for Store {
             .field("known_head", &*self.inner.head.borrow())
             .finish()
     }
-}
-
-/// The current Unix time in microseconds (0 if the clock is before 1970).
-fn now_micros() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| {
-            i64::try_from(elapsed.as_micros()).unwrap_or(i64::MAX)
-        })
-}
-
-/// Raises the known head, waking followers only if it moved.
-pub(crate) fn raise_known_head(head: &watch::Sender<u64>, value: u64) -> bool {
-    head.send_if_modified(|known| {
-        if value > *known {
-            *known = value;
-            true
-        } else {
-            false
-        }
-    })
 }
 
 impl Store {

@@ -1,336 +1,22 @@
 //! The circles' operations, written once and expanded for SQLite and PostgreSQL by
-//! `circle_operations!`, with `$N` placeholders as in [`crate::operations`]: the openmls
+//! `circle_operations!`, with `$N` placeholders as in [`crate::feed`]: the openmls
 //! key-value store, circles, the hub's logs, KeyPackages and departures, and the one write that
 //! changes them together with the feed ([`crate::Store::circle_write`]). Only the statement that
 //! opens a write transaction and the checkpoint differ.
 
-use std::collections::HashSet;
-use std::hash::Hash;
+mod prepare;
+mod sql;
+#[cfg(test)]
+mod tests;
 
 use crate::error::StorageError;
 use crate::model::{
-    CircleLogEntry, CircleRow, CircleWrite, CircleWriteOutcome, KeyPackageRow, NewIndicator,
-    PendingWelcome, ReceiveOutcome,
+    CircleLogEntry, CircleRow, CircleWrite, CircleWriteOutcome, KeyPackageRow, PendingWelcome,
 };
-use crate::operations::{push_rows, sequence_from_database};
-
-/// Rows per multi-row statement: at most 6 binds x 500 rows stays far below the bind limits of
-/// both backends (SQLite 32766, PostgreSQL 65535).
-const ROWS_PER_STATEMENT: usize = 500;
-
-const KEY_PACKAGE_COLUMNS: usize = 6;
-
-const UPSERT_CIRCLE: &str = "INSERT INTO circles \
-     (name, group_id, hub, epoch, position, status, created_micros) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7) \
-     ON CONFLICT (name) DO UPDATE SET group_id = excluded.group_id, hub = excluded.hub, \
-     epoch = excluded.epoch, position = excluded.position, status = excluded.status, \
-     created_micros = excluded.created_micros";
-
-/// Inserts nothing, and so affects no row, if the position is taken; on PostgreSQL it first
-/// waits for a transaction that inserted the same position to end.
-const INSERT_LOG_ENTRY: &str = "INSERT INTO circle_log \
-     (circle, position, epoch, sender, kind, message, at_micros) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7) \
-     ON CONFLICT (circle, position) DO NOTHING";
-
-const ISSUE_KEY_PACKAGE: &str = "UPDATE circle_key_packages \
-     SET issued_to = $2, issued_micros = $3 WHERE hash_ref = $1";
-
-const UPSERT_ADMISSION: &str = "INSERT INTO circle_admissions (circle, member, position) \
-     VALUES ($1, $2, $3) ON CONFLICT (circle, member) DO UPDATE SET position = excluded.position";
-
-const SELECT_ADMISSION: &str =
-    "SELECT position FROM circle_admissions WHERE circle = $1 AND member = $2";
-
-const DELETE_KEY_PACKAGE: &str = "DELETE FROM circle_key_packages WHERE hash_ref = $1";
-
-const SELECT_MLS_VALUES: &str = "SELECT key, value FROM mls_kv ORDER BY key";
-
-const SELECT_CIRCLES: &str = "SELECT name, group_id, hub, epoch, position, status, \
-     created_micros FROM circles ORDER BY name";
-
-const SELECT_CIRCLE: &str = "SELECT name, group_id, hub, epoch, position, status, \
-     created_micros FROM circles WHERE name = $1";
-
-const SELECT_CIRCLE_LOG: &str = "SELECT circle, position, epoch, sender, kind, message, \
-     at_micros FROM circle_log WHERE circle = $1 AND position >= $2 ORDER BY position LIMIT $3";
-
-const SELECT_KEY_PACKAGES: &str = "SELECT hash_ref, key_package, last_resort, issued_to, \
-     issued_micros, created_micros FROM circle_key_packages ORDER BY created_micros, hash_ref";
-
-const SELECT_DEPARTURE: &str =
-    "SELECT last_position FROM circle_departures WHERE circle = $1 AND member = $2";
-
-const UPSERT_WELCOME: &str = "INSERT INTO circle_welcomes \
-     (circle, member, position, welcome, created_micros) VALUES ($1, $2, $3, $4, $5) \
-     ON CONFLICT (circle, member) DO UPDATE SET position = excluded.position, \
-     welcome = excluded.welcome, created_micros = excluded.created_micros";
-
-const DELETE_WELCOME: &str = "DELETE FROM circle_welcomes WHERE circle = $1 AND member = $2";
-
-const DELETE_DELIVERED_WELCOME: &str =
-    "DELETE FROM circle_welcomes WHERE circle = $1 AND member = $2 AND position = $3";
-
-const UPSERT_OUTBOX: &str = "INSERT INTO circle_outbox (circle, digest, indicator, created_micros) \
-     VALUES ($1, $2, $3, $4) ON CONFLICT (circle, digest) DO UPDATE SET \
-     indicator = excluded.indicator, created_micros = excluded.created_micros";
-
-const DELETE_OUTBOX: &str = "DELETE FROM circle_outbox WHERE circle = $1 AND digest = $2";
-
-const SELECT_OUTBOX: &str = "SELECT indicator FROM circle_outbox WHERE circle = $1 AND digest = $2";
-
-const SELECT_WELCOMES: &str = "SELECT circle, member, position, welcome, created_micros \
-     FROM circle_welcomes ORDER BY circle, member";
-
-/// SQLite: copies every frame of the WAL into the database file and truncates the WAL to zero
-/// bytes. Waits (up to the busy timeout) for readers of older frames; its first column says
-/// whether it had to give up.
-pub(crate) const SQLITE_CHECKPOINT: &str = "PRAGMA wal_checkpoint(TRUNCATE)";
-
-fn upsert_values_sql(rows: usize) -> String {
-    let mut sql = String::from("INSERT INTO mls_kv (key, value) VALUES ");
-    push_rows(&mut sql, 1, rows, 2, None);
-    sql.push_str(" ON CONFLICT (key) DO UPDATE SET value = excluded.value");
-    sql
-}
-
-fn delete_values_sql(count: usize) -> String {
-    let mut sql = String::from("DELETE FROM mls_kv WHERE key IN ");
-    push_rows(&mut sql, 1, 1, count, None);
-    sql
-}
-
-fn insert_key_packages_sql(rows: usize) -> String {
-    let mut sql = String::from(
-        "INSERT INTO circle_key_packages (hash_ref, key_package, last_resort, issued_to, \
-         issued_micros, created_micros) VALUES ",
-    );
-    push_rows(&mut sql, 1, rows, KEY_PACKAGE_COLUMNS, None);
-    sql
-}
-
-fn upsert_departures_sql(rows: usize) -> String {
-    let mut sql =
-        String::from("INSERT INTO circle_departures (circle, member, last_position) VALUES ");
-    push_rows(&mut sql, 1, rows, 3, None);
-    sql.push_str(
-        " ON CONFLICT (circle, member) DO UPDATE SET last_position = excluded.last_position",
-    );
-    sql
-}
-
-/// A row value against a `VALUES` list, which both backends accept (SQLite has no row values
-/// in a plain `IN` list).
-fn delete_departures_sql(rows: usize) -> String {
-    let mut sql = String::from("DELETE FROM circle_departures WHERE (circle, member) IN (VALUES ");
-    push_rows(&mut sql, 1, rows, 2, None);
-    sql.push(')');
-    sql
-}
-
-/// The last change of each key, as if the changes were applied in order: the keys to set with
-/// their values, and the keys to delete, each key in one of the two lists once (a multi-row
-/// upsert may not touch a row twice), in the order of their last changes.
-fn last_changes<K: Copy + Eq + Hash, V>(
-    changes: impl DoubleEndedIterator<Item = (K, Option<V>)>,
-) -> (Vec<(K, V)>, Vec<K>) {
-    let mut seen = HashSet::new();
-    let mut sets = Vec::new();
-    let mut deletes = Vec::new();
-    for (key, change) in changes.rev() {
-        if !seen.insert(key) {
-            continue;
-        }
-        match change {
-            Some(value) => sets.push((key, value)),
-            None => deletes.push(key),
-        }
-    }
-    sets.reverse();
-    deletes.reverse();
-    (sets, deletes)
-}
-
-/// The database has no unsigned integers; an epoch or a position beyond `i64::MAX` cannot be
-/// stored (`what` names it in the error).
-fn to_database(value: u64, what: &str) -> Result<i64, StorageError> {
-    i64::try_from(value).map_err(|_| {
-        StorageError::Database(format!(
-            "circle write: {what} {value} is beyond the database's range"
-        ))
-    })
-}
-
-/// A [`CircleWrite`] checked, converted and with its changes reduced to one per key, ready to
-/// bind; made before the write transaction starts so that the transaction does nothing but
-/// write.
-struct PreparedWrite<'a> {
-    value_sets: Vec<(&'a [u8], &'a [u8])>,
-    value_deletes: Vec<&'a [u8]>,
-    /// The row, its epoch and its position.
-    circle: Option<(&'a CircleRow, i64, i64)>,
-    /// The entry, its position and its epoch.
-    log: Vec<(&'a CircleLogEntry, i64, i64)>,
-    /// The circle, and its indicators (not empty).
-    indicators: Option<(&'a str, &'a [NewIndicator])>,
-    key_packages: &'a [KeyPackageRow],
-    issue_key_package: Option<(&'a [u8], &'a str, i64)>,
-    departure_sets: Vec<((&'a str, &'a str), i64)>,
-    departure_deletes: Vec<(&'a str, &'a str)>,
-    /// The Welcome to keep and its position.
-    welcome: Option<(&'a PendingWelcome, i64)>,
-    /// When the write was prepared (outbox rows), Unix microseconds.
-    now_micros: i64,
-    admissions: Vec<(&'a str, &'a str, i64)>,
-}
-
-fn prepare(write: &CircleWrite) -> Result<PreparedWrite<'_>, StorageError> {
-    let (value_sets, value_deletes) = last_changes(
-        write
-            .kv
-            .iter()
-            .map(|(key, value)| (key.as_slice(), value.as_deref())),
-    );
-    let circle = write
-        .circle
-        .as_ref()
-        .map(|row| {
-            Ok::<_, StorageError>((
-                row,
-                to_database(row.epoch, "circle epoch")?,
-                to_database(row.position, "circle position")?,
-            ))
-        })
-        .transpose()?;
-    let log = write
-        .log
-        .iter()
-        .map(|entry| {
-            Ok::<_, StorageError>((
-                entry,
-                to_database(entry.position, "log position")?,
-                to_database(entry.epoch, "log epoch")?,
-            ))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let indicators = match (
-        write.indicators.is_empty(),
-        write.indicators_circle.as_deref(),
-    ) {
-        (true, _) => None,
-        (false, Some(circle)) => Some((circle, write.indicators.as_slice())),
-        (false, None) => {
-            return Err(StorageError::Database(
-                "circle write: indicators without indicators_circle".to_owned(),
-            ));
-        }
-    };
-    let departures = write
-        .departures
-        .iter()
-        .map(|(circle, member, last_position)| {
-            let last_position = last_position
-                .map(|position| to_database(position, "departure last position"))
-                .transpose()?;
-            Ok(((circle.as_str(), member.as_str()), last_position))
-        })
-        .collect::<Result<Vec<_>, StorageError>>()?;
-    let (departure_sets, departure_deletes) = last_changes(departures.into_iter());
-    let welcome = write
-        .welcome
-        .as_ref()
-        .map(|welcome| {
-            Ok::<_, StorageError>((welcome, to_database(welcome.position, "welcome position")?))
-        })
-        .transpose()?;
-    let admissions = write
-        .admissions
-        .iter()
-        .map(|(circle, member, position)| {
-            Ok::<_, StorageError>((
-                circle.as_str(),
-                member.as_str(),
-                to_database(*position, "admission position")?,
-            ))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(PreparedWrite {
-        admissions,
-        welcome,
-        now_micros: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|elapsed| i64::try_from(elapsed.as_micros()).unwrap_or(i64::MAX))
-            .unwrap_or_default(),
-        value_sets,
-        value_deletes,
-        circle,
-        log,
-        indicators,
-        key_packages: &write.key_packages,
-        issue_key_package: write
-            .issue_key_package
-            .as_ref()
-            .map(|(hash_ref, issued_to, at)| (hash_ref.as_slice(), issued_to.as_str(), *at)),
-        departure_sets,
-        departure_deletes,
-    })
-}
-
-fn circle_outcome(outcome: ReceiveOutcome) -> CircleWriteOutcome {
-    CircleWriteOutcome {
-        stored: outcome.stored,
-        duplicates: outcome.duplicates,
-        conflicts: outcome.conflicts,
-    }
-}
-
-/// The columns of a circle row, in the order of [`SELECT_CIRCLES`].
-type CircleColumns = (String, Vec<u8>, String, i64, i64, String, i64);
-
-fn decode_circle(columns: CircleColumns) -> Result<CircleRow, StorageError> {
-    let (name, group_id, hub, epoch, position, status, created_micros) = columns;
-    Ok(CircleRow {
-        name,
-        group_id,
-        hub,
-        epoch: sequence_from_database(epoch, "circle epoch")?,
-        position: sequence_from_database(position, "circle position")?,
-        status,
-        created_micros,
-    })
-}
-
-/// The columns of a log entry, in the order of [`SELECT_CIRCLE_LOG`].
-type LogColumns = (String, i64, i64, String, String, Vec<u8>, i64);
-
-fn decode_log_entry(columns: LogColumns) -> Result<CircleLogEntry, StorageError> {
-    let (circle, position, epoch, sender, kind, message, at_micros) = columns;
-    Ok(CircleLogEntry {
-        circle,
-        position: sequence_from_database(position, "log position")?,
-        epoch: sequence_from_database(epoch, "log epoch")?,
-        sender,
-        kind,
-        message,
-        at_micros,
-    })
-}
-
-/// The columns of a KeyPackage row, in the order of [`SELECT_KEY_PACKAGES`].
-type KeyPackageColumns = (Vec<u8>, Vec<u8>, bool, Option<String>, Option<i64>, i64);
-
-fn decode_key_package(columns: KeyPackageColumns) -> KeyPackageRow {
-    let (hash_ref, key_package, last_resort, issued_to, issued_micros, created_micros) = columns;
-    KeyPackageRow {
-        hash_ref,
-        key_package,
-        last_resort,
-        issued_to,
-        issued_micros,
-        created_micros,
-    }
-}
+use crate::placeholders::ROWS_PER_STATEMENT;
+use crate::values::sequence_from_database;
+use prepare::*;
+use sql::*;
 
 /// Expands the circle operations for one sqlx database into module `$module`; `$feed` is the
 /// feed operations' module of the same database, which stores a write's indicators. Writes take
@@ -347,14 +33,18 @@ macro_rules! circle_operations {
             use sqlx::{AssertSqlSafe, Pool};
 
             use super::*;
-            use crate::operations::$feed as feed;
+            use crate::backend::Backend;
+            use crate::error::roll_back;
+            use crate::feed::$feed as feed;
             use crate::placeholders::dialect;
-            use crate::store::Backend;
-            use feed::{failed, roll_back};
 
             type Database = $database;
             type Connection = <Database as sqlx::Database>::Connection;
             const BACKEND: Backend = $backend;
+
+            fn failed(action: &str) -> impl FnOnce(sqlx::Error) -> StorageError + '_ {
+                crate::error::failed(BACKEND, action)
+            }
 
             /// Returns whether the entry was appended: false if its position is taken.
             async fn append_log_entry(
@@ -795,7 +485,7 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
-// SQLite: `BEGIN IMMEDIATE` for the reason given in `crate::operations`.
+// SQLite: `BEGIN IMMEDIATE` for the reason given in `crate::feed`.
 circle_operations!(
     sqlite_circles,
     sqlx::Sqlite,
@@ -818,7 +508,7 @@ pub(crate) async fn sqlite_checkpoint(pool: &sqlx::SqlitePool) -> Result<(), Sto
         .fetch_one(pool)
         .await
         .map_err(|error| {
-            StorageError::from_sqlx(crate::store::Backend::Sqlite, "checkpoint wal", error)
+            StorageError::from_sqlx(crate::backend::Backend::Sqlite, "checkpoint wal", error)
         })?;
     if busy != 0 {
         return Err(StorageError::Unavailable(
@@ -826,72 +516,4 @@ pub(crate) async fn sqlite_checkpoint(pool: &sqlx::SqlitePool) -> Result<(), Sto
         ));
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_last_change_of_each_key_wins() {
-        let changes = [
-            ("a", Some(1)),
-            ("b", Some(2)),
-            ("a", None),
-            ("c", None),
-            ("c", Some(3)),
-            ("d", None),
-        ];
-        let (sets, deletes) = last_changes(changes.into_iter());
-        assert_eq!(sets, [("b", 2), ("c", 3)]);
-        assert_eq!(deletes, ["a", "d"]);
-    }
-
-    #[test]
-    fn statements_number_every_column() {
-        assert_eq!(
-            upsert_values_sql(2),
-            "INSERT INTO mls_kv (key, value) VALUES ($1, $2), ($3, $4) \
-             ON CONFLICT (key) DO UPDATE SET value = excluded.value"
-        );
-        assert_eq!(
-            delete_values_sql(3),
-            "DELETE FROM mls_kv WHERE key IN ($1, $2, $3)"
-        );
-        assert!(
-            insert_key_packages_sql(2)
-                .ends_with("VALUES ($1, $2, $3, $4, $5, $6), ($7, $8, $9, $10, $11, $12)")
-        );
-        assert!(upsert_departures_sql(2).contains("VALUES ($1, $2, $3), ($4, $5, $6) ON CONFLICT"));
-        assert_eq!(
-            delete_departures_sql(2),
-            "DELETE FROM circle_departures WHERE (circle, member) IN (VALUES ($1, $2), ($3, $4))"
-        );
-    }
-
-    #[test]
-    fn a_write_is_checked_before_its_transaction() {
-        let orphans = CircleWrite {
-            indicators: vec![NewIndicator {
-                id: "a".to_owned(),
-                originator: "A".to_owned(),
-                kind: "ip".to_owned(),
-                created_micros: 1,
-                payload: Vec::new(),
-                supersedes: None,
-                via: None,
-            }],
-            ..CircleWrite::default()
-        };
-        assert!(matches!(
-            prepare(&orphans),
-            Err(StorageError::Database(message)) if message.contains("indicators_circle")
-        ));
-        let huge = CircleWrite {
-            departures: vec![("c".to_owned(), "m".to_owned(), Some(u64::MAX))],
-            ..CircleWrite::default()
-        };
-        assert!(prepare(&huge).is_err());
-        assert!(prepare(&CircleWrite::default()).is_ok());
-    }
 }
