@@ -187,11 +187,7 @@ fn the_reworded_reference_policy_decides_as_before() {
                     inputs.push(DiffInput {
                         indicator: index.to_string(),
                         recipient: recipient["id"].to_string(),
-                        input: serde_json::json!({
-                            "indicator": variant,
-                            "recipient": recipient,
-                            "context": {"gateway": "GH", "channel": channel},
-                        }),
+                        input: input(&variant, recipient.clone(), channel),
                     });
                 }
             }
