@@ -14,14 +14,14 @@
 
 pub mod circle;
 pub mod cli;
-pub mod clock;
-pub mod config;
-pub mod federation;
+pub(crate) mod clock;
+pub(crate) mod config;
+pub(crate) mod federation;
 pub(crate) mod feed;
-pub mod identity;
-pub mod metrics;
+pub(crate) mod identity;
+pub(crate) mod metrics;
 pub(crate) mod policy;
-pub mod release;
+pub(crate) mod release;
 pub mod server;
 pub mod signing;
 pub(crate) mod status;

@@ -30,7 +30,7 @@ use cordon_policy::Channel;
 use cordon_proto::v1::PeerStatus;
 
 mod admin;
-pub use admin::{admin_router, bind_admin, serve_admin};
+pub use admin::{bind_admin, serve_admin};
 
 /// 10 µs .. 250 ms: a cached decision takes microseconds, the default time limit is 100 ms.
 const POLICY_DECISION_BUCKETS: [f64; 14] = [
