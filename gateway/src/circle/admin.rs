@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use cordon_proto::v1::circle_service_client::CircleServiceClient;
-use cordon_proto::v1::{CircleInfo, GetKeyPackageRequest, MessageKind, WelcomeRequest};
+use cordon_proto::v1::{CircleInfo, GetKeyPackageRequest, WelcomeRequest};
 use cordon_storage::{CircleRow, CircleWrite, PendingWelcome};
 use openmls::prelude::*;
 use tonic::transport::Channel;
@@ -146,24 +146,12 @@ impl Circles {
                         "{joining} is already in circle {circle:?}"
                     )));
                 }
-                let epoch = group.epoch().as_u64();
                 let (commit, welcome, _) = group
                     .add_members(provider, signer.as_ref(), &[key_package])
                     .map_err(|error| CircleError::internal(format!("adding {joining}: {error}")))?;
-                group
-                    .merge_pending_commit(provider)
-                    .map_err(|error| CircleError::internal(format!("merging the add: {error}")))?;
-                let commit = mls::serialize(&commit).map_err(CircleError::Internal)?;
                 let welcome = mls::serialize(&welcome).map_err(CircleError::Internal)?;
                 let mut write = CircleWrite::default();
-                let position = inner.append_to_log(
-                    &circle,
-                    epoch,
-                    &own,
-                    MessageKind::Commit,
-                    commit,
-                    &mut write,
-                )?;
+                let position = inner.merge_own_commit(&circle, &own, &commit, &mut write)?;
                 let pending = PendingWelcome {
                     circle: circle.clone(),
                     member: joining.clone(),
@@ -276,23 +264,11 @@ impl Circles {
             let leaf = mls::leaf_of(group, &leaving).ok_or_else(|| {
                 CircleError::NotFound(format!("{leaving} is not in circle {circle:?}"))
             })?;
-            let epoch = group.epoch().as_u64();
             let (commit, _, _) = group
                 .remove_members(provider, signer.as_ref(), &[leaf])
                 .map_err(|error| CircleError::internal(format!("removing {leaving}: {error}")))?;
-            group
-                .merge_pending_commit(provider)
-                .map_err(|error| CircleError::internal(format!("merging the removal: {error}")))?;
-            let commit = mls::serialize(&commit).map_err(CircleError::Internal)?;
             let mut write = CircleWrite::default();
-            let position = inner.append_to_log(
-                &circle,
-                epoch,
-                &own,
-                MessageKind::Commit,
-                commit,
-                &mut write,
-            )?;
+            let position = inner.merge_own_commit(&circle, &own, &commit, &mut write)?;
             write.departures = vec![(circle.clone(), leaving.clone(), Some(position))];
             write.welcomes_dropped = vec![(circle.clone(), leaving.clone())];
             Ok(((), write))

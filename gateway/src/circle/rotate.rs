@@ -49,25 +49,15 @@ impl Circles {
                         .self_update(provider, signer.as_ref(), LeafNodeParameters::default())
                         .map_err(|error| CircleError::internal(format!("self-update: {error}")))?;
                     let (commit, _, _) = bundle.into_contents();
-                    let commit = mls::serialize(&commit).map_err(CircleError::Internal)?;
                     if row.hub != own {
                         // Written ahead: the pending commit survives a crash before the hub
                         // answers.
+                        let commit = mls::serialize(&commit).map_err(CircleError::Internal)?;
                         return Ok(((Some(commit), epoch, row.hub), CircleWrite::default()));
                     }
                     // The hub orders its own commit directly.
-                    group
-                        .merge_pending_commit(provider)
-                        .map_err(|error| CircleError::internal(format!("merging: {error}")))?;
                     let mut write = CircleWrite::default();
-                    inner.append_to_log(
-                        &circle,
-                        epoch,
-                        &own,
-                        MessageKind::Commit,
-                        commit,
-                        &mut write,
-                    )?;
+                    inner.merge_own_commit(&circle, &own, &commit, &mut write)?;
                     let new_epoch = inner.circle(&circle)?.0.epoch;
                     Ok(((None, new_epoch, row.hub), write))
                 })

@@ -124,6 +124,24 @@ impl Inner {
         Ok(row.position)
     }
 
+    /// The hub's own commit, just made on `circle`'s group: merged, and appended to the log as
+    /// the next entry (see [`Inner::append_to_log`]). Returns its position.
+    pub(super) fn merge_own_commit(
+        &mut self,
+        circle: &str,
+        sender: &str,
+        commit: &MlsMessageOut,
+        write: &mut CircleWrite,
+    ) -> Result<u64, CircleError> {
+        let (_, group, provider) = self.circle_mut(circle)?;
+        let epoch = group.epoch().as_u64();
+        group
+            .merge_pending_commit(provider)
+            .map_err(|error| CircleError::internal(format!("merging the commit: {error}")))?;
+        let message = mls::serialize(commit).map_err(CircleError::Internal)?;
+        self.append_to_log(circle, epoch, sender, MessageKind::Commit, message, write)
+    }
+
     pub(super) fn info(&self, name: &str) -> Result<CircleInfo, CircleError> {
         let (row, group) = self.circle(name)?;
         Ok(CircleInfo {
