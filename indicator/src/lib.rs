@@ -10,7 +10,7 @@
 //! [`FieldError`]s to its responses.
 
 mod canonical;
-pub mod checks;
+pub use cordon_identifiers as checks;
 mod field_error;
 mod kind;
 mod limits;

@@ -37,7 +37,7 @@ pub enum CheckFailure {
 }
 
 impl CheckFailure {
-    pub(crate) fn form(message: impl Into<String>) -> Self {
+    pub fn form(message: impl Into<String>) -> Self {
         CheckFailure::Form(message.into())
     }
 }

@@ -73,7 +73,7 @@ pub fn icao24_state(address: u32) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checks::is_country_code;
+    use crate::is_country_code;
 
     fn check(input: &str, expected: Result<u32, &str>) {
         let actual = check_icao24(input).map_err(|failure| failure.to_string());

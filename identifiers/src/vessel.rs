@@ -196,7 +196,7 @@ pub fn mid_country(mid: u16) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checks::is_country_code;
+    use crate::is_country_code;
 
     fn check_imo_number(input: &str, expected: Result<(), &str>) {
         let actual = check_imo(input).map_err(|failure| failure.to_string());
