@@ -13,6 +13,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/cordon/v1/policy.proto",
         "proto/cordon/v1/federation.proto",
         "proto/cordon/v1/circle.proto",
+        "proto/cordon/v1/screening.proto",
     ];
     for file in files {
         println!("cargo:rerun-if-changed={file}");

@@ -22,6 +22,7 @@ mod files;
 mod input;
 mod policy;
 mod reference;
+mod risk;
 mod rvm;
 mod source;
 mod testing;
@@ -39,6 +40,7 @@ pub use error::PolicyError;
 pub use input::{Channel, InputContext, decision_input, recipient_input};
 pub use policy::{DEFAULT_TIME_LIMIT, EngineKind, EngineMismatch, EngineVerification, Policy};
 pub use reference::reference_policy_files;
+pub use risk::{Assessment, RISK_ENTRYPOINT, RiskContext, RiskLevel, RiskReason, risk_input};
 pub use source::{MAX_BUNDLE_BYTES, MAX_ENTRIES, MAX_ENTRY_BYTES, MAX_UNCOMPRESSED_BYTES};
 pub use testing::{
     CoverageReport, FileCoverage, TestReport, TestResult, load_with_tests, run_tests,

@@ -107,6 +107,8 @@ struct CompiledPolicy {
     /// cheaper to convert and yields the same decision. `None` when it reads input whole.
     projection: Option<Projection>,
     read_paths: Vec<String>,
+    /// Whether `data.cordon.risk.assessment` is defined.
+    has_risk: bool,
 }
 
 const RVM_UNVERIFIED: u8 = 0;
@@ -207,12 +209,20 @@ impl Policy {
         }
         let template = prepared_engine(modules, data)?;
         check_entrypoint(&template)?;
-        let analysis = analyse_engine(&template);
-        if let Some(call) = analysis.unknown_calls.first() {
+        let has_risk = declares_rule(
+            &template,
+            &crate::risk::RISK_PACKAGE,
+            crate::risk::RISK_RULE,
+        )?;
+        if let Some(call) = analyse_engine(&template).unknown_calls.first() {
             return Err(PolicyError::Compile {
                 message: call.message(),
             });
         }
+        // What the sharing decision reads decides its cache key and projection: the risk
+        // package reads other parts of the input (and `context.now`), which must not make
+        // every release decision miss the cache.
+        let analysis = analyse_sharing(&template);
         let (rvm, interpreter_reason) = match RvmEngine::compile(&template)? {
             Compiled::Program(engine) => (Some(engine), None),
             Compiled::Unsupported(reason) => {
@@ -249,10 +259,20 @@ impl Policy {
                 cache_disabled_reason,
                 projection,
                 read_paths,
+                has_risk,
             }),
             time_limit: DEFAULT_TIME_LIMIT,
             use_cache: true,
         })
+    }
+
+    /// The prepared engine every evaluation clones.
+    pub(crate) fn template(&self) -> &regorus::Engine {
+        &self.shared.template
+    }
+
+    pub(crate) fn shared_has_risk(&self) -> bool {
+        self.shared.has_risk
     }
 
     /// The revision recorded with every decision.
@@ -561,6 +581,41 @@ pub(crate) fn analyse_engine(template: &regorus::Engine) -> Analysis {
     analyse(&modules, &functions)
 }
 
+/// The static analysis of what the sharing decision can reach: every module but those of the
+/// risk package, unless another module refers to that package (then all of them, to be safe).
+fn analyse_sharing(template: &regorus::Engine) -> Analysis {
+    let mut engine = template.clone();
+    let modules = engine.get_modules().clone();
+    let is_risk = |module: &regorus::unstable::Ref<regorus::unstable::Module>| {
+        crate::analysis::static_path(&module.package.refr).is_some_and(|path| {
+            let path = path.strip_prefix(&["data".to_owned()]).unwrap_or(&path);
+            path.iter()
+                .map(String::as_str)
+                .eq(crate::risk::RISK_PACKAGE)
+        })
+    };
+    let others_refer_to_risk = modules.iter().any(|module| {
+        !is_risk(module)
+            && module
+                .package
+                .span
+                .source
+                .contents()
+                .contains("cordon.risk")
+    });
+    let sharing: Vec<_> = if others_refer_to_risk {
+        modules.clone()
+    } else {
+        modules
+            .iter()
+            .filter(|module| !is_risk(module))
+            .cloned()
+            .collect()
+    };
+    let functions = Functions::of(&modules);
+    analyse(&sharing, &functions)
+}
+
 /// The read paths of a policy, with the engine's key values made once (each is a shared string
 /// the conversion only has to reference).
 struct Projection {
@@ -780,24 +835,42 @@ fn check_data_shadows_no_rule(
 }
 
 fn check_entrypoint(engine: &regorus::Engine) -> Result<(), PolicyError> {
+    if declares_rule(engine, &ENTRYPOINT_PACKAGE, ENTRYPOINT_RULE)? {
+        Ok(())
+    } else {
+        Err(PolicyError::MissingEntrypoint)
+    }
+}
+
+/// Whether a module of package `package` declares the rule `rule`.
+fn declares_rule(
+    engine: &regorus::Engine,
+    package: &[&str],
+    rule: &str,
+) -> Result<bool, PolicyError> {
     let packages =
         engine
             .get_policy_package_components()
             .map_err(|error| PolicyError::Compile {
                 message: error.to_string(),
             })?;
-    for package in packages {
-        if package.components != ENTRYPOINT_PACKAGE {
+    for found in packages {
+        if !found
+            .components
+            .iter()
+            .map(String::as_str)
+            .eq(package.iter().copied())
+        {
             continue;
         }
         let declared = engine
-            .has_declared_rule_rooted_at(&package.source_file, ENTRYPOINT_RULE)
+            .has_declared_rule_rooted_at(&found.source_file, rule)
             .map_err(|error| PolicyError::Compile {
-                message: format!("{}: {error}", package.source_file),
+                message: format!("{}: {error}", found.source_file),
             })?;
         if declared {
-            return Ok(());
+            return Ok(true);
         }
     }
-    Err(PolicyError::MissingEntrypoint)
+    Ok(false)
 }

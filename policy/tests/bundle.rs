@@ -252,6 +252,7 @@ fn check_reads_bundles() {
     assert_eq!(report.kind, "bundle");
     assert_eq!(report.revision, "checked");
     assert_eq!(report.roots, Some(vec![String::new()]));
-    assert_eq!(report.modules, 1);
-    assert_eq!(report.test_modules, 1);
+    // The sharing rules and the risk rules, each with its tests.
+    assert_eq!(report.modules, 2);
+    assert_eq!(report.test_modules, 2);
 }

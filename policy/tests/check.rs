@@ -16,9 +16,10 @@ fn reference_policy_report() {
     let report = check(dir.path()).expect("reference policy checks");
     assert_eq!(report.kind, "directory");
     assert!(report.revision.starts_with("sha256:"));
-    assert_eq!(report.modules, 1);
+    // The sharing rules and the risk rules, each with its tests.
+    assert_eq!(report.modules, 2);
     assert!(report.rules >= 40, "{report:?}");
-    assert_eq!(report.test_modules, 1);
+    assert_eq!(report.test_modules, 2);
     assert_eq!(report.data_files, 1);
     assert_eq!(report.entrypoint, "data.cordon.outbound.decision");
     assert_eq!(report.engine, EngineKind::Rvm);
