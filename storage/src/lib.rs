@@ -60,6 +60,7 @@ mod feed;
 mod model;
 mod placeholders;
 mod postgres;
+mod screening;
 mod sqlite;
 mod store;
 pub mod testing;
@@ -69,9 +70,10 @@ pub use backend::Backend;
 pub use decisions::MAX_DECISIONS_PER_QUERY;
 pub use error::StorageError;
 pub use model::{
-    CircleLogEntry, CircleRow, CircleWrite, CircleWriteOutcome, DecisionQuery, DecisionRow,
-    EventBatch, EventBody, KeyPackageRow, NewIndicator, PeerCursor, PendingWelcome, ReceiveOutcome,
-    Received, StoredEvent, StoredIndicator,
+    AlertRow, CircleLogEntry, CircleRow, CircleWrite, CircleWriteOutcome, DecisionQuery,
+    DecisionRow, EventBatch, EventBody, KeyPackageRow, NewAlert, NewIndicator, NewWatch,
+    PeerCursor, PendingWelcome, ReceiveOutcome, Received, ScreeningRow, StoredEvent,
+    StoredIndicator, WatchKind, WatchRow,
 };
 pub use store::Store;
 

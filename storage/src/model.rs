@@ -317,3 +317,86 @@ pub struct CircleWriteOutcome {
     /// originator, or other content); the caller should refuse and report these.
     pub conflicts: Vec<String>,
 }
+
+/// One screening of a declaration, as [`crate::Store::record_screenings`] stores it; with its
+/// watch, if the declaration is watched for new intelligence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScreeningRow {
+    /// A UUID.
+    pub id: String,
+    pub agency: String,
+    pub reference: String,
+    pub at_micros: i64,
+    pub policy_revision: String,
+    /// `LOW`, `MEDIUM`, `HIGH`, `CRITICAL` or `UNASSESSED`.
+    pub level: String,
+    /// 0 to 100.
+    pub score: u32,
+    /// The declaration and the result, opaque to storage.
+    pub declaration: Vec<u8>,
+    pub result: Vec<u8>,
+    /// The feed position the screening saw and when its watch ends; `None` when it is not
+    /// watched.
+    pub watch: Option<(u64, i64)>,
+}
+
+/// Whether a watch is a screened declaration or a watchlist entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatchKind {
+    Declaration,
+    Entry,
+}
+
+impl WatchKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WatchKind::Declaration => "declaration",
+            WatchKind::Entry => "entry",
+        }
+    }
+}
+
+/// A watch to store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewWatch {
+    pub kind: WatchKind,
+    pub agency: String,
+    /// The screening's id, or the entry's own id; unique.
+    pub reference_id: String,
+    /// The declaration, or the entry, opaque to storage.
+    pub subject: Vec<u8>,
+    /// Intelligence after this feed position raises alerts.
+    pub from_sequence: u64,
+    /// When the watch ends; `None`: when it is removed.
+    pub until_micros: Option<i64>,
+    pub created_micros: i64,
+}
+
+/// A stored watch, with the number the watch index knows it by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchRow {
+    pub number: u64,
+    pub watch: NewWatch,
+}
+
+/// An alert to store: for `agency`, because the indicator `indicator_id` matched `watch`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAlert {
+    pub agency: String,
+    pub watch: u64,
+    pub indicator_id: String,
+    pub at_micros: i64,
+    /// Opaque to storage.
+    pub payload: Vec<u8>,
+}
+
+/// A stored alert; `sequence` is its cursor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertRow {
+    pub sequence: u64,
+    pub agency: String,
+    pub watch: u64,
+    pub indicator_id: String,
+    pub at_micros: i64,
+    pub payload: Vec<u8>,
+}

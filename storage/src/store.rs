@@ -24,16 +24,19 @@ use crate::sqlite::{self, SqlitePools};
 /// A handle on one feed database. Cheap to clone: clones share pools and the head watch.
 #[derive(Clone)]
 pub struct Store {
-    inner: Arc<StoreInner>,
+    pub(crate) inner: Arc<StoreInner>,
 }
 
-struct StoreInner {
-    pools: Pools,
+pub(crate) struct StoreInner {
+    pub(crate) pools: Pools,
     /// The highest head this process knows to be committed; followers wait on it.
-    head: watch::Sender<u64>,
+    pub(crate) head: watch::Sender<u64>,
+    /// The highest alert sequence this process knows to be committed; alert streams wait on
+    /// it.
+    pub(crate) alerts: watch::Sender<u64>,
 }
 
-enum Pools {
+pub(crate) enum Pools {
     Sqlite(SqlitePools),
     Postgres(PostgresPools),
 }
@@ -84,7 +87,11 @@ impl Store {
 
     fn new(pools: Pools, head: watch::Sender<u64>) -> Store {
         Store {
-            inner: Arc::new(StoreInner { pools, head }),
+            inner: Arc::new(StoreInner {
+                pools,
+                head,
+                alerts: watch::Sender::new(0),
+            }),
         }
     }
 

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use cordon_storage::{
     Backend, CircleLogEntry, CircleRow, CircleWrite, CircleWriteOutcome, DecisionQuery,
-    DecisionRow, EventBatch, EventBody, KeyPackageRow, MAX_DECISIONS_PER_QUERY, NewIndicator,
-    PendingWelcome, PgConnectOptions, ReceiveOutcome, Received, StorageError, Store, StoredEvent,
-    StoredIndicator,
+    DecisionRow, EventBatch, EventBody, KeyPackageRow, MAX_DECISIONS_PER_QUERY, NewAlert,
+    NewIndicator, NewWatch, PendingWelcome, PgConnectOptions, ReceiveOutcome, Received,
+    ScreeningRow, StorageError, Store, StoredEvent, StoredIndicator, WatchKind,
 };
 use sqlx::postgres::PgListener;
 use sqlx::{Connection, Executor, PgConnection, SqliteConnection};
@@ -2934,6 +2934,224 @@ async fn deleted_mls_values_leave_no_trace_in_the_files(fixture: &Fixture) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Screening: screenings, watches, alerts
+
+fn screening(id: &str, agency: &str, watch: Option<(u64, i64)>) -> ScreeningRow {
+    ScreeningRow {
+        id: id.to_owned(),
+        agency: agency.to_owned(),
+        reference: format!("ref-{id}"),
+        at_micros: 1_790_000_000_000_000,
+        policy_revision: "sha256:r".to_owned(),
+        level: "HIGH".to_owned(),
+        score: 65,
+        declaration: format!("declaration {id}").into_bytes(),
+        result: format!("result {id}").into_bytes(),
+        watch,
+    }
+}
+
+async fn screenings_round_trip_with_their_watches(fixture: &Fixture) {
+    let store = fixture.open().await;
+    let watched = screening("s-1", "GH/customs", Some((7, 2_000)));
+    let unwatched = screening("s-2", "GH/police", None);
+    store
+        .record_screenings(&[watched.clone(), unwatched.clone()])
+        .await
+        .expect("record screenings");
+    let read = store.screening("s-1").await.expect("read").expect("stored");
+    assert_eq!(
+        read,
+        ScreeningRow {
+            watch: None,
+            ..watched.clone()
+        }
+    );
+    assert_eq!(store.screening("absent").await, Ok(None));
+    let watches = store.watches_after(0, 1_000, 100).await.expect("watches");
+    assert_eq!(watches.len(), 1, "{watches:?}");
+    let watch = &watches[0].watch;
+    assert_eq!(watch.kind, WatchKind::Declaration);
+    assert_eq!(watch.reference_id, "s-1");
+    assert_eq!(watch.agency, "GH/customs");
+    assert_eq!(watch.subject, watched.declaration);
+    assert_eq!((watch.from_sequence, watch.until_micros), (7, Some(2_000)));
+    // Ended watches are not read; nor those up to a number already read.
+    assert_eq!(store.watches_after(0, 2_000, 100).await, Ok(Vec::new()));
+    assert_eq!(
+        store.watches_after(watches[0].number, 1_000, 100).await,
+        Ok(Vec::new())
+    );
+    // A screening id stored twice refuses the whole batch.
+    let again = store
+        .record_screenings(&[screening("s-3", "GH/customs", None), watched])
+        .await;
+    assert!(again.is_err(), "{again:?}");
+    assert_eq!(store.screening("s-3").await, Ok(None));
+    store.close().await;
+}
+
+async fn watch_entries_are_added_listed_and_removed_by_their_agency(fixture: &Fixture) {
+    let store = fixture.open().await;
+    let entry = |id: &str, agency: &str| NewWatch {
+        kind: WatchKind::Entry,
+        agency: agency.to_owned(),
+        reference_id: id.to_owned(),
+        subject: format!("entry {id}").into_bytes(),
+        from_sequence: 3,
+        until_micros: None,
+        created_micros: 1_790_000_000_000_000,
+    };
+    let first = store
+        .add_watch(&entry("w-1", "GH/customs"))
+        .await
+        .expect("add");
+    let second = store
+        .add_watch(&entry("w-2", "GH/police"))
+        .await
+        .expect("add");
+    assert!(second > first);
+    assert!(
+        store.add_watch(&entry("w-1", "GH/police")).await.is_err(),
+        "ids are unique"
+    );
+    let listed = store
+        .watches_of("GH/customs", WatchKind::Entry)
+        .await
+        .expect("list");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].number, first);
+    assert_eq!(listed[0].watch, entry("w-1", "GH/customs"));
+    // Entries never end by time.
+    assert_eq!(
+        store
+            .watches_after(0, i64::MAX, 10)
+            .await
+            .expect("all")
+            .len(),
+        2
+    );
+    assert_eq!(
+        store.remove_watch_entry("GH/police", "w-1").await,
+        Ok(false)
+    );
+    assert_eq!(
+        store.remove_watch_entry("GH/customs", "w-1").await,
+        Ok(true)
+    );
+    assert_eq!(
+        store.remove_watch_entry("GH/customs", "w-1").await,
+        Ok(false)
+    );
+    assert_eq!(
+        store.existing_watches(&[first, second, 999]).await,
+        Ok(vec![second])
+    );
+    store.close().await;
+}
+
+fn alert(agency: &str, watch: u64, indicator: &str) -> NewAlert {
+    NewAlert {
+        agency: agency.to_owned(),
+        watch,
+        indicator_id: indicator.to_owned(),
+        at_micros: 1_790_000_000_000_000,
+        payload: format!("alert {watch} {indicator}").into_bytes(),
+    }
+}
+
+async fn alerts_are_numbered_in_order_and_stored_once(fixture: &Fixture) {
+    let store = fixture.open().await;
+    let mut woken = store.watch_alerts();
+    woken.borrow_and_update();
+    assert_eq!(store.alert_feed_cursor().await, Ok(0));
+    let first = store
+        .record_alerts(
+            &[alert("GH/customs", 1, "i-1"), alert("GH/police", 2, "i-1")],
+            5,
+        )
+        .await
+        .expect("record");
+    assert_eq!(first, [Some(1), Some(2)]);
+    within_patience("the alert watch", woken.changed())
+        .await
+        .expect("watch open");
+    assert_eq!(*woken.borrow(), 2);
+    // The same pair again is stored once; a new one gets the next number; the cursor never
+    // moves back.
+    let second = store
+        .record_alerts(
+            &[alert("GH/customs", 1, "i-1"), alert("GH/customs", 1, "i-2")],
+            3,
+        )
+        .await
+        .expect("record");
+    assert_eq!(second, [None, Some(3)]);
+    assert_eq!(store.alert_feed_cursor().await, Ok(5));
+    // Nothing new still moves the cursor.
+    assert_eq!(store.record_alerts(&[], 9).await, Ok(Vec::new()));
+    assert_eq!(store.alert_feed_cursor().await, Ok(9));
+    let customs = store.alerts_after("GH/customs", 0, 10).await.expect("read");
+    let summary: Vec<(u64, u64, &str)> = customs
+        .iter()
+        .map(|row| (row.sequence, row.watch, row.indicator_id.as_str()))
+        .collect();
+    assert_eq!(summary, [(1, 1, "i-1"), (3, 1, "i-2")]);
+    assert_eq!(customs[1].payload, b"alert 1 i-2");
+    assert_eq!(
+        store
+            .alerts_after("GH/customs", 1, 10)
+            .await
+            .expect("read")
+            .len(),
+        1
+    );
+    assert_eq!(
+        store
+            .alerts_after("GH/customs", 0, 1)
+            .await
+            .expect("read")
+            .len(),
+        1
+    );
+    assert_eq!(
+        store.alerts_after("NG/customs", 0, 10).await,
+        Ok(Vec::new())
+    );
+    store.close().await;
+}
+
+async fn indicators_are_read_by_the_sequence_that_published_them(fixture: &Fixture) {
+    let store = fixture.open().await;
+    store
+        .publish(vec![indicator("a", "vessel"), indicator("b", "entity")])
+        .await
+        .expect("publish");
+    store
+        .retract("a", "wrong", 1_800_000_000_000_000, None)
+        .await
+        .expect("retract");
+    let mut found = store.indicators_at(&[1, 2, 3, 99]).await.expect("read");
+    found.sort_by_key(|indicator| indicator.sequence);
+    let summary: Vec<(u64, &str, bool)> = found
+        .iter()
+        .map(|indicator| {
+            (
+                indicator.sequence,
+                indicator.id.as_str(),
+                indicator.retracted,
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [(1, "a", true), (2, "b", false)],
+        "the retraction's event is not an indicator"
+    );
+    store.close().await;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Test generation
 
 macro_rules! conformance_suite {
@@ -3018,6 +3236,10 @@ conformance_suite! {
         key_packages_are_issued_and_departures_kept,
         pending_welcomes_are_kept_with_their_add_and_forgotten_once,
         outbox_entries_are_kept_and_forgotten_with_their_writes,
+        screenings_round_trip_with_their_watches,
+        watch_entries_are_added_listed_and_removed_by_their_agency,
+        alerts_are_numbered_in_order_and_stored_once,
+        indicators_are_read_by_the_sequence_that_published_them,
     ],
     postgres_only: [
         watch_head_wakes_on_commit_by_replica,

@@ -560,6 +560,30 @@ macro_rules! feed_operations {
                 row.map(stored_indicator).transpose()
             }
 
+            pub(crate) async fn indicators_at(
+                pool: &Pool<Database>,
+                sequences: &[u64],
+            ) -> Result<Vec<StoredIndicator>, StorageError> {
+                let mut found = Vec::with_capacity(sequences.len());
+                for chunk in sequences.chunks(ROWS_PER_STATEMENT) {
+                    let mut query = sqlx::query_as(AssertSqlSafe(crate::placeholders::dialect(
+                        BACKEND,
+                        select_indicators_at_sql(chunk.len()),
+                    )));
+                    for sequence in chunk {
+                        query = query.bind(sequence_to_database(*sequence));
+                    }
+                    let rows: Vec<IndicatorColumns> = query
+                        .fetch_all(pool)
+                        .await
+                        .map_err(failed("read indicators by sequence"))?;
+                    for row in rows {
+                        found.push(stored_indicator(row)?);
+                    }
+                }
+                Ok(found)
+            }
+
             pub(crate) async fn head(pool: &Pool<Database>) -> Result<u64, StorageError> {
                 let head: i64 = sqlx::query_scalar(READ_HEAD)
                     .fetch_one(pool)

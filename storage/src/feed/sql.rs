@@ -156,3 +156,21 @@ pub(super) fn read_after_sql(kind_count: usize) -> String {
     sql.push_str(" ORDER BY sequence LIMIT $2) AS e ON TRUE ORDER BY e.sequence");
     sql
 }
+
+/// The indicators published by the events at `count` sequences (`$1…`), as
+/// `SELECT_INDICATOR` reads one.
+pub(super) fn select_indicators_at_sql(count: usize) -> String {
+    let mut sql = String::from(
+        "SELECT i.id, i.originator, i.kind, i.payload, i.sequence, i.retracted, i.via, \
+         i.superseded_by, i.circle FROM events e JOIN indicators i \
+         ON i.id = e.indicator_id AND i.sequence = e.sequence WHERE e.sequence IN (",
+    );
+    for index in 0..count {
+        if index > 0 {
+            sql.push_str(", ");
+        }
+        let _ = write!(sql, "${}", index + 1);
+    }
+    sql.push(')');
+    sql
+}

@@ -1,0 +1,56 @@
+-- Screening: every screening an agency made, the declarations and watchlist entries it
+-- watches, and the alerts raised when new intelligence matches them.
+-- Same logical schema as migrations/sqlite.
+
+CREATE TABLE screenings (
+    id TEXT PRIMARY KEY,
+    agency TEXT NOT NULL,
+    reference TEXT NOT NULL,
+    at_micros BIGINT NOT NULL,
+    policy_revision TEXT NOT NULL,
+    level TEXT NOT NULL,
+    score BIGINT NOT NULL CHECK (score BETWEEN 0 AND 100),
+    -- The declaration and the result (protobuf), as screened and as answered.
+    declaration BYTEA NOT NULL,
+    result BYTEA NOT NULL
+);
+CREATE INDEX screenings_agency ON screenings (agency, at_micros);
+
+-- What raises alerts: a screened declaration (until its watch ends) or a watchlist entry
+-- (until it is removed). `number` identifies it in the gateway's watch index; a watch sees
+-- only intelligence after `from_sequence`, the feed position its screening saw.
+CREATE TABLE watches (
+    number BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    kind TEXT NOT NULL CHECK (kind IN ('declaration', 'entry')),
+    agency TEXT NOT NULL,
+    -- The screening of a declaration, or the entry's own id.
+    reference_id TEXT NOT NULL UNIQUE,
+    -- The declaration, or the watchlist entry (protobuf).
+    subject BYTEA NOT NULL,
+    from_sequence BIGINT NOT NULL CHECK (from_sequence >= 0),
+    until_micros BIGINT,
+    created_micros BIGINT NOT NULL
+);
+CREATE INDEX watches_agency ON watches (agency, kind);
+
+-- Alerts are numbered gap-safe like the feed: writers take numbers by updating this row first.
+CREATE TABLE alert_head (
+    singleton BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (singleton),
+    head BIGINT NOT NULL CHECK (head >= 0),
+    -- How far in the feed alerts have been raised (never backwards).
+    feed_cursor BIGINT NOT NULL CHECK (feed_cursor >= 0)
+);
+INSERT INTO alert_head (singleton, head, feed_cursor) VALUES (TRUE, 0, 0);
+
+CREATE TABLE alerts (
+    sequence BIGINT PRIMARY KEY CHECK (sequence > 0),
+    agency TEXT NOT NULL,
+    watch BIGINT NOT NULL,
+    indicator_id TEXT NOT NULL,
+    at_micros BIGINT NOT NULL,
+    -- The alert (protobuf) without its cursor, which is `sequence`.
+    payload BYTEA NOT NULL,
+    -- One alert per watch and indicator, whoever raises it first.
+    UNIQUE (watch, indicator_id)
+);
+CREATE INDEX alerts_agency ON alerts (agency, sequence);
