@@ -70,9 +70,9 @@ pub use backend::Backend;
 pub use decisions::MAX_DECISIONS_PER_QUERY;
 pub use error::StorageError;
 pub use model::{
-    AlertRow, CircleLogEntry, CircleRow, CircleWrite, CircleWriteOutcome, DecisionQuery,
-    DecisionRow, EventBatch, EventBody, KeyPackageRow, NewAlert, NewIndicator, NewWatch,
-    PeerCursor, PendingWelcome, ReceiveOutcome, Received, ScreeningRow, StoredEvent,
+    AlertCursors, AlertRow, CircleLogEntry, CircleRow, CircleWrite, CircleWriteOutcome,
+    DecisionQuery, DecisionRow, EventBatch, EventBody, KeyPackageRow, NewAlert, NewIndicator,
+    NewWatch, PeerCursor, PendingWelcome, ReceiveOutcome, Received, ScreeningRow, StoredEvent,
     StoredIndicator, WatchKind, WatchRow,
 };
 pub use store::Store;

@@ -400,3 +400,11 @@ pub struct AlertRow {
     pub at_micros: i64,
     pub payload: Vec<u8>,
 }
+
+/// How far alerts have been raised: every watch numbered up to `watches` has been checked
+/// against the feed up to `feed`, and every watch checks each later indicator as it comes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AlertCursors {
+    pub feed: u64,
+    pub watches: u64,
+}

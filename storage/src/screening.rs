@@ -8,7 +8,7 @@
 //! replicas raising the same alert store it once.
 
 use crate::error::StorageError;
-use crate::model::{AlertRow, NewAlert, NewWatch, ScreeningRow, WatchKind, WatchRow};
+use crate::model::{AlertCursors, AlertRow, NewAlert, NewWatch, ScreeningRow, WatchKind, WatchRow};
 use crate::placeholders::push_rows;
 use crate::values::{sequence_from_database, sequence_to_database};
 
@@ -44,12 +44,17 @@ const SELECT_WATCHES_AFTER: &str = "SELECT number, kind, agency, reference_id, s
      ORDER BY number LIMIT $3";
 
 /// Takes the alert head's row lock (the first statement of an alert write).
-const LOCK_ALERT_HEAD: &str = "UPDATE alert_head SET head = head RETURNING head, feed_cursor";
+const LOCK_ALERT_HEAD: &str = "UPDATE alert_head SET head = head RETURNING head";
 
+/// Moves the head and the cursors; the cursors never move backwards.
 const MOVE_ALERT_HEAD: &str = "UPDATE alert_head SET head = $1, \
-     feed_cursor = CASE WHEN feed_cursor < $2 THEN $2 ELSE feed_cursor END";
+     feed_cursor = CASE WHEN feed_cursor < $2 THEN $2 ELSE feed_cursor END, \
+     watch_cursor = CASE WHEN watch_cursor < $3 THEN $3 ELSE watch_cursor END";
 
-const SELECT_ALERT_HEAD: &str = "SELECT head, feed_cursor FROM alert_head";
+const SELECT_ALERT_HEAD: &str = "SELECT head, feed_cursor, watch_cursor FROM alert_head";
+
+const SELECT_WATCHES_NUMBERED_PREFIX: &str = "SELECT number, kind, agency, reference_id, subject, \
+     from_sequence, until_micros, created_micros FROM watches WHERE number IN (";
 
 const SELECT_ALERTS_AFTER: &str = "SELECT sequence, agency, watch, indicator_id, at_micros, \
      payload FROM alerts WHERE agency = $1 AND sequence > $2 ORDER BY sequence LIMIT $3";
@@ -83,7 +88,16 @@ fn stored_pairs_sql(count: usize) -> String {
 }
 
 fn select_existing_watches_sql(count: usize) -> String {
-    let mut sql = String::from("SELECT number FROM watches WHERE number IN (");
+    numbered_sql("SELECT number FROM watches WHERE number IN (", count)
+}
+
+fn select_watches_numbered_sql(count: usize) -> String {
+    numbered_sql(SELECT_WATCHES_NUMBERED_PREFIX, count)
+}
+
+/// `prefix` followed by `$1, … $count)`.
+fn numbered_sql(prefix: &str, count: usize) -> String {
+    let mut sql = String::from(prefix);
     for index in 0..count {
         if index > 0 {
             sql.push_str(", ");
@@ -355,27 +369,54 @@ macro_rules! screening_operations {
                 Ok(existing)
             }
 
-            /// `(alert head, feed cursor)`.
+            pub(crate) async fn watches_numbered(
+                pool: &Pool<Database>,
+                numbers: &[u64],
+            ) -> Result<Vec<WatchRow>, StorageError> {
+                let mut found = Vec::new();
+                for chunk in numbers.chunks(ALERTS_PER_STATEMENT) {
+                    let mut query = sqlx::query_as(AssertSqlSafe(dialect(
+                        BACKEND,
+                        select_watches_numbered_sql(chunk.len()),
+                    )));
+                    for number in chunk {
+                        query = query.bind(sequence_to_database(*number));
+                    }
+                    let rows: Vec<WatchColumns> = query
+                        .fetch_all(pool)
+                        .await
+                        .map_err(failed("read watches"))?;
+                    for row in rows {
+                        found.push(watch_row(row)?);
+                    }
+                }
+                Ok(found)
+            }
+
+            /// `(alert head, feed cursor, watch cursor)`.
             pub(crate) async fn alert_head(
                 pool: &Pool<Database>,
-            ) -> Result<(u64, u64), StorageError> {
-                let (head, cursor): (i64, i64) = sqlx::query_as(SELECT_ALERT_HEAD)
+            ) -> Result<(u64, AlertCursors), StorageError> {
+                let (head, feed, watches): (i64, i64, i64) = sqlx::query_as(SELECT_ALERT_HEAD)
                     .fetch_one(pool)
                     .await
                     .map_err(failed("read alert head"))?;
                 Ok((
                     sequence_from_database(head, "alert head")?,
-                    sequence_from_database(cursor, "alert feed cursor")?,
+                    AlertCursors {
+                        feed: sequence_from_database(feed, "alert feed cursor")?,
+                        watches: sequence_from_database(watches, "alert watch cursor")?,
+                    },
                 ))
             }
 
-            /// Stores the alerts not stored already and moves the feed cursor forward to
-            /// `feed_cursor`; returns the stored alerts' sequences (by position in `alerts`,
+            /// Stores the alerts not stored already and moves the cursors forward to
+            /// `cursors`; returns the stored alerts' sequences (by position in `alerts`,
             /// `None` for a pair stored before) and the head after.
             pub(crate) async fn record_alerts(
                 pool: &Pool<Database>,
                 alerts: &[NewAlert],
-                feed_cursor: u64,
+                cursors: AlertCursors,
             ) -> Result<(Vec<Option<u64>>, u64), StorageError> {
                 let mut transaction = pool
                     .begin_with($begin_write)
@@ -383,7 +424,7 @@ macro_rules! screening_operations {
                     .map_err(failed("begin record alerts transaction"))?;
                 // First: orders this writer with every other, so that alerts become visible
                 // in sequence order and the check below holds until the commit.
-                let (head, _): (i64, i64) = sqlx::query_as(LOCK_ALERT_HEAD)
+                let head: i64 = sqlx::query_scalar(LOCK_ALERT_HEAD)
                     .fetch_one(&mut *transaction)
                     .await
                     .map_err(failed("lock alert head"))?;
@@ -442,7 +483,8 @@ macro_rules! screening_operations {
                 }
                 sqlx::query(MOVE_ALERT_HEAD)
                     .bind(next)
-                    .bind(sequence_to_database(feed_cursor))
+                    .bind(sequence_to_database(cursors.feed))
+                    .bind(sequence_to_database(cursors.watches))
                     .execute(&mut *transaction)
                     .await
                     .map_err(failed("move alert head"))?;
@@ -580,31 +622,41 @@ impl Store {
         }
     }
 
-    /// How far in the feed alerts have been raised.
-    pub async fn alert_feed_cursor(&self) -> Result<u64, StorageError> {
-        let (head, cursor) = match &self.inner.pools {
+    /// The watches numbered `numbers` that are stored, in no particular order.
+    pub async fn watches_numbered(&self, numbers: &[u64]) -> Result<Vec<WatchRow>, StorageError> {
+        match &self.inner.pools {
+            Pools::Sqlite(pools) => sqlite_screening::watches_numbered(&pools.read, numbers).await,
+            Pools::Postgres(pools) => {
+                postgres_screening::watches_numbered(&pools.pool, numbers).await
+            }
+        }
+    }
+
+    /// How far alerts have been raised (see [`AlertCursors`]).
+    pub async fn alert_cursors(&self) -> Result<AlertCursors, StorageError> {
+        let (head, cursors) = match &self.inner.pools {
             Pools::Sqlite(pools) => sqlite_screening::alert_head(&pools.read).await?,
             Pools::Postgres(pools) => postgres_screening::alert_head(&pools.pool).await?,
         };
         raise_known_head(&self.inner.alerts, head);
-        Ok(cursor)
+        Ok(cursors)
     }
 
     /// Stores the alerts whose `(watch, indicator_id)` is not stored yet, numbered in order
-    /// after the alert head, and moves the alerts' feed cursor to `feed_cursor` (never
-    /// backwards), in one transaction. Returns the sequence of each alert stored, `None` for
+    /// after the alert head, and moves the cursors forward to `cursors` (never backwards), in
+    /// one transaction. Returns the sequence of each alert stored, `None` for
     /// one stored before (by this or another process). Wakes alert streams after the commit.
     pub async fn record_alerts(
         &self,
         alerts: &[NewAlert],
-        feed_cursor: u64,
+        cursors: AlertCursors,
     ) -> Result<Vec<Option<u64>>, StorageError> {
         let (sequences, head) = match &self.inner.pools {
             Pools::Sqlite(pools) => {
-                sqlite_screening::record_alerts(&pools.write, alerts, feed_cursor).await?
+                sqlite_screening::record_alerts(&pools.write, alerts, cursors).await?
             }
             Pools::Postgres(pools) => {
-                postgres_screening::record_alerts(&pools.pool, alerts, feed_cursor).await?
+                postgres_screening::record_alerts(&pools.pool, alerts, cursors).await?
             }
         };
         raise_known_head(&self.inner.alerts, head);

@@ -8,9 +8,9 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use cordon_storage::{
-    Backend, CircleLogEntry, CircleRow, CircleWrite, CircleWriteOutcome, DecisionQuery,
-    DecisionRow, EventBatch, EventBody, KeyPackageRow, MAX_DECISIONS_PER_QUERY, NewAlert,
-    NewIndicator, NewWatch, PendingWelcome, PgConnectOptions, ReceiveOutcome, Received,
+    AlertCursors, Backend, CircleLogEntry, CircleRow, CircleWrite, CircleWriteOutcome,
+    DecisionQuery, DecisionRow, EventBatch, EventBody, KeyPackageRow, MAX_DECISIONS_PER_QUERY,
+    NewAlert, NewIndicator, NewWatch, PendingWelcome, PgConnectOptions, ReceiveOutcome, Received,
     ScreeningRow, StorageError, Store, StoredEvent, StoredIndicator, WatchKind,
 };
 use sqlx::postgres::PgListener;
@@ -3060,15 +3060,19 @@ fn alert(agency: &str, watch: u64, indicator: &str) -> NewAlert {
     }
 }
 
+fn cursors(feed: u64, watches: u64) -> AlertCursors {
+    AlertCursors { feed, watches }
+}
+
 async fn alerts_are_numbered_in_order_and_stored_once(fixture: &Fixture) {
     let store = fixture.open().await;
     let mut woken = store.watch_alerts();
     woken.borrow_and_update();
-    assert_eq!(store.alert_feed_cursor().await, Ok(0));
+    assert_eq!(store.alert_cursors().await, Ok(AlertCursors::default()));
     let first = store
         .record_alerts(
             &[alert("GH/customs", 1, "i-1"), alert("GH/police", 2, "i-1")],
-            5,
+            cursors(5, 2),
         )
         .await
         .expect("record");
@@ -3082,15 +3086,18 @@ async fn alerts_are_numbered_in_order_and_stored_once(fixture: &Fixture) {
     let second = store
         .record_alerts(
             &[alert("GH/customs", 1, "i-1"), alert("GH/customs", 1, "i-2")],
-            3,
+            cursors(3, 1),
         )
         .await
         .expect("record");
     assert_eq!(second, [None, Some(3)]);
-    assert_eq!(store.alert_feed_cursor().await, Ok(5));
-    // Nothing new still moves the cursor.
-    assert_eq!(store.record_alerts(&[], 9).await, Ok(Vec::new()));
-    assert_eq!(store.alert_feed_cursor().await, Ok(9));
+    assert_eq!(store.alert_cursors().await, Ok(cursors(5, 2)));
+    // Nothing new still moves the cursors.
+    assert_eq!(
+        store.record_alerts(&[], cursors(9, 4)).await,
+        Ok(Vec::new())
+    );
+    assert_eq!(store.alert_cursors().await, Ok(cursors(9, 4)));
     let customs = store.alerts_after("GH/customs", 0, 10).await.expect("read");
     let summary: Vec<(u64, u64, &str)> = customs
         .iter()

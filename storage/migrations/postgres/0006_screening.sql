@@ -38,9 +38,11 @@ CREATE TABLE alert_head (
     singleton BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (singleton),
     head BIGINT NOT NULL CHECK (head >= 0),
     -- How far in the feed alerts have been raised (never backwards).
-    feed_cursor BIGINT NOT NULL CHECK (feed_cursor >= 0)
+    feed_cursor BIGINT NOT NULL CHECK (feed_cursor >= 0),
+    -- Watches numbered up to this one have been checked against the feed up to feed_cursor.
+    watch_cursor BIGINT NOT NULL CHECK (watch_cursor >= 0)
 );
-INSERT INTO alert_head (singleton, head, feed_cursor) VALUES (TRUE, 0, 0);
+INSERT INTO alert_head (singleton, head, feed_cursor, watch_cursor) VALUES (TRUE, 0, 0, 0);
 
 CREATE TABLE alerts (
     sequence BIGINT PRIMARY KEY CHECK (sequence > 0),

@@ -38,9 +38,11 @@ CREATE TABLE alert_head (
     singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
     head INTEGER NOT NULL CHECK (head >= 0),
     -- How far in the feed alerts have been raised (never backwards).
-    feed_cursor INTEGER NOT NULL CHECK (feed_cursor >= 0)
+    feed_cursor INTEGER NOT NULL CHECK (feed_cursor >= 0),
+    -- Watches numbered up to this one have been checked against the feed up to feed_cursor.
+    watch_cursor INTEGER NOT NULL CHECK (watch_cursor >= 0)
 ) STRICT;
-INSERT INTO alert_head (singleton, head, feed_cursor) VALUES (1, 0, 0);
+INSERT INTO alert_head (singleton, head, feed_cursor, watch_cursor) VALUES (1, 0, 0, 0);
 
 CREATE TABLE alerts (
     sequence INTEGER PRIMARY KEY CHECK (sequence > 0),
