@@ -53,7 +53,34 @@ pub struct ConfigFile {
     /// The admin listener (plain HTTP, `GET /metrics` only); absent, there is none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin: Option<AdminFile>,
+    #[serde(default)]
+    pub screening: ScreeningFile,
 }
+
+/// `[screening]`: declarations screened against the indicators held, and alerts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScreeningFile {
+    /// Days a screened declaration stays watched: intelligence arriving within them that
+    /// matches it raises an alert. 0: screenings are not watched.
+    #[serde(default = "default_watch_days")]
+    pub watch_days: u32,
+}
+
+impl Default for ScreeningFile {
+    fn default() -> Self {
+        ScreeningFile {
+            watch_days: default_watch_days(),
+        }
+    }
+}
+
+fn default_watch_days() -> u32 {
+    90
+}
+
+/// Longest watch: ten years.
+const MAX_WATCH_DAYS: u32 = 3650;
 
 /// `[admin]`: the admin listener, which serves aggregate metrics and nothing else.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -190,6 +217,8 @@ pub struct GatewayConfig {
     pub peers: Vec<PeerConfig>,
     /// Where the admin listener (`GET /metrics`, plain HTTP) binds; `None`: no admin listener.
     pub admin_listen: Option<SocketAddr>,
+    /// How long a screened declaration stays watched.
+    pub watch_for: Duration,
 }
 
 impl GatewayConfig {
@@ -246,6 +275,9 @@ impl GatewayConfig {
         if admin_listen.is_some_and(|admin| admin == listen && admin.port() != 0) {
             bail!("admin.listen: {listen} is already the gRPC listen address");
         }
+        if file.screening.watch_days > MAX_WATCH_DAYS {
+            bail!("screening.watch_days: at most {MAX_WATCH_DAYS} (ten years)");
+        }
         Ok(GatewayConfig {
             member: file.member,
             federation: file.federation,
@@ -263,6 +295,7 @@ impl GatewayConfig {
             federation_keys,
             peers,
             admin_listen,
+            watch_for: Duration::from_secs(u64::from(file.screening.watch_days) * 86_400),
         })
     }
 }

@@ -11,9 +11,11 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use cordon_indicator::Limits;
 use cordon_policy::Policy;
+use cordon_proto::v1::alert_service_server::AlertServiceServer;
 use cordon_proto::v1::federation_service_server::FederationServiceServer;
 use cordon_proto::v1::indicator_service_server::IndicatorServiceServer;
 use cordon_proto::v1::policy_service_server::PolicyServiceServer;
+use cordon_proto::v1::screening_service_server::ScreeningServiceServer;
 use cordon_storage::Store;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -73,6 +75,7 @@ pub struct RunningGateway {
     task: JoinHandle<Result<()>>,
     admin_task: Option<JoinHandle<()>>,
     decision_writer: JoinHandle<()>,
+    screening_task: JoinHandle<()>,
     _watcher: Option<notify::RecommendedWatcher>,
 }
 
@@ -103,8 +106,10 @@ impl RunningGateway {
         let RunningGateway {
             state,
             decision_writer,
+            screening_task,
             ..
         } = self;
+        let _ = screening_task.await;
         let store = state.store.clone();
         drop(state);
         let _ = decision_writer.await;
@@ -220,6 +225,17 @@ async fn start_with(
     )
     .await
     .context("loading circles")?;
+    let (screening, screening_task) = crate::screening::Screening::start(
+        crate::screening::ScreeningContext {
+            member: config.member.clone(),
+            store: store.clone(),
+            releaser: releaser.clone(),
+            decision_log: decision_log.clone(),
+            metrics: metrics.clone(),
+            watch_for: config.watch_for,
+        },
+        stopping_signal.clone(),
+    );
     let state = Arc::new(GatewayState {
         circles: circles.clone(),
         member: config.member.clone(),
@@ -278,17 +294,21 @@ async fn start_with(
         store,
     };
     let (shutdown, shutdown_signal) = oneshot::channel::<()>();
-    let task = tokio::spawn(serve(
-        state.clone(),
-        crate::circle::api::CircleApi { circles },
-        policy_api,
-        federation_api,
-        tls,
-        listener,
-        async {
-            let _ = shutdown_signal.await;
-        },
-    ));
+    let screening_api = crate::screening::service::ScreeningApi {
+        screening,
+        member: config.member.clone(),
+        federation: config.federation.clone(),
+    };
+    let services = Services {
+        indicators: state.clone(),
+        circle: crate::circle::api::CircleApi { circles },
+        policy: policy_api,
+        federation: federation_api,
+        screening: screening_api,
+    };
+    let task = tokio::spawn(serve(services, tls, listener, async {
+        let _ = shutdown_signal.await;
+    }));
     Ok(RunningGateway {
         address,
         admin_address,
@@ -302,19 +322,33 @@ async fn start_with(
         task,
         admin_task,
         decision_writer,
+        screening_task,
         _watcher: watcher,
     })
 }
 
+/// The gRPC services of one gateway.
+struct Services {
+    indicators: Arc<GatewayState>,
+    circle: crate::circle::api::CircleApi,
+    policy: PolicyApi,
+    federation: FederationApi,
+    screening: crate::screening::service::ScreeningApi,
+}
+
 async fn serve(
-    state: Arc<GatewayState>,
-    circle_api: crate::circle::api::CircleApi,
-    policy_api: PolicyApi,
-    federation_api: FederationApi,
+    services: Services,
     tls: ServerTlsConfig,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
+    let Services {
+        indicators: state,
+        circle: circle_api,
+        policy: policy_api,
+        federation: federation_api,
+        screening: screening_api,
+    } = services;
     let max_message = state.limits.max_message_bytes;
     let indicators = IndicatorServiceServer::new(IndicatorApi::new(state))
         .max_decoding_message_size(max_message)
@@ -342,6 +376,12 @@ async fn serve(
         .add_service(reflection)
         .add_service(indicators)
         .add_service(PolicyServiceServer::new(policy_api))
+        .add_service(
+            ScreeningServiceServer::new(screening_api.clone())
+                .max_decoding_message_size(max_message)
+                .max_encoding_message_size(max_message),
+        )
+        .add_service(AlertServiceServer::new(screening_api))
         .add_service(FederationServiceServer::new(federation_api))
         .add_service(
             cordon_proto::v1::circle_service_server::CircleServiceServer::new(circle_api)

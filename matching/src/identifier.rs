@@ -175,7 +175,10 @@ pub fn normalise(kind: IdKind, raw: &str) -> Option<Normalised> {
         }
         // Numbers people write with their own separators: reported as written (upper case,
         // without spaces), compared without any separator.
-        IdKind::EucNumber | IdKind::RegistrationNumber | IdKind::WeaponSerial => {
+        IdKind::EucNumber
+        | IdKind::RegistrationNumber
+        | IdKind::WeaponSerial
+        | IdKind::AircraftRegistration => {
             let value = upper_without(raw, char::is_whitespace);
             let key = alphanumeric_upper(raw);
             (!key.is_empty()).then_some(Normalised { value, key })

@@ -75,6 +75,7 @@ pub use model::{
     NewWatch, PeerCursor, PendingWelcome, ReceiveOutcome, Received, ScreeningRow, StoredEvent,
     StoredIndicator, WatchKind, WatchRow,
 };
+pub use screening::MAX_WATCHES_PER_READ;
 pub use store::Store;
 
 /// Re-exported so that callers (the gateway, tests) can build PostgreSQL options, for example

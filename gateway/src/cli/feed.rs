@@ -58,7 +58,7 @@ pub(super) async fn publish(connection: &Connection, file: &str, circle: String)
                 if let Some(bad_request) = status.get_details_bad_request() {
                     eprintln!("batch rejected, nothing from it was stored:");
                     for violation in bad_request.field_violations {
-                        let line = item_index(&violation.field)
+                        let line = item_index(&violation.field, "indicators[")
                             .and_then(|index| line_numbers.get(first_line_index + index))
                             .map(|line| format!(" (line {line})"))
                             .unwrap_or_default();
@@ -79,13 +79,9 @@ pub(super) async fn publish(connection: &Connection, file: &str, circle: String)
     Ok(())
 }
 
-fn item_index(field: &str) -> Option<usize> {
-    field
-        .strip_prefix("indicators[")?
-        .split(']')
-        .next()?
-        .parse()
-        .ok()
+/// The index of the item a field path names, after `prefix` (`indicators[`).
+pub(super) fn item_index(field: &str, prefix: &str) -> Option<usize> {
+    field.strip_prefix(prefix)?.split(']').next()?.parse().ok()
 }
 
 pub(super) async fn subscribe(
@@ -160,8 +156,15 @@ mod tests {
 
     #[test]
     fn item_indices_come_from_field_paths() {
-        assert_eq!(item_index("indicators[12].vessel.imo"), Some(12));
-        assert_eq!(item_index("indicators"), None);
+        assert_eq!(
+            item_index("indicators[12].vessel.imo", "indicators["),
+            Some(12)
+        );
+        assert_eq!(item_index("indicators", "indicators["), None);
+        assert_eq!(
+            item_index("declarations[3].reference", "declarations["),
+            Some(3)
+        );
     }
 
     #[test]

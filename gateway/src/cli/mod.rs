@@ -10,6 +10,7 @@ pub mod client;
 pub mod demo;
 mod feed;
 pub mod policy;
+mod screen;
 mod setup;
 
 use std::path::{Path, PathBuf};
@@ -20,6 +21,7 @@ use cordon_proto::v1::{GetRequest, RetractRequest};
 
 pub use circle::CircleCommand;
 pub use feed::read_indicators;
+pub use screen::{WatchCommand, read_declarations};
 
 use crate::config::{CONFIG_FILE, DEFAULT_LISTEN};
 use crate::identity::Identity;
@@ -119,6 +121,37 @@ pub enum Command {
     Circle {
         #[command(subcommand)]
         command: CircleCommand,
+    },
+    /// Screen declarations (proto3 JSON of cordon.v1.Declaration, one per line) against the
+    /// indicators the gateway holds and may show this agency: one JSON result per line
+    /// (reference, score, level, matches, reasons, policyRevision).
+    Screen {
+        #[command(flatten)]
+        connection: Connection,
+        /// A file of declarations, or `-` for standard input.
+        #[arg(long)]
+        file: String,
+        /// Declarations per call (each call is screened and stored on its own).
+        #[arg(long, default_value_t = screen::DEFAULT_BATCH)]
+        batch: usize,
+    },
+    /// Print this agency's alerts, one JSON object per line; resume with --after CURSOR.
+    Alerts {
+        #[command(flatten)]
+        connection: Connection,
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        /// Keep waiting for new alerts.
+        #[arg(long)]
+        follow: bool,
+        /// Stop after this many alerts.
+        #[arg(long)]
+        limit: Option<u64>,
+    },
+    /// The agency's watchlist: identifiers and names whose new intelligence raises alerts.
+    Watch {
+        #[command(subcommand)]
+        command: WatchCommand,
     },
     /// Stored release decisions of a gateway (its own identity or agencies).
     Decisions(crate::cli::policy::DecisionsArgs),
@@ -254,6 +287,18 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Policy(command) => crate::cli::policy::run(command).await,
         Command::Decisions(args) => crate::cli::policy::decisions(args).await,
         Command::Peers { connection, json } => circle::peers(&connection, json).await,
+        Command::Screen {
+            connection,
+            file,
+            batch,
+        } => screen::screen(&connection, &file, batch).await,
+        Command::Alerts {
+            connection,
+            after,
+            follow,
+            limit,
+        } => screen::alerts(&connection, after, follow, limit).await,
+        Command::Watch { command } => screen::watch(command).await,
         Command::Demo { json } => crate::cli::demo::run(json).await,
     }
 }

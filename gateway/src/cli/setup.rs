@@ -8,7 +8,9 @@ use anyhow::{Context, Result, bail};
 
 use super::InitArgs;
 use super::ca::{self, DEFAULT_FEDERATION};
-use crate::config::{CONFIG_FILE, ConfigFile, DecisionLogFile, GatewayConfig, LimitsFile, TlsFile};
+use crate::config::{
+    CONFIG_FILE, ConfigFile, DecisionLogFile, GatewayConfig, LimitsFile, ScreeningFile, TlsFile,
+};
 use crate::identity::is_member_id;
 
 pub(super) fn init(args: InitArgs) -> Result<()> {
@@ -75,6 +77,7 @@ pub(super) fn init(args: InitArgs) -> Result<()> {
         members: Vec::new(),
         peers: Vec::new(),
         admin: None,
+        screening: ScreeningFile::default(),
     };
     // Validate before writing, so init never leaves a config serve would refuse.
     GatewayConfig::from_file(file.clone(), &args.dir, &HashMap::new())?;

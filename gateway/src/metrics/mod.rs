@@ -124,6 +124,8 @@ type Labels = [(&'static str, &'static str); 2];
 pub struct Metrics {
     registry: Registry,
     published: Counter,
+    screened: Counter,
+    alerts: Counter,
     /// `[outcome][channel]`, in the order of [`Outcome::ALL`] and [`Channel::ALL`].
     decisions: [[Counter; 3]; 4],
     policy_decision: Histogram,
@@ -155,6 +157,19 @@ impl Metrics {
             "cordon_published_indicators",
             "Indicators accepted by Publish (committed)",
             published.clone(),
+        );
+
+        let screened = Counter::default();
+        registry.register(
+            "cordon_screened_declarations",
+            "Declarations screened (results stored)",
+            screened.clone(),
+        );
+        let alerts = Counter::default();
+        registry.register(
+            "cordon_alerts_raised",
+            "Alerts raised to agencies (stored)",
+            alerts.clone(),
         );
 
         let decision_family = Family::<Labels, Counter>::default();
@@ -198,6 +213,8 @@ impl Metrics {
         Metrics {
             registry,
             published,
+            screened,
+            alerts,
             decisions,
             policy_decision,
             storage_commit,
@@ -218,6 +235,16 @@ impl Metrics {
     /// `count` indicators were committed by Publish.
     pub fn published(&self, count: u64) {
         self.published.inc_by(count);
+    }
+
+    /// `count` declarations were screened and their results stored.
+    pub fn screened(&self, count: u64) {
+        self.screened.inc_by(count);
+    }
+
+    /// `count` alerts were raised (offered to storage: those stored before count again).
+    pub fn alerts_raised(&self, count: u64) {
+        self.alerts.inc_by(count);
     }
 
     pub fn published_total(&self) -> u64 {

@@ -141,18 +141,21 @@ party_names := {plain_name(party.name) | some party in parties; party.name}
 
 ## Red flags.
 
-reason_set contains flagged("forged_euc", sprintf("end-user certificate %s matches indicator %s: forged", [m.value, m.indicatorId])) if {
+# Once per certificate indicator, however many fields of the declaration match it.
+reason_set contains flagged("forged_euc", sprintf("end-user certificate %s matches indicator %s: forged", [euc_of(m), m.indicatorId])) if {
 	some m in input.matches
 	m.kind == "endUserCertificate"
 	m.indicator.endUserCertificate.status == "EUC_STATUS_FORGED"
 }
 
-reason_set contains flagged("flagged_euc", sprintf("end-user certificate %s matches indicator %s: %s", [m.value, m.indicatorId, lower(trim_prefix(status, "EUC_STATUS_"))])) if {
+reason_set contains flagged("flagged_euc", sprintf("end-user certificate %s matches indicator %s: %s", [euc_of(m), m.indicatorId, lower(trim_prefix(status, "EUC_STATUS_"))])) if {
 	some m in input.matches
 	m.kind == "endUserCertificate"
 	status := object.get(m.indicator, ["endUserCertificate", "status"], "EUC_STATUS_UNSPECIFIED")
 	status != "EUC_STATUS_FORGED"
 }
+
+euc_of(m) := object.get(m.indicator, ["endUserCertificate", "number"], m.value)
 
 reason_set contains flagged("arms_goods", "goods under HS chapter 93 (arms and ammunition)") if arms_goods
 
@@ -187,10 +190,15 @@ reason_set contains flagged("weak_control_port", sprintf("transshipment through 
 	upper(port) in {upper(listed) | some listed in object.get(data, ["screening", "weak_control_ports"], [])}
 }
 
-reason_set contains flagged("route_matched", sprintf("the route matches route indicator %s (%s)", [m.indicatorId, m.feature])) if {
+reason_set contains flagged("route_matched", sprintf("the route matches route indicator %s (%s)", [id, concat(", ", sort(route_features(id)))])) if {
 	some m in input.matches
-	m.feature in {"origin_country", "transit_country", "destination_country"}
+	m.feature in route_country_features
+	id := m.indicatorId
 }
+
+route_country_features := {"origin_country", "transit_country", "destination_country"}
+
+route_features(id) := {m.feature | some m in input.matches; m.indicatorId == id; m.feature in route_country_features}
 
 reason_set contains flagged("payer_not_on_contract", sprintf("payer \"%s\" is not a party to the declaration", [payment.payer])) if {
 	some payment in payments

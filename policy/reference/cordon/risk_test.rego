@@ -125,6 +125,23 @@ test_transshipment_through_a_route_port if {
 	flags(a) == {"flagged_transshipment", "route_matched"}
 }
 
+test_a_route_matched_on_several_countries_counts_once if {
+	destination := object.union(match("route", "destination_country", "SEVERITY_LOW"), {"indicatorId": "route-1"})
+	origin := object.union(match("route", "origin_country", "SEVERITY_LOW"), {"indicatorId": "route-1"})
+	a := assess_matches([destination, origin])
+	count(a.reasons) == 1
+	a.score == 10
+	contains(a.reasons[0].explanation, "destination_country, origin_country")
+}
+
+test_a_certificate_matched_twice_counts_once if {
+	by_name := object.union(euc_match("EUC_STATUS_FORGED"), {"feature": "party_name", "value": "example security services"})
+	a := assess_matches([euc_match("EUC_STATUS_FORGED"), by_name])
+	count(a.reasons) == 1
+	a.score == 60
+	contains(a.reasons[0].explanation, "EUC/2026/7731")
+}
+
 ## The declaration's own red flags.
 
 test_arms_under_chapter_93 if {

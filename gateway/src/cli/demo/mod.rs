@@ -298,6 +298,7 @@ async fn start_member(
         watch_policy: false,
         federation_keys: keys.clone(),
         peers,
+        watch_for: Duration::from_secs(90 * 86_400),
         admin_listen: None,
     };
     let decisions = Arc::new(MemoryDecisionSink::default());

@@ -1,0 +1,382 @@
+//! One screening: candidates from the index, those the release room lets the agency see, the
+//! explained matches, the board's assessment, and the screening stored with its watch.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+
+use cordon_indicator::kind_name;
+use cordon_matching::{FieldMatch, Method, Prepared, compare};
+use cordon_policy::{Assessment, Policy, RiskContext, risk_input};
+use cordon_proto::v1::{
+    Declaration, Indicator, MatchMethod, RiskLevel, RiskReason, ScreeningMatch, ScreeningResult,
+};
+use cordon_storage::{ScreeningRow, StoredIndicator};
+use prost::Message;
+use serde_json::{Value, json};
+use tonic::Status;
+
+use super::subjects::{declaration_subject, findings, indicator_subject};
+use super::{Screening, name_threshold};
+use crate::clock::{micros_of, now_micros, now_rfc3339, timestamp_from_micros};
+use crate::identity::Identity;
+use crate::release::{DecisionRecord, Releaser, channel_for};
+use crate::status::{invalid_fields, storage_status};
+
+/// How long a screening waits for the candidate index to catch up with the feed (it has
+/// everything but the last commits, or it is loading after a start).
+const CATCH_UP_PATIENCE: Duration = Duration::from_secs(30);
+
+/// One declaration evaluated: its matches and the board's assessment.
+#[derive(Debug, Clone)]
+pub(super) struct Evaluation {
+    pub matches: Vec<ScreeningMatch>,
+    pub assessment: Assessment,
+}
+
+/// Declarations evaluated together.
+#[derive(Debug)]
+pub(super) struct Evaluated {
+    pub evaluations: Vec<Evaluation>,
+    /// The feed position the candidate index had.
+    pub position: u64,
+    pub policy_revision: String,
+    /// Every release decision the evaluation made.
+    pub records: Vec<DecisionRecord>,
+}
+
+/// An indicator held here and released to the screening agency, as compared.
+struct Held {
+    indicator: Indicator,
+    subject: Prepared,
+}
+
+/// Whether `indicator` is valid at `now` (its `validFrom` passed, its `validUntil` not yet).
+pub(super) fn valid_at(indicator: &Indicator, now: i64) -> bool {
+    let started = indicator
+        .valid_from
+        .as_ref()
+        .is_none_or(|from| micros_of(from) <= now);
+    let ended = indicator
+        .valid_until
+        .as_ref()
+        .is_some_and(|until| micros_of(until) <= now);
+    started && !ended
+}
+
+fn method_of(method: Method) -> MatchMethod {
+    match method {
+        Method::Exact => MatchMethod::Exact,
+        Method::Normalised => MatchMethod::Normalised,
+        Method::Fuzzy => MatchMethod::Fuzzy,
+    }
+}
+
+pub(super) fn level_of(level: cordon_policy::RiskLevel) -> RiskLevel {
+    match level {
+        cordon_policy::RiskLevel::Low => RiskLevel::Low,
+        cordon_policy::RiskLevel::Medium => RiskLevel::Medium,
+        cordon_policy::RiskLevel::High => RiskLevel::High,
+        cordon_policy::RiskLevel::Critical => RiskLevel::Critical,
+        cordon_policy::RiskLevel::Unassessed => RiskLevel::Unassessed,
+    }
+}
+
+pub(super) fn reasons_of(assessment: &Assessment) -> Vec<RiskReason> {
+    assessment
+        .reasons
+        .iter()
+        .map(|reason| RiskReason {
+            flag: reason.flag.clone(),
+            weight: reason.weight,
+            explanation: reason.explanation.clone(),
+        })
+        .collect()
+}
+
+/// A match for the result, and as the risk policy reads it.
+pub(super) fn explain(found: &FieldMatch, indicator: &Indicator) -> (ScreeningMatch, Value) {
+    let kind = kind_name(indicator).unwrap_or("unknown").to_string();
+    let method = method_of(found.method);
+    let explained = ScreeningMatch {
+        declaration_field: found.query_field.clone(),
+        value: found.value.clone(),
+        indicator_id: indicator.id.clone(),
+        kind: kind.clone(),
+        indicator_field: found.record_field.clone(),
+        method: method as i32,
+        similarity: found.similarity,
+        tlp: indicator.tlp,
+        originator: indicator.originator.clone(),
+        feature: found.feature.to_string(),
+    };
+    let for_policy = json!({
+        "declarationField": found.query_field,
+        "value": found.value,
+        "indicatorId": indicator.id,
+        "kind": kind,
+        "indicatorField": found.record_field,
+        "method": found.method.name(),
+        "similarity": found.similarity,
+        "feature": found.feature,
+        "tlp": indicator.tlp().as_str_name(),
+        "originator": indicator.originator,
+        "severity": indicator.severity().as_str_name(),
+        "confidence": indicator.confidence,
+        "tags": indicator.tags,
+        "indicator": serde_json::to_value(indicator).unwrap_or(Value::Null),
+    });
+    (explained, for_policy)
+}
+
+/// Decides which stored indicators `agency` may see now, each once, recording every decision.
+fn release_held(
+    releaser: &Releaser,
+    agency: &Identity,
+    stored: Vec<StoredIndicator>,
+    records: &mut Vec<DecisionRecord>,
+) -> HashMap<u64, Held> {
+    let now = now_rfc3339();
+    let now_micros = now_micros();
+    let mut held = HashMap::with_capacity(stored.len());
+    for row in stored {
+        if row.retracted || row.superseded_by.is_some() {
+            continue;
+        }
+        let Ok(indicator) = Indicator::decode(row.payload.as_slice()) else {
+            tracing::error!(indicator = %row.id, "stored indicator does not decode; not screened against");
+            continue;
+        };
+        if !valid_at(&indicator, now_micros) {
+            continue;
+        }
+        let channel = channel_for(&indicator.originator, agency, releaser.member());
+        let release = releaser.release(&indicator, agency, channel, &now);
+        releaser.record(&release.record);
+        records.push(release.record);
+        if let Some(visible) = release.indicator {
+            let subject = indicator_subject(&visible).prepare();
+            held.insert(
+                row.sequence,
+                Held {
+                    indicator: visible,
+                    subject,
+                },
+            );
+        }
+    }
+    held
+}
+
+/// What every declaration of one evaluation is judged with.
+struct Judge<'a> {
+    policy: &'a Policy,
+    agency: &'a Identity,
+    member: &'a str,
+    threshold: f64,
+    held: &'a HashMap<u64, Held>,
+}
+
+/// Explains and assesses one declaration against the indicators held for it.
+fn evaluate_one(
+    judge: &Judge<'_>,
+    declaration: &Declaration,
+    subject: &Prepared,
+    candidates: &[u64],
+) -> Evaluation {
+    let Judge {
+        policy,
+        agency,
+        member,
+        threshold,
+        held,
+    } = *judge;
+    let mut matches = Vec::new();
+    let mut policy_matches = Vec::new();
+    let mut seen = BTreeSet::new();
+    for sequence in candidates {
+        let Some(candidate) = held.get(sequence) else {
+            continue;
+        };
+        for found in compare(subject, &candidate.subject, threshold) {
+            let key = (
+                found.query_field.clone(),
+                candidate.indicator.id.clone(),
+                found.record_field.clone(),
+            );
+            if !seen.insert(key) {
+                continue;
+            }
+            let (explained, for_policy) = explain(&found, &candidate.indicator);
+            matches.push(explained);
+            policy_matches.push(for_policy);
+        }
+    }
+    let findings: Vec<Value> = findings(declaration)
+        .into_iter()
+        .map(|finding| {
+            json!({"field": finding.field, "flag": finding.flag, "explanation": finding.explanation})
+        })
+        .collect();
+    let now = now_rfc3339();
+    let agency_name = agency.to_string();
+    let input = risk_input(
+        serde_json::to_value(declaration).unwrap_or(Value::Null),
+        Value::Array(policy_matches),
+        Value::Array(findings),
+        RiskContext {
+            member,
+            agency: &agency_name,
+            now: &now,
+        },
+    );
+    let assessment = policy.assess(&input);
+    if let Some(error) = &assessment.error {
+        tracing::warn!(reference = %declaration.reference, %error, "risk assessment failed closed (UNASSESSED)");
+    }
+    Evaluation {
+        matches,
+        assessment,
+    }
+}
+
+impl Screening {
+    /// Evaluates `declarations` for `agency` against the indicators held now.
+    pub(super) async fn evaluate(
+        &self,
+        agency: &Identity,
+        declarations: &[Declaration],
+    ) -> Result<Evaluated, Status> {
+        let policy = self.context.releaser.policy();
+        let threshold = name_threshold(&policy);
+        let subjects: Vec<Prepared> = declarations
+            .iter()
+            .map(|declaration| declaration_subject(declaration).prepare())
+            .collect();
+        let (candidates, position) = {
+            let indexes = self.read();
+            let candidates: Vec<Vec<u64>> = subjects
+                .iter()
+                .map(|subject| indexes.candidates.candidates(subject, threshold))
+                .collect();
+            (candidates, self.position())
+        };
+        let wanted: Vec<u64> = candidates
+            .iter()
+            .flatten()
+            .copied()
+            .collect::<BTreeSet<u64>>()
+            .into_iter()
+            .collect();
+        let stored = if wanted.is_empty() {
+            Vec::new()
+        } else {
+            self.context
+                .store
+                .indicators_at(&wanted)
+                .await
+                .map_err(storage_status)?
+        };
+        let releaser = self.context.releaser.clone();
+        let member = self.context.member.clone();
+        let agency = agency.clone();
+        let declarations = declarations.to_vec();
+        // Policy evaluation and comparisons are CPU work: off the async workers.
+        tokio::task::spawn_blocking(move || {
+            let mut records = Vec::new();
+            let held = release_held(&releaser, &agency, stored, &mut records);
+            let judge = Judge {
+                policy: &policy,
+                agency: &agency,
+                member: &member,
+                threshold,
+                held: &held,
+            };
+            let evaluations = declarations
+                .iter()
+                .zip(&subjects)
+                .zip(&candidates)
+                .map(|((declaration, subject), candidates)| {
+                    evaluate_one(&judge, declaration, subject, candidates)
+                })
+                .collect();
+            Evaluated {
+                evaluations,
+                position,
+                policy_revision: policy.revision().to_string(),
+                records,
+            }
+        })
+        .await
+        .map_err(|error| Status::internal(format!("screening task failed: {error}")))
+    }
+
+    /// Screens `declarations` for `agency`, an agency of this member: every result stored, each
+    /// declaration watched for [`super::ScreeningContext::watch_for`].
+    pub async fn screen(
+        &self,
+        agency: &Identity,
+        declarations: Vec<Declaration>,
+    ) -> Result<Vec<ScreeningResult>, Status> {
+        let errors = super::check::check_batch(&declarations);
+        if !errors.is_empty() {
+            return Err(invalid_fields(errors));
+        }
+        // Read your writes: every indicator acknowledged before this call is a candidate.
+        let head = *self.context.store.watch_head().borrow();
+        if !self.caught_up_to(head, CATCH_UP_PATIENCE).await {
+            return Err(Status::unavailable(format!(
+                "the screening index has read the feed up to {} of {head}; try again",
+                self.position()
+            )));
+        }
+        let evaluated = self.evaluate(agency, &declarations).await?;
+        // A match shows what an indicator holds: its release decision is stored first.
+        self.context
+            .decision_log
+            .write(&evaluated.records)
+            .await
+            .map_err(storage_status)?;
+        let at = now_micros();
+        let until = at
+            .saturating_add(i64::try_from(self.context.watch_for.as_micros()).unwrap_or(i64::MAX));
+        let mut results = Vec::with_capacity(declarations.len());
+        let mut rows = Vec::with_capacity(declarations.len());
+        for (declaration, evaluation) in declarations.iter().zip(evaluated.evaluations) {
+            let assessment = &evaluation.assessment;
+            let result = ScreeningResult {
+                id: uuid::Uuid::now_v7().to_string(),
+                reference: declaration.reference.clone(),
+                score: assessment.score,
+                level: level_of(assessment.level) as i32,
+                matches: evaluation.matches,
+                reasons: reasons_of(assessment),
+                policy_revision: evaluated.policy_revision.clone(),
+                screened_at: Some(timestamp_from_micros(at)),
+                screened_by: agency.to_string(),
+                watched_until: Some(timestamp_from_micros(until)),
+            };
+            rows.push(ScreeningRow {
+                id: result.id.clone(),
+                agency: agency.to_string(),
+                reference: result.reference.clone(),
+                at_micros: at,
+                policy_revision: result.policy_revision.clone(),
+                level: assessment.level.as_str().to_string(),
+                score: assessment.score,
+                declaration: declaration.encode_to_vec(),
+                result: result.encode_to_vec(),
+                watch: Some((evaluated.position, until)),
+            });
+            results.push(result);
+        }
+        self.context
+            .store
+            .record_screenings(&rows)
+            .await
+            .map_err(storage_status)?;
+        self.watches_added.notify_one();
+        self.context.metrics.screened(results.len() as u64);
+        tracing::info!(%agency, count = results.len(), "screened");
+        Ok(results)
+    }
+}
