@@ -164,9 +164,7 @@ pub fn normalise(kind: IdKind, raw: &str) -> Option<Normalised> {
             let compact = alphanumeric_upper(raw);
             (compact.len() == 20).then_some(compact).and_then(plain)
         }
-        IdKind::Iban | IdKind::AircraftRegistration | IdKind::BillOfLading | IdKind::RoutePort => {
-            plain(alphanumeric_upper(raw))
-        }
+        IdKind::Iban | IdKind::BillOfLading | IdKind::RoutePort => plain(alphanumeric_upper(raw)),
         IdKind::OriginCountry | IdKind::TransitCountry | IdKind::DestinationCountry => {
             let code = alphanumeric_upper(raw);
             (code.len() == 2 && code.is_ascii())
@@ -318,7 +316,7 @@ mod tests {
         check_normalised(
             AircraftRegistration,
             "ex-12345",
-            Some(("EX12345", "EX12345")),
+            Some(("EX-12345", "EX12345")),
         );
         check_normalised(Mmsi, "636 012 345", Some(("636012345", "636012345")));
         check_normalised(Imo, "", None);

@@ -10,7 +10,7 @@ pub mod client;
 pub mod demo;
 mod feed;
 pub mod policy;
-mod screen;
+pub(crate) mod screen;
 mod setup;
 
 use std::path::{Path, PathBuf};

@@ -1,5 +1,5 @@
 //! `cordon demo`: a federation of three members (GH, NG, SN), each with its own
-//! gateway on loopback, its own SQLite file and its own policy. NG follows GH;
+//! gateway on loopback, its own SQLite file and its own policy. GH and NG follow each other;
 //! SN follows GH and NG. GH's customs publishes the example indicators and NG's
 //! customs one of its own; the demo waits until every follower has caught up
 //! and shows what each member holds (with the originator's verified signature
@@ -39,9 +39,10 @@ const EXAMPLES: &str = include_str!("../../../demo/indicators.jsonl");
 /// The two source-protected indicators published into the circle; `{ref}` becomes a
 /// marker unique to the run, looked for in every member's feed and database file.
 const CIRCLE_EXAMPLES: &str = include_str!("../../../demo/circle.jsonl");
-/// The members, in start order: each follows only members started before it.
+/// The members, in start order. Every listener is bound before any gateway starts, so a
+/// member may follow one started after it (GH follows NG).
 const MEMBERS: [&str; 3] = ["GH", "NG", "SN"];
-const FOLLOWS: [(&str, &[&str]); 3] = [("GH", &[]), ("NG", &["GH"]), ("SN", &["GH", "NG"])];
+const FOLLOWS: [(&str, &[&str]); 3] = [("GH", &["NG"]), ("NG", &["GH"]), ("SN", &["GH", "NG"])];
 const AGENCIES: [(&str, &str); 3] = [
     ("GH", "GH/customs"),
     ("NG", "NG/customs"),
@@ -59,7 +60,9 @@ const PATIENCE: Duration = Duration::from_secs(30);
 mod circle;
 use circle::circle_part;
 mod report;
+mod screening;
 use report::print_text;
+use screening::{ScreeningReport, print_screening, screening_part};
 #[cfg(test)]
 mod tests;
 
@@ -70,6 +73,7 @@ struct DemoReport {
     members: Vec<MemberReport>,
     third_party_rule: Option<ThirdParty>,
     retraction: RetractionReport,
+    screening: ScreeningReport,
     circle: CircleReport,
 }
 
@@ -519,6 +523,7 @@ async fn exercise(
         );
     }
 
+    let screening = screening_part(members, agencies, &published).await?;
     let circle = circle_part(members, agencies, keys).await?;
 
     let mut gateways = Vec::new();
@@ -547,6 +552,7 @@ async fn exercise(
             narrative: retracted.narrative,
             retracted_at,
         },
+        screening,
         circle,
     })
 }

@@ -115,6 +115,7 @@ pub(super) fn print_text(report: &DemoReport) {
         shorten(&report.retraction.narrative, 40),
         reached.join(", ")
     );
+    print_screening(&report.screening);
     print_circle(&report.circle);
 }
 

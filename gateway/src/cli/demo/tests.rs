@@ -43,8 +43,10 @@ async fn demo_federation_shares_withholds_and_retracts() {
                 .any(|item| item.id == held.id && item.protection == "standard")
         }));
     }
-    // GH receives NG's own indicator; SN has it too, relayed or direct.
-    assert_eq!(ghana.received.len(), 0, "GH follows no one");
+    // GH receives NG's own indicator (and nothing of its own back); SN has it too, relayed or
+    // direct.
+    assert!(!ghana.received.is_empty());
+    assert!(ghana.received.iter().all(|held| held.originator == "NG"));
     assert!(senegal.received.iter().any(|held| held.originator == "NG"));
     // GREEN from GH reached SN; AMBER from GH reached NG and stopped there.
     assert!(
@@ -74,6 +76,31 @@ async fn demo_federation_shares_withholds_and_retracts() {
             .values()
             .all(|retracted| *retracted)
     );
+
+    // Screening at GH: the clean declaration is LOW with no match; the others match; NG's
+    // later intelligence raises an alert for the clean one.
+    let screening = &report.screening;
+    assert_eq!(screening.results.len(), 4);
+    let clean = screening
+        .results
+        .iter()
+        .find(|item| item.reference == "GH-EXP-0003")
+        .expect("GH-EXP-0003 screened");
+    assert_eq!(clean.level, "LOW");
+    assert!(clean.matches.is_empty(), "{:?}", clean.matches);
+    assert!(
+        screening
+            .results
+            .iter()
+            .filter(|item| item.reference != "GH-EXP-0003")
+            .all(|item| !item.matches.is_empty() && item.level != "LOW"),
+        "{:?}",
+        screening.results
+    );
+    assert_eq!(screening.alert.reference, "GH-EXP-0003");
+    assert_eq!(screening.alert.originator, "NG");
+    assert_eq!(screening.alert.level_before, "LOW");
+    assert_ne!(screening.alert.level, "LOW");
 
     // The circle: GH and NG in it, SN outside.
     let circle = &report.circle;
