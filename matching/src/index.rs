@@ -7,7 +7,11 @@
 //! letter left out, so that a query word with one typo (a letter added, dropped or changed)
 //! still finds the name (the symmetric-delete idea of SymSpell). A query asks its words'
 //! names in order of rarity and scores at most [`MAX_NAME_CANDIDATES`] of them, so a name
-//! made of common words, or a hostile one, costs a bounded amount of work.
+//! made of common words, or a hostile one, costs a bounded amount of work. The names of a
+//! common word (one held by more than [`COMMON_WORD`] names) are read only for a query name
+//! made of common words alone: a name is found through a distinctive word it shares with the
+//! query (with at most one typo), and reading the names of "trading" for every query that has
+//! it would cost more than all the rest of a screening.
 //!
 //! Records are `u64` ids chosen by the caller (the gateway uses feed sequences, so a larger id
 //! is a more recent record). The index returns candidates; [`crate::compare`] explains them.
@@ -21,12 +25,16 @@ use crate::subject::{Prepared, key_hash};
 /// Records returned per identifier at most: the most recent ones. A key held by very many
 /// records (a common bank's BIC, a route's country) says little about any one of them.
 pub const MAX_RECORDS_PER_KEY: usize = 50;
-/// Names scored per query name at most, those sharing the most words with it first.
-pub const MAX_NAME_CANDIDATES: usize = 200;
+/// Names scored per query name at most: those sharing the most words with it first, then the
+/// most recent (as with an identifier's records, a name many records hold says little of each).
+pub const MAX_NAME_CANDIDATES: usize = 64;
 /// Postings read per query name at most, over all its words.
 pub const MAX_POSTINGS_READ: usize = 50_000;
 /// Shortest word that is also found with one typo.
 pub const MIN_TYPO_WORD: usize = 5;
+/// Names holding a word beyond which it counts as common ("trading", "general"): a common
+/// word's names are read only for a query name made of common words alone.
+pub const COMMON_WORD: usize = 2_000;
 
 /// A hasher for keys that are hashes already.
 #[derive(Debug, Default, Clone, Copy)]
@@ -134,15 +142,21 @@ fn word_hash(word: &str) -> u64 {
     key_hash(crate::IdKind::Imo, word) ^ 0x5eed
 }
 
-/// Each form of `word` with one character left out.
-fn deletions(word: &str) -> impl Iterator<Item = String> + '_ {
-    let characters: Vec<(usize, char)> = word.char_indices().collect();
-    characters.into_iter().map(move |(at, character)| {
-        let mut shorter = String::with_capacity(word.len());
+/// The hash of each form of `word` with one character left out, built in one buffer.
+fn deletion_hashes(word: &str, mut each: impl FnMut(u64)) {
+    let mut shorter = String::with_capacity(word.len());
+    for (at, character) in word.char_indices() {
+        shorter.clear();
         shorter.push_str(&word[..at]);
         shorter.push_str(&word[at + character.len_utf8()..]);
-        shorter
-    })
+        each(word_hash(&shorter));
+    }
+}
+
+thread_local! {
+    /// Per name id, the words a query name shares with it: zero outside a query, and reset
+    /// for the names touched before the query returns.
+    static SHARED: std::cell::RefCell<Vec<u16>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 impl Words {
@@ -155,16 +169,12 @@ impl Words {
         self.ids.insert(hash, id);
         self.postings.push(Vec::new());
         if word.chars().count() >= MIN_TYPO_WORD {
-            for shorter in deletions(word) {
-                match self.deletions.entry(word_hash(&shorter)) {
-                    std::collections::hash_map::Entry::Occupied(mut held) => {
-                        held.get_mut().push(id)
-                    }
-                    std::collections::hash_map::Entry::Vacant(slot) => {
-                        slot.insert(Postings::One(id));
-                    }
+            deletion_hashes(word, |hash| match self.deletions.entry(hash) {
+                std::collections::hash_map::Entry::Occupied(mut held) => held.get_mut().push(id),
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(Postings::One(id));
                 }
-            }
+            });
         }
         id
     }
@@ -181,9 +191,7 @@ impl Words {
         };
         look(word_hash(word), into);
         if word.chars().count() >= MIN_TYPO_WORD {
-            for shorter in deletions(word) {
-                look(word_hash(&shorter), into);
-            }
+            deletion_hashes(word, |hash| look(hash, into));
         }
         into.sort_unstable();
         into.dedup();
@@ -342,33 +350,58 @@ impl Index {
         let mut similar = Vec::new();
         for name in &query.names {
             let comparator = NameComparator::new(&name.normalised);
-            // The names sharing words with the query's, with how many words they share.
-            let mut shared: HashMap<u32, u16> = HashMap::new();
             let mut lists: Vec<&Vec<u32>> = Vec::new();
+            // Whether the query has a word that is not common (or not held at all).
+            let mut distinctive = false;
             for word in name.normalised.words() {
+                distinctive |= self
+                    .words
+                    .ids
+                    .get(&word_hash(word))
+                    .is_none_or(|id| self.words.postings[*id as usize].len() <= COMMON_WORD);
                 similar.clear();
                 self.words.similar(word, &mut similar);
                 lists.extend(similar.iter().map(|id| &self.words.postings[*id as usize]));
             }
             // Rare words first: they say the most and cost the least.
             lists.sort_by_key(|list| list.len());
-            let mut read = 0;
-            for list in lists {
-                if read >= MAX_POSTINGS_READ {
-                    break;
+            // The names sharing words with the query's, with how many words they share.
+            let mut ranked: Vec<(u32, u16)> = SHARED.with_borrow_mut(|shared| {
+                if shared.len() < self.names.len() {
+                    shared.resize(self.names.len(), 0);
                 }
-                for id in list.iter().take(MAX_POSTINGS_READ - read) {
-                    *shared.entry(*id).or_default() += 1;
+                let mut touched = Vec::new();
+                let mut read = 0;
+                for list in lists {
+                    if read >= MAX_POSTINGS_READ || (distinctive && list.len() > COMMON_WORD) {
+                        break;
+                    }
+                    for id in list.iter().take(MAX_POSTINGS_READ - read) {
+                        let count = &mut shared[*id as usize];
+                        if *count == 0 {
+                            touched.push(*id);
+                        }
+                        *count = count.saturating_add(1);
+                    }
+                    read += list.len();
                 }
-                read += list.len();
+                touched
+                    .into_iter()
+                    .map(|id| (id, std::mem::take(&mut shared[id as usize])))
+                    .collect()
+            });
+            // The most words shared first, then the most recent; only the first
+            // MAX_NAME_CANDIDATES are scored, in any order.
+            let order = |a: &(u32, u16), b: &(u32, u16)| b.1.cmp(&a.1).then(b.0.cmp(&a.0));
+            if ranked.len() > MAX_NAME_CANDIDATES {
+                ranked.select_nth_unstable_by(MAX_NAME_CANDIDATES, order);
+                ranked.truncate(MAX_NAME_CANDIDATES);
             }
-            let mut ranked: Vec<(u32, u16)> = shared.into_iter().collect();
-            ranked.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(b.0.cmp(&a.0)));
-            for (id, _) in ranked.into_iter().take(MAX_NAME_CANDIDATES) {
+            for (id, _) in ranked {
                 let entry = &self.names[id as usize];
                 if entry.live
                     && entry.class == name.class
-                    && comparator.similarity_to_text(self.name_text(entry)) >= name_threshold
+                    && comparator.reaches(self.name_text(entry), name_threshold)
                 {
                     found.push(entry.record);
                 }
@@ -514,6 +547,45 @@ mod tests {
         assert_eq!(found.len(), MAX_RECORDS_PER_KEY);
         assert_eq!(found.first(), Some(&151));
         assert_eq!(found.last(), Some(&200));
+    }
+
+    #[test]
+    fn common_words_are_read_only_when_nothing_rarer_matched() {
+        let mut index = Index::new();
+        for record in 0..=COMMON_WORD as u64 {
+            let name = format!("Trading {}", "x".repeat(record as usize % 7 + 1));
+            index.insert(record, &subject(&[], &[(NameClass::Party, &name)]));
+        }
+        let rare = COMMON_WORD as u64 + 1;
+        index.insert(rare, &subject(&[], &[(NameClass::Party, "Kabolu Trading")]));
+        // A distinctive word: the names of "trading" are not read, found or not.
+        assert_eq!(
+            index.candidates(
+                &subject(&[], &[(NameClass::Party, "Kaboluu Trading Ltd")]),
+                0.9
+            ),
+            [rare]
+        );
+        assert!(
+            index
+                .candidates(
+                    &subject(&[], &[(NameClass::Party, "Zemorata Trading Ltd")]),
+                    0.5
+                )
+                .is_empty()
+        );
+        // Only common words in the query: their names are read (and scored).
+        assert_eq!(
+            index.candidates(&subject(&[], &[(NameClass::Party, "Trading x")]), 0.9),
+            (0..=COMMON_WORD as u64)
+                .filter(|record| record % 7 == 0)
+                .rev()
+                .take(MAX_NAME_CANDIDATES)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect::<Vec<_>>()
+        );
     }
 
     #[test]

@@ -181,6 +181,16 @@ pub struct NameComparator {
     // give `fuzz::ratio`'s values in rapidfuzz 0.5; this one does, and the test below holds it).
     text: BatchComparator<char>,
     sorted: BatchComparator<char>,
+    /// Characters in the name.
+    chars: usize,
+}
+
+fn char_count(text: &str) -> usize {
+    if text.is_ascii() {
+        text.len()
+    } else {
+        text.chars().count()
+    }
 }
 
 impl std::fmt::Debug for NameComparator {
@@ -198,6 +208,7 @@ impl NameComparator {
             name: name.clone(),
             text: BatchComparator::new(name.text.chars()),
             sorted: BatchComparator::new(name.sorted.chars()),
+            chars: char_count(&name.text),
         }
     }
 
@@ -209,6 +220,29 @@ impl NameComparator {
         self.text
             .normalized_similarity(other.text.chars())
             .max(self.sorted.normalized_similarity(other.sorted.chars()))
+    }
+
+    /// Whether [`NameComparator::similarity_to_text`] of `text` is at least `threshold`, worked
+    /// out with as little as it takes: a similarity is at most `2·min(a, b) / (a + b)` for
+    /// names of `a` and `b` characters, so a name much longer or shorter than this one is not
+    /// compared at all, and the sorted words are compared only when the text fell short.
+    pub fn reaches(&self, text: &str, threshold: f64) -> bool {
+        if self.name.text == text {
+            return true;
+        }
+        let (own, other) = (self.chars, char_count(text));
+        // The margin keeps rounding (1 - d/n against 2m/n) from refusing a name on the edge.
+        if own + other == 0
+            || 2.0 * own.min(other) as f64 / ((own + other) as f64) < threshold - 1e-9
+        {
+            return false;
+        }
+        if self.text.normalized_similarity(text.chars()) >= threshold {
+            return true;
+        }
+        let mut words: Vec<&str> = text.split(' ').collect();
+        words.sort_unstable();
+        self.sorted.normalized_similarity(words.join(" ").chars()) >= threshold
     }
 
     /// [`similarity`] of the prepared name and a normalised name's text, whose sorted words
@@ -302,5 +336,41 @@ mod tests {
                 similarity(&base, &other)
             );
         }
+    }
+
+    #[test]
+    fn reaching_a_threshold_agrees_with_the_similarity() {
+        let names = [
+            "Example Trading",
+            "Exmple Trading",
+            "Trading Example",
+            "Example",
+            "Examples Trading International Holdings",
+            "Ex",
+            "Zürich Maschinen",
+            "Zurich Maschinen",
+            "Accra Hospital Equipment",
+            "Exampel Tradign",
+        ];
+        let mut reached = 0;
+        for query in names {
+            let query = name(query);
+            let comparator = NameComparator::new(&query);
+            for other in names {
+                let other = name(other);
+                let similarity = comparator.similarity_to_text(&other.text);
+                for threshold in [0.0, 0.5, 0.8, 0.85, 0.9, 1.0, similarity] {
+                    let reaches = comparator.reaches(&other.text, threshold);
+                    assert_eq!(
+                        reaches,
+                        similarity >= threshold,
+                        "{query:?} vs {other:?} at {threshold}: {similarity}"
+                    );
+                    reached += usize::from(reaches);
+                }
+            }
+        }
+        // Both answers occur: the check is not vacuous.
+        assert!(reached > 0 && reached < names.len() * names.len() * 7);
     }
 }

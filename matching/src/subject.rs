@@ -183,10 +183,55 @@ pub struct FieldMatch {
     pub similarity: f64,
 }
 
+/// The countries of a route: where it starts, passes and ends.
+fn is_route_country(kind: IdKind) -> bool {
+    matches!(
+        kind,
+        IdKind::OriginCountry | IdKind::TransitCountry | IdKind::DestinationCountry
+    )
+}
+
+/// Of how many kinds (origin, transit, destination) the route countries among `kinds` are.
+fn route_country_kinds(kinds: impl Iterator<Item = IdKind>) -> usize {
+    let mut seen: Vec<&'static str> = kinds
+        .filter(|kind| is_route_country(*kind))
+        .map(IdKind::name)
+        .collect();
+    seen.sort_unstable();
+    seen.dedup();
+    seen.len()
+}
+
 /// Every match between `query` and `record`: identifiers of the same kind whose compared forms
 /// are equal (and whose qualifiers, when both are given, agree), and names of the same class
 /// whose similarity is at least `name_threshold`.
+///
+/// Countries alone say little about a route: route countries match only when they agree on
+/// two kinds of origin, transit and destination (or on the one kind a side names, if it names
+/// only one), or when a port matches too. A declaration leaving from the country a route
+/// starts in does not follow that route.
 pub fn compare(query: &Prepared, record: &Prepared, name_threshold: f64) -> Vec<FieldMatch> {
+    let mut found = identifier_matches(query, record, name_threshold);
+    let port = found.iter().any(|(kind, _)| *kind == IdKind::RoutePort);
+    let countries = route_country_kinds(found.iter().map(|(kind, _)| *kind));
+    let needed = route_country_kinds(query.identifiers.iter().map(|held| held.kind))
+        .min(route_country_kinds(
+            record.identifiers.iter().map(|held| held.kind),
+        ))
+        .min(2);
+    if !port && countries < needed {
+        found.retain(|(kind, _)| !is_route_country(*kind));
+    }
+    let mut matches: Vec<FieldMatch> = found.into_iter().map(|(_, found)| found).collect();
+    name_matches(query, record, name_threshold, &mut matches);
+    matches
+}
+
+fn identifier_matches(
+    query: &Prepared,
+    record: &Prepared,
+    name_threshold: f64,
+) -> Vec<(IdKind, FieldMatch)> {
     let mut matches = Vec::new();
     for asked in &query.identifiers {
         for held in &record.identifiers {
@@ -196,20 +241,32 @@ pub fn compare(query: &Prepared, record: &Prepared, name_threshold: f64) -> Vec<
             if !qualifiers_agree(asked, held, name_threshold) {
                 continue;
             }
-            matches.push(FieldMatch {
-                feature: asked.kind.name(),
-                query_field: asked.field.clone(),
-                record_field: held.field.clone(),
-                value: asked.normalised.value.clone(),
-                method: if asked.written == held.written {
-                    Method::Exact
-                } else {
-                    Method::Normalised
+            matches.push((
+                asked.kind,
+                FieldMatch {
+                    feature: asked.kind.name(),
+                    query_field: asked.field.clone(),
+                    record_field: held.field.clone(),
+                    value: asked.normalised.value.clone(),
+                    method: if asked.written == held.written {
+                        Method::Exact
+                    } else {
+                        Method::Normalised
+                    },
+                    similarity: 1.0,
                 },
-                similarity: 1.0,
-            });
+            ));
         }
     }
+    matches
+}
+
+fn name_matches(
+    query: &Prepared,
+    record: &Prepared,
+    name_threshold: f64,
+    matches: &mut Vec<FieldMatch>,
+) {
     for asked in &query.names {
         let comparator = NameComparator::new(&asked.normalised);
         for held in &record.names {
@@ -237,7 +294,6 @@ pub fn compare(query: &Prepared, record: &Prepared, name_threshold: f64) -> Vec<
             });
         }
     }
-    matches
 }
 
 fn qualifiers_agree(
@@ -265,6 +321,50 @@ fn qualifiers_agree(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn route(identifiers: &[(IdKind, &str)]) -> Prepared {
+        let mut subject = Subject::default();
+        for (kind, value) in identifiers {
+            subject.identifier(*kind, value, kind.name());
+        }
+        subject.prepare()
+    }
+
+    fn features(query: &Prepared, record: &Prepared) -> Vec<&'static str> {
+        let mut features: Vec<&'static str> = compare(query, record, 0.9)
+            .into_iter()
+            .map(|found| found.feature)
+            .collect();
+        features.sort_unstable();
+        features
+    }
+
+    #[test]
+    fn a_route_matches_on_two_of_its_countries_or_a_port() {
+        use IdKind::*;
+        let indicator = route(&[
+            (OriginCountry, "TR"),
+            (TransitCountry, "TG"),
+            (DestinationCountry, "BF"),
+            (RoutePort, "TGLFW"),
+        ]);
+        // Leaving from where the route starts is not following it.
+        let same_origin = route(&[(OriginCountry, "TR"), (DestinationCountry, "GH")]);
+        assert!(features(&same_origin, &indicator).is_empty());
+        assert!(features(&indicator, &same_origin).is_empty());
+        // Origin and destination: the route.
+        let followed = route(&[(OriginCountry, "TR"), (DestinationCountry, "BF")]);
+        assert_eq!(
+            features(&followed, &indicator),
+            ["destination_country", "origin_country"]
+        );
+        // Through its port: enough on its own.
+        let through = route(&[(RoutePort, "TGLFW"), (DestinationCountry, "GH")]);
+        assert_eq!(features(&through, &indicator), ["route_port"]);
+        // A route that names only its destination matches on it.
+        let embargoed = route(&[(DestinationCountry, "BF")]);
+        assert_eq!(features(&followed, &embargoed), ["destination_country"]);
+    }
 
     #[test]
     fn identifiers_and_names_match_with_their_method() {
