@@ -109,6 +109,11 @@ struct CompiledPolicy {
     read_paths: Vec<String>,
     /// Whether `data.cordon.risk.assessment` is defined.
     has_risk: bool,
+    /// The risk entrypoint's bytecode program, used once it has matched the interpreter on
+    /// the policy's own risk tests and the built-in risk inputs ([`RVM_UNVERIFIED`] until
+    /// then, [`RVM_RETIRED`] for good after a disagreement).
+    risk_rvm: Option<RvmEngine>,
+    risk_rvm_state: AtomicU8,
 }
 
 const RVM_UNVERIFIED: u8 = 0;
@@ -166,11 +171,13 @@ impl Policy {
             directory.revision(),
             directory.manifest.as_ref(),
         )?;
+        let tests = crate::corpus::test_inputs(directory);
         if policy.shared.rvm.is_some() {
             let mut inputs = crate::corpus::builtin_inputs(&policy.shared.data);
-            inputs.extend(crate::corpus::test_inputs(directory));
+            inputs.extend(tests.iter().cloned());
             policy.verify_engine_within(&inputs, Some(LOAD_VERIFICATION_BUDGET));
         }
+        policy.verify_risk_engine(&tests);
         Ok(policy)
     }
 
@@ -194,6 +201,7 @@ impl Policy {
                 Some(LOAD_VERIFICATION_BUDGET),
             );
         }
+        policy.verify_risk_engine(&[]);
         Ok(policy)
     }
 
@@ -223,6 +231,17 @@ impl Policy {
         // package reads other parts of the input (and `context.now`), which must not make
         // every release decision miss the cache.
         let analysis = analyse_sharing(&template);
+        let risk_rvm = if has_risk {
+            match RvmEngine::compile_risk(&template) {
+                Compiled::Program(engine) => Some(engine),
+                Compiled::Unsupported(reason) => {
+                    tracing::debug!(%reason, "the risk assessment runs on the interpreter");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         let (rvm, interpreter_reason) = match RvmEngine::compile(&template)? {
             Compiled::Program(engine) => (Some(engine), None),
             Compiled::Unsupported(reason) => {
@@ -260,6 +279,8 @@ impl Policy {
                 projection,
                 read_paths,
                 has_risk,
+                risk_rvm,
+                risk_rvm_state: AtomicU8::new(RVM_UNVERIFIED),
             }),
             time_limit: DEFAULT_TIME_LIMIT,
             use_cache: true,
@@ -273,6 +294,76 @@ impl Policy {
 
     pub(crate) fn shared_has_risk(&self) -> bool {
         self.shared.has_risk
+    }
+
+    /// The risk entrypoint's bytecode program, once verified.
+    pub(crate) fn risk_vm(&self) -> Option<&RvmEngine> {
+        self.shared
+            .risk_rvm
+            .as_ref()
+            .filter(|_| self.shared.risk_rvm_state.load(Ordering::Acquire) == RVM_ACTIVE)
+    }
+
+    /// Which engine assesses risk: the VM once it has given the interpreter's assessment on
+    /// every risk input of the policy's tests and the built-in ones, within the load budget.
+    pub fn risk_engine(&self) -> EngineKind {
+        if self.risk_vm().is_some() {
+            EngineKind::Rvm
+        } else {
+            EngineKind::Interpreter
+        }
+    }
+
+    /// Compares the two engines' assessments on the risk inputs among `tests` (those with a
+    /// `declaration`) and the built-in ones; the VM assesses only if all were compared in
+    /// the load budget and all agreed.
+    fn verify_risk_engine(&self, tests: &[serde_json::Value]) {
+        let Some(vm) = &self.shared.risk_rvm else {
+            return;
+        };
+        let started = std::time::Instant::now();
+        let mut inputs = crate::risk::builtin_risk_inputs();
+        inputs.extend(
+            tests
+                .iter()
+                .filter(|input| input.get("declaration").is_some())
+                .cloned(),
+        );
+        for input in &inputs {
+            if started.elapsed() > LOAD_VERIFICATION_BUDGET {
+                tracing::debug!("the risk VM was not compared on every input in time");
+                return;
+            }
+            let interpreter = self.assess_with(None, input);
+            if interpreter
+                .error
+                .as_deref()
+                .is_some_and(|error| error.contains("exceeded the time limit"))
+            {
+                // Comparing time-outs costs a time limit per input and proves nothing.
+                tracing::debug!("a risk assessment timed out; the interpreter assesses");
+                return;
+            }
+            let bytecode = self.assess_with(Some(vm), input);
+            if !crate::risk::same_assessment(&interpreter, &bytecode) {
+                tracing::warn!(
+                    revision = %self.shared.revision,
+                    ?interpreter,
+                    ?bytecode,
+                    "the bytecode VM disagreed with the interpreter on a risk assessment; the interpreter assesses"
+                );
+                self.shared
+                    .risk_rvm_state
+                    .store(RVM_RETIRED, Ordering::Release);
+                return;
+            }
+        }
+        let _ = self.shared.risk_rvm_state.compare_exchange(
+            RVM_UNVERIFIED,
+            RVM_ACTIVE,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
     }
 
     /// The revision recorded with every decision.

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 
 use crate::Policy;
 use crate::policy::{evaluation_error, timer_config, to_rego_value};
+use crate::rvm::RvmEngine;
 
 /// The rule evaluated for every screened declaration.
 pub const RISK_ENTRYPOINT: &str = "data.cordon.risk.assessment";
@@ -145,18 +146,33 @@ impl Policy {
 
     /// Evaluates [`RISK_ENTRYPOINT`] for `input` (see [`risk_input`]). Never fails: a policy
     /// without it, an error, a time-out or a malformed answer is [`RiskLevel::Unassessed`].
+    ///
+    /// The bytecode VM assesses when it has shown, at load, that it gives the interpreter's
+    /// assessments (see [`Policy::risk_engine`]); otherwise the interpreter does.
     pub fn assess(&self, input: &Value) -> Assessment {
+        self.assess_with(self.risk_vm(), input)
+    }
+
+    /// [`Policy::assess`] on the given engine: the VM's program, or the interpreter.
+    pub(crate) fn assess_with(&self, vm: Option<&RvmEngine>, input: &Value) -> Assessment {
         if !self.has_risk_assessment() {
             return Assessment::unassessed(format!("the policy does not define {RISK_ENTRYPOINT}"));
         }
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
             let input = to_rego_value(input)?;
-            let mut engine = self.template().clone();
-            engine.set_execution_timer_config(timer_config(self.time_limit()));
-            engine.set_input(input);
-            let value = engine
-                .eval_rule(RISK_ENTRYPOINT.to_owned())
-                .map_err(|error| evaluation_error(RISK_ENTRYPOINT, &error, self.time_limit()))?;
+            let value = match vm {
+                Some(vm) => vm.evaluate(input, self.time_limit())?,
+                None => {
+                    let mut engine = self.template().clone();
+                    engine.set_execution_timer_config(timer_config(self.time_limit()));
+                    engine.set_input(input);
+                    engine
+                        .eval_rule(RISK_ENTRYPOINT.to_owned())
+                        .map_err(|error| {
+                            evaluation_error(RISK_ENTRYPOINT, &error, self.time_limit())
+                        })?
+                }
+            };
             if value == regorus::Value::Undefined {
                 return Err(format!("{RISK_ENTRYPOINT} is undefined"));
             }
@@ -169,6 +185,86 @@ impl Policy {
             Err(_) => Assessment::unassessed(format!("evaluation of {RISK_ENTRYPOINT} panicked")),
         }
     }
+}
+
+/// Whether two engines assessed alike: the same assessment, or both unable to assess in the
+/// same way (a time-out, an evaluation error, the same undefined or malformed answer); the
+/// engines word their evaluation errors differently, but a VM that says "undefined" where the
+/// interpreter names a failing builtin disagrees.
+pub(crate) fn same_assessment(a: &Assessment, b: &Assessment) -> bool {
+    fn failure_kind(error: &str) -> &str {
+        if error.contains("exceeded the time limit") {
+            "time-out"
+        } else if error.starts_with(&format!("evaluation of {RISK_ENTRYPOINT} failed")) {
+            "evaluation error"
+        } else {
+            error
+        }
+    }
+    match (&a.error, &b.error) {
+        (Some(a), Some(b)) => failure_kind(a) == failure_kind(b),
+        _ => a == b,
+    }
+}
+
+/// Risk inputs every policy's VM is compared on before it assesses: declarations that raise
+/// each red flag of the reference policy (and none), with matches of every kind and severity.
+pub(crate) fn builtin_risk_inputs() -> Vec<Value> {
+    let context = RiskContext {
+        member: "XX",
+        agency: "XX/customs",
+        now: "2026-11-15T12:00:00Z",
+    };
+    let declarations = [
+        json!({"reference": "plain", "goods": [{"hsCode": "847130", "description": "laptops", "quantity": 10}]}),
+        json!({
+            "reference": "arms",
+            "parties": [
+                {"role": "PARTY_ROLE_CONSIGNEE", "name": "Example Trading FZE", "country": "ae"},
+                {"role": "PARTY_ROLE_END_USER", "name": "Example Logistics", "country": "SO"},
+                {"role": "PARTY_ROLE_BROKER", "name": "Broker One"},
+            ],
+            "goods": [
+                {"hsCode": "930190", "description": "assault rifles", "quantity": 400},
+                {"hsCode": "8806", "description": "rifle scopes and ammunition", "quantity": 4},
+            ],
+            "transport": {"portOfDischarge": "SOMGQ", "transshipmentPorts": ["LYTIP", "AEJEA"]},
+            "payments": [{"payer": "Someone Else Ltd", "amount": 1000}],
+        }),
+        json!({
+            "reference": "certificate",
+            "parties": [{"role": "PARTY_ROLE_BROKER", "name": "Registered", "lei": "5493001KJTIIGC8Y1R12"}],
+            "goods": [{"hsCode": "930200", "description": "pistols"}],
+            "endUserCertificate": {"number": "EUC/2026/7731", "issuingCountry": "SN"},
+            "payments": [{"payer": "Registered"}],
+        }),
+    ];
+    let matches = json!([
+        {"declarationField": "endUserCertificate.number", "value": "EUC/2026/7731", "indicatorId": "i-1", "kind": "endUserCertificate", "indicatorField": "endUserCertificate.number", "method": "exact", "similarity": 1.0, "feature": "euc_number", "tlp": "TLP_AMBER", "originator": "NG", "severity": "SEVERITY_CRITICAL", "indicator": {"endUserCertificate": {"number": "EUC/2026/7731", "status": "EUC_STATUS_FORGED"}}},
+        {"declarationField": "endUserCertificate.number", "value": "EUC/2026/7731", "indicatorId": "i-2", "kind": "endUserCertificate", "indicatorField": "endUserCertificate.number", "method": "normalised", "similarity": 1.0, "feature": "euc_number", "tlp": "TLP_GREEN", "originator": "GH", "severity": "SEVERITY_HIGH", "indicator": {"endUserCertificate": {"number": "EUC-2026-7731", "status": "EUC_STATUS_REUSED"}}},
+        {"declarationField": "parties[0].name", "value": "Example Trading FZE", "indicatorId": "i-3", "kind": "broker", "indicatorField": "broker.name", "method": "fuzzy", "similarity": 0.91, "feature": "party_name", "tlp": "TLP_GREEN", "originator": "GH", "severity": "SEVERITY_MEDIUM", "indicator": {"broker": {"name": "Example Tradng FZE"}}},
+        {"declarationField": "transport.vesselImo", "value": "9234563", "indicatorId": "i-4", "kind": "vessel", "indicatorField": "vessel.imo", "method": "exact", "similarity": 1.0, "feature": "imo", "tlp": "TLP_CLEAR", "originator": "NG", "severity": "SEVERITY_LOW", "indicator": {"vessel": {"imo": "9234563"}}},
+        {"declarationField": "transport.transshipmentPorts[0]", "value": "LYTIP", "indicatorId": "i-5", "kind": "route", "indicatorField": "route.ports[0]", "method": "exact", "similarity": 1.0, "feature": "route_port", "tlp": "TLP_GREEN", "originator": "NG", "indicator": {"route": {"ports": ["LYTIP"]}}},
+        {"declarationField": "transport.portOfDischarge", "value": "SO", "indicatorId": "i-5", "kind": "route", "indicatorField": "route.destinationCountries[0]", "method": "exact", "similarity": 1.0, "feature": "destination_country", "tlp": "TLP_GREEN", "originator": "NG", "indicator": {"route": {"destinationCountries": ["SO"]}}},
+        {"declarationField": "transport.portOfLoading", "value": "TR", "indicatorId": "i-5", "kind": "route", "indicatorField": "route.originCountries[0]", "method": "exact", "similarity": 1.0, "feature": "origin_country", "tlp": "TLP_GREEN", "originator": "NG", "indicator": {"route": {"originCountries": ["TR"]}}},
+    ]);
+    let findings = json!([
+        {"field": "transport.vesselImo", "flag": "failed_check_digit", "explanation": "IMO 9234564 fails its check digit"},
+        {"field": "transport.vesselMmsi", "flag": "not_a_ship_station", "explanation": "MMSI 012345678 is not a ship station"},
+        {"field": "parties[0].lei", "flag": "unknown_flag", "explanation": "a flag no weight names"},
+    ]);
+    let mut inputs = Vec::new();
+    for declaration in declarations {
+        for (matches, findings) in [
+            (json!([]), json!([])),
+            (matches.clone(), json!([])),
+            (json!([]), findings.clone()),
+            (matches.clone(), findings.clone()),
+        ] {
+            inputs.push(risk_input(declaration.clone(), matches, findings, context));
+        }
+    }
+    inputs
 }
 
 fn parse_assessment(value: &Value) -> Result<Assessment, String> {

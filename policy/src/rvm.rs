@@ -32,6 +32,8 @@ const TIMER_CHECK_INTERVAL: NonZeroU32 = NonZeroU32::new(256).expect("256 is not
 const POOL_SIZE: usize = 64;
 
 pub(crate) struct RvmEngine {
+    /// The rule the program evaluates.
+    entrypoint: &'static str,
     program: Arc<Program>,
     data: regorus::Value,
     pool: Mutex<Vec<RegoVM>>,
@@ -46,18 +48,37 @@ pub(crate) enum Compiled {
 }
 
 impl RvmEngine {
-    /// Compiles the entrypoint. The compiler resolves every function and variable the
+    /// Compiles the sharing entrypoint. The compiler resolves every function and variable the
     /// entrypoint can reach, which the interpreter only does when evaluation gets there, so its
     /// verdict on unknown functions and unsafe variables is a load error.
     pub fn compile(template: &regorus::Engine) -> Result<Compiled, PolicyError> {
+        RvmEngine::compile_entrypoint(template, ENTRYPOINT)
+    }
+
+    /// Compiles the risk entrypoint. Its failures never refuse the policy: an assessment the
+    /// VM cannot compute is the interpreter's, which fails closed at run time on its own.
+    pub fn compile_risk(template: &regorus::Engine) -> Compiled {
+        match RvmEngine::compile_entrypoint(template, crate::risk::RISK_ENTRYPOINT) {
+            Ok(compiled) => compiled,
+            Err(error) => Compiled::Unsupported(format!(
+                "the bytecode compiler refused {}: {error}",
+                crate::risk::RISK_ENTRYPOINT
+            )),
+        }
+    }
+
+    fn compile_entrypoint(
+        template: &regorus::Engine,
+        entrypoint: &'static str,
+    ) -> Result<Compiled, PolicyError> {
         let mut engine = template.clone();
         let compiled = engine
-            .compile_with_entrypoint(&ENTRYPOINT.into())
+            .compile_with_entrypoint(&entrypoint.into())
             .map_err(|error| PolicyError::Compile {
                 message: error.to_string().trim().to_owned(),
             })?;
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            Compiler::compile_from_policy(&compiled, &[ENTRYPOINT])
+            Compiler::compile_from_policy(&compiled, &[entrypoint])
         }));
         let program = match outcome {
             Ok(Ok(program)) => program,
@@ -80,6 +101,7 @@ impl RvmEngine {
         };
         let data = template.get_data();
         let engine = RvmEngine {
+            entrypoint,
             program,
             data,
             pool: Mutex::new(Vec::new()),
@@ -150,9 +172,12 @@ impl RvmEngine {
                 self.release(vm);
                 Err(match error {
                     VmError::TimeLimitExceeded { .. } => {
-                        format!("evaluation of {ENTRYPOINT} exceeded the time limit of {limit:?}")
+                        format!(
+                            "evaluation of {} exceeded the time limit of {limit:?}",
+                            self.entrypoint
+                        )
                     }
-                    other => format!("evaluation of {ENTRYPOINT} failed: {other}"),
+                    other => format!("evaluation of {} failed: {other}", self.entrypoint),
                 })
             }
         }

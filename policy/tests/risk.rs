@@ -138,3 +138,21 @@ fn the_risk_rules_do_not_change_what_the_sharing_decision_reads() {
         reference.input_paths()
     );
 }
+
+#[test]
+fn the_reference_risk_policy_runs_on_the_bytecode_vm_and_others_on_the_interpreter() {
+    let dir = common::reference_dir();
+    let policy = Policy::load(dir.path()).expect("reference policy loads");
+    assert_eq!(policy.risk_engine(), cordon_policy::EngineKind::Rvm);
+    // A risk rule the bytecode compiler refuses (the data root read whole) is assessed by the
+    // interpreter, with the same answer.
+    let policy = policy_with(Some(
+        "assessment := {\"score\": count(object.get(data, [\"screening\"], {})) + 30, \"level\": \"MEDIUM\", \"reasons\": []}",
+    ));
+    assert_eq!(policy.risk_engine(), cordon_policy::EngineKind::Interpreter);
+    let assessment = policy.assess(&forged_euc_input());
+    assert_eq!(
+        (assessment.score, assessment.level),
+        (30, RiskLevel::Medium)
+    );
+}

@@ -37,9 +37,30 @@ reasons := [reason | some reason in reason_set]
 
 score := min([100, sum([reason.weight | some reason in reason_set])])
 
+# The board's settings in data.screening and data.embargoes, each optional.
+default configured_levels := {}
+
+configured_levels := data.screening.levels
+
+default configured_weights := {}
+
+configured_weights := data.screening.weights
+
+default configured_severity_weights := {}
+
+configured_severity_weights := data.screening.severity_weights
+
+default weak_control_ports := []
+
+weak_control_ports := data.screening.weak_control_ports
+
+default embargoes := []
+
+embargoes := data.embargoes.un_arms
+
 thresholds := object.union(
 	{"medium": 20, "high": 50, "critical": 80},
-	object.get(data, ["screening", "levels"], {}),
+	configured_levels,
 )
 
 default level := "LOW"
@@ -76,7 +97,7 @@ weights := object.union(
 		"not_a_ship_station": 20,
 		"mmsi_flag_mismatch": 15,
 	},
-	object.get(data, ["screening", "weights"], {}),
+	configured_weights,
 )
 
 # A match with an indicator weighs by the indicator's severity.
@@ -87,7 +108,7 @@ severity_weights := object.union(
 		"SEVERITY_MEDIUM": 20,
 		"SEVERITY_LOW": 10,
 	},
-	object.get(data, ["screening", "severity_weights"], {}),
+	configured_severity_weights,
 )
 
 flagged(flag, explanation) := {"flag": flag, "weight": weights[flag], "explanation": explanation}
@@ -108,7 +129,7 @@ transshipment_ports := object.get(transport, "transshipmentPorts", [])
 
 euc_number := object.get(declaration, ["endUserCertificate", "number"], "")
 
-embargoed := {country | some country in object.get(data, ["embargoes", "un_arms"], [])}
+embargoed := {country | some country in embargoes}
 
 # UN/LOCODEs begin with their country's ISO 3166-1 code.
 port_country(port) := upper(substring(trim_space(port), 0, 2))
@@ -187,7 +208,7 @@ reason_set contains flagged("flagged_transshipment", sprintf("transshipment port
 
 reason_set contains flagged("weak_control_port", sprintf("transshipment through %s, a port the board lists as weakly controlled", [port])) if {
 	some port in transshipment_ports
-	upper(port) in {upper(listed) | some listed in object.get(data, ["screening", "weak_control_ports"], [])}
+	upper(port) in {upper(listed) | some listed in weak_control_ports}
 }
 
 reason_set contains flagged("route_matched", sprintf("the route matches route indicator %s (%s)", [id, concat(", ", sort(route_features(id)))])) if {
