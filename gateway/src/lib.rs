@@ -22,7 +22,7 @@ pub(crate) mod identity;
 pub(crate) mod metrics;
 pub(crate) mod policy;
 pub(crate) mod release;
-pub(crate) mod screening;
+pub mod screening;
 pub mod server;
 pub mod signing;
 pub(crate) mod status;

@@ -3,6 +3,11 @@
 use clap::Parser;
 use cordon_gateway::cli::{Cli, Command, init_tracing, run};
 
+/// mimalloc rather than glibc's malloc: screening and release allocate small objects on many
+/// threads at once, where glibc's arenas spent a fifth of the gateway's CPU.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();

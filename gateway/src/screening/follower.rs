@@ -340,6 +340,10 @@ fn checked_against_the_feed(
     let indexes = screening.read();
     let mut found = Vec::new();
     for (number, subject, from) in watches {
+        // A screening stores its watch from the position it read: nothing newer, nothing to look up.
+        if *from >= position {
+            continue;
+        }
         for sequence in indexes.candidates.candidates(subject, threshold) {
             if sequence > *from && sequence <= position {
                 found.push((*number, sequence));

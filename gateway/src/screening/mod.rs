@@ -22,7 +22,7 @@ pub(crate) mod check;
 mod follower;
 mod screen;
 pub(crate) mod service;
-pub(crate) mod subjects;
+pub mod subjects;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};

@@ -129,15 +129,21 @@ pub(super) fn explain(found: &FieldMatch, indicator: &Indicator) -> (ScreeningMa
 }
 
 /// Decides which stored indicators `agency` may see now, each once, recording every decision.
+///
+/// Only indicators that match one of the declarations as held are put to the release path:
+/// a candidate the index returned that matches nothing needs no decision (and logs none). The
+/// matches shown are then found again on what the release path let the agency see.
 fn release_held(
     releaser: &Releaser,
     agency: &Identity,
     stored: Vec<StoredIndicator>,
+    asked: &[(&Prepared, &[u64])],
+    threshold: f64,
     records: &mut Vec<DecisionRecord>,
 ) -> HashMap<u64, Held> {
     let now = now_rfc3339();
     let now_micros = now_micros();
-    let mut held = HashMap::with_capacity(stored.len());
+    let mut live = HashMap::with_capacity(stored.len());
     for row in stored {
         if row.retracted || row.superseded_by.is_some() {
             continue;
@@ -146,9 +152,27 @@ fn release_held(
             tracing::error!(indicator = %row.id, "stored indicator does not decode; not screened against");
             continue;
         };
-        if !valid_at(&indicator, now_micros) {
-            continue;
+        if valid_at(&indicator, now_micros) {
+            let subject = indicator_subject(&indicator).prepare();
+            live.insert(row.sequence, (indicator, subject));
         }
+    }
+    let mut matching = BTreeSet::new();
+    for (subject, candidates) in asked {
+        for sequence in *candidates {
+            if !matching.contains(sequence)
+                && let Some((_, held)) = live.get(sequence)
+                && !compare(subject, held, threshold).is_empty()
+            {
+                matching.insert(*sequence);
+            }
+        }
+    }
+    let mut held = HashMap::with_capacity(matching.len());
+    for sequence in matching {
+        let Some((indicator, _)) = live.remove(&sequence) else {
+            continue;
+        };
         let channel = channel_for(&indicator.originator, agency, releaser.member());
         let release = releaser.release(&indicator, agency, channel, &now);
         releaser.record(&release.record);
@@ -156,7 +180,7 @@ fn release_held(
         if let Some(visible) = release.indicator {
             let subject = indicator_subject(&visible).prepare();
             held.insert(
-                row.sequence,
+                sequence,
                 Held {
                     indicator: visible,
                     subject,
@@ -283,7 +307,12 @@ impl Screening {
         // Policy evaluation and comparisons are CPU work: off the async workers.
         tokio::task::spawn_blocking(move || {
             let mut records = Vec::new();
-            let held = release_held(&releaser, &agency, stored, &mut records);
+            let asked: Vec<(&Prepared, &[u64])> = subjects
+                .iter()
+                .zip(&candidates)
+                .map(|(subject, candidates)| (subject, candidates.as_slice()))
+                .collect();
+            let held = release_held(&releaser, &agency, stored, &asked, threshold, &mut records);
             let judge = Judge {
                 policy: &policy,
                 agency: &agency,
