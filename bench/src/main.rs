@@ -5,6 +5,7 @@
 
 mod engine;
 mod scenario;
+mod screening;
 mod target;
 
 use std::path::{Path, PathBuf};
@@ -35,6 +36,10 @@ enum Scenario {
     /// (with the ordinary federation of the same gateways as the baseline), then adding and
     /// removing a member at 10, 50 and 200 members in process. Not part of `all`.
     Circle,
+    /// Screening: a gateway holding 1,000,000 indicators screens declarations (batches of 100
+    /// and one at a time) against the matching alone in process; the watchers of new
+    /// indicators among 1,000,000 watched declarations, index against scan. Not part of `all`.
+    Screening,
     All,
 }
 
@@ -83,6 +88,18 @@ struct Args {
     /// Adds and removes per circle size.
     #[arg(long, default_value_t = 7)]
     circle_repetitions: usize,
+    /// Indicators the gateway holds in the screening scenario.
+    #[arg(long, default_value_t = 1_000_000)]
+    screening_indicators: u64,
+    /// Declarations screened in batches of 100 (4 requests in flight).
+    #[arg(long, default_value_t = 100_000)]
+    screening_declarations: u64,
+    /// Declarations screened one per request, one request at a time.
+    #[arg(long, default_value_t = 2_000)]
+    screening_singles: u64,
+    /// Watched declarations among which the watchers of new indicators are found.
+    #[arg(long, default_value_t = 1_000_000)]
+    screening_watched: u64,
     /// The NATS server (JetStream enabled).
     #[arg(long, default_value = "127.0.0.1:4222")]
     nats: String,
@@ -131,6 +148,9 @@ struct Report {
     /// The circle scenario's in-process add and remove times.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     circle_engine: Vec<engine::EngineRow>,
+    /// The screening scenario's figures.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    screening: Option<screening::ScreeningReport>,
 }
 
 #[derive(Debug, Serialize)]
@@ -153,6 +173,7 @@ struct Bench {
     subscriber_identities: Vec<PathBuf>,
     rows: Vec<Row>,
     engine_rows: Vec<engine::EngineRow>,
+    screening: Option<screening::ScreeningReport>,
 }
 
 impl Bench {
@@ -906,6 +927,9 @@ fn markdown(report: &Report) -> String {
     }
     text.push_str("\nrate/s: per subscriber (fanout, latency, federation), published (publish) or read (catch-up). vs bare / vs NATS: rate ÷ baseline rate, except latency rows: p99 ÷ baseline p99 (lower is better).\n");
     circle_markdown(report, &mut text);
+    if let Some(screening) = &report.screening {
+        screening::markdown(screening, &mut text);
+    }
     text
 }
 
@@ -999,6 +1023,7 @@ async fn main() -> Result<()> {
         subscriber_identities,
         rows: Vec::new(),
         engine_rows: Vec::new(),
+        screening: None,
     };
     let all = scenario == Scenario::All;
     if all || scenario == Scenario::Publish {
@@ -1026,12 +1051,16 @@ async fn main() -> Result<()> {
     if scenario == Scenario::Circle {
         bench.circle().await?;
     }
+    if scenario == Scenario::Screening {
+        bench.screening().await?;
+    }
     bench.ratios();
     let report = Report {
         machine: machine(),
         command,
         rows: bench.rows,
         circle_engine: bench.engine_rows,
+        screening: bench.screening,
     };
     write(&bench.args.out, &report)?;
     println!("{}", markdown(&report));
