@@ -143,7 +143,15 @@ impl Follower {
                 let subjects: Vec<(WatchRow, Option<Prepared>)> = rows
                     .into_iter()
                     .map(|row| {
-                        let subject = watch_subject(&row);
+                        // A declaration screened here comes prepared (the same subject the
+                        // stored declaration gives).
+                        let subject = match row.watch.kind {
+                            WatchKind::Declaration => {
+                                screening.take_handed_over(&row.watch.reference_id)
+                            }
+                            WatchKind::Entry => None,
+                        }
+                        .or_else(|| watch_subject(&row));
                         (row, subject)
                     })
                     .collect();

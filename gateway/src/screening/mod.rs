@@ -25,7 +25,7 @@ pub(crate) mod service;
 pub mod subjects;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use cordon_matching::{Index, Prepared};
@@ -99,8 +99,15 @@ pub struct Screening {
     position: watch::Sender<u64>,
     /// Wakes the follower when watches were stored.
     watches_added: Notify,
+    /// Declarations screened here, prepared, by screening id: the follower takes a watch's
+    /// subject from here instead of decoding and preparing the stored declaration again.
+    /// Bounded: past [`MAX_HANDED_OVER`] the follower decodes, as it does for other replicas'.
+    handed_over: Mutex<HashMap<String, Prepared>>,
     shutdown: watch::Receiver<bool>,
 }
+
+/// Prepared declarations waiting for the follower at most.
+const MAX_HANDED_OVER: usize = 20_000;
 
 impl Screening {
     /// Starts the follower that builds the candidate index from the feed and raises alerts.
@@ -113,10 +120,44 @@ impl Screening {
             indexes: RwLock::new(Indexes::default()),
             position: watch::Sender::new(0),
             watches_added: Notify::new(),
+            handed_over: Mutex::new(HashMap::new()),
             shutdown,
         });
         let task = tokio::spawn(follower::run(screening.clone()));
         (screening, task)
+    }
+
+    /// Keeps the prepared declarations of stored screenings for the follower.
+    fn hand_over(&self, prepared: impl Iterator<Item = (String, Prepared)>) {
+        let mut held = self
+            .handed_over
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for (id, subject) in prepared {
+            if held.len() >= MAX_HANDED_OVER {
+                break;
+            }
+            held.insert(id, subject);
+        }
+    }
+
+    /// The prepared declaration of screening `id`, if it was screened here.
+    fn take_handed_over(&self, id: &str) -> Option<Prepared> {
+        self.handed_over
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(id)
+    }
+
+    /// Forgets what was handed over for screenings that were not stored.
+    fn withdraw(&self, ids: &[&str]) {
+        let mut held = self
+            .handed_over
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for id in ids {
+            held.remove(*id);
+        }
     }
 
     fn read(&self) -> RwLockReadGuard<'_, Indexes> {

@@ -42,6 +42,8 @@ pub(super) struct Evaluated {
     pub policy_revision: String,
     /// Every release decision the evaluation made.
     pub records: Vec<DecisionRecord>,
+    /// The declarations as compared, in order.
+    pub subjects: Vec<Prepared>,
 }
 
 /// An indicator held here and released to the screening agency, as compared.
@@ -333,6 +335,7 @@ impl Screening {
                 position,
                 policy_revision: policy.revision().to_string(),
                 records,
+                subjects,
             }
         })
         .await
@@ -370,6 +373,8 @@ impl Screening {
             .saturating_add(i64::try_from(self.context.watch_for.as_micros()).unwrap_or(i64::MAX));
         let mut results = Vec::with_capacity(declarations.len());
         let mut rows = Vec::with_capacity(declarations.len());
+        let mut subjects = evaluated.subjects.into_iter();
+        let mut handed = Vec::with_capacity(declarations.len());
         for (declaration, evaluation) in declarations.iter().zip(evaluated.evaluations) {
             let assessment = &evaluation.assessment;
             let result = ScreeningResult {
@@ -396,13 +401,21 @@ impl Screening {
                 result: result.encode_to_vec(),
                 watch: Some((evaluated.position, until)),
             });
+            if let Some(subject) = subjects.next() {
+                handed.push((result.id.clone(), subject));
+            }
             results.push(result);
         }
-        self.context
-            .store
-            .record_screenings(&rows)
-            .await
-            .map_err(storage_status)?;
+        // Before the watches are stored, so that the follower finds every one of them (a watch
+        // that ends as it starts is never loaded: nothing to hand over).
+        if !self.context.watch_for.is_zero() {
+            self.hand_over(handed.into_iter());
+        }
+        if let Err(error) = self.context.store.record_screenings(&rows).await {
+            let ids: Vec<&str> = rows.iter().map(|row| row.id.as_str()).collect();
+            self.withdraw(&ids);
+            return Err(storage_status(error));
+        }
         self.watches_added.notify_one();
         self.context.metrics.screened(results.len() as u64);
         tracing::info!(%agency, count = results.len(), "screened");
