@@ -155,8 +155,12 @@ described_as_arms(item) if {
 	contains(description, word)
 }
 
-# Names compared as the matching compares them, roughly: lower case, letters and digits only.
-plain_name(name) := regex.replace(lower(name), "[^a-z0-9]", "")
+# Names compared as the matching compares them, roughly: lower case, without spaces and
+# punctuation. (Not regex.replace: on the bytecode VM it costs a third of an assessment.)
+plain_name(name) := strings.replace_n(
+	{" ": "", ".": "", ",": "", "-": "", "'": "", "\"": "", "&": "", "/": "", "(": "", ")": "", "_": "", ":": "", ";": "", "+": ""},
+	lower(name),
+)
 
 party_names := {plain_name(party.name) | some party in parties; party.name}
 

@@ -182,6 +182,8 @@ test_a_payer_not_on_the_contract if {
 	flags(assess(paid)) == {"payer_not_on_contract"}
 	by_party := with_field(clean, "payments", [{"payer": "ACCRA HOSPITAL EQUIPMENT"}])
 	flags(assess(by_party)) == set()
+	punctuated := with_field(clean, "payments", [{"payer": "Accra-Hospital (Equipment)."}])
+	flags(assess(punctuated)) == set()
 }
 
 test_an_unregistered_broker if {
