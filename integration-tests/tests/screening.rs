@@ -508,12 +508,15 @@ async fn unreadable_declarations_are_refused_naming_the_field() -> Result<()> {
         &file,
         "{\"reference\":\"GH-1\"}\n{\"kind\":\"DECLARATION_KIND_IMPORT\"}\n",
     )?;
-    let output = std::process::Command::new(cordon_bin())
-        .args(["screen", "--endpoint", &gateway.endpoint, "--identity"])
-        .arg(&customs)
-        .arg("--file")
-        .arg(&file)
-        .output()?;
+    let screen_file = || {
+        std::process::Command::new(cordon_bin())
+            .args(["screen", "--endpoint", &gateway.endpoint, "--identity"])
+            .arg(&customs)
+            .arg("--file")
+            .arg(&file)
+            .output()
+    };
+    let output = screen_file()?;
     let stderr = String::from_utf8_lossy(&output.stderr);
     ensure!(!output.status.success(), "{stderr}");
     ensure!(
@@ -531,12 +534,7 @@ async fn unreadable_declarations_are_refused_naming_the_field() -> Result<()> {
         &file,
         "{\"reference\":\"GH-1\",\"goods\":[{\"quantity\":\"many\"}]}\n",
     )?;
-    let output = std::process::Command::new(cordon_bin())
-        .args(["screen", "--endpoint", &gateway.endpoint, "--identity"])
-        .arg(&customs)
-        .arg("--file")
-        .arg(&file)
-        .output()?;
+    let output = screen_file()?;
     ensure!(!output.status.success());
     ensure!(String::from_utf8_lossy(&output.stderr).contains("line 1"));
 

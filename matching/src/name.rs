@@ -240,9 +240,9 @@ impl NameComparator {
         if self.text.normalized_similarity(text.chars()) >= threshold {
             return true;
         }
-        let mut words: Vec<&str> = text.split(' ').collect();
-        words.sort_unstable();
-        self.sorted.normalized_similarity(words.join(" ").chars()) >= threshold
+        self.sorted
+            .normalized_similarity(sorted_words(text).chars())
+            >= threshold
     }
 
     /// [`similarity`] of the prepared name and a normalised name's text, whose sorted words
@@ -252,10 +252,18 @@ impl NameComparator {
             return 1.0;
         }
         let by_text = self.text.normalized_similarity(text.chars());
-        let mut words: Vec<&str> = text.split(' ').collect();
-        words.sort_unstable();
-        by_text.max(self.sorted.normalized_similarity(words.join(" ").chars()))
+        by_text.max(
+            self.sorted
+                .normalized_similarity(sorted_words(text).chars()),
+        )
     }
+}
+
+/// A normalised name's text with its words in order, as [`NormalisedName::sorted`] holds it.
+fn sorted_words(text: &str) -> String {
+    let mut words: Vec<&str> = text.split(' ').collect();
+    words.sort_unstable();
+    words.join(" ")
 }
 
 #[cfg(test)]

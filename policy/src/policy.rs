@@ -646,16 +646,17 @@ impl Policy {
 /// interpreter names a failing builtin would make the decision log less useful.
 fn same_decision(a: &Decision, b: &Decision) -> bool {
     match (&a.error, &b.error) {
-        (Some(a), Some(b)) => failure_kind(a) == failure_kind(b),
+        (Some(a), Some(b)) => failure_kind(a, ENTRYPOINT) == failure_kind(b, ENTRYPOINT),
         (None, None) => a == b,
         _ => false,
     }
 }
 
-fn failure_kind(error: &str) -> &str {
+/// How an evaluation of `entrypoint` failed, as far as the two engines must agree.
+pub(crate) fn failure_kind<'a>(error: &'a str, entrypoint: &str) -> &'a str {
     if error.contains("exceeded the time limit") {
         "time-out"
-    } else if error.starts_with(&format!("evaluation of {ENTRYPOINT} failed")) {
+    } else if error.starts_with(&format!("evaluation of {entrypoint} failed")) {
         "evaluation error"
     } else {
         // Undefined, a malformed decision document, an input that is not a value: worded by

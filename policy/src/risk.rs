@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::Policy;
-use crate::policy::{evaluation_error, timer_config, to_rego_value};
+use crate::policy::{evaluation_error, failure_kind, timer_config, to_rego_value};
 use crate::rvm::RvmEngine;
 
 /// The rule evaluated for every screened declaration.
@@ -192,17 +192,8 @@ impl Policy {
 /// engines word their evaluation errors differently, but a VM that says "undefined" where the
 /// interpreter names a failing builtin disagrees.
 pub(crate) fn same_assessment(a: &Assessment, b: &Assessment) -> bool {
-    fn failure_kind(error: &str) -> &str {
-        if error.contains("exceeded the time limit") {
-            "time-out"
-        } else if error.starts_with(&format!("evaluation of {RISK_ENTRYPOINT} failed")) {
-            "evaluation error"
-        } else {
-            error
-        }
-    }
     match (&a.error, &b.error) {
-        (Some(a), Some(b)) => failure_kind(a) == failure_kind(b),
+        (Some(a), Some(b)) => failure_kind(a, RISK_ENTRYPOINT) == failure_kind(b, RISK_ENTRYPOINT),
         _ => a == b,
     }
 }
