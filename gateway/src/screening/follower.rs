@@ -155,7 +155,7 @@ impl Follower {
                         (row, subject)
                     })
                     .collect();
-                let mut indexes = screening.write();
+                let mut watches = screening.watches_mut();
                 let mut fresh = Vec::new();
                 for (row, subject) in subjects {
                     let Some(subject) = subject else {
@@ -169,7 +169,7 @@ impl Follower {
                         from_sequence: row.watch.from_sequence,
                         until_micros: row.watch.until_micros,
                     };
-                    indexes.add_watch(row.number, info, &subject);
+                    watches.add(row.number, info, &subject);
                     if row.number > checked_to {
                         fresh.push((row.number, subject, row.watch.from_sequence));
                     }
@@ -235,15 +235,16 @@ impl Follower {
                 .map(|(sequence, indicator)| (*sequence, indicator_subject(indicator).prepare()))
                 .collect();
             let threshold = super::name_threshold(&screening.context.releaser.policy());
-            let mut indexes = screening.write();
+            let mut candidates = screening.candidates_mut();
+            let watches = screening.watches();
             let mut pending = Vec::new();
             for (sequence, subject) in &arriving {
-                indexes.candidates.insert(*sequence, subject);
+                candidates.insert(*sequence, subject);
                 if *sequence <= alert_after {
                     continue;
                 }
-                for watch in indexes.watches.candidates(subject, threshold) {
-                    if indexes
+                for watch in watches.index.candidates(subject, threshold) {
+                    if watches
                         .watched
                         .get(&watch)
                         .is_some_and(|info| info.from_sequence < *sequence)
@@ -253,7 +254,7 @@ impl Follower {
                 }
             }
             for (sequence, subject) in &left {
-                indexes.candidates.remove(*sequence, subject);
+                candidates.remove(*sequence, subject);
             }
             // Under the lock: a screening reads the candidates and the position together.
             screening.position.send_replace(scanned_to);
@@ -313,9 +314,9 @@ impl Follower {
     async fn end_watches(&mut self) -> Result<(), StorageError> {
         let now = now_micros();
         let ended: Vec<u64> = {
-            let mut indexes = self.screening.write();
-            let later = indexes.ending.split_off(&now.saturating_add(1));
-            let ended = std::mem::replace(&mut indexes.ending, later);
+            let mut watches = self.screening.watches_mut();
+            let later = watches.ending.split_off(&now.saturating_add(1));
+            let ended = std::mem::replace(&mut watches.ending, later);
             ended.into_values().flatten().collect()
         };
         if ended.is_empty() {
@@ -327,10 +328,10 @@ impl Follower {
             .store
             .watches_numbered(&ended)
             .await?;
-        let mut indexes = self.screening.write();
+        let mut watches = self.screening.watches_mut();
         for row in rows {
             if let Some(subject) = watch_subject(&row) {
-                indexes.remove_watch(row.number, &subject);
+                watches.remove(row.number, &subject);
             }
         }
         Ok(())
@@ -345,14 +346,14 @@ fn checked_against_the_feed(
     position: u64,
 ) -> Vec<(u64, u64)> {
     let threshold = super::name_threshold(&screening.context.releaser.policy());
-    let indexes = screening.read();
+    let candidates = screening.candidates();
     let mut found = Vec::new();
     for (number, subject, from) in watches {
         // A screening stores its watch from the position it read: nothing newer, nothing to look up.
         if *from >= position {
             continue;
         }
-        for sequence in indexes.candidates.candidates(subject, threshold) {
+        for sequence in candidates.candidates(subject, threshold) {
             if sequence > *from && sequence <= position {
                 found.push((*number, sequence));
             }

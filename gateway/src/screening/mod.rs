@@ -59,33 +59,31 @@ struct WatchInfo {
     until_micros: Option<i64>,
 }
 
-/// The in-memory indexes, behind one lock.
+/// The watches: screened declarations and entries, by number, in their own index and lock, so
+/// that loading watches never holds up a screening reading the candidates.
 #[derive(Debug, Default)]
-struct Indexes {
-    /// Indicators held, by the feed sequence that published them.
-    candidates: Index,
-    /// Watches (screened declarations and entries), by number.
-    watches: Index,
+struct Watches {
+    index: Index,
     watched: HashMap<u64, WatchInfo>,
     /// Watches with an end, by when they end.
     ending: BTreeMap<i64, Vec<u64>>,
 }
 
-impl Indexes {
-    fn add_watch(&mut self, number: u64, info: WatchInfo, subject: &Prepared) {
+impl Watches {
+    fn add(&mut self, number: u64, info: WatchInfo, subject: &Prepared) {
         if self.watched.contains_key(&number) {
             return;
         }
         if let Some(until) = info.until_micros {
             self.ending.entry(until).or_default().push(number);
         }
-        self.watches.insert(number, subject);
+        self.index.insert(number, subject);
         self.watched.insert(number, info);
     }
 
-    fn remove_watch(&mut self, number: u64, subject: &Prepared) {
+    fn remove(&mut self, number: u64, subject: &Prepared) {
         if self.watched.remove(&number).is_some() {
-            self.watches.remove(number, subject);
+            self.index.remove(number, subject);
         }
     }
 }
@@ -94,7 +92,9 @@ impl Indexes {
 #[derive(Debug)]
 pub struct Screening {
     context: ScreeningContext,
-    indexes: RwLock<Indexes>,
+    /// Indicators held, by the feed sequence that published them.
+    candidates: RwLock<Index>,
+    watches: RwLock<Watches>,
     /// The feed sequence up to which the candidate index is current.
     position: watch::Sender<u64>,
     /// Wakes the follower when watches were stored.
@@ -117,7 +117,8 @@ impl Screening {
     ) -> (Arc<Screening>, tokio::task::JoinHandle<()>) {
         let screening = Arc::new(Screening {
             context,
-            indexes: RwLock::new(Indexes::default()),
+            candidates: RwLock::new(Index::default()),
+            watches: RwLock::new(Watches::default()),
             position: watch::Sender::new(0),
             watches_added: Notify::new(),
             handed_over: Mutex::new(HashMap::new()),
@@ -160,14 +161,27 @@ impl Screening {
         }
     }
 
-    fn read(&self) -> RwLockReadGuard<'_, Indexes> {
-        self.indexes
+    /// The candidate index; lock it before [`Screening::watches`] when both are needed.
+    fn candidates(&self) -> RwLockReadGuard<'_, Index> {
+        self.candidates
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn write(&self) -> RwLockWriteGuard<'_, Indexes> {
-        self.indexes
+    fn candidates_mut(&self) -> RwLockWriteGuard<'_, Index> {
+        self.candidates
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn watches(&self) -> RwLockReadGuard<'_, Watches> {
+        self.watches
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn watches_mut(&self) -> RwLockWriteGuard<'_, Watches> {
+        self.watches
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }

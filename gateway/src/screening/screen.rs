@@ -279,10 +279,10 @@ impl Screening {
             .map(|declaration| declaration_subject(declaration).prepare())
             .collect();
         let (candidates, position) = {
-            let indexes = self.read();
+            let index = self.candidates();
             let candidates: Vec<Vec<u64>> = subjects
                 .iter()
-                .map(|subject| indexes.candidates.candidates(subject, threshold))
+                .map(|subject| index.candidates(subject, threshold))
                 .collect();
             (candidates, self.position())
         };

@@ -256,7 +256,7 @@ impl AlertService for ScreeningApi {
         if let Some(row) = held
             && let Some(subject) = watch_subject(&row)
         {
-            self.screening.write().remove_watch(row.number, &subject);
+            self.screening.watches_mut().remove(row.number, &subject);
         }
         tracing::info!(%agency, entry = %id, "watchlist entry removed");
         Ok(Response::new(RemoveWatchResponse {}))
