@@ -153,6 +153,12 @@ impl Policy {
         self.assess_with(self.risk_vm(), input)
     }
 
+    /// [`Policy::assess`] on the interpreter, whichever engine assesses: for comparisons and
+    /// benchmarks.
+    pub fn assess_interpreted(&self, input: &Value) -> Assessment {
+        self.assess_with(None, input)
+    }
+
     /// [`Policy::assess`] on the given engine: the VM's program, or the interpreter.
     pub(crate) fn assess_with(&self, vm: Option<&RvmEngine>, input: &Value) -> Assessment {
         if !self.has_risk_assessment() {
