@@ -1,7 +1,7 @@
 //! The gateway's configuration: the `cordon.toml` file (strict serde struct),
 //! environment overrides from a map passed in, and the validated runtime config.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -55,6 +55,10 @@ pub struct ConfigFile {
     pub admin: Option<AdminFile>,
     #[serde(default)]
     pub screening: ScreeningFile,
+    /// Agencies of this member (`GH/focal-point`) that may retract or supersede any of the
+    /// member's indicators; any other agency only those it published.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub administrators: Vec<String>,
 }
 
 /// `[screening]`: declarations screened against the indicators held, and alerts.
@@ -219,6 +223,8 @@ pub struct GatewayConfig {
     pub admin_listen: Option<SocketAddr>,
     /// How long a screened declaration stays watched.
     pub watch_for: Duration,
+    /// Agencies that may retract or supersede any of this member's indicators.
+    pub administrators: BTreeSet<String>,
 }
 
 impl GatewayConfig {
@@ -278,6 +284,19 @@ impl GatewayConfig {
         if file.screening.watch_days > MAX_WATCH_DAYS {
             bail!("screening.watch_days: at most {MAX_WATCH_DAYS} (ten years)");
         }
+        let mut administrators = BTreeSet::new();
+        for (index, name) in file.administrators.iter().enumerate() {
+            let identity = crate::identity::Identity::parse(name)
+                .map_err(|error| anyhow::anyhow!("administrators[{index}]: {error}"))?;
+            if !identity.is_agency_of(&file.member) {
+                bail!(
+                    "administrators[{index}]: {name:?} is not an agency of member {} (such as {}/focal-point)",
+                    file.member,
+                    file.member
+                );
+            }
+            administrators.insert(identity.to_string());
+        }
         Ok(GatewayConfig {
             member: file.member,
             federation: file.federation,
@@ -296,6 +315,7 @@ impl GatewayConfig {
             peers,
             admin_listen,
             watch_for: Duration::from_secs(u64::from(file.screening.watch_days) * 86_400),
+            administrators,
         })
     }
 }
@@ -460,6 +480,18 @@ mod tests {
                 ),
                 "admin.listen",
             ),
+            (
+                format!("administrators = [\"GH/focal-point\", \"NG/focal-point\"]\n{MINIMAL}"),
+                "administrators[1]",
+            ),
+            (
+                format!("administrators = [\"GH\"]\n{MINIMAL}"),
+                "administrators[0]",
+            ),
+            (
+                format!("administrators = [\"GH/\"]\n{MINIMAL}"),
+                "administrators[0]",
+            ),
         ] {
             let error = format!("{:#}", file(&text).unwrap_err());
             assert!(error.contains(field), "{error} should name {field}");
@@ -470,6 +502,16 @@ mod tests {
             "{MINIMAL}[admin]\nlisten = \"127.0.0.1:0\"\nauth = \"none\"\n"
         ));
         assert!(unknown.unwrap_err().to_string().contains("auth"));
+    }
+
+    #[test]
+    fn administrators_are_agencies_of_the_member() {
+        assert!(file(MINIMAL).unwrap().administrators.is_empty());
+        let config = file(&format!("administrators = [\"GH/focal-point\"]\n{MINIMAL}")).unwrap();
+        assert_eq!(
+            config.administrators,
+            BTreeSet::from(["GH/focal-point".to_string()])
+        );
     }
 
     #[test]

@@ -248,6 +248,7 @@ async fn start_with(
         shutdown: stopping_signal,
         open_subscriptions: Default::default(),
         metrics: metrics.clone(),
+        administrators: config.administrators.clone(),
     });
     let (federation, followers) = crate::federation::start(
         FollowerContext {
@@ -357,11 +358,25 @@ async fn serve(
     health_reporter
         .set_serving::<IndicatorServiceServer<IndicatorApi>>()
         .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(cordon_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    // Both versions of reflection: grpcurl speaks v1, Python's grpcio-reflection and many
+    // other tools still speak v1alpha.
+    let reflection_builder = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(cordon_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            // Each version lists both.
+            .include_reflection_service(false)
+            .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(
+                tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+            )
+    };
+    let reflection = reflection_builder()
         .build_v1()
         .context("building the reflection service")?;
+    let reflection_v1alpha = reflection_builder()
+        .build_v1alpha()
+        .context("building the v1alpha reflection service")?;
     Server::builder()
         // Bounds for one connection and for dead peers; per-identity limits
         // on subscriptions are in the service.
@@ -374,6 +389,7 @@ async fn serve(
         .context("configuring TLS")?
         .add_service(health_service)
         .add_service(reflection)
+        .add_service(reflection_v1alpha)
         .add_service(indicators)
         .add_service(PolicyServiceServer::new(policy_api))
         .add_service(

@@ -361,6 +361,96 @@ async fn identities_are_enforced_from_certificates() -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_publishing_agency_or_an_administrator_retracts_or_supersedes() -> Result<()> {
+    let federation = Federation::new()?;
+    let member = federation.member("GH")?;
+    // Top-level keys come before the tables.
+    let config = std::fs::read_to_string(member.config())?;
+    std::fs::write(
+        member.config(),
+        format!("administrators = [\"GH/focal-point\"]\n{config}"),
+    )?;
+    let gateway = member.start(&[]).await?;
+    let client = |name: &'static str| {
+        let identity = federation.identity(name);
+        let endpoint = gateway.endpoint.clone();
+        async move { indicator_client(&endpoint, &identity?).await }
+    };
+    let mut customs = client("GH/customs").await?;
+    let mut police = client("GH/police").await?;
+    let mut administrator = client("GH/focal-point").await?;
+    let publish = |supersedes: &str| PublishRequest {
+        indicators: vec![cordon_proto::v1::Indicator {
+            supersedes: supersedes.to_string(),
+            ..clear_vessel("a revision".into())
+        }],
+        ..Default::default()
+    };
+    let retract = |id: &str| RetractRequest {
+        id: id.to_string(),
+        reason: "withdrawn".into(),
+    };
+    let id = customs.publish(publish("")).await?.into_inner().accepted[0]
+        .id
+        .clone();
+    let absent = "019a0000-0000-7000-8000-00000000abcd";
+
+    // Another agency of the member can neither retract nor revise it, and is told exactly
+    // what it is told of an indicator that does not exist.
+    let refused = police.retract(retract(&id)).await.unwrap_err();
+    let refused_absent = police.retract(retract(absent)).await.unwrap_err();
+    assert_eq!(refused.code(), Code::NotFound, "{refused:?}");
+    assert_eq!(refused_absent.code(), Code::NotFound, "{refused_absent:?}");
+    assert_eq!(
+        refused.message().replace(&id, "ID"),
+        refused_absent.message().replace(absent, "ID")
+    );
+    let revised = police.publish(publish(&id)).await.unwrap_err();
+    let revised_absent = police.publish(publish(absent)).await.unwrap_err();
+    assert_eq!(revised.code(), Code::InvalidArgument, "{revised:?}");
+    assert_eq!(revised.code(), revised_absent.code());
+    assert_eq!(revised.message(), revised_absent.message());
+    assert!(
+        revised.message().contains("indicators[0].supersedes"),
+        "{revised:?}"
+    );
+    // Nothing changed: a reader sees the indicator and no retraction or revision.
+    let events = read_all(&gateway.endpoint, &federation.identity("CI")?, 0, 0).await?;
+    assert_eq!(published(&events).len(), 1, "{events:?}");
+    assert!(
+        !events
+            .iter()
+            .any(|event| matches!(&event.body, Some(event::Body::Retracted(_)))),
+        "{events:?}"
+    );
+
+    // An administrator may revise any of the member's indicators; the revision is its own,
+    // so the first publisher cannot retract it, but the administrator can.
+    let revision = administrator
+        .publish(publish(&id))
+        .await?
+        .into_inner()
+        .accepted[0]
+        .id
+        .clone();
+    let refused = customs.retract(retract(&revision)).await.unwrap_err();
+    assert_eq!(refused.code(), Code::NotFound, "{refused:?}");
+    administrator.retract(retract(&revision)).await?;
+    // The publishing agency retracts its own.
+    customs.retract(retract(&id)).await?;
+    let events = read_all(&gateway.endpoint, &federation.identity("CI")?, 0, 0).await?;
+    let retracted: HashSet<String> = events
+        .iter()
+        .filter_map(|event| match &event.body {
+            Some(event::Body::Retracted(retraction)) => Some(retraction.indicator_id.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(retracted, HashSet::from([id, revision]));
+    gateway.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_gateway_loses_nothing_acknowledged_and_subscribers_resume() -> Result<()> {
     let federation = Federation::new()?;
     let member = federation.member("GH")?;
@@ -591,13 +681,72 @@ async fn the_cli_publishes_and_subscribes_and_reports_field_errors() -> Result<(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishes_over_the_message_limit_are_split_by_the_cli_and_named_by_the_gateway()
+-> Result<()> {
+    let federation = Federation::new()?;
+    let gateway = federation.member("GH")?.start(&[]).await?;
+    let customs = federation.identity("GH/customs")?;
+    // 900 indicators with 6 KB narratives: under the 1,000 a batch may hold, over 4 MiB.
+    let indicators: Vec<cordon_proto::v1::Indicator> = (0..900)
+        .map(|n| clear_vessel(format!("{n:04} {}", "n".repeat(6_000))))
+        .collect();
+    let file = federation.dir.path().join("large.jsonl");
+    let mut text = String::new();
+    for indicator in &indicators {
+        text.push_str(&serde_json::to_string(indicator)?);
+        text.push('\n');
+    }
+    std::fs::write(&file, text)?;
+    let output = std::process::Command::new(cordon_integration_tests::cordon_bin())
+        .args([
+            "publish",
+            "--endpoint",
+            &gateway.endpoint,
+            "--identity",
+            &customs.display().to_string(),
+            "--file",
+            &file.display().to_string(),
+        ])
+        .output()?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("in 2 batches") && stderr.contains("stored or refused on its own"),
+        "{stderr}"
+    );
+    let stdout = String::from_utf8(output.stdout)?;
+    let sequences: Vec<u64> = stdout
+        .lines()
+        .map(|line| {
+            serde_json::from_str::<serde_json::Value>(line)
+                .map(|accepted| accepted["sequence"].as_u64().unwrap_or(0))
+        })
+        .collect::<Result<_, _>>()?;
+    assert_eq!(sequences, (1..=900).collect::<Vec<u64>>());
+
+    // A client that sends the whole 5 MB anyway is told the limit, and nothing is stored.
+    let channel = cordon_gateway::cli::client::channel(&gateway.endpoint, &customs).await?;
+    let mut unlimited =
+        cordon_proto::v1::indicator_service_client::IndicatorServiceClient::new(channel)
+            .max_encoding_message_size(64 << 20);
+    let status = unlimited
+        .publish(PublishRequest {
+            indicators,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
+    assert!(status.message().contains("4194304"), "{status:?}");
+    let events = read_all(&gateway.endpoint, &customs, 0, 0).await?;
+    assert_eq!(published(&events).len(), 900);
+    gateway.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_and_reflection_are_served_over_mutual_tls() -> Result<()> {
     use tonic_health::pb::health_client::HealthClient;
     use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
-    use tonic_reflection::pb::v1::ServerReflectionRequest;
-    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
-    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
-    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 
     let federation = Federation::new()?;
     let gateway = federation.member("GH")?.start(&[]).await?;
@@ -612,38 +761,84 @@ async fn health_and_reflection_are_served_over_mutual_tls() -> Result<()> {
         .into_inner();
     assert_eq!(status.status, ServingStatus::Serving as i32);
 
-    let mut reflection = ServerReflectionClient::new(channel);
+    // Both reflection versions answer the same: tools such as Python's grpcio-reflection
+    // speak only v1alpha.
+    let listed = list_services_v1(channel.clone()).await?;
+    let listed_v1alpha = list_services_v1alpha(channel).await?;
+    assert_eq!(listed, listed_v1alpha);
+    for expected in [
+        "cordon.v1.IndicatorService",
+        "cordon.v1.PolicyService",
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
+        "grpc.reflection.v1alpha.ServerReflection",
+    ] {
+        assert!(
+            listed.iter().any(|name| name == expected),
+            "{expected} not in {listed:?}"
+        );
+    }
+    gateway.stop().await
+}
+
+/// The services a gateway lists through reflection v1, sorted.
+async fn list_services_v1(channel: tonic::transport::Channel) -> Result<Vec<String>> {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+
     let request = ServerReflectionRequest {
         host: String::new(),
         message_request: Some(MessageRequest::ListServices(String::new())),
     };
-    let mut responses = reflection
+    let response = ServerReflectionClient::new(channel)
         .server_reflection_info(futures::stream::iter([request]))
         .await?
-        .into_inner();
-    let response = responses
+        .into_inner()
         .message()
         .await?
         .context("a reflection response")?;
     let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
         anyhow::bail!("unexpected reflection response {response:?}");
     };
-    let names: Vec<String> = list
+    let mut names: Vec<String> = list
         .service
         .into_iter()
         .map(|service| service.name)
         .collect();
-    for expected in [
-        "cordon.v1.IndicatorService",
-        "cordon.v1.PolicyService",
-        "grpc.health.v1.Health",
-    ] {
-        assert!(
-            names.iter().any(|name| name == expected),
-            "{expected} not in {names:?}"
-        );
-    }
-    gateway.stop().await
+    names.sort();
+    Ok(names)
+}
+
+/// The services a gateway lists through reflection v1alpha, sorted.
+async fn list_services_v1alpha(channel: tonic::transport::Channel) -> Result<Vec<String>> {
+    use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
+    use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
+
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let response = ServerReflectionClient::new(channel)
+        .server_reflection_info(futures::stream::iter([request]))
+        .await?
+        .into_inner()
+        .message()
+        .await?
+        .context("a v1alpha reflection response")?;
+    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+        anyhow::bail!("unexpected v1alpha reflection response {response:?}");
+    };
+    let mut names: Vec<String> = list
+        .service
+        .into_iter()
+        .map(|service| service.name)
+        .collect();
+    names.sort();
+    Ok(names)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

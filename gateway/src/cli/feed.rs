@@ -19,12 +19,8 @@ pub fn read_indicators(reader: impl BufRead, source: &str) -> Result<(Vec<Indica
         if line.trim().is_empty() {
             continue;
         }
-        let indicator: Indicator = serde_json::from_str(&line).with_context(|| {
-            format!(
-                "{source} line {}: not a cordon.v1.Indicator in proto3 JSON",
-                index + 1
-            )
-        })?;
+        let indicator: Indicator =
+            super::parse_json_line(&line, source, index + 1, "cordon.v1.Indicator")?;
         indicators.push(indicator);
         line_numbers.push(index + 1);
     }
@@ -42,13 +38,27 @@ pub(super) async fn publish(connection: &Connection, file: &str, circle: String)
         bail!("{file}: no indicators to publish");
     }
     let mut client = indicator_client(&connection.endpoint, &connection.identity).await?;
-    let batch_size = cordon_indicator::Limits::default().max_batch;
+    let batches = batches(
+        &indicators,
+        cordon_indicator::Limits::default().max_batch,
+        cordon_indicator::Limits::default().max_message_bytes - REQUEST_MARGIN,
+    );
+    if batches.len() > 1 {
+        eprintln!(
+            "publishing {} indicators in {} batches (at most {} indicators and {} MiB each); \
+             each batch is stored or refused on its own",
+            indicators.len(),
+            batches.len(),
+            cordon_indicator::Limits::default().max_batch,
+            cordon_indicator::Limits::default().max_message_bytes >> 20,
+        );
+    }
     let mut stdout = std::io::stdout().lock();
-    for (chunk_index, chunk) in indicators.chunks(batch_size).enumerate() {
-        let first_line_index = chunk_index * batch_size;
+    for range in batches {
+        let first_line_index = range.start;
         let response = match client
             .publish(PublishRequest {
-                indicators: chunk.to_vec(),
+                indicators: indicators[range].to_vec(),
                 circle: circle.clone(),
             })
             .await
@@ -77,6 +87,33 @@ pub(super) async fn publish(connection: &Connection, file: &str, circle: String)
         }
     }
     Ok(())
+}
+
+/// Room left in a request for what surrounds its indicators (the circle name, framing).
+const REQUEST_MARGIN: usize = 64 * 1024;
+
+/// `indicators` cut into consecutive batches of at most `count` indicators whose encoded
+/// request stays within `bytes` (an indicator larger than that alone goes in a batch of its
+/// own, for the gateway to refuse by name).
+fn batches(indicators: &[Indicator], count: usize, bytes: usize) -> Vec<std::ops::Range<usize>> {
+    use prost::Message;
+    let mut batches = Vec::new();
+    let mut start = 0;
+    let mut size = 0;
+    for (index, indicator) in indicators.iter().enumerate() {
+        // The field's tag and length prefix, at most 1 + 10 bytes.
+        let item = indicator.encoded_len() + 11;
+        if index > start && (index - start >= count || size + item > bytes) {
+            batches.push(start..index);
+            start = index;
+            size = 0;
+        }
+        size += item;
+    }
+    if start < indicators.len() {
+        batches.push(start..indicators.len());
+    }
+    batches
 }
 
 /// The index of the item a field path names, after `prefix` (`indicators[`).
@@ -165,6 +202,60 @@ mod tests {
             item_index("declarations[3].reference", "declarations["),
             Some(3)
         );
+    }
+
+    #[test]
+    fn parse_errors_name_the_field() {
+        for (text, expected) in [
+            (
+                r#"{"tlp":"TLP_CLEAR","confidence":-5}"#,
+                "line 1: confidence:",
+            ),
+            (r#"{"validFrom":"2026-11-"}"#, "line 1: validFrom:"),
+            (r#"{"vessel":{"imo":7}}"#, "line 1: vessel.imo:"),
+            (r#"{"tags":["a", 3]}"#, "line 1: tags[1]:"),
+            (r#"{"tlp":"TLP_CLEAR"} trailing"#, "line 1:"),
+        ] {
+            let error = read_indicators(text.as_bytes(), "x.jsonl").unwrap_err();
+            let message = format!("{error:#}");
+            assert!(
+                message.contains(&format!("x.jsonl {expected}")),
+                "{text}: {message}"
+            );
+        }
+    }
+
+    #[test]
+    fn batches_are_cut_by_count_and_by_size() {
+        use prost::Message;
+        let sized = |narrative: usize| Indicator {
+            narrative: "x".repeat(narrative),
+            ..Indicator::default()
+        };
+        let small: Vec<Indicator> = (0..5).map(|_| sized(10)).collect();
+        assert_eq!(batches(&small, 2, 1 << 20), vec![0..2, 2..4, 4..5]);
+        assert_eq!(batches(&small, 1000, 1 << 20), vec![0..5]);
+        // 900 indicators of 6 KB: under the count, over 4 MiB.
+        let large: Vec<Indicator> = (0..900).map(|_| sized(6_000)).collect();
+        let limit = 4 * 1024 * 1024 - REQUEST_MARGIN;
+        let cut = batches(&large, 1000, limit);
+        assert!(cut.len() >= 2, "{cut:?}");
+        assert_eq!(cut.first().map(|range| range.start), Some(0));
+        assert_eq!(cut.last().map(|range| range.end), Some(900));
+        for pair in cut.windows(2) {
+            assert_eq!(pair[0].end, pair[1].start, "{cut:?}");
+        }
+        for range in &cut {
+            let request = PublishRequest {
+                indicators: large[range.clone()].to_vec(),
+                circle: String::new(),
+            };
+            assert!(request.encoded_len() <= limit, "{range:?}");
+        }
+        // One indicator over the size goes alone.
+        let huge = vec![sized(10), sized(2_000), sized(10)];
+        assert_eq!(batches(&huge, 1000, 1_000), vec![0..1, 1..2, 2..3]);
+        assert!(batches(&[], 10, 10).is_empty());
     }
 
     #[test]

@@ -312,3 +312,27 @@ pub fn status_error(status: tonic::Status) -> anyhow::Error {
 pub fn identity_dir(base: &Path, identity: &Identity) -> PathBuf {
     base.join(identity.to_string().replace('/', "-"))
 }
+
+/// Line `number` of `source`, one JSON object, as `T` (`what` names its type); an error names
+/// the line and the field path: `input.jsonl line 3: vessel.imo: invalid type: ...`.
+pub(crate) fn parse_json_line<T: serde::de::DeserializeOwned>(
+    line: &str,
+    source: &str,
+    number: usize,
+    what: &str,
+) -> Result<T> {
+    let mut deserializer = serde_json::Deserializer::from_str(line);
+    let parsed = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        let error = error.into_inner();
+        if path.is_empty() || path == "." {
+            anyhow::anyhow!("{source} line {number}: not a {what} in proto3 JSON: {error}")
+        } else {
+            anyhow::anyhow!("{source} line {number}: {path}: {error} (not a {what} in proto3 JSON)")
+        }
+    })?;
+    deserializer.end().map_err(|error| {
+        anyhow::anyhow!("{source} line {number}: not a {what} in proto3 JSON: {error}")
+    })?;
+    Ok(parsed)
+}

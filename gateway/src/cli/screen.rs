@@ -32,12 +32,8 @@ pub fn read_declarations(
         if line.trim().is_empty() {
             continue;
         }
-        let declaration: Declaration = serde_json::from_str(&line).with_context(|| {
-            format!(
-                "{source} line {}: not a cordon.v1.Declaration in proto3 JSON",
-                index + 1
-            )
-        })?;
+        let declaration: Declaration =
+            super::parse_json_line(&line, source, index + 1, "cordon.v1.Declaration")?;
         declarations.push(declaration);
         line_numbers.push(index + 1);
     }

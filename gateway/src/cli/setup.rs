@@ -78,6 +78,7 @@ pub(super) fn init(args: InitArgs) -> Result<()> {
         peers: Vec::new(),
         admin: None,
         screening: ScreeningFile::default(),
+        administrators: Vec::new(),
     };
     // Validate before writing, so init never leaves a config serve would refuse.
     GatewayConfig::from_file(file.clone(), &args.dir, &HashMap::new())?;

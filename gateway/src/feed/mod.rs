@@ -51,6 +51,9 @@ pub struct GatewayState {
     pub metrics: Arc<Metrics>,
     /// The MLS circles this gateway hubs or belongs to.
     pub circles: Arc<Circles>,
+    /// Agencies that may retract or supersede any of this member's indicators
+    /// (`administrators`); any other agency only those it published.
+    pub administrators: std::collections::BTreeSet<String>,
 }
 
 impl GatewayState {
@@ -63,6 +66,21 @@ impl GatewayState {
                 self.member
             )))
         }
+    }
+
+    /// Whether `caller` may retract or supersede the stored indicator `stored`: the agency
+    /// that published it, or an administrator, and only for this member's own indicators.
+    /// Every other case gets the same answer (`NOT_YOURS` in `publish.rs`), so that
+    /// a refusal tells nothing of what the caller may not see.
+    fn may_revise(&self, caller: &Identity, stored: &cordon_storage::StoredIndicator) -> bool {
+        if stored.originator != self.member {
+            return false;
+        }
+        if self.administrators.contains(&caller.to_string()) {
+            return true;
+        }
+        Indicator::decode(stored.payload.as_slice())
+            .is_ok_and(|indicator| indicator.publisher == caller.to_string())
     }
 
     fn decode(&self, payload: &[u8]) -> Result<Indicator, Status> {

@@ -15,6 +15,11 @@ use crate::identity::Identity;
 use crate::metrics::StorageOperation;
 use crate::status::{invalid_batch, invalid_field, storage_status};
 
+/// The one answer to a retraction or revision of an indicator the caller may not revise,
+/// whether it is absent, another member's, or published by another agency.
+const NOT_YOURS: &str = "names no indicator you published (only the publishing agency or an \
+     administrator of the member may retract or supersede an indicator)";
+
 impl GatewayState {
     pub(super) async fn publish(
         &self,
@@ -24,30 +29,23 @@ impl GatewayState {
         self.require_own_agency(caller, "publishing")?;
         let warnings = cordon_indicator::validate_batch(&indicators, &self.limits)
             .map_err(|errors| invalid_batch(&errors))?;
-        // A revision must name an indicator of this member that exists.
+        // A revision must name an indicator this caller may revise: one it published (or any
+        // of the member's, for an administrator). Absent, another member's and another
+        // agency's indicators get the same answer.
         for (index, indicator) in indicators.iter().enumerate() {
             if indicator.supersedes.is_empty() {
                 continue;
             }
-            match self
+            let stored = self
                 .store
                 .indicator(&indicator.supersedes)
                 .await
-                .map_err(storage_status)?
-            {
-                Some(old) if old.originator == self.member => {}
-                Some(_) => {
-                    return Err(invalid_field(
-                        &format!("indicators[{index}].supersedes"),
-                        "names an indicator of another member",
-                    ));
-                }
-                None => {
-                    return Err(invalid_field(
-                        &format!("indicators[{index}].supersedes"),
-                        "names no stored indicator",
-                    ));
-                }
+                .map_err(storage_status)?;
+            if !stored.is_some_and(|stored| self.may_revise(caller, &stored)) {
+                return Err(invalid_field(
+                    &format!("indicators[{index}].supersedes"),
+                    NOT_YOURS,
+                ));
             }
         }
         let created = now_timestamp();
@@ -156,13 +154,9 @@ impl GatewayState {
             .store
             .indicator(&request.id)
             .await
-            .map_err(storage_status)?
-            .ok_or_else(|| Status::not_found(format!("no indicator {}", request.id)))?;
-        if stored.originator != self.member {
-            return Err(Status::permission_denied(format!(
-                "indicator {} was published by member {}; only its originator may retract it",
-                request.id, stored.originator
-            )));
+            .map_err(storage_status)?;
+        if !stored.is_some_and(|stored| self.may_revise(caller, &stored)) {
+            return Err(Status::not_found(format!("{}: {NOT_YOURS}", request.id)));
         }
         // Signed like the indicator, so that every gateway the retraction
         // reaches, by whatever path, can check it comes from the originator.

@@ -303,6 +303,7 @@ async fn start_member(
         federation_keys: keys.clone(),
         peers,
         watch_for: Duration::from_secs(90 * 86_400),
+        administrators: Default::default(),
         admin_listen: None,
     };
     let decisions = Arc::new(MemoryDecisionSink::default());
