@@ -429,3 +429,81 @@ async fn a_retraction_reaches_exactly_those_who_received_the_indicator() -> Resu
     assert!(retractions_for(outsider).await?.is_empty());
     gateway.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_of_a_withheld_id_does_what_get_of_an_absent_one_does_and_hides_revisions() -> Result<()>
+{
+    use cordon_integration_tests::vessel;
+    use cordon_proto::v1::{GetRequest, Indicator, Tlp};
+
+    let federation = Federation::new()?;
+    let gateway = federation.member("GH")?.start(&[]).await?;
+    let mut customs =
+        indicator_client(&gateway.endpoint, &federation.identity("GH/customs")?).await?;
+    let mut police =
+        indicator_client(&gateway.endpoint, &federation.identity("GH/police")?).await?;
+    let partner = federation.identity("CI")?;
+    let mut partner_client = indicator_client(&gateway.endpoint, &partner).await?;
+    let mut decisions_client =
+        policy_client(&gateway.endpoint, &federation.identity("GH")?).await?;
+    let mut publish = async |indicator: Indicator| -> Result<String> {
+        let accepted = customs
+            .publish(PublishRequest {
+                indicators: vec![indicator],
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        Ok(accepted.accepted[0].id.clone())
+    };
+    // A GREEN indicator, superseded by an AMBER revision that its own agencies see and the
+    // partner member CI does not.
+    let original = publish(vessel(Tlp::Green, "seen by the partner".into())).await?;
+    let revision = publish(Indicator {
+        supersedes: original.clone(),
+        ..vessel(Tlp::Amber, "kept from the partner".into())
+    })
+    .await?;
+    let absent = "019a0000-0000-7000-8000-00000000beef";
+    let get = |id: &str| GetRequest { id: id.to_string() };
+    let partner_decisions = async |client: &mut PolicyServiceClient<tonic::transport::Channel>| {
+        all_decisions(
+            client,
+            DecisionsRequest {
+                recipient: "CI".into(),
+                ..DecisionsRequest::default()
+            },
+        )
+        .await
+    };
+
+    // The withheld revision and an absent id: the same answer and the same storage work,
+    // one decision stored each.
+    let before = partner_decisions(&mut decisions_client).await?.len();
+    let withheld = partner_client.get(get(&revision)).await.unwrap_err();
+    let after_withheld = partner_decisions(&mut decisions_client).await?;
+    let missing = partner_client.get(get(absent)).await.unwrap_err();
+    let after_absent = partner_decisions(&mut decisions_client).await?;
+    assert_eq!(withheld.code(), tonic::Code::NotFound, "{withheld:?}");
+    assert_eq!(missing.code(), tonic::Code::NotFound, "{missing:?}");
+    assert_eq!(
+        withheld.message().replace(&revision, "ID"),
+        missing.message().replace(absent, "ID")
+    );
+    assert_eq!(after_withheld.len(), before + 1);
+    assert_eq!(after_absent.len(), before + 2);
+    let absent_decision = after_absent
+        .iter()
+        .find(|decision| decision.indicator_id == absent)
+        .context("the absent id's decision")?;
+    assert!(!absent_decision.allow, "{absent_decision:?}");
+
+    // The partner sees the original but is not told of the revision it may not see; an own
+    // agency is.
+    let seen = partner_client.get(get(&original)).await?.into_inner();
+    assert!(seen.indicator.is_some());
+    assert_eq!(seen.superseded_by, "", "{seen:?}");
+    let seen = police.get(get(&original)).await?.into_inner();
+    assert_eq!(seen.superseded_by, revision, "{seen:?}");
+    gateway.stop().await
+}

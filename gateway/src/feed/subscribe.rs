@@ -301,7 +301,9 @@ impl GatewayState {
     }
 
     /// One indicator as released to `recipient`. Denied and absent look the same, so a
-    /// lookup reveals nothing the policy withholds.
+    /// lookup reveals nothing the policy withholds: both store one decision (a deny, for an
+    /// absent id) before answering, and the revision that superseded an indicator is named
+    /// only when the recipient may see it (that decision is stored too).
     pub(super) async fn get(
         &self,
         recipient: &Identity,
@@ -311,31 +313,60 @@ impl GatewayState {
             return Err(invalid_field("id", "must be the UUID of an indicator"));
         }
         let not_found = || Status::not_found(format!("no indicator {id} for {recipient}"));
-        let stored = self
-            .store
-            .indicator(&id)
-            .await
-            .map_err(storage_status)?
-            .ok_or_else(not_found)?;
+        let stored = self.store.indicator(&id).await.map_err(storage_status)?;
+        let Some(stored) = stored else {
+            let channel = channel_for(self.releaser.member(), recipient, self.releaser.member());
+            let record =
+                DecisionRecord::absent(recipient, &id, channel, self.releaser.policy().revision());
+            self.releaser.record(&record);
+            self.log_decisions(std::slice::from_ref(&record)).await?;
+            return Err(not_found());
+        };
         let indicator = self.decode(&stored.payload)?;
+        let revision = match &stored.superseded_by {
+            Some(revision) => match self
+                .store
+                .indicator(revision)
+                .await
+                .map_err(storage_status)?
+            {
+                Some(revision) => Some(self.decode(&revision.payload)?),
+                None => None,
+            },
+            None => None,
+        };
         let releaser = self.releaser.clone();
         let for_recipient = recipient.clone();
-        let release = tokio::task::spawn_blocking(move || {
-            let channel = channel_for(&indicator.originator, &for_recipient, releaser.member());
-            let release = releaser.release(&indicator, &for_recipient, channel, &now_rfc3339());
-            releaser.record(&release.record);
-            release
+        let (release, revision) = tokio::task::spawn_blocking(move || {
+            let now = now_rfc3339();
+            let decide = |indicator: &Indicator| {
+                let channel = channel_for(&indicator.originator, &for_recipient, releaser.member());
+                let release = releaser.release(indicator, &for_recipient, channel, &now);
+                releaser.record(&release.record);
+                release
+            };
+            let release = decide(&indicator);
+            // The revision is looked at only for a recipient who sees the indicator.
+            let revision = revision
+                .filter(|_| release.indicator.is_some())
+                .map(|revision| (revision.id.clone(), decide(&revision)));
+            (release, revision)
         })
         .await
         .map_err(|error| Status::internal(format!("release task failed: {error}")))?;
-        self.log_decisions(std::slice::from_ref(&release.record))
-            .await?;
+        let mut records = vec![release.record.clone()];
+        records.extend(revision.as_ref().map(|(_, release)| release.record.clone()));
+        self.log_decisions(&records).await?;
         let visible = release.indicator.ok_or_else(not_found)?;
+        let superseded_by = revision
+            .filter(|(_, release)| release.indicator.is_some())
+            .map(|(id, _)| id)
+            .unwrap_or_default();
         Ok(GetResponse {
             indicator: Some(visible),
             redacted: release.record.redact,
             retracted: stored.retracted,
-            superseded_by: stored.superseded_by.unwrap_or_default(),
+            superseded_by,
         })
     }
 }

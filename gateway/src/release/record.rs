@@ -71,6 +71,26 @@ impl DecisionRecord {
     }
 }
 
+impl DecisionRecord {
+    /// The record of a lookup of an id this gateway does not hold: a deny, stored like any
+    /// other, so that asking for an absent id does the same storage work as asking for a
+    /// withheld one (and the log shows who probed for what).
+    pub fn absent(
+        recipient: &Identity,
+        indicator_id: &str,
+        channel: Channel,
+        policy_revision: &str,
+    ) -> DecisionRecord {
+        let decision = Decision {
+            allow: false,
+            redact: Vec::new(),
+            reasons: vec!["no indicator with this id is held".into()],
+            error: None,
+        };
+        DecisionRecord::new(recipient, indicator_id, channel, policy_revision, decision)
+    }
+}
+
 /// Receives every release decision (the tracing log always does).
 pub trait DecisionSink: Send + Sync {
     fn record(&self, record: &DecisionRecord);
