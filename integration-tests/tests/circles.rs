@@ -1040,3 +1040,61 @@ async fn a_publish_the_policy_refuses_for_one_member_sends_nothing() -> Result<(
     }
     Ok(())
 }
+
+/// A gateway asking for a circle's log learns nothing of which circles exist or who hubs them:
+/// a circle it is not in, one that does not exist and one hubbed elsewhere get one answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_requests_for_circles_one_may_not_read_get_one_answer() -> Result<()> {
+    let federation = Federation::new()?;
+    let (dirs, [gh, ng, sn]) = hub_circle(&federation, ["GH", "NG", "SN"], [&[], &[], &[]]).await?;
+    // "beta" holds GH and NG only.
+    circle(&dirs[0], &gh.endpoint, &["create", "beta"]).await?;
+    circle(&dirs[0], &gh.endpoint, &["add", "beta", "NG"]).await?;
+    let sn_identity = federation.identity("SN")?;
+    let refusal = async |endpoint: &str, circle: &str| -> Result<tonic::Status> {
+        let answer = circle_client(endpoint, &sn_identity)
+            .await?
+            .log(LogRequest {
+                circle: circle.into(),
+                from_position: 1,
+            })
+            .await;
+        match answer {
+            Ok(_) => bail!("{circle} at {endpoint}: a log stream for SN"),
+            Err(status) => Ok(status),
+        }
+    };
+    let not_in = refusal(&gh.endpoint, "beta").await?;
+    let absent = refusal(&gh.endpoint, "gamma").await?;
+    let elsewhere = refusal(&ng.endpoint, "alpha").await?;
+    for status in [&not_in, &absent, &elsewhere] {
+        ensure!(status.code() == tonic::Code::NotFound, "{status:?}");
+    }
+    let shape = |status: &tonic::Status| {
+        ["alpha", "beta", "gamma"]
+            .iter()
+            .fold(status.message().to_string(), |text, name| {
+                text.replace(name, "NAME")
+            })
+    };
+    ensure!(
+        shape(&not_in) == shape(&absent) && shape(&absent) == shape(&elsewhere),
+        "{not_in:?} {absent:?} {elsewhere:?}"
+    );
+    ensure!(
+        !elsewhere.message().contains("GH"),
+        "the hub is named: {elsewhere:?}"
+    );
+    // A member is still given its circle's log.
+    circle_client(&gh.endpoint, &sn_identity)
+        .await?
+        .log(LogRequest {
+            circle: "alpha".into(),
+            from_position: 1,
+        })
+        .await?;
+    for gateway in [gh, ng, sn] {
+        gateway.stop().await?;
+    }
+    Ok(())
+}

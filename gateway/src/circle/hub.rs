@@ -21,12 +21,13 @@ pub(super) async fn read_limit(
 ) -> Result<Option<u64>, CircleError> {
     {
         let inner = circles.lock().await;
-        let (row, group) = inner.circle(name)?;
+        let (row, group) = match inner.circle(name) {
+            Ok(found) => found,
+            Err(CircleError::NotFound(_)) => return Err(not_yours(name, reader)),
+            Err(error) => return Err(error),
+        };
         if row.hub != circles.context.member {
-            return Err(CircleError::FailedPrecondition(format!(
-                "circle {name:?} is hubbed by {}",
-                row.hub
-            )));
+            return Err(not_yours(name, reader));
         }
         if mls::leaf_of(group, reader).is_some() {
             return Ok(None);
@@ -34,10 +35,17 @@ pub(super) async fn read_limit(
     }
     match circles.context.store.departure(name, reader).await? {
         Some(last) => Ok(Some(last)),
-        None => Err(CircleError::PermissionDenied(format!(
-            "{reader} is not a member of circle {name:?}"
-        ))),
+        None => Err(not_yours(name, reader)),
     }
+}
+
+/// The one answer to a gateway asking a hub for a circle it may not read or send to, whether
+/// the circle does not exist, is hubbed elsewhere, or does not count the caller among its
+/// members: a caller learns nothing of which circles exist or who hubs them.
+fn not_yours(name: &str, caller: &str) -> CircleError {
+    CircleError::NotFound(format!(
+        "no circle {name:?} hubbed here with {caller} among its members"
+    ))
 }
 
 /// The hub's acceptance of one member's messages: only for the current epoch; checked with
@@ -69,15 +77,17 @@ pub async fn hub_accept(
     }
     let mut inner = circles.lock().await;
     {
-        let (row, group) = inner.circle(name)?;
-        if row.hub != circles.context.member || row.status != STATUS_ACTIVE {
-            return Err(CircleError::FailedPrecondition(format!(
-                "this gateway is not the hub of an active circle {name:?}"
-            )));
+        let (row, group) = match inner.circle(name) {
+            Ok(found) => found,
+            Err(CircleError::NotFound(_)) => return Err(not_yours(name, sender)),
+            Err(error) => return Err(error),
+        };
+        if row.hub != circles.context.member || mls::leaf_of(group, sender).is_none() {
+            return Err(not_yours(name, sender));
         }
-        if mls::leaf_of(group, sender).is_none() {
-            return Err(CircleError::PermissionDenied(format!(
-                "{sender} is not a member of circle {name:?}"
+        if row.status != STATUS_ACTIVE {
+            return Err(CircleError::FailedPrecondition(format!(
+                "circle {name:?} is not active"
             )));
         }
         let current = group.epoch().as_u64();
