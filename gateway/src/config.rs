@@ -174,14 +174,31 @@ pub struct LimitsFile {
     /// Time limit of one policy evaluation, in milliseconds; past it the decision is a deny.
     #[serde(default = "default_policy_time_limit_ms")]
     pub policy_time_limit_ms: u64,
+    /// Subscribe calls starting behind the feed head (each re-decides and logs what it reads)
+    /// per identity and minute; 0: no limit.
+    #[serde(default = "default_subscribe_rereads_per_minute")]
+    pub subscribe_rereads_per_minute: u32,
+    /// Get calls per identity and minute; 0: no limit.
+    #[serde(default = "default_gets_per_minute")]
+    pub gets_per_minute: u32,
 }
 
 impl Default for LimitsFile {
     fn default() -> Self {
         LimitsFile {
             policy_time_limit_ms: default_policy_time_limit_ms(),
+            subscribe_rereads_per_minute: default_subscribe_rereads_per_minute(),
+            gets_per_minute: default_gets_per_minute(),
         }
     }
+}
+
+fn default_subscribe_rereads_per_minute() -> u32 {
+    DEFAULT_SUBSCRIBE_REREADS_PER_MINUTE
+}
+
+fn default_gets_per_minute() -> u32 {
+    DEFAULT_GETS_PER_MINUTE
 }
 
 fn default_listen() -> String {
@@ -199,6 +216,30 @@ fn default_policy() -> PathBuf {
 fn default_policy_time_limit_ms() -> u64 {
     100
 }
+
+/// The quotas, per identity and minute; `None` is no limit. A whole minute's quota may be
+/// spent at once, then it refills evenly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimits {
+    pub subscribe_rereads_per_minute: Option<std::num::NonZeroU32>,
+    pub gets_per_minute: Option<std::num::NonZeroU32>,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        RateLimits {
+            subscribe_rereads_per_minute: std::num::NonZeroU32::new(
+                DEFAULT_SUBSCRIBE_REREADS_PER_MINUTE,
+            ),
+            gets_per_minute: std::num::NonZeroU32::new(DEFAULT_GETS_PER_MINUTE),
+        }
+    }
+}
+
+/// Subscribe calls starting behind the head, per identity and minute, unless configured.
+pub const DEFAULT_SUBSCRIBE_REREADS_PER_MINUTE: u32 = 600;
+/// Get calls per identity and minute, unless configured.
+pub const DEFAULT_GETS_PER_MINUTE: u32 = 6_000;
 
 /// The validated configuration the gateway runs with.
 #[derive(Debug, Clone)]
@@ -225,6 +266,8 @@ pub struct GatewayConfig {
     pub watch_for: Duration,
     /// Agencies that may retract or supersede any of this member's indicators.
     pub administrators: BTreeSet<String>,
+    /// Request-rate limits per identity (`[limits]`).
+    pub rate_limits: RateLimits,
 }
 
 impl GatewayConfig {
@@ -316,6 +359,12 @@ impl GatewayConfig {
             admin_listen,
             watch_for: Duration::from_secs(u64::from(file.screening.watch_days) * 86_400),
             administrators,
+            rate_limits: RateLimits {
+                subscribe_rereads_per_minute: std::num::NonZeroU32::new(
+                    file.limits.subscribe_rereads_per_minute,
+                ),
+                gets_per_minute: std::num::NonZeroU32::new(file.limits.gets_per_minute),
+            },
         })
     }
 }
@@ -502,6 +551,19 @@ mod tests {
             "{MINIMAL}[admin]\nlisten = \"127.0.0.1:0\"\nauth = \"none\"\n"
         ));
         assert!(unknown.unwrap_err().to_string().contains("auth"));
+    }
+
+    #[test]
+    fn rate_limits_default_and_zero_turns_them_off() {
+        let defaults = file(MINIMAL).unwrap().rate_limits;
+        assert_eq!(defaults, RateLimits::default());
+        let off = file(&format!(
+            "{MINIMAL}[limits]\nsubscribe_rereads_per_minute = 0\ngets_per_minute = 7\n"
+        ))
+        .unwrap()
+        .rate_limits;
+        assert_eq!(off.subscribe_rereads_per_minute, None);
+        assert_eq!(off.gets_per_minute.map(|limit| limit.get()), Some(7));
     }
 
     #[test]

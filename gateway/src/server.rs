@@ -249,6 +249,7 @@ async fn start_with(
         open_subscriptions: Default::default(),
         metrics: metrics.clone(),
         administrators: config.administrators.clone(),
+        rates: crate::feed::rates::RequestRates::new(config.rate_limits),
     });
     let (federation, followers) = crate::federation::start(
         FollowerContext {

@@ -138,10 +138,15 @@ impl Federation {
             "--listen",
             "127.0.0.1:0",
         ])?;
-        Ok(MemberDir {
+        let member = MemberDir {
             dir,
             member: member.to_string(),
-        })
+        };
+        // Tests poll with re-reads many times a second while they wait for a condition: the
+        // request-rate limits stay on, far above that (the rate-limit test sets its own).
+        member.set_limit("subscribe_rereads_per_minute", 1_000_000)?;
+        member.set_limit("gets_per_minute", 1_000_000)?;
+        Ok(member)
     }
 }
 
@@ -196,6 +201,28 @@ impl MemberDir {
         }
         std::fs::write(self.config(), replaced)?;
         Ok(format!("https://127.0.0.1:{port}"))
+    }
+
+    /// Sets `[limits] NAME = VALUE` in the config `cordon init` wrote (which lists every limit).
+    pub fn set_limit(&self, name: &str, value: u64) -> Result<()> {
+        let text = std::fs::read_to_string(self.config())?;
+        let mut found = false;
+        let replaced: Vec<String> = text
+            .lines()
+            .map(|line| {
+                if line.split('=').next().map(str::trim) == Some(name) {
+                    found = true;
+                    format!("{name} = {value}")
+                } else {
+                    line.to_string()
+                }
+            })
+            .collect();
+        if !found {
+            bail!("{name} is not in {}", self.config().display());
+        }
+        std::fs::write(self.config(), replaced.join("\n") + "\n")?;
+        Ok(())
     }
 
     /// Lists `other` under `[[members]]` with its signing key (federation data).

@@ -340,3 +340,128 @@ async fn a_followers_counts_and_lag_are_exposed() -> Result<()> {
     gh.stop().await?;
     Ok(())
 }
+
+/// One agency re-reading the feed in a loop is held to its quota: past it every call is
+/// RESOURCE_EXHAUSTED, decides nothing and stores no decision, and another identity is served
+/// as before; the refusals are counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_identitys_rereads_and_gets_are_limited_without_starving_others() -> Result<()> {
+    use cordon_proto::v1::policy_service_client::PolicyServiceClient;
+    use cordon_proto::v1::{DecisionsRequest, GetRequest};
+
+    let federation = Federation::new()?;
+    let member = federation.member("GH")?;
+    enable_admin(&member)?;
+    member.set_limit("subscribe_rereads_per_minute", 3)?;
+    member.set_limit("gets_per_minute", 2)?;
+    let gateway = member.start(&[]).await?;
+    let admin = gateway.admin.clone().context("an admin address")?;
+    let examples = example_indicators()?;
+    let accepted = indicator_client(&gateway.endpoint, &federation.identity("GH/customs")?)
+        .await?
+        .publish(PublishRequest {
+            indicators: examples.clone(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .accepted;
+    let head = accepted.last().context("accepted")?.sequence;
+    let police = federation.identity("GH/police")?;
+    let mut client = indicator_client(&gateway.endpoint, &police).await?;
+    let reread = SubscribeRequest {
+        after: 0,
+        follow: false,
+        kinds: Vec::new(),
+        limit: 0,
+    };
+    let mut policy = PolicyServiceClient::new(
+        cordon_gateway::cli::client::channel(&gateway.endpoint, &federation.identity("GH")?)
+            .await?,
+    );
+    let mut decided_for_police = async || -> Result<usize> {
+        let request = DecisionsRequest {
+            recipient: "GH/police".into(),
+            limit: 1000,
+            ..Default::default()
+        };
+        Ok(policy
+            .decisions(request)
+            .await?
+            .into_inner()
+            .decisions
+            .len())
+    };
+
+    // The quota: three re-reads, each deciding (and logging) every event.
+    let mut visible = Vec::new();
+    for _ in 0..3 {
+        let events = read_all(&gateway.endpoint, &police, 0, 0).await?;
+        visible.push(published(&events).len());
+    }
+    assert!(
+        visible[0] > 0 && visible.iter().all(|count| *count == visible[0]),
+        "{visible:?}"
+    );
+    let logged = decided_for_police().await?;
+    assert_eq!(logged, 3 * examples.len());
+    // Then every re-read is refused before it decides anything.
+    for _ in 0..10 {
+        let refused = client.subscribe(reread.clone()).await.unwrap_err();
+        assert_eq!(
+            refused.code(),
+            tonic::Code::ResourceExhausted,
+            "{refused:?}"
+        );
+        assert!(refused.message().contains("try again in"), "{refused:?}");
+    }
+    assert_eq!(decided_for_police().await?, logged);
+    // A subscription from the head is not a re-read.
+    let mut from_head = client
+        .subscribe(SubscribeRequest {
+            after: head,
+            ..reread.clone()
+        })
+        .await?
+        .into_inner();
+    while from_head.message().await?.is_some() {}
+    // Another identity is not held back.
+    let events = read_all(&gateway.endpoint, &federation.identity("CI")?, 0, 0).await?;
+    assert!(!published(&events).is_empty());
+
+    // Get: two, then refused.
+    for _ in 0..2 {
+        client
+            .get(GetRequest {
+                id: accepted[0].id.clone(),
+            })
+            .await?;
+    }
+    let refused = client
+        .get(GetRequest {
+            id: accepted[0].id.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        tonic::Code::ResourceExhausted,
+        "{refused:?}"
+    );
+
+    let text = scrape(&admin).await?;
+    assert_eq!(
+        value(
+            &text,
+            r#"cordon_rate_limited_requests_total{call="subscribe_reread"}"#
+        ),
+        Some(10.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(&text, r#"cordon_rate_limited_requests_total{call="get"}"#),
+        Some(1.0),
+        "{text}"
+    );
+    gateway.stop().await
+}

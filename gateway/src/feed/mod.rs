@@ -8,6 +8,7 @@
 //! identity comes from the certificate, [`crate::identity::caller`]).
 
 mod publish;
+pub mod rates;
 mod subscribe;
 
 use std::pin::Pin;
@@ -26,7 +27,7 @@ use tonic::{Request, Response, Status};
 
 use crate::circle::Circles;
 use crate::identity::{Identity, caller};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, RateLimitedCall};
 use crate::release::{DecisionLog, Releaser};
 use crate::signing::SigningKey;
 
@@ -54,6 +55,8 @@ pub struct GatewayState {
     /// Agencies that may retract or supersede any of this member's indicators
     /// (`administrators`); any other agency only those it published.
     pub administrators: std::collections::BTreeSet<String>,
+    /// Request-rate limits per identity for re-reads and Get.
+    pub rates: rates::RequestRates,
 }
 
 impl GatewayState {
@@ -138,12 +141,24 @@ impl IndicatorService for IndicatorApi {
         request: Request<SubscribeRequest>,
     ) -> Result<Response<EventStream>, Status> {
         let recipient = caller(&request, &self.state.federation)?;
-        let stream = subscribe::subscribe(self.state.clone(), recipient, request.into_inner())?;
+        let request = request.into_inner();
+        // A call that starts behind the head decides (and logs) again what it reads.
+        if request.after < *self.state.store.watch_head().borrow() {
+            self.state.rates.admit(
+                RateLimitedCall::SubscribeReread,
+                &recipient,
+                &self.state.metrics,
+            )?;
+        }
+        let stream = subscribe::subscribe(self.state.clone(), recipient, request)?;
         Ok(Response::new(stream))
     }
 
     async fn get(&self, request: Request<GetRequest>) -> Result<Response<GetResponse>, Status> {
         let recipient = caller(&request, &self.state.federation)?;
+        self.state
+            .rates
+            .admit(RateLimitedCall::Get, &recipient, &self.state.metrics)?;
         let response = self.state.get(&recipient, request.into_inner().id).await?;
         Ok(Response::new(response))
     }

@@ -120,6 +120,35 @@ impl StorageOperation {
 
 type Labels = [(&'static str, &'static str); 2];
 
+/// The calls limited per identity (see `feed/rates.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateLimitedCall {
+    /// A Subscribe call starting behind the feed head.
+    SubscribeReread,
+    Get,
+}
+
+impl RateLimitedCall {
+    pub const ALL: [RateLimitedCall; 2] = [RateLimitedCall::SubscribeReread, RateLimitedCall::Get];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RateLimitedCall::SubscribeReread => "subscribe_reread",
+            RateLimitedCall::Get => "get",
+        }
+    }
+
+    /// For people: `Subscribe calls starting behind the head per minute`.
+    pub fn description(self) -> &'static str {
+        match self {
+            RateLimitedCall::SubscribeReread => {
+                "Subscribe calls starting behind the feed head per minute"
+            }
+            RateLimitedCall::Get => "Get calls per minute",
+        }
+    }
+}
+
 /// The registry and the handles the gateway records into.
 pub struct Metrics {
     registry: Registry,
@@ -131,6 +160,8 @@ pub struct Metrics {
     policy_decision: Histogram,
     /// In the order of [`StorageOperation::ALL`].
     storage_commit: [Histogram; 4],
+    /// In the order of [`RateLimitedCall::ALL`].
+    rate_limited: [Counter; 2],
     sources: Arc<ScrapeSources>,
 }
 
@@ -208,6 +239,15 @@ impl Metrics {
             storage_family,
         );
 
+        let rate_limited_family = Family::<[(&'static str, &'static str); 1], Counter>::default();
+        let rate_limited = RateLimitedCall::ALL
+            .map(|call| rate_limited_family.get_or_create_owned(&[("call", call.as_str())]));
+        registry.register(
+            "cordon_rate_limited_requests",
+            "Calls refused with RESOURCE_EXHAUSTED because their identity used its quota, by call",
+            rate_limited_family,
+        );
+
         let sources = Arc::new(ScrapeSources::default());
         registry.register_collector(Box::new(ScrapeCollector(sources.clone())));
         Metrics {
@@ -218,8 +258,14 @@ impl Metrics {
             decisions,
             policy_decision,
             storage_commit,
+            rate_limited,
             sources,
         }
+    }
+
+    /// A call of `call` was refused: its identity had used its quota.
+    pub fn rate_limited(&self, call: RateLimitedCall) {
+        self.rate_limited[call as usize].inc();
     }
 
     /// The feed head that subscriptions' lag is measured against.

@@ -304,6 +304,7 @@ async fn start_member(
         peers,
         watch_for: Duration::from_secs(90 * 86_400),
         administrators: Default::default(),
+        rate_limits: Default::default(),
         admin_listen: None,
     };
     let decisions = Arc::new(MemoryDecisionSink::default());
