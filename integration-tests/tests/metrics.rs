@@ -465,3 +465,87 @@ async fn one_identitys_rereads_and_gets_are_limited_without_starving_others() ->
     );
     gateway.stop().await
 }
+
+/// Checkpoints do not mark where withheld events are: a reader with `limit = 1` and a kinds
+/// filter gets the next event it may see, never a checkpoint at a withheld event's sequence,
+/// and a follower that has read past a withheld event is not told of it before the next
+/// event it may see.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoints_do_not_mark_withheld_events() -> Result<()> {
+    use cordon_integration_tests::vessel;
+    use cordon_proto::v1::{IndicatorKind, Tlp};
+
+    let federation = Federation::new()?;
+    let member = federation.member("GH")?;
+    enable_admin(&member)?;
+    let gateway = member.start(&[]).await?;
+    let admin = gateway.admin.clone().context("an admin address")?;
+    let mut customs =
+        indicator_client(&gateway.endpoint, &federation.identity("GH/customs")?).await?;
+    let mut publish = async |tlp: Tlp| -> Result<u64> {
+        let accepted = customs
+            .publish(PublishRequest {
+                indicators: vec![vessel(tlp, format!("{tlp:?}"))],
+                ..Default::default()
+            })
+            .await?
+            .into_inner()
+            .accepted;
+        Ok(accepted[0].sequence)
+    };
+    // CI, a partner gateway, sees CLEAR and not RED.
+    let mut sequences = Vec::new();
+    for tlp in [Tlp::Clear, Tlp::Red, Tlp::Clear, Tlp::Red, Tlp::Clear] {
+        sequences.push(publish(tlp).await?);
+    }
+    assert_eq!(sequences, vec![1, 2, 3, 4, 5]);
+    let partner = federation.identity("CI")?;
+    let mut client = indicator_client(&gateway.endpoint, &partner).await?;
+    let one_vessel = |after: u64, follow: bool| SubscribeRequest {
+        after,
+        follow,
+        kinds: vec![IndicatorKind::Vessel as i32],
+        limit: if follow { 0 } else { 1 },
+    };
+    let describe = |event: &cordon_proto::v1::Event| match &event.body {
+        Some(event::Body::Published(_)) => format!("published {}", event.sequence),
+        Some(event::Body::Checkpoint(_)) => format!("checkpoint {}", event.sequence),
+        other => format!("{other:?} {}", event.sequence),
+    };
+    for (after, expected) in [(1, "published 3"), (3, "published 5")] {
+        let mut stream = client
+            .subscribe(one_vessel(after, false))
+            .await?
+            .into_inner();
+        let mut seen = Vec::new();
+        while let Some(event) = stream.message().await? {
+            seen.push(describe(&event));
+        }
+        assert_eq!(seen, vec![expected.to_string()], "after {after}");
+    }
+
+    // A follower, caught up at the head.
+    let mut stream = client.subscribe(one_vessel(5, true)).await?.into_inner();
+    let first = stream.message().await?.context("a first message")?;
+    assert_eq!(describe(&first), "checkpoint 5");
+    // A withheld event is stored and read past by the subscription...
+    assert_eq!(publish(Tlp::Red).await?, 6);
+    wait_until("the follower to read past the withheld event", || {
+        let admin = admin.clone();
+        async move {
+            let text = scrape(&admin).await?;
+            let lag = value(&text, "cordon_subscriber_lag_events");
+            let open = value(&text, "cordon_open_subscriptions");
+            Ok((
+                open == Some(1.0) && lag == Some(0.0),
+                format!("open {open:?}, lag {lag:?}"),
+            ))
+        }
+    })
+    .await?;
+    // ...and the next thing the follower hears of is the next event it may see.
+    assert_eq!(publish(Tlp::Clear).await?, 7);
+    let next = stream.message().await?.context("the next message")?;
+    assert_eq!(describe(&next), "published 7");
+    gateway.stop().await
+}

@@ -22,6 +22,10 @@ use crate::status::{invalid_field, storage_status};
 /// Events read from storage per page of a subscription.
 const SUBSCRIBE_PAGE: u32 = 1024;
 
+/// A follower is sent a checkpoint (its cursor moved past withheld events to the head) at
+/// most this often.
+const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Open subscriptions one identity may hold at once: enough for a gateway's
 /// followers and an agency's tools, not enough to exhaust the gateway.
 pub const MAX_SUBSCRIPTIONS_PER_IDENTITY: usize = 64;
@@ -87,6 +91,10 @@ pub(super) fn subscribe(
         let mut head = state.store.watch_head();
         let mut shutdown = state.shutdown.clone();
         let mut first_page = true;
+        // The last event sent, and the last checkpoint's sequence and time.
+        let mut sent_to = request.after;
+        let mut checkpointed = request.after;
+        let mut last_checkpoint: Option<tokio::time::Instant> = None;
         loop {
             // Mark the head seen before reading: a commit after this point
             // changes the watch, so the wait below cannot miss it.
@@ -100,34 +108,50 @@ pub(super) fn subscribe(
             let batch = state.store.read_after(cursor, page, &kinds).await.map_err(storage_status)?;
             let page_full = batch.events.len() >= page as usize;
             let events = state.release_page(&recipient, batch.events).await?;
-            let mut last_sent = cursor;
             for event in events {
-                last_sent = event.sequence;
+                sent_to = event.sequence;
                 yield event;
-                position.advance(last_sent);
+                position.advance(sent_to);
                 sent += 1;
                 if request.limit != 0 && sent >= request.limit {
                     return;
                 }
             }
             let scanned_to = batch.scanned_to.max(cursor);
-            // Let the subscriber's cursor move past what it may not see,
-            // without a message per withheld event. A follower also learns
-            // the head after every page, so that it knows its lag.
-            let withheld_tail = scanned_to > last_sent && (!page_full || last_sent == cursor);
-            let tell_follower = request.follow && (scanned_to > cursor || first_page);
-            first_page = false;
-            if withheld_tail || tell_follower {
-                yield Event { sequence: scanned_to, at: None, body: Some(event::Body::Checkpoint(Checkpoint { head: batch.head })) };
-            }
+            // A checkpoint moves the subscriber's cursor past what it may not see. It is
+            // sent only once the read has reached the head, never within the feed (where,
+            // with a small limit or a kinds filter, it would mark where each withheld event
+            // is), and to a follower at most once per CHECKPOINT_INTERVAL (so that the
+            // moment a withheld event is stored does not show either).
+            let caught_up = !page_full;
             cursor = scanned_to;
             position.advance(cursor);
-            if !page_full {
+            if caught_up {
+                // Past what the subscriber was last told, by an event or a checkpoint.
+                let moved = scanned_to > checkpointed.max(sent_to);
+                let due = first_page
+                    || last_checkpoint.is_none_or(|at: tokio::time::Instant| at.elapsed() >= CHECKPOINT_INTERVAL);
+                if !request.follow && moved || request.follow && (first_page || moved && due) {
+                    yield Event { sequence: scanned_to, at: None, body: Some(event::Body::Checkpoint(Checkpoint { head: batch.head })) };
+                    checkpointed = scanned_to;
+                    last_checkpoint = Some(tokio::time::Instant::now());
+                }
+                first_page = false;
                 if !request.follow {
                     return;
                 }
+                // A checkpoint held back is sent when its interval is over, if nothing
+                // else has come by then.
+                let held_back = scanned_to > checkpointed.max(sent_to);
+                let interval_over = async {
+                    match last_checkpoint {
+                        Some(at) if held_back => tokio::time::sleep_until(at + CHECKPOINT_INTERVAL).await,
+                        _ => std::future::pending().await,
+                    }
+                };
                 let stopping = tokio::select! {
                     changed = head.changed() => changed.is_err(),
+                    () = interval_over => false,
                     _ = shutdown.wait_for(|stopping| *stopping) => true,
                 };
                 if stopping {
