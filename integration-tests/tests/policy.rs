@@ -507,3 +507,75 @@ async fn get_of_a_withheld_id_does_what_get_of_an_absent_one_does_and_hides_revi
     assert_eq!(seen.superseded_by, revision, "{seen:?}");
     gateway.stop().await
 }
+
+/// A policy on which the bytecode VM answers wrongly only on a path the load-time comparison
+/// never takes (regorus' `else` bug, reached by one watched recipient): the first live
+/// decision on that path is compared with the interpreter, the interpreter's deny stands,
+/// and the VM is retired for the revision.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vm_that_goes_wrong_on_live_input_is_caught_and_retired() -> Result<()> {
+    let federation = Federation::new()?;
+    let member = federation.member("GH")?;
+    let policy_dir = member.dir.join("policy");
+    std::fs::remove_dir_all(&policy_dir)?;
+    std::fs::create_dir_all(policy_dir.join("cordon"))?;
+    std::fs::write(
+        policy_dir.join("cordon/outbound.rego"),
+        r#"package cordon.outbound
+import rego.v1
+
+attribute(name) := value if {
+	value := input.recipient[name]
+} else := value if {
+	value := data.watch[input.recipient.id][name]
+}
+
+default decision := {"allow": true, "redact": [], "reasons": ["open"]}
+
+decision := {"allow": false, "redact": [], "reasons": ["watchlisted"]} if attribute("watchlisted") == true
+"#,
+    )?;
+    std::fs::write(
+        policy_dir.join("data.json"),
+        r#"{"watch": {"SN/customs": {"watchlisted": true}}}"#,
+    )?;
+    let gateway = member.start(&[]).await?;
+    let mut policy = policy_client(&gateway.endpoint, &federation.identity("GH")?).await?;
+    let before = status(&mut policy).await?;
+    assert_eq!(before.engine, "rvm", "{before:?}");
+
+    let marker = format!("watched-{}", std::process::id());
+    indicator_client(&gateway.endpoint, &federation.identity("GH/customs")?)
+        .await?
+        .publish(PublishRequest {
+            indicators: vec![cordon_integration_tests::clear_vessel(marker.clone())],
+            ..Default::default()
+        })
+        .await?;
+    let narratives = async |identity: &str| -> Result<Vec<String>> {
+        let events = cordon_integration_tests::read_all(
+            &gateway.endpoint,
+            &federation.identity(identity)?,
+            0,
+            0,
+        )
+        .await?;
+        Ok(cordon_integration_tests::published(&events)
+            .into_iter()
+            .map(|(_, indicator, _)| indicator.narrative)
+            .collect())
+    };
+    // A recipient the policy lets through receives it; the watched one does not.
+    assert_eq!(narratives("NG/customs").await?, vec![marker.clone()]);
+    assert_eq!(narratives("SN/customs").await?, Vec::<String>::new());
+    let after = status(&mut policy).await?;
+    assert_eq!(after.engine, "interpreter", "{after:?}");
+    let log = gateway.log_text();
+    assert!(
+        log.contains("policy moved to the interpreter") && log.contains("disagreed"),
+        "{log}"
+    );
+    // And it stays so.
+    assert_eq!(narratives("SN/customs").await?, Vec::<String>::new());
+    gateway.stop().await
+}

@@ -38,7 +38,10 @@ pub use diff::{
 };
 pub use error::PolicyError;
 pub use input::{Channel, InputContext, decision_input, recipient_input};
-pub use policy::{DEFAULT_TIME_LIMIT, EngineKind, EngineMismatch, EngineVerification, Policy};
+pub use policy::{
+    DEFAULT_TIME_LIMIT, EngineKind, EngineMismatch, EngineVerification, LIVE_COMPARISON_EVERY,
+    Policy,
+};
 pub use reference::reference_policy_files;
 pub use risk::{Assessment, RISK_ENTRYPOINT, RiskContext, RiskLevel, RiskReason, risk_input};
 pub use source::{MAX_BUNDLE_BYTES, MAX_ENTRIES, MAX_ENTRY_BYTES, MAX_UNCOMPRESSED_BYTES};

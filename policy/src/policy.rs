@@ -114,7 +114,15 @@ struct CompiledPolicy {
     /// then, [`RVM_RETIRED`] for good after a disagreement).
     risk_rvm: Option<RvmEngine>,
     risk_rvm_state: AtomicU8,
+    /// Decisions and assessments made by the VM, for sampling the live comparison.
+    vm_decisions: std::sync::atomic::AtomicU64,
+    vm_assessments: std::sync::atomic::AtomicU64,
 }
+
+/// Without a decision cache, one decision (or risk assessment) in this many made by the VM is
+/// made again by the interpreter and compared; with the cache, every miss is (its answer is
+/// then kept, and misses are rare).
+pub const LIVE_COMPARISON_EVERY: u64 = 64;
 
 const RVM_UNVERIFIED: u8 = 0;
 const RVM_ACTIVE: u8 = 1;
@@ -281,6 +289,8 @@ impl Policy {
                 has_risk,
                 risk_rvm,
                 risk_rvm_state: AtomicU8::new(RVM_UNVERIFIED),
+                vm_decisions: std::sync::atomic::AtomicU64::new(0),
+                vm_assessments: std::sync::atomic::AtomicU64::new(0),
             }),
             time_limit: DEFAULT_TIME_LIMIT,
             use_cache: true,
@@ -364,6 +374,32 @@ impl Policy {
             Ordering::AcqRel,
             Ordering::Acquire,
         );
+    }
+
+    /// Whether this VM assessment is one of the sampled for the live comparison.
+    pub(crate) fn sample_assessment(&self) -> bool {
+        self.shared
+            .vm_assessments
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(LIVE_COMPARISON_EVERY)
+    }
+
+    /// The risk VM gave another assessment than the interpreter on live input: the
+    /// interpreter assesses from now on, for every clone of this revision.
+    pub(crate) fn retire_risk_vm(
+        &self,
+        interpreter: &crate::risk::Assessment,
+        bytecode: &crate::risk::Assessment,
+    ) {
+        tracing::warn!(
+            revision = %self.shared.revision,
+            ?interpreter,
+            ?bytecode,
+            "the bytecode VM disagreed with the interpreter on a live risk assessment; the interpreter assesses"
+        );
+        self.shared
+            .risk_rvm_state
+            .store(RVM_RETIRED, Ordering::Release);
     }
 
     /// The revision recorded with every decision.
@@ -569,7 +605,8 @@ impl Policy {
         match cache.lookup(input) {
             Ok(decision) => decision,
             Err(key) => {
-                let decision = self.decide_uncached(input);
+                // What is kept is checked: every miss the VM answers is compared.
+                let decision = self.decide_compared(input, true);
                 // Only answers the policy gave are kept: a time-out may not recur. An answer from
                 // a VM retired meanwhile is refused by the cache, which was emptied since.
                 if let Some(key) = key
@@ -584,7 +621,30 @@ impl Policy {
 
     /// [`Policy::decide`] without the cache.
     pub fn decide_uncached(&self, input: &serde_json::Value) -> Decision {
-        self.decide_with(self.engine(), input)
+        let sampled = self.shared.rvm_state.load(Ordering::Acquire) == RVM_ACTIVE
+            && self
+                .shared
+                .vm_decisions
+                .fetch_add(1, Ordering::Relaxed)
+                .is_multiple_of(LIVE_COMPARISON_EVERY);
+        self.decide_compared(input, sampled)
+    }
+
+    /// The decision of the engine in use; when `compare` and that is the VM, the interpreter
+    /// decides too, and on any disagreement the VM is retired for this revision (as a
+    /// load-time disagreement would) and the interpreter's decision stands.
+    fn decide_compared(&self, input: &serde_json::Value, compare: bool) -> Decision {
+        let engine = self.engine();
+        let decision = self.decide_with(engine, input);
+        if !compare || engine != EngineKind::Rvm {
+            return decision;
+        }
+        let reference = self.decide_with(EngineKind::Interpreter, input);
+        if !same_decision(&reference, &decision) {
+            self.verify_engine(std::slice::from_ref(input));
+            return reference;
+        }
+        decision
     }
 
     /// Evaluates with the given engine, without the cache: for comparisons and benchmarks.

@@ -149,8 +149,23 @@ impl Policy {
     ///
     /// The bytecode VM assesses when it has shown, at load, that it gives the interpreter's
     /// assessments (see [`Policy::risk_engine`]); otherwise the interpreter does.
+    /// One assessment in [`crate::LIVE_COMPARISON_EVERY`] made by the VM is made again by
+    /// the interpreter; on any disagreement the VM is retired for this revision and the
+    /// interpreter's assessment stands.
     pub fn assess(&self, input: &Value) -> Assessment {
-        self.assess_with(self.risk_vm(), input)
+        let Some(vm) = self.risk_vm() else {
+            return self.assess_with(None, input);
+        };
+        let assessment = self.assess_with(Some(vm), input);
+        if !self.sample_assessment() {
+            return assessment;
+        }
+        let reference = self.assess_with(None, input);
+        if !same_assessment(&reference, &assessment) {
+            self.retire_risk_vm(&reference, &assessment);
+            return reference;
+        }
+        assessment
     }
 
     /// [`Policy::assess`] on the interpreter, whichever engine assesses: for comparisons and

@@ -179,3 +179,107 @@ decision := {"allow": count(products) > 0, "redact": [], "reasons": ["slow"]} if
     let reason = policy.interpreter_reason().unwrap_or_default();
     assert!(reason.contains("compared on only"), "{reason}");
 }
+
+#[test]
+fn live_decisions_are_compared_and_a_disagreement_retires_the_vm() {
+    // The VM's `else` bug (see above), on a path the load corpus never takes: only a recipient
+    // the data watches reaches the `else` branch.
+    let policy = policy_from(
+        r#"package cordon.outbound
+import rego.v1
+
+attribute(name) := value if {
+	value := input.recipient[name]
+} else := value if {
+	value := data.watch[input.recipient.id][name]
+}
+
+default decision := {"allow": true, "reasons": ["open"]}
+
+decision := {"allow": false, "reasons": ["watchlisted"]} if attribute("watchlisted") == true
+"#,
+        json!({"watch": {"ZZ/customs": {"watchlisted": true}}}),
+    );
+    assert_eq!(
+        policy.engine(),
+        EngineKind::Rvm,
+        "{:?}",
+        policy.interpreter_reason()
+    );
+    let watched = json!({"recipient": {"id": "ZZ/customs", "kind": "agency", "member": "ZZ"}});
+    assert!(
+        policy.decide_with(EngineKind::Rvm, &watched).allow,
+        "the VM bug this test is about seems fixed"
+    );
+    let other = json!({"recipient": {"id": "NG/customs", "kind": "agency", "member": "NG"}});
+    assert!(policy.decide(&other).allow);
+    assert_eq!(policy.engine(), EngineKind::Rvm, "agreement keeps the VM");
+    // The first live decision for the watched recipient is compared: the interpreter's deny
+    // stands, and the VM is retired for every later decision.
+    let decision = policy.decide(&watched);
+    assert!(!decision.allow, "{decision:?}");
+    assert_eq!(policy.engine(), EngineKind::Interpreter);
+    assert!(
+        policy
+            .interpreter_reason()
+            .expect("a reason")
+            .contains("disagreed")
+    );
+    assert!(!policy.decide(&watched).allow);
+
+    // Without the cache a sample is compared, the first among them.
+    let mut uncached = policy_from(
+        r#"package cordon.outbound
+import rego.v1
+default decision := {"allow": false, "reasons": ["closed"]}
+decision := {"allow": true, "reasons": [sprintf("%d", [time.now_ns()])]} if input.debug
+"#,
+        json!({}),
+    );
+    uncached.set_cache_enabled(false);
+    assert_eq!(uncached.engine(), EngineKind::Rvm);
+    uncached.decide(&json!({"debug": true}));
+    assert_eq!(uncached.engine(), EngineKind::Interpreter);
+}
+
+#[test]
+fn live_risk_assessments_are_sampled_and_a_disagreement_retires_the_vm() {
+    let policy = Policy::from_modules(
+        vec![
+            (
+                "cordon/outbound.rego".into(),
+                "package cordon.outbound\nimport rego.v1\ndefault decision := {\"allow\": false}\n"
+                    .into(),
+            ),
+            (
+                "cordon/risk.rego".into(),
+                r#"package cordon.risk
+import rego.v1
+default assessment := {"score": 0, "level": "LOW", "reasons": []}
+assessment := {"score": 10, "level": "LOW", "reasons": [{"flag": "debug", "weight": 10, "explanation": sprintf("%d", [time.now_ns()])}]} if input.declaration.debug
+"#
+                .into(),
+            ),
+        ],
+        json!({}),
+        "test".into(),
+    )
+    .expect("loads");
+    assert_eq!(policy.risk_engine(), EngineKind::Rvm);
+    let plain =
+        json!({"declaration": {"reference": "x"}, "matches": [], "findings": [], "context": {}});
+    for _ in 0..2 * cordon_policy::LIVE_COMPARISON_EVERY {
+        policy.assess(&plain);
+    }
+    assert_eq!(
+        policy.risk_engine(),
+        EngineKind::Rvm,
+        "agreement keeps the VM"
+    );
+    let debug = json!({"declaration": {"reference": "x", "debug": true}, "matches": [], "findings": [], "context": {}});
+    for _ in 0..cordon_policy::LIVE_COMPARISON_EVERY {
+        let assessment = policy.assess(&debug);
+        assert_eq!(assessment.score, 10, "{assessment:?}");
+    }
+    assert_eq!(policy.risk_engine(), EngineKind::Interpreter);
+}
