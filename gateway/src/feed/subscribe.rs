@@ -337,12 +337,16 @@ impl GatewayState {
             return Err(invalid_field("id", "must be the UUID of an indicator"));
         }
         let not_found = || Status::not_found(format!("no indicator {id} for {recipient}"));
+        let started = std::time::Instant::now();
         let stored = self.store.indicator(&id).await.map_err(storage_status)?;
         let Some(stored) = stored else {
             let channel = channel_for(self.releaser.member(), recipient, self.releaser.member());
             let record =
                 DecisionRecord::absent(recipient, &id, channel, self.releaser.policy().revision());
             self.releaser.record(&record);
+            // Counted as a withheld one is, so that the metrics do not tell them apart.
+            self.metrics
+                .decision(crate::metrics::Outcome::Denied, channel, started.elapsed());
             self.log_decisions(std::slice::from_ref(&record)).await?;
             return Err(not_found());
         };

@@ -204,17 +204,20 @@ impl Metrics {
         );
 
         let decision_family = Family::<Labels, Counter>::default();
+        // Decisions inside circles are counted but not served: one per member and indicator,
+        // they would tell anyone who can reach the admin listener how large each circle is.
         let decisions = Outcome::ALL.map(|outcome| {
-            Channel::ALL.map(|channel| {
-                decision_family.get_or_create_owned(&[
+            Channel::ALL.map(|channel| match channel {
+                Channel::Circle => Counter::default(),
+                Channel::Subscribe | Channel::Federation => decision_family.get_or_create_owned(&[
                     ("outcome", outcome.as_str()),
                     ("channel", channel.as_str()),
-                ])
+                ]),
             })
         });
         registry.register(
             "cordon_release_decisions",
-            "Release decisions by outcome (allowed, denied by the policy, failed closed, hard floor) and channel",
+            "Release decisions by outcome (allowed, denied by the policy, failed closed, hard floor) and channel (subscribe, federation; decisions inside circles are not served)",
             decision_family,
         );
 
@@ -300,7 +303,9 @@ impl Metrics {
     /// One release decision and how long it took.
     pub fn decision(&self, outcome: Outcome, channel: Channel, elapsed: Duration) {
         self.decisions[outcome as usize][channel.index()].inc();
-        self.policy_decision.observe(elapsed.as_secs_f64());
+        if channel != Channel::Circle {
+            self.policy_decision.observe(elapsed.as_secs_f64());
+        }
     }
 
     /// Decisions counted with `outcome` on `channel`.
@@ -544,14 +549,15 @@ mod tests {
             ),
             Some("1")
         );
-        // Every combination is there from the start, at zero.
+        // Every served combination is there from the start, at zero; circles are not served.
         assert_eq!(
             sample(
                 &text,
-                r#"cordon_release_decisions_total{outcome="failed_closed",channel="circle"}"#
+                r#"cordon_release_decisions_total{outcome="failed_closed",channel="subscribe"}"#
             ),
             Some("0")
         );
+        assert!(!text.contains(r#"channel="circle""#), "{text}");
         assert_eq!(
             sample(&text, "cordon_policy_decision_seconds_count"),
             Some("2")
