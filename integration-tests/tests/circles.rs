@@ -608,6 +608,8 @@ async fn a_key_package_that_does_not_name_the_tls_peer_is_refused() -> Result<()
         std::fs::copy(nigeria.identity().join(file), senegal.identity().join(file))?;
     }
     set_listen(senegal, &ng_endpoint)?;
+    // It lists GH as a peer, as NG would: KeyPackages are served only to listed peers.
+    senegal.follow(ghana, &gh.endpoint)?;
     let rogue = senegal.start(&[]).await?;
     let error = circle(ghana, &gh.endpoint, &["add", "alpha", "NG"])
         .await
@@ -637,6 +639,7 @@ async fn a_key_package_that_does_not_name_the_tls_peer_is_refused() -> Result<()
         "127.0.0.1:0",
     ])?;
     forged.trust_member(ghana)?;
+    forged.follow(ghana, &gh.endpoint)?;
     set_listen(&forged, &ng_endpoint)?;
     let rogue = forged.start(&[]).await?;
     let error = circle(ghana, &gh.endpoint, &["add", "alpha", "NG"])
@@ -1097,4 +1100,41 @@ async fn log_requests_for_circles_one_may_not_read_get_one_answer() -> Result<()
         gateway.stop().await?;
     }
     Ok(())
+}
+
+/// A KeyPackage (kept 30 days with its private keys) is handed only to a gateway listed under
+/// `[[peers]]`: another member of the federation asking for one is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_packages_are_served_only_to_listed_peers() -> Result<()> {
+    use cordon_proto::v1::GetKeyPackageRequest;
+
+    let federation = Federation::new()?;
+    let [ghana, nigeria, senegal] = &federation.members(&["GH", "NG", "SN"])?[..] else {
+        bail!("three members")
+    };
+    let gh_endpoint = ghana.fix_listen_port()?;
+    // GH lists NG, not SN; all three trust each other's signing keys.
+    ghana.follow(nigeria, "https://127.0.0.1:9")?;
+    let gh = ghana.start(&[]).await?;
+    let ask = async |identity: &Path| {
+        circle_client(&gh_endpoint, identity)
+            .await?
+            .get_key_package(GetKeyPackageRequest {})
+            .await
+            .map_err(anyhow::Error::from)
+    };
+    let listed = ask(&federation.identity("NG")?).await?.into_inner();
+    ensure!(!listed.key_package.is_empty() && !listed.last_resort);
+    let refused = ask(&federation.identity("SN")?)
+        .await
+        .expect_err("SN is not a peer of GH");
+    let status = refused
+        .downcast_ref::<tonic::Status>()
+        .context("a gRPC status")?;
+    ensure!(
+        status.code() == tonic::Code::PermissionDenied && status.message().contains("[[peers]]"),
+        "{status:?}"
+    );
+    let _ = senegal;
+    gh.stop().await
 }

@@ -25,6 +25,14 @@ impl Circles {
     /// A KeyPackage for `requester`: a fresh single-use one while it has taken fewer than
     /// [`KEY_PACKAGES_PER_WINDOW`] in the window, else the last-resort one (rotated daily).
     pub async fn key_package_for(&self, requester: &str) -> Result<(Vec<u8>, bool), CircleError> {
+        // Only a gateway listed under [[peers]] may add this one to a circle (and a Welcome is
+        // taken only from such a hub): no one else gets a KeyPackage to keep for 30 days.
+        if !self.context.peers.iter().any(|peer| peer.id == requester) {
+            return Err(CircleError::PermissionDenied(format!(
+                "KeyPackages are served only to the gateways this one lists under [[peers]]; \
+                 {requester} is not one"
+            )));
+        }
         // Counted under the lock, so that concurrent requests cannot all see a free slot.
         let mut inner = self.inner.lock().await;
         let rows = self.context.store.key_packages().await?;
