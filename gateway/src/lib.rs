@@ -21,7 +21,7 @@ pub(crate) mod feed;
 pub(crate) mod identity;
 pub(crate) mod metrics;
 pub(crate) mod policy;
-pub(crate) mod release;
+pub mod release;
 pub mod screening;
 pub mod server;
 pub mod signing;
