@@ -166,6 +166,10 @@ pub struct TlsFile {
     pub key: PathBuf,
     /// The federation CA: the only root client and peer certificates may chain to.
     pub ca: PathBuf,
+    /// The federation CA's certificate revocation list (`cordon ca revoke` writes it); client
+    /// certificates it lists are refused in the TLS handshake. Read at start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crl: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -252,6 +256,8 @@ pub struct GatewayConfig {
     pub tls_cert: PathBuf,
     pub tls_key: PathBuf,
     pub tls_ca: PathBuf,
+    /// `[tls] crl`, when set.
+    pub tls_crl: Option<PathBuf>,
     pub signing_key: PathBuf,
     pub policy_time_limit: Duration,
     /// None keeps decisions forever.
@@ -349,6 +355,7 @@ impl GatewayConfig {
             tls_cert: base.join(file.tls.cert),
             tls_key: base.join(file.tls.key),
             tls_ca: base.join(file.tls.ca),
+            tls_crl: file.tls.crl.map(|crl| base.join(crl)),
             signing_key: base.join(file.signing_key),
             policy_time_limit: Duration::from_millis(file.limits.policy_time_limit_ms),
             decision_retention: (file.decision_log.retention_days > 0)

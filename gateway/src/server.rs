@@ -44,18 +44,115 @@ pub fn load_policy(config: &GatewayConfig) -> Result<Policy> {
         .map_err(|reason| anyhow::anyhow!("policy {}: {reason}", config.policy_dir.display()))
 }
 
-/// The server's TLS: its own identity, and client certificates required to
-/// chain to the federation CA.
-pub fn server_tls(config: &GatewayConfig) -> Result<ServerTlsConfig> {
+/// The server's TLS: its own identity, and client certificates required to chain to the
+/// federation CA; with `[tls] crl`, certificates the CA revoked are refused in the handshake
+/// (rustls' WebPKI client verifier with the CRL, the handshakes done here).
+pub enum ServerTls {
+    Tonic(ServerTlsConfig),
+    WithCrl(tokio_rustls::TlsAcceptor),
+}
+
+pub fn server_tls(config: &GatewayConfig) -> Result<ServerTls> {
     let read = |path: &std::path::Path| {
         std::fs::read(path).with_context(|| format!("reading {}", path.display()))
     };
-    let identity = TlsIdentity::from_pem(read(&config.tls_cert)?, read(&config.tls_key)?);
-    let ca = Certificate::from_pem(read(&config.tls_ca)?);
-    Ok(ServerTlsConfig::new()
-        .identity(identity)
-        .client_ca_root(ca)
-        .timeout(TLS_HANDSHAKE_TIMEOUT))
+    let Some(crl_path) = &config.tls_crl else {
+        let identity = TlsIdentity::from_pem(read(&config.tls_cert)?, read(&config.tls_key)?);
+        let ca = Certificate::from_pem(read(&config.tls_ca)?);
+        return Ok(ServerTls::Tonic(
+            ServerTlsConfig::new()
+                .identity(identity)
+                .client_ca_root(ca)
+                .timeout(TLS_HANDSHAKE_TIMEOUT),
+        ));
+    };
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
+    let pem_error = |path: &std::path::Path| {
+        let path = path.display().to_string();
+        move |error: rustls::pki_types::pem::Error| anyhow::anyhow!("{path}: {error}")
+    };
+    let chain = CertificateDer::pem_file_iter(&config.tls_cert)
+        .map_err(pem_error(&config.tls_cert))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(pem_error(&config.tls_cert))?;
+    let key = PrivateKeyDer::from_pem_file(&config.tls_key).map_err(pem_error(&config.tls_key))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in CertificateDer::pem_file_iter(&config.tls_ca).map_err(pem_error(&config.tls_ca))? {
+        roots
+            .add(ca.map_err(pem_error(&config.tls_ca))?)
+            .with_context(|| format!("{}: not a CA certificate", config.tls_ca.display()))?;
+    }
+    let crls = CertificateRevocationListDer::pem_file_iter(crl_path)
+        .map_err(pem_error(crl_path))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(pem_error(crl_path))?;
+    if crls.is_empty() {
+        anyhow::bail!("tls.crl: {} holds no CRL", crl_path.display());
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .with_crls(crls)
+    .build()
+    .with_context(|| format!("tls.crl: {}", crl_path.display()))?;
+    let mut server = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS versions")?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .context("the gateway's TLS certificate and key")?;
+    server.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(ServerTls::WithCrl(tokio_rustls::TlsAcceptor::from(
+        Arc::new(server),
+    )))
+}
+
+/// TLS connections accepted by `acceptor`, each handshake on its own task and bounded by
+/// [`TLS_HANDSHAKE_TIMEOUT`], so that a slow or refused client holds up no one.
+fn tls_incoming(
+    listener: TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+) -> impl futures::Stream<Item = std::io::Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>>
+{
+    let (sender, receiver) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
+        loop {
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                // The server stopped: close the listener.
+                () = sender.closed() => return,
+            };
+            let stream = match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    // Out of file descriptors, say: wait a little rather than spin.
+                    tracing::warn!(%error, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            if stream.set_nodelay(true).is_err() {
+                continue;
+            }
+            let acceptor = acceptor.clone();
+            let accepted = sender.clone();
+            tokio::spawn(async move {
+                match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(tls)) => {
+                        let _ = accepted.send(Ok(tls)).await;
+                    }
+                    Ok(Err(error)) => {
+                        tracing::info!(%error, "TLS handshake refused");
+                    }
+                    Err(_) => tracing::info!("TLS handshake timed out"),
+                }
+            });
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(receiver)
 }
 
 /// A gateway running in this process.
@@ -340,7 +437,7 @@ struct Services {
 
 async fn serve(
     services: Services,
-    tls: ServerTlsConfig,
+    tls: ServerTls,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
@@ -378,16 +475,22 @@ async fn serve(
     let reflection_v1alpha = reflection_builder()
         .build_v1alpha()
         .context("building the v1alpha reflection service")?;
-    Server::builder()
+    let mut builder = Server::builder()
         // Bounds for one connection and for dead peers; per-identity limits
         // on subscriptions are in the service.
         .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
         .tcp_keepalive(Some(Duration::from_secs(60)))
-        .tcp_nodelay(true)
-        .tls_config(tls)
-        .context("configuring TLS")?
+        .tcp_nodelay(true);
+    let acceptor = match tls {
+        ServerTls::Tonic(config) => {
+            builder = builder.tls_config(config).context("configuring TLS")?;
+            None
+        }
+        ServerTls::WithCrl(acceptor) => Some(acceptor),
+    };
+    let router = builder
         .add_service(health_service)
         .add_service(reflection)
         .add_service(reflection_v1alpha)
@@ -404,10 +507,20 @@ async fn serve(
             cordon_proto::v1::circle_service_server::CircleServiceServer::new(circle_api)
                 .max_decoding_message_size(max_message * 2)
                 .max_encoding_message_size(max_message * 2),
-        )
-        .serve_with_incoming_shutdown(incoming(listener), shutdown)
-        .await
-        .context("serving gRPC")
+        );
+    match acceptor {
+        None => {
+            router
+                .serve_with_incoming_shutdown(incoming(listener), shutdown)
+                .await
+        }
+        Some(acceptor) => {
+            router
+                .serve_with_incoming_shutdown(tls_incoming(listener, acceptor), shutdown)
+                .await
+        }
+    }
+    .context("serving gRPC")
 }
 
 /// Accepted connections with Nagle's algorithm off. `Server::tcp_nodelay` applies only to

@@ -1013,3 +1013,82 @@ async fn a_gateway_stopped_as_soon_as_it_listens_exits_cleanly() -> Result<()> {
     }
     Ok(())
 }
+
+/// A certificate the federation CA revoked is refused in the TLS handshake by a gateway whose
+/// `[tls] crl` holds the CA's CRL; every other identity is served as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_certificate_is_refused_in_the_handshake() -> Result<()> {
+    let federation = Federation::new()?;
+    let member = federation.member("GH")?;
+    let police = federation.identity("GH/police")?;
+    let customs = federation.identity("GH/customs")?;
+    let ca_dir = federation.ca_dir();
+    let revoked = cordon_integration_tests::cordon(&[
+        "ca",
+        "revoke",
+        "--ca",
+        &ca_dir.display().to_string(),
+        "--cert",
+        &police.join("cert.pem").display().to_string(),
+    ])?;
+    assert!(revoked.contains("lists 1 certificates"), "{revoked}");
+    std::fs::copy(
+        ca_dir.join("crl.pem"),
+        member.dir.join("identity").join("crl.pem"),
+    )?;
+    let config = std::fs::read_to_string(member.config())?;
+    let with_crl = config.replacen(
+        "ca = \"identity/ca.pem\"",
+        "ca = \"identity/ca.pem\"\ncrl = \"identity/crl.pem\"",
+        1,
+    );
+    assert_ne!(
+        config, with_crl,
+        "the config has no [tls] ca line: {config}"
+    );
+    std::fs::write(member.config(), with_crl)?;
+    let gateway = member.start(&[]).await?;
+
+    // Identities the CA did not revoke are served, through the same handshake.
+    let accepted = indicator_client(&gateway.endpoint, &customs)
+        .await?
+        .publish(PublishRequest {
+            indicators: vec![clear_vessel("served".into())],
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .accepted;
+    assert_eq!(accepted.len(), 1);
+    let events = read_all(&gateway.endpoint, &federation.identity("CI")?, 0, 0).await?;
+    assert_eq!(published(&events).len(), 1);
+
+    // The revoked one is not, whatever it asks.
+    let refused = match indicator_client(&gateway.endpoint, &police).await {
+        Err(error) => format!("{error:#}"),
+        Ok(mut client) => match client
+            .subscribe(SubscribeRequest {
+                after: 0,
+                follow: false,
+                kinds: Vec::new(),
+                limit: 0,
+            })
+            .await
+        {
+            Ok(_) => anyhow::bail!("a revoked certificate was served"),
+            Err(status) => format!("{status:?}"),
+        },
+    };
+    assert!(!refused.is_empty());
+    cordon_integration_tests::wait_until("the gateway to log the refused handshake", || {
+        let log = gateway.log_text();
+        async move {
+            Ok((
+                log.contains("TLS handshake refused") && log.contains("Revoked"),
+                log.lines().rev().take(5).collect::<Vec<_>>().join("\n"),
+            ))
+        }
+    })
+    .await?;
+    gateway.stop().await
+}

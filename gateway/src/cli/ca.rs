@@ -22,6 +22,12 @@ pub const CA_KEY_FILE: &str = "ca-key.pem";
 pub const FEDERATION_FILE: &str = "federation";
 pub const CERT_FILE: &str = "cert.pem";
 pub const KEY_FILE: &str = "key.pem";
+/// The CA's certificate revocation list (`cordon ca revoke`), and the serials it lists (hex,
+/// one per line).
+pub const CRL_FILE: &str = "crl.pem";
+pub const REVOKED_FILE: &str = "revoked";
+/// A CRL is signed for this long; revoke again (or re-sign) before it runs out.
+const CRL_VALIDITY_DAYS: i64 = 30;
 /// Identity directories also carry their federation name, so clients and
 /// `cordon init` need no extra flag.
 pub const DEFAULT_FEDERATION: &str = "cordon-dev";
@@ -144,6 +150,93 @@ pub fn issue(ca_dir: &Path, name: &str, out: &Path) -> Result<Identity> {
     Ok(identity)
 }
 
+/// `cordon ca revoke`: adds the serial of the certificate at `cert` to the CA's revoked list
+/// and signs `crl.pem` again; returns how many certificates it lists.
+pub fn revoke(ca_dir: &Path, cert: &Path) -> Result<usize> {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let pem = fs::read(cert).with_context(|| format!("reading {}", cert.display()))?;
+    let (_, parsed) = x509_parser::pem::parse_x509_pem(&pem)
+        .map_err(|error| anyhow::anyhow!("{}: not a PEM certificate: {error}", cert.display()))?;
+    let (_, certificate) = X509Certificate::from_der(&parsed.contents)
+        .map_err(|error| anyhow::anyhow!("{}: not a certificate: {error}", cert.display()))?;
+    let ca_pem = fs::read_to_string(ca_dir.join(CA_CERT_FILE))
+        .with_context(|| format!("reading {}", ca_dir.join(CA_CERT_FILE).display()))?;
+    let ca_key_pem = fs::read_to_string(ca_dir.join(CA_KEY_FILE))
+        .with_context(|| format!("reading {}", ca_dir.join(CA_KEY_FILE).display()))?;
+    let (_, ca_parsed) = x509_parser::pem::parse_x509_pem(ca_pem.as_bytes())
+        .map_err(|error| anyhow::anyhow!("the CA certificate: {error}"))?;
+    let (_, ca_certificate) = X509Certificate::from_der(&ca_parsed.contents)
+        .map_err(|error| anyhow::anyhow!("the CA certificate: {error}"))?;
+    // Issued by this CA: its name, and the key identifier of this CA's key (two CAs may
+    // share a name).
+    let authority_key =
+        certificate
+            .extensions()
+            .iter()
+            .find_map(|extension| match extension.parsed_extension() {
+                x509_parser::extensions::ParsedExtension::AuthorityKeyIdentifier(identifier) => {
+                    identifier.key_identifier.as_ref().map(|id| id.0.to_vec())
+                }
+                _ => None,
+            });
+    let ca_key_id = ca_certificate.extensions().iter().find_map(|extension| {
+        match extension.parsed_extension() {
+            x509_parser::extensions::ParsedExtension::SubjectKeyIdentifier(identifier) => {
+                Some(identifier.0.to_vec())
+            }
+            _ => None,
+        }
+    });
+    let same_key = match (&authority_key, &ca_key_id) {
+        (Some(authority), Some(ca)) => authority == ca,
+        _ => true,
+    };
+    if certificate.issuer() != ca_certificate.subject() || !same_key {
+        bail!("{} was not issued by this CA", cert.display());
+    }
+    let serial = hex::encode(certificate.raw_serial());
+    let listed_path = ca_dir.join(REVOKED_FILE);
+    let mut serials: Vec<String> = fs::read_to_string(&listed_path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .map(str::to_string)
+        .collect();
+    if !serials.contains(&serial) {
+        serials.push(serial);
+    }
+    let ca_key = KeyPair::from_pem(&ca_key_pem).context("parsing the CA key")?;
+    let issuer = Issuer::from_ca_cert_pem(&ca_pem, ca_key).context("parsing the CA certificate")?;
+    let now = OffsetDateTime::now_utc();
+    let revoked_certs = serials
+        .iter()
+        .map(|serial| {
+            Ok(rcgen::RevokedCertParams {
+                serial_number: rcgen::SerialNumber::from_slice(&hex::decode(serial)?),
+                revocation_time: now,
+                reason_code: None,
+                invalidity_date: None,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let params = rcgen::CertificateRevocationListParams {
+        this_update: now - Duration::minutes(5),
+        next_update: now + Duration::days(CRL_VALIDITY_DAYS),
+        crl_number: rcgen::SerialNumber::from(u64::try_from(now.unix_timestamp()).unwrap_or(0)),
+        issuing_distribution_point: None,
+        revoked_certs,
+        key_identifier_method: rcgen::KeyIdMethod::Sha256,
+    };
+    let crl = params.signed_by(&issuer).context("signing the CRL")?;
+    fs::write(
+        ca_dir.join(CRL_FILE),
+        crl.pem().context("encoding the CRL")?,
+    )?;
+    fs::write(&listed_path, serials.join("\n") + "\n")?;
+    Ok(serials.len())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,5 +258,32 @@ mod tests {
         assert_eq!(identity, Identity::parse("GH/customs").unwrap());
         assert!(Identity::from_verified_certificate(&der, "other-fed").is_err());
         assert!(issue(&ca, "not a name", &dir.path().join("x")).is_err());
+    }
+
+    #[test]
+    fn revocations_accumulate_and_only_this_cas_certificates_are_revoked() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca");
+        init_ca(&ca, "test-fed").unwrap();
+        for name in ["GH/customs", "GH/police"] {
+            issue(&ca, name, &dir.path().join(name.replace('/', "-"))).unwrap();
+        }
+        let customs = dir.path().join("GH-customs").join(CERT_FILE);
+        assert_eq!(revoke(&ca, &customs).unwrap(), 1);
+        assert_eq!(revoke(&ca, &customs).unwrap(), 1, "listed once");
+        let police = dir.path().join("GH-police").join(CERT_FILE);
+        assert_eq!(revoke(&ca, &police).unwrap(), 2);
+        let crl = fs::read_to_string(ca.join(CRL_FILE)).unwrap();
+        assert!(crl.starts_with("-----BEGIN X509 CRL-----"), "{crl}");
+
+        let other = dir.path().join("other-ca");
+        init_ca(&other, "test-fed").unwrap();
+        issue(&other, "NG/customs", &dir.path().join("ng")).unwrap();
+        let error = revoke(&ca, &dir.path().join("ng").join(CERT_FILE)).unwrap_err();
+        assert!(
+            error.to_string().contains("not issued by this CA"),
+            "{error}"
+        );
+        assert!(revoke(&ca, &dir.path().join("missing.pem")).is_err());
     }
 }

@@ -182,6 +182,15 @@ pub enum CaCommand {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Revoke the certificate at CERT (a `cert.pem` the CA issued): its serial is added to the
+    /// CA's list and `crl.pem` in the CA directory is signed again. Gateways whose
+    /// `[tls] crl` names a copy of it refuse the certificate from their next start.
+    Revoke {
+        #[arg(long)]
+        ca: PathBuf,
+        #[arg(long)]
+        cert: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -237,6 +246,15 @@ pub async fn run(cli: Cli) -> Result<()> {
         }) => {
             let identity = ca::issue(&ca_dir, &name, &out)?;
             println!("identity {identity} written to {}", out.display());
+            Ok(())
+        }
+        Command::Ca(CaCommand::Revoke { ca: ca_dir, cert }) => {
+            let revoked = ca::revoke(&ca_dir, &cert)?;
+            println!(
+                "{} revoked; {} lists {revoked} certificates",
+                cert.display(),
+                ca_dir.join(ca::CRL_FILE).display()
+            );
             Ok(())
         }
         Command::Init(args) => setup::init(args),

@@ -69,6 +69,7 @@ pub(super) fn init(args: InitArgs) -> Result<()> {
             cert: PathBuf::from("identity/cert.pem"),
             key: PathBuf::from("identity/key.pem"),
             ca: PathBuf::from("identity/ca.pem"),
+            crl: None,
         },
         signing_key: PathBuf::from("identity").join(crate::signing::SIGNING_KEY_FILE),
         limits: LimitsFile::default(),

@@ -296,6 +296,7 @@ async fn start_member(
         tls_cert: identity.join(ca::CERT_FILE),
         tls_key: identity.join(ca::KEY_FILE),
         tls_ca: identity.join(ca::CA_CERT_FILE),
+        tls_crl: None,
         signing_key: identity.join(crate::signing::SIGNING_KEY_FILE),
         policy_time_limit: Duration::from_millis(100),
         decision_retention: None,
