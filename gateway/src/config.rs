@@ -102,6 +102,21 @@ pub struct MemberFile {
     /// Ed25519 public keys, 64 hex digits each (`cordon init` prints the new member's). More
     /// than one while a key is rotated.
     pub signing_keys: Vec<String>,
+    /// Optional validity windows of some of those keys: an indicator whose `created` time is
+    /// outside its key's window is refused (a key retired on a date, or not yet in use).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub key_windows: Vec<KeyWindowFile>,
+}
+
+/// `key_windows = [{ key = "<64 hex>", not_before = "RFC 3339", not_after = "RFC 3339" }]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyWindowFile {
+    pub key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_after: Option<String>,
 }
 
 /// `[[peers]]`: a partner gateway to follow.
@@ -410,6 +425,33 @@ fn federation_keys(
             }
             keys.insert(&member.id, key);
         }
+        for (window_index, window) in member.key_windows.iter().enumerate() {
+            let path = format!("members[{index}].key_windows[{window_index}]");
+            let key = crate::signing::parse_public_key(&window.key)
+                .map_err(|error| anyhow::anyhow!("{path}.key: {error}"))?;
+            if !keys.is_key_of(&member.id, &key) {
+                bail!("{path}.key: not one of members[{index}].signing_keys");
+            }
+            let at = |name: &str, text: &Option<String>| -> Result<Option<i64>> {
+                text.as_deref()
+                    .map(|text| {
+                        crate::clock::parse_rfc3339(text)
+                            .map(|timestamp| crate::clock::micros_of(&timestamp))
+                            .ok_or_else(|| {
+                                anyhow::anyhow!("{path}.{name}: {text:?} is not an RFC 3339 time")
+                            })
+                    })
+                    .transpose()
+            };
+            let not_before = at("not_before", &window.not_before)?;
+            let not_after = at("not_after", &window.not_after)?;
+            if let (Some(from), Some(until)) = (not_before, not_after)
+                && from >= until
+            {
+                bail!("{path}: not_before must be before not_after");
+            }
+            keys.set_window(&key, not_before, not_after);
+        }
     }
     Ok(keys)
 }
@@ -543,6 +585,19 @@ mod tests {
             (
                 format!("administrators = [\"GH\"]\n{MINIMAL}"),
                 "administrators[0]",
+            ),
+            (
+                format!(
+                    "{MINIMAL}[[members]]\nid = \"NG\"\nsigning_keys = [\"{GH_KEY}\"]\nkey_windows = [{{ key = \"{GH_KEY}\", not_after = \"yesterday\" }}]\n"
+                ),
+                "members[0].key_windows[0].not_after",
+            ),
+            (
+                format!(
+                    "{MINIMAL}[[members]]\nid = \"NG\"\nsigning_keys = [\"{GH_KEY}\"]\nkey_windows = [{{ key = \"{}\" }}]\n",
+                    "ab".repeat(32)
+                ),
+                "members[0].key_windows[0].key",
             ),
             (
                 format!("administrators = [\"GH/\"]\n{MINIMAL}"),

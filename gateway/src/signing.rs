@@ -48,6 +48,8 @@ pub enum SignatureError {
     Invalid,
     #[error("originator {0:?} is not a member with a known signing key")]
     UnknownMember(String),
+    #[error("signed with key {key:?} at {created}, outside the key's validity window")]
+    OutsideWindow { key: String, created: String },
 }
 
 /// `MEMBER:` and the first 16 hex digits of the SHA-256 of the public key.
@@ -140,6 +142,8 @@ pub fn parse_public_key(text: &str) -> Result<Vec<u8>, String> {
 #[derive(Debug, Clone, Default)]
 pub struct FederationKeys {
     by_member: BTreeMap<String, Vec<Vec<u8>>>,
+    /// Validity windows of keys, by key: (not before, not after), Unix microseconds.
+    windows: BTreeMap<Vec<u8>, (Option<i64>, Option<i64>)>,
 }
 
 impl FederationKeys {
@@ -165,6 +169,17 @@ impl FederationKeys {
             .is_some_and(|keys| keys.iter().any(|key| key == public_key))
     }
 
+    /// `public_key` signs only indicators created within `not_before..=not_after`.
+    pub fn set_window(
+        &mut self,
+        public_key: &[u8],
+        not_before: Option<i64>,
+        not_after: Option<i64>,
+    ) {
+        self.windows
+            .insert(public_key.to_vec(), (not_before, not_after));
+    }
+
     pub fn knows(&self, member: &str) -> bool {
         self.by_member.contains_key(member)
     }
@@ -174,9 +189,26 @@ impl FederationKeys {
     }
 
     /// Checks that `indicator` was signed by one of its originator's keys and not changed since.
+    /// A key with a validity window signs only indicators created within it.
     pub fn verify_indicator(&self, indicator: &Indicator) -> Result<(), SignatureError> {
         let key = self.key_for(&indicator.originator, indicator.signature.as_ref())?;
-        verify(indicator, &indicator.originator, key)
+        verify(indicator, &indicator.originator, key)?;
+        if let Some((not_before, not_after)) = self.windows.get(key) {
+            let created = indicator
+                .created
+                .as_ref()
+                .map(crate::clock::micros_of)
+                .unwrap_or_default();
+            if not_before.is_some_and(|from| created < from)
+                || not_after.is_some_and(|until| created > until)
+            {
+                return Err(SignatureError::OutsideWindow {
+                    key: key_id(&indicator.originator, key),
+                    created: crate::clock::rfc3339_of_micros(created),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Checks that `retracted` was signed by one of its originator's keys and not changed since.
@@ -317,6 +349,42 @@ mod tests {
             verify(&unsigned, "GH", ghana.public_key()),
             Err(SignatureError::Missing)
         );
+    }
+
+    #[test]
+    fn a_key_signs_only_within_its_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = key(dir.path(), "old.pem", "GH");
+        let new = key(dir.path(), "new.pem", "GH");
+        let mut keys = FederationKeys::default();
+        keys.insert("GH", old.public_key().to_vec());
+        keys.insert("GH", new.public_key().to_vec());
+        // The old key was retired at t = 2,000 s; the new one is in use from then.
+        keys.set_window(old.public_key(), None, Some(2_000_000_000));
+        keys.set_window(new.public_key(), Some(2_000_000_000), None);
+        let created_at = |seconds: i64| Indicator {
+            id: "0196f1a2-0000-7000-8000-000000000001".into(),
+            originator: "GH".into(),
+            tlp: Tlp::Green as i32,
+            created: Some(crate::clock::timestamp_from_micros(seconds * 1_000_000)),
+            ..Default::default()
+        };
+        let mut before = created_at(1_000);
+        old.sign(&mut before);
+        assert_eq!(keys.verify_indicator(&before), Ok(()));
+        let mut after = created_at(3_000);
+        old.sign(&mut after);
+        assert!(matches!(
+            keys.verify_indicator(&after),
+            Err(SignatureError::OutsideWindow { .. })
+        ));
+        new.sign(&mut after);
+        assert_eq!(keys.verify_indicator(&after), Ok(()));
+        new.sign(&mut before);
+        assert!(matches!(
+            keys.verify_indicator(&before),
+            Err(SignatureError::OutsideWindow { .. })
+        ));
     }
 
     #[test]

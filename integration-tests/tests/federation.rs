@@ -709,3 +709,60 @@ async fn an_id_held_by_another_indicator_is_refused_not_replaced() -> Result<()>
     ng.stop().await?;
     gh.stop().await
 }
+
+/// A member's key retired under `key_windows` (its `not_after` passed): what it signs now is
+/// refused by the follower and logged, nothing of it stored; a key in its window is accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn indicators_signed_outside_a_keys_window_are_refused() -> Result<()> {
+    let federation = Federation::new()?;
+    let [ghana, nigeria] = &federation.members(&["GH", "NG"])?[..] else {
+        bail!("two members")
+    };
+    let gh_endpoint = ghana.fix_listen_port()?;
+    nigeria.follow(ghana, &gh_endpoint)?;
+    // NG retired GH's key in 2025 (as if it had leaked): later signatures are not GH's.
+    let gh_key = ghana.public_key()?;
+    let config = std::fs::read_to_string(nigeria.config())?;
+    let listed = format!("signing_keys = [\"{gh_key}\"]");
+    assert!(config.contains(&listed), "{config}");
+    std::fs::write(
+        nigeria.config(),
+        config.replacen(
+            &listed,
+            &format!(
+                "{listed}\nkey_windows = [{{ key = \"{gh_key}\", not_after = \"2025-12-31T23:59:59Z\" }}]"
+            ),
+            1,
+        ),
+    )?;
+    let gh = ghana.start(&[]).await?;
+    let ng = nigeria.start(&[]).await?;
+    let published = publish(
+        &gh.endpoint,
+        &federation.identity("GH/customs")?,
+        vec![vessel(Tlp::Green, "signed with a retired key".into())],
+    )
+    .await?;
+    let status = caught_up(nigeria, &ng.endpoint, &[("GH", 1)]).await?;
+    assert_eq!(number(&status["GH"]["refused"]), 1, "{status:?}");
+    assert_eq!(number(&status["GH"]["stored"]), 0, "{status:?}");
+    let log = ng.log_text();
+    assert!(
+        log.lines()
+            .any(|line| line.contains("refused an item from a peer")
+                && line.contains("outside the key's validity window")),
+        "{log}"
+    );
+    let missing = get(
+        &ng.endpoint,
+        &federation.identity("NG/customs")?,
+        &published[0].0,
+    )
+    .await;
+    assert_eq!(
+        missing.map(|_| ()).map_err(|status| status.code()),
+        Err(tonic::Code::NotFound)
+    );
+    ng.stop().await?;
+    gh.stop().await
+}
