@@ -12,12 +12,13 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(indicator) = serde_json::from_str::<Indicator>(text) {
         let printed = serde_json::to_string(&indicator).expect("prints");
         let again: Indicator = serde_json::from_str(&printed).expect("printed JSON parses");
-        assert_eq!(indicator, again);
+        // Compared as printed: a float field may hold NaN, which is not equal to itself.
+        assert_eq!(printed, serde_json::to_string(&again).expect("prints"));
     }
     if let Ok(declaration) = serde_json::from_str::<Declaration>(text) {
         let printed = serde_json::to_string(&declaration).expect("prints");
         let again: Declaration = serde_json::from_str(&printed).expect("printed JSON parses");
-        assert_eq!(declaration, again);
+        assert_eq!(printed, serde_json::to_string(&again).expect("prints"));
     }
     let _ = cordon_gateway::cli::read_indicators(text.as_bytes(), "fuzz");
     let _ = cordon_gateway::cli::read_declarations(text.as_bytes(), "fuzz");
