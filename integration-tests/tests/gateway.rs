@@ -781,65 +781,44 @@ async fn health_and_reflection_are_served_over_mutual_tls() -> Result<()> {
     gateway.stop().await
 }
 
-/// The services a gateway lists through reflection v1, sorted.
-async fn list_services_v1(channel: tonic::transport::Channel) -> Result<Vec<String>> {
-    use tonic_reflection::pb::v1::ServerReflectionRequest;
-    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
-    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
-    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+/// `async fn $name(channel) -> Result<Vec<String>>`: the services a gateway lists through
+/// reflection `$version` (v1 and v1alpha have the same messages in different packages), sorted.
+macro_rules! list_services {
+    ($name:ident, $version:ident) => {
+        async fn $name(channel: tonic::transport::Channel) -> Result<Vec<String>> {
+            use tonic_reflection::pb::$version::ServerReflectionRequest;
+            use tonic_reflection::pb::$version::server_reflection_client::ServerReflectionClient;
+            use tonic_reflection::pb::$version::server_reflection_request::MessageRequest;
+            use tonic_reflection::pb::$version::server_reflection_response::MessageResponse;
 
-    let request = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
+            let request = ServerReflectionRequest {
+                host: String::new(),
+                message_request: Some(MessageRequest::ListServices(String::new())),
+            };
+            let response = ServerReflectionClient::new(channel)
+                .server_reflection_info(futures::stream::iter([request]))
+                .await?
+                .into_inner()
+                .message()
+                .await?
+                .context("a reflection response")?;
+            let Some(MessageResponse::ListServicesResponse(list)) = response.message_response
+            else {
+                anyhow::bail!("unexpected reflection response {response:?}");
+            };
+            let mut names: Vec<String> = list
+                .service
+                .into_iter()
+                .map(|service| service.name)
+                .collect();
+            names.sort();
+            Ok(names)
+        }
     };
-    let response = ServerReflectionClient::new(channel)
-        .server_reflection_info(futures::stream::iter([request]))
-        .await?
-        .into_inner()
-        .message()
-        .await?
-        .context("a reflection response")?;
-    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
-        anyhow::bail!("unexpected reflection response {response:?}");
-    };
-    let mut names: Vec<String> = list
-        .service
-        .into_iter()
-        .map(|service| service.name)
-        .collect();
-    names.sort();
-    Ok(names)
 }
 
-/// The services a gateway lists through reflection v1alpha, sorted.
-async fn list_services_v1alpha(channel: tonic::transport::Channel) -> Result<Vec<String>> {
-    use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
-    use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
-    use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
-    use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
-
-    let request = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
-    };
-    let response = ServerReflectionClient::new(channel)
-        .server_reflection_info(futures::stream::iter([request]))
-        .await?
-        .into_inner()
-        .message()
-        .await?
-        .context("a v1alpha reflection response")?;
-    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
-        anyhow::bail!("unexpected v1alpha reflection response {response:?}");
-    };
-    let mut names: Vec<String> = list
-        .service
-        .into_iter()
-        .map(|service| service.name)
-        .collect();
-    names.sort();
-    Ok(names)
-}
+list_services!(list_services_v1, v1);
+list_services!(list_services_v1alpha, v1alpha);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_stops_cleanly_while_partners_follow_it() -> Result<()> {

@@ -76,6 +76,20 @@ fn decisions(text: &str, outcome: &str, channel: &str) -> f64 {
     .unwrap_or_else(|| panic!("no decisions series for {outcome}/{channel} in\n{text}"))
 }
 
+/// Waits until the gateway at `admin` counts one open subscription, read up to the head.
+async fn one_subscription_caught_up(admin: &str, what: &str) -> Result<()> {
+    wait_until(what, || async {
+        let text = scrape(admin).await?;
+        let open = value(&text, "cordon_open_subscriptions");
+        let lag = value(&text, "cordon_subscriber_lag_events");
+        Ok((
+            open == Some(1.0) && lag == Some(0.0),
+            format!("open {open:?}, lag {lag:?}"),
+        ))
+    })
+    .await
+}
+
 /// Adds `[admin] listen = "127.0.0.1:0"` to the member's config.
 fn enable_admin(member: &MemberDir) -> Result<()> {
     let config = member.config();
@@ -145,19 +159,7 @@ async fn the_admin_listener_serves_aggregate_metrics_only() -> Result<()> {
         }
     }
 
-    wait_until("the open subscription to be counted and caught up", || {
-        let admin = admin.clone();
-        async move {
-            let text = scrape(&admin).await?;
-            let open = value(&text, "cordon_open_subscriptions");
-            let lag = value(&text, "cordon_subscriber_lag_events");
-            Ok((
-                open == Some(1.0) && lag == Some(0.0),
-                format!("open {open:?}, lag {lag:?}"),
-            ))
-        }
-    })
-    .await?;
+    one_subscription_caught_up(&admin, "the open subscription to be counted and caught up").await?;
     // Nothing is published any more: the numbers stay where they are.
     let text = scrape(&admin).await?;
 
@@ -535,19 +537,7 @@ async fn checkpoints_do_not_mark_withheld_events() -> Result<()> {
     assert_eq!(describe(&first), "checkpoint 5");
     // A withheld event is stored and read past by the subscription...
     assert_eq!(publish(Tlp::Red).await?, 6);
-    wait_until("the follower to read past the withheld event", || {
-        let admin = admin.clone();
-        async move {
-            let text = scrape(&admin).await?;
-            let lag = value(&text, "cordon_subscriber_lag_events");
-            let open = value(&text, "cordon_open_subscriptions");
-            Ok((
-                open == Some(1.0) && lag == Some(0.0),
-                format!("open {open:?}, lag {lag:?}"),
-            ))
-        }
-    })
-    .await?;
+    one_subscription_caught_up(&admin, "the follower to read past the withheld event").await?;
     // ...and the next thing the follower hears of is the next event it may see.
     assert_eq!(publish(Tlp::Clear).await?, 7);
     let next = stream.message().await?.context("the next message")?;
