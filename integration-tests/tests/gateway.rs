@@ -1071,3 +1071,153 @@ async fn a_revoked_certificate_is_refused_in_the_handshake() -> Result<()> {
     .await?;
     gateway.stop().await
 }
+
+/// A loopback TCP proxy standing for one address in front of replicas: each connection goes
+/// to the first of `backends` that accepts it.
+async fn failover_proxy(backends: Vec<String>) -> Result<(String, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?;
+    let task = tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let backends = backends.clone();
+            tokio::spawn(async move {
+                for backend in &backends {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(backend).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    Ok((format!("https://127.0.0.1:{}", address.port()), task))
+}
+
+/// Two replicas of GH on one PostgreSQL database behind one address; the one serving is
+/// killed (SIGKILL) while an agency publishes and another follows through that address. The
+/// follower resumes from its cursor at the other replica and receives every acknowledged
+/// indicator, in order, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_one_of_two_postgres_replicas_loses_nothing_for_its_subscribers() -> Result<()> {
+    let Some(url) = postgres_url("killing_one_of_two_postgres_replicas").await? else {
+        return Ok(());
+    };
+    let federation = Federation::new()?;
+    let member = federation.member("GH")?;
+    let environment = [("CORDON_DATABASE_URL", url.as_str())];
+    let replica_a = member.start(&environment).await?;
+    let replica_b = member.start(&environment).await?;
+    let host = |endpoint: &str| endpoint.trim_start_matches("https://").to_string();
+    let (endpoint, proxy) =
+        failover_proxy(vec![host(&replica_a.endpoint), host(&replica_b.endpoint)]).await?;
+
+    // The follower: resumes from its cursor whenever its stream breaks, until it holds every
+    // indicator the publisher was told was stored (sent to it once publishing is over).
+    let reader = federation.identity("GH/police")?;
+    let (target_sender, mut target) = tokio::sync::watch::channel::<Option<HashSet<String>>>(None);
+    let follow_endpoint = endpoint.clone();
+    let follower = tokio::spawn(async move {
+        let mut cursor = 0;
+        let mut received: Vec<(u64, String)> = Vec::new();
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut reconnects = 0u32;
+        let complete = |seen: &HashSet<String>, target: &Option<HashSet<String>>| {
+            target.as_ref().is_some_and(|target| target.is_subset(seen))
+        };
+        loop {
+            anyhow::ensure!(reconnects < 1_000, "the follower cannot reconnect");
+            let Ok(mut client) = indicator_client(&follow_endpoint, &reader).await else {
+                reconnects += 1;
+                continue;
+            };
+            let request = SubscribeRequest {
+                after: cursor,
+                follow: true,
+                kinds: Vec::new(),
+                limit: 0,
+            };
+            let Ok(stream) = client.subscribe(request).await else {
+                reconnects += 1;
+                continue;
+            };
+            let mut stream = stream.into_inner();
+            loop {
+                if complete(&seen, &target.borrow()) {
+                    return anyhow::Ok((received, reconnects));
+                }
+                let next = tokio::select! {
+                    next = stream.message() => next,
+                    _ = target.changed() => continue,
+                };
+                match next {
+                    Ok(Some(event)) => {
+                        cursor = event.sequence;
+                        if let Some(event::Body::Published(published)) = event.body {
+                            let id = published.indicator.context("indicator")?.id;
+                            seen.insert(id.clone());
+                            received.push((event.sequence, id));
+                        }
+                    }
+                    Ok(None) | Err(_) => {
+                        reconnects += 1;
+                        break;
+                    }
+                }
+            }
+        }
+    });
+
+    // The publisher: batches of 10 through the one address; replica A dies after the 10th.
+    // A call cut by the kill is not acknowledged and is sent again (as new indicators).
+    let customs = federation.identity("GH/customs")?;
+    let mut acknowledged = HashSet::new();
+    let mut replica_a = Some(replica_a);
+    for batch in 0..30 {
+        if batch == 10
+            && let Some(replica) = replica_a.take()
+        {
+            replica.kill().await?;
+        }
+        let indicators: Vec<_> = (0..10)
+            .map(|item| clear_vessel(format!("b{batch} i{item}")))
+            .collect();
+        let mut attempts = 0;
+        let accepted = loop {
+            attempts += 1;
+            let answer = match indicator_client(&endpoint, &customs).await {
+                Ok(mut client) => client
+                    .publish(PublishRequest {
+                        indicators: indicators.clone(),
+                        ..Default::default()
+                    })
+                    .await
+                    .map_err(anyhow::Error::from),
+                Err(error) => Err(error),
+            };
+            match answer {
+                Ok(response) => break response.into_inner().accepted,
+                Err(error) if attempts >= 50 => return Err(error),
+                Err(_) => {}
+            }
+        };
+        acknowledged.extend(accepted.into_iter().map(|item| item.id));
+    }
+    assert_eq!(acknowledged.len(), 300);
+    target_sender.send_replace(Some(acknowledged.clone()));
+    let (received, reconnects) = tokio::time::timeout(patience(), follower)
+        .await
+        .context("the follower did not receive every acknowledged indicator in time")???;
+    assert!(
+        reconnects >= 1,
+        "the follower's stream never broke: the kill did not reach it"
+    );
+    let sequences: Vec<u64> = received.iter().map(|(sequence, _)| *sequence).collect();
+    assert!(
+        sequences.windows(2).all(|pair| pair[0] < pair[1]),
+        "out of order or repeated: {sequences:?}"
+    );
+    let ids: HashSet<String> = received.into_iter().map(|(_, id)| id).collect();
+    assert!(acknowledged.is_subset(&ids));
+    proxy.abort();
+    replica_b.stop().await
+}
