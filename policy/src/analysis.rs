@@ -246,6 +246,36 @@ impl Functions {
 ///
 /// `functions` are the functions callable from these modules (which, for tests, include the
 /// policy's).
+/// A construct regorus' bytecode VM is known to evaluate without end (a stack overflow, which
+/// aborts the process): a function whose parameter is a reference (`f(p.x) := ...`), found by
+/// the `bundle` fuzz target. Such a policy runs on the interpreter, which evaluates it.
+pub(crate) fn vm_unsafe_construct(modules: &[Ref<Module>]) -> Option<String> {
+    for module in modules {
+        for rule in &module.policy {
+            let (refr, args) = match rule.as_ref() {
+                Rule::Spec {
+                    head: RuleHead::Func { refr, args, .. },
+                    ..
+                } => (refr, args),
+                Rule::Default { refr, args, .. } => (refr, args),
+                Rule::Spec { .. } => continue,
+            };
+            if args
+                .iter()
+                .any(|arg| matches!(arg.as_ref(), Expr::RefDot { .. } | Expr::RefBrack { .. }))
+            {
+                let name = static_path(refr)
+                    .map(|path| path.join("."))
+                    .unwrap_or_else(|| "a function".to_owned());
+                return Some(format!(
+                    "function {name} takes a reference as a parameter, which the bytecode VM evaluates without end"
+                ));
+            }
+        }
+    }
+    None
+}
+
 pub(crate) fn analyse(modules: &[Ref<Module>], functions: &Functions) -> Analysis {
     let mut walker = Walker {
         analysis: Analysis::default(),

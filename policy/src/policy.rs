@@ -239,7 +239,11 @@ impl Policy {
         // package reads other parts of the input (and `context.now`), which must not make
         // every release decision miss the cache.
         let analysis = analyse_sharing(&template);
-        let risk_rvm = if has_risk {
+        let vm_unsafe = {
+            let mut engine = template.clone();
+            crate::analysis::vm_unsafe_construct(&engine.get_modules().clone())
+        };
+        let risk_rvm = if has_risk && vm_unsafe.is_none() {
             match RvmEngine::compile_risk(&template) {
                 Compiled::Program(engine) => Some(engine),
                 Compiled::Unsupported(reason) => {
@@ -250,12 +254,18 @@ impl Policy {
         } else {
             None
         };
-        let (rvm, interpreter_reason) = match RvmEngine::compile(&template)? {
-            Compiled::Program(engine) => (Some(engine), None),
-            Compiled::Unsupported(reason) => {
+        let (rvm, interpreter_reason) = match vm_unsafe {
+            Some(reason) => {
                 tracing::debug!(%reason, "policy runs on the interpreter");
                 (None, Some(reason))
             }
+            None => match RvmEngine::compile(&template)? {
+                Compiled::Program(engine) => (Some(engine), None),
+                Compiled::Unsupported(reason) => {
+                    tracing::debug!(%reason, "policy runs on the interpreter");
+                    (None, Some(reason))
+                }
+            },
         };
         let data =
             serde_json::to_value(template.get_data()).map_err(|error| PolicyError::Data {

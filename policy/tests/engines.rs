@@ -283,3 +283,23 @@ assessment := {"score": 10, "level": "LOW", "reasons": [{"flag": "debug", "weigh
     }
     assert_eq!(policy.risk_engine(), EngineKind::Interpreter);
 }
+
+/// The `bundle` fuzz target's stack overflow (FUZZING.md): a function whose parameter is a
+/// reference makes regorus' VM recurse without end, which would abort the process while the
+/// VM is compared at load. Such a policy loads, on the interpreter.
+#[test]
+fn a_function_with_a_reference_parameter_runs_on_the_interpreter() {
+    let crash = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fuzz/crashes/bundle-rvm-recursion.tar.gz");
+    let policy = Policy::load(&crash).expect("the fuzzer's bundle loads");
+    assert_eq!(policy.engine(), EngineKind::Interpreter);
+    assert_eq!(policy.risk_engine(), EngineKind::Interpreter);
+    assert!(
+        policy
+            .interpreter_reason()
+            .expect("a reason")
+            .contains("takes a reference as a parameter")
+    );
+    let plain = json!({"declaration": {"reference": "x", "transport": {"transshipmentPorts": ["LYTIP"]}}, "matches": [], "findings": [], "context": {}});
+    assert!(policy.assess(&plain).error.is_none());
+}
