@@ -4,7 +4,7 @@
 
 use std::sync::OnceLock;
 
-use cordon_policy::{Channel, InputContext, Policy, reference_policy_files};
+use cordon_policy::{Channel, InputContext, Policy, write_reference_policy};
 use libfuzzer_sys::fuzz_target;
 
 fn policy() -> &'static Policy {
@@ -12,11 +12,7 @@ fn policy() -> &'static Policy {
     &POLICY
         .get_or_init(|| {
             let dir = tempfile::tempdir().expect("temporary directory");
-            for (relative, contents) in reference_policy_files() {
-                let path = dir.path().join(relative);
-                std::fs::create_dir_all(path.parent().expect("parent")).expect("directory");
-                std::fs::write(path, contents).expect("policy file");
-            }
+            write_reference_policy(dir.path()).expect("reference policy written");
             let policy = Policy::load(dir.path()).expect("the reference policy loads");
             (dir, policy)
         })

@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 use cordon_gateway::circle::mls;
 use cordon_gateway::release::redaction::RedactionSchema;
 use cordon_indicator::{Limits, validate_batch};
-use cordon_policy::{Channel, InputContext, Policy, reference_policy_files};
+use cordon_policy::{Channel, InputContext, Policy, write_reference_policy};
 use cordon_proto::v1::{Declaration, Event, Indicator, PublishRequest, Tlp, Vessel, indicator};
 use proptest::prelude::*;
 use prost::Message;
@@ -19,11 +19,7 @@ fn reference_policy() -> &'static Policy {
     &POLICY
         .get_or_init(|| {
             let dir = tempfile::tempdir().expect("temporary directory");
-            for (relative, contents) in reference_policy_files() {
-                let path = dir.path().join(relative);
-                std::fs::create_dir_all(path.parent().expect("parent")).expect("directory");
-                std::fs::write(path, contents).expect("policy file");
-            }
+            write_reference_policy(dir.path()).expect("reference policy written");
             let policy = Policy::load(dir.path()).expect("the reference policy loads");
             (dir, policy)
         })

@@ -15,7 +15,7 @@ use std::collections::BTreeSet;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use cordon_policy::{Decision, EngineKind, Policy, reference_policy_files};
+use cordon_policy::{Decision, EngineKind, Policy, write_reference_policy};
 use serde_json::{Map, Value, json};
 
 const GATEWAY: &str = "GH";
@@ -38,11 +38,7 @@ fn main() {
     let budget = Duration::from_secs_f64(seconds);
 
     let dir = tempfile::tempdir().expect("temporary directory");
-    for (relative, contents) in reference_policy_files() {
-        let path = dir.path().join(relative);
-        std::fs::create_dir_all(path.parent().expect("parent")).expect("create directory");
-        std::fs::write(path, contents).expect("write policy file");
-    }
+    write_reference_policy(dir.path()).expect("reference policy written");
     let loading = Instant::now();
     let policy = Policy::load(dir.path()).expect("reference policy loads");
     let load_time = loading.elapsed();

@@ -9,7 +9,7 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use cordon_policy::{Policy, RiskContext, reference_policy_files, risk_input};
+use cordon_policy::{Policy, RiskContext, risk_input, write_reference_policy};
 use serde_json::{Value, json};
 
 fn cpu_seconds() -> f64 {
@@ -81,11 +81,7 @@ fn main() {
     let policy_dir = match std::env::var_os("CORDON_RISK_POLICY_DIR") {
         Some(dir) => std::path::PathBuf::from(dir),
         None => {
-            for (relative, contents) in reference_policy_files() {
-                let path = dir.path().join(relative);
-                std::fs::create_dir_all(path.parent().expect("parent")).expect("create directory");
-                std::fs::write(path, contents).expect("write policy file");
-            }
+            write_reference_policy(dir.path()).expect("reference policy written");
             dir.path().to_path_buf()
         }
     };

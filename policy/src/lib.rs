@@ -42,7 +42,7 @@ pub use policy::{
     DEFAULT_TIME_LIMIT, EngineKind, EngineMismatch, EngineVerification, LIVE_COMPARISON_EVERY,
     Policy,
 };
-pub use reference::reference_policy_files;
+pub use reference::{reference_policy_files, write_reference_policy};
 pub use risk::{Assessment, RISK_ENTRYPOINT, RiskContext, RiskLevel, RiskReason, risk_input};
 pub use source::{MAX_BUNDLE_BYTES, MAX_ENTRIES, MAX_ENTRY_BYTES, MAX_UNCOMPRESSED_BYTES};
 pub use testing::{

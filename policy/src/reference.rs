@@ -24,3 +24,16 @@ pub fn reference_policy_files() -> Vec<(&'static str, &'static str)> {
         ("data.json", include_str!("../reference/data.json")),
     ]
 }
+
+/// Writes the reference policy's files into `dir` (creating its folders), as `cordon init`
+/// does; benchmarks, fuzz targets and tests load it from there.
+pub fn write_reference_policy(dir: &std::path::Path) -> std::io::Result<()> {
+    for (relative, contents) in reference_policy_files() {
+        let path = dir.join(relative);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(path, contents)?;
+    }
+    Ok(())
+}
