@@ -126,18 +126,29 @@ impl Federation {
 
     /// `cordon init` for MEMBER in its own directory, listening on a free loopback port.
     pub fn member(&self, member: &str) -> Result<MemberDir> {
+        self.member_reached_at(member, &[])
+    }
+
+    /// [`Federation::member`], with a certificate that also names `hosts` (`--san`): for a
+    /// gateway reached at an address other than loopback (in a [`NetNs`] of the test).
+    pub fn member_reached_at(&self, member: &str, hosts: &[&str]) -> Result<MemberDir> {
         let dir = self.dir.path().join("members").join(member);
-        cordon(&[
+        let ca_dir = self.ca_dir();
+        let mut args = vec![
             "init",
             "--member",
             member,
             "--dir",
             dir.to_str().context("path")?,
             "--ca",
-            self.ca_dir().to_str().context("path")?,
+            ca_dir.to_str().context("path")?,
             "--listen",
             "127.0.0.1:0",
-        ])?;
+        ];
+        for host in hosts {
+            args.extend(["--san", host]);
+        }
+        cordon(&args)?;
         let member = MemberDir {
             dir,
             member: member.to_string(),
@@ -203,6 +214,24 @@ impl MemberDir {
         Ok(format!("https://127.0.0.1:{port}"))
     }
 
+    /// Listens on `address` (`host:port`) from now on instead of the free loopback port
+    /// `cordon init` chose. Returns the endpoint.
+    pub fn set_listen(&self, address: &str) -> Result<String> {
+        let text = std::fs::read_to_string(self.config())?;
+        let replaced = text.replace(
+            "listen = \"127.0.0.1:0\"",
+            &format!("listen = \"{address}\""),
+        );
+        if replaced == text {
+            bail!(
+                "{}: no `listen = \"127.0.0.1:0\"` to replace",
+                self.config().display()
+            );
+        }
+        std::fs::write(self.config(), replaced)?;
+        Ok(format!("https://{address}"))
+    }
+
     /// Sets `[limits] NAME = VALUE` in the config `cordon init` wrote (which lists every limit).
     pub fn set_limit(&self, name: &str, value: u64) -> Result<()> {
         let text = std::fs::read_to_string(self.config())?;
@@ -253,7 +282,17 @@ impl MemberDir {
 
     /// Starts `cordon serve` with extra environment (for example `CORDON_DATABASE_URL`).
     pub async fn start(&self, environment: &[(&str, &str)]) -> Result<GatewayProcess> {
-        GatewayProcess::start(self, environment).await
+        GatewayProcess::start(self, None, environment).await
+    }
+
+    /// Starts `cordon serve` inside the network namespace `netns` (`ip netns exec`, which
+    /// executes the gateway in its own place: the process id is the gateway's).
+    pub async fn start_in(
+        &self,
+        netns: &NetNs,
+        environment: &[(&str, &str)],
+    ) -> Result<GatewayProcess> {
+        GatewayProcess::start(self, Some(netns), environment).await
     }
 }
 
@@ -268,10 +307,23 @@ pub struct GatewayProcess {
 }
 
 impl GatewayProcess {
-    async fn start(member: &MemberDir, environment: &[(&str, &str)]) -> Result<GatewayProcess> {
+    async fn start(
+        member: &MemberDir,
+        netns: Option<&NetNs>,
+        environment: &[(&str, &str)],
+    ) -> Result<GatewayProcess> {
         let log = member.dir.join(format!("gateway-{}.log", unique_suffix()));
         let log_file = std::fs::File::create(&log)?;
-        let mut command = Command::new(cordon_bin());
+        let mut command = match netns {
+            Some(netns) => {
+                let mut command = Command::new("ip");
+                command
+                    .args(["netns", "exec", &netns.name])
+                    .arg(cordon_bin());
+                command
+            }
+            None => Command::new(cordon_bin()),
+        };
         command
             .args(["serve", "--config"])
             .arg(member.config())
@@ -353,6 +405,171 @@ fn unique_suffix() -> String {
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+/// A network namespace the test made, joined to the test's own namespace by a veth pair:
+/// a gateway started in it ([`MemberDir::start_in`]) listens on [`NetNs::inside`] and reaches
+/// the test's namespace at [`NetNs::outside`]. [`NetNs::partition`] drops every packet
+/// between the two sides until [`NetNs::heal`]. Dropping it deletes the namespace and the pair.
+#[derive(Debug)]
+pub struct NetNs {
+    pub name: String,
+    /// The address of the test's side of the pair.
+    pub outside: std::net::Ipv4Addr,
+    /// The address of the namespace's side.
+    pub inside: std::net::Ipv4Addr,
+}
+
+impl NetNs {
+    /// A new namespace, or `None` (saying so on stderr) where this process may not make one
+    /// (it needs CAP_SYS_ADMIN and CAP_NET_ADMIN: CI runs as root).
+    pub fn create() -> Result<Option<NetNs>> {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let pid = std::process::id();
+        let count = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let name = format!("cordon-test-{pid}-{count}");
+        remove_orphaned_namespaces();
+        match std::process::Command::new("ip")
+            .args(["netns", "add", &name])
+            .output()
+        {
+            Ok(output) if output.status.success() => {}
+            Ok(output) => {
+                eprintln!(
+                    "skipped: cannot make a network namespace ({}); partitions need root",
+                    String::from_utf8_lossy(&output.stderr).trim()
+                );
+                return Ok(None);
+            }
+            Err(error) => {
+                eprintln!("skipped: cannot run `ip` ({error}); partitions need iproute2");
+                return Ok(None);
+            }
+        }
+        // A /30 of 10.231.0.0/16 per pair, from the process id and a counter.
+        let block = (pid.wrapping_mul(4).wrapping_add(count)) % (1 << 14);
+        let base = u32::from(std::net::Ipv4Addr::new(10, 231, 0, 0)) + block * 4;
+        let netns = NetNs {
+            name,
+            outside: std::net::Ipv4Addr::from(base + 1),
+            inside: std::net::Ipv4Addr::from(base + 2),
+        };
+        let outside_link = netns.outside_link();
+        let inside_link = format!("cdn{pid}i{count}");
+        let outside = format!("{}/30", netns.outside);
+        let inside = format!("{}/30", netns.inside);
+        let steps: [&[&str]; 6] = [
+            &[
+                "link",
+                "add",
+                &outside_link,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &inside_link,
+                "netns",
+                &netns.name,
+            ],
+            &["addr", "add", &outside, "dev", &outside_link],
+            &["link", "set", &outside_link, "up"],
+            &[
+                "-n",
+                &netns.name,
+                "addr",
+                "add",
+                &inside,
+                "dev",
+                &inside_link,
+            ],
+            &["-n", &netns.name, "link", "set", &inside_link, "up"],
+            &["-n", &netns.name, "link", "set", "lo", "up"],
+        ];
+        for step in steps {
+            ip(step)?;
+        }
+        Ok(Some(netns))
+    }
+
+    fn outside_link(&self) -> String {
+        // Interface names have at most 15 bytes.
+        let suffix = self
+            .name
+            .trim_start_matches("cordon-test-")
+            .replace('-', "o");
+        format!("cdn{suffix}")
+    }
+
+    /// Drops every packet from the namespace to the test's side (a blackhole route), so no
+    /// connection between the two sides works, in either direction, until [`NetNs::heal`].
+    pub fn partition(&self) -> Result<()> {
+        ip(&[
+            "-n",
+            &self.name,
+            "route",
+            "add",
+            "blackhole",
+            &format!("{}/32", self.outside),
+        ])
+    }
+
+    pub fn heal(&self) -> Result<()> {
+        ip(&[
+            "-n",
+            &self.name,
+            "route",
+            "del",
+            "blackhole",
+            &format!("{}/32", self.outside),
+        ])
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        // Deleting the namespace deletes its end of the pair, and with it the other end.
+        let _ = ip(&["netns", "del", &self.name]);
+        let _ = ip(&["link", "del", &self.outside_link()]);
+    }
+}
+
+/// Deletes the namespaces of earlier test processes that were killed before they could
+/// (named `cordon-test-PID-N`, their process gone).
+fn remove_orphaned_namespaces() {
+    let Ok(output) = std::process::Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+    else {
+        return;
+    };
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        let name = line.split_whitespace().next().unwrap_or_default();
+        let Some(owner) = name
+            .strip_prefix("cordon-test-")
+            .and_then(|rest| rest.split('-').next())
+        else {
+            continue;
+        };
+        if owner.parse::<u32>().is_ok() && !Path::new("/proc").join(owner).exists() {
+            let _ = ip(&["netns", "del", name]);
+        }
+    }
+}
+
+fn ip(args: &[&str]) -> Result<()> {
+    let output = std::process::Command::new("ip")
+        .args(args)
+        .output()
+        .context("running ip")?;
+    if !output.status.success() {
+        bail!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(())
 }
 
 /// Reads a non-following subscription to its end.

@@ -108,6 +108,25 @@ pub fn init_ca(out: &Path, federation: &str) -> Result<()> {
 /// with it) and a client certificate (gateways follow each other, agencies call
 /// their gateway), so it names loopback as well as the SPIFFE URI.
 pub fn issue(ca_dir: &Path, name: &str, out: &Path) -> Result<Identity> {
+    issue_for(ca_dir, name, out, &[])
+}
+
+/// A host name of letters, digits and hyphens in dot-separated labels (a leading `*.` for a
+/// wildcard is not accepted: a gateway has names of its own).
+fn is_dns_name(host: &str) -> bool {
+    host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+}
+
+/// [`issue`], naming also `hosts` (DNS names or IP addresses, `--san`): the names a gateway
+/// is reached by besides loopback, which a client checks against the address it dialled.
+pub fn issue_for(ca_dir: &Path, name: &str, out: &Path, hosts: &[String]) -> Result<Identity> {
     let identity = Identity::parse(name)?;
     let federation = read_federation(ca_dir)?;
     let ca_pem = fs::read_to_string(ca_dir.join(CA_CERT_FILE))
@@ -118,11 +137,21 @@ pub fn issue(ca_dir: &Path, name: &str, out: &Path) -> Result<Identity> {
     let issuer = Issuer::from_ca_cert_pem(&ca_pem, ca_key).context("parsing the CA certificate")?;
 
     let key = KeyPair::generate().context("generating the identity key")?;
-    let mut params = CertificateParams::new(vec![
+    let mut names = vec![
         "localhost".to_string(),
         "127.0.0.1".to_string(),
         "::1".to_string(),
-    ])?;
+    ];
+    for host in hosts {
+        if host.parse::<std::net::IpAddr>().is_err() && !is_dns_name(host) {
+            bail!("--san {host:?}: not a DNS name or an IP address");
+        }
+        if !names.contains(host) {
+            names.push(host.clone());
+        }
+    }
+    let mut params = CertificateParams::new(names)
+        .context("--san: a name is not a DNS name or an IP address")?;
     params
         .subject_alt_names
         .push(SanType::URI(identity.spiffe_uri(&federation).try_into()?));
@@ -258,6 +287,44 @@ mod tests {
         assert_eq!(identity, Identity::parse("GH/customs").unwrap());
         assert!(Identity::from_verified_certificate(&der, "other-fed").is_err());
         assert!(issue(&ca, "not a name", &dir.path().join("x")).is_err());
+    }
+
+    #[test]
+    fn extra_names_are_written_and_bad_ones_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca");
+        init_ca(&ca, "test-fed").unwrap();
+        let out = dir.path().join("gh");
+        let hosts = ["10.231.0.1".to_string(), "gateway.gh.example".to_string()];
+        issue_for(&ca, "GH", &out, &hosts).unwrap();
+        let pem = fs::read(out.join(CERT_FILE)).unwrap();
+        let der = rustls_pemfile::certs(&mut pem.as_slice())
+            .next()
+            .unwrap()
+            .unwrap();
+        let (_, certificate) = x509_parser::parse_x509_certificate(&der).unwrap();
+        use x509_parser::extensions::GeneralName;
+        let names = certificate
+            .subject_alternative_name()
+            .unwrap()
+            .unwrap()
+            .value
+            .general_names
+            .clone();
+        assert!(
+            names.contains(&GeneralName::DNSName("gateway.gh.example")),
+            "{names:?}"
+        );
+        assert!(
+            names.contains(&GeneralName::IPAddress(&[10, 231, 0, 1])),
+            "{names:?}"
+        );
+        for bad in ["", "a b", "https://x", "-x.example", "x..example"] {
+            let error = issue_for(&ca, "NG", &dir.path().join("ng"), &[bad.to_string()])
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("--san"), "{bad:?}: {error}");
+        }
     }
 
     #[test]

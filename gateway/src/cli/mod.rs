@@ -181,6 +181,10 @@ pub enum CaCommand {
         name: String,
         #[arg(long)]
         out: PathBuf,
+        /// Another name the certificate's holder is reached by (a DNS name or an IP address),
+        /// besides loopback; repeat for several.
+        #[arg(long = "san", value_name = "HOST")]
+        san: Vec<String>,
     },
     /// Revoke the certificate at CERT (a `cert.pem` the CA issued): its serial is added to the
     /// CA's list and `crl.pem` in the CA directory is signed again. Gateways whose
@@ -206,6 +210,10 @@ pub struct InitArgs {
     ca: Option<PathBuf>,
     #[arg(long, default_value = DEFAULT_LISTEN)]
     listen: String,
+    /// Another name the gateway is reached by (a DNS name or an IP address), written into its
+    /// certificate besides loopback; repeat for several.
+    #[arg(long = "san", value_name = "HOST")]
+    san: Vec<String>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -243,8 +251,9 @@ pub async fn run(cli: Cli) -> Result<()> {
             ca: ca_dir,
             name,
             out,
+            san,
         }) => {
-            let identity = ca::issue(&ca_dir, &name, &out)?;
+            let identity = ca::issue_for(&ca_dir, &name, &out, &san)?;
             println!("identity {identity} written to {}", out.display());
             Ok(())
         }

@@ -38,7 +38,7 @@ pub(super) fn init(args: InitArgs) -> Result<()> {
         }
     };
     let federation = ca::read_federation(&ca_dir)?;
-    ca::issue(&ca_dir, &args.member, &args.dir.join("identity"))?;
+    ca::issue_for(&ca_dir, &args.member, &args.dir.join("identity"), &args.san)?;
     let signing_key_path = args
         .dir
         .join("identity")
