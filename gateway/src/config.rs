@@ -106,6 +106,11 @@ pub struct MemberFile {
     /// outside its key's window is refused (a key retired on a date, or not yet in use).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub key_windows: Vec<KeyWindowFile>,
+    /// Taken out of the roster: its gateway's and agencies' calls are refused, its open
+    /// subscriptions end and it is removed from every circle this gateway hubs. Applies
+    /// while the gateway runs (the file is watched).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub suspended: bool,
 }
 
 /// `key_windows = [{ key = "<64 hex>", not_before = "RFC 3339", not_after = "RFC 3339" }]`.
@@ -289,6 +294,8 @@ pub struct GatewayConfig {
     pub administrators: BTreeSet<String>,
     /// Request-rate limits per identity (`[limits]`).
     pub rate_limits: RateLimits,
+    /// Members under `[[members]]` with `suspended = true`.
+    pub suspended: BTreeSet<String>,
 }
 
 impl GatewayConfig {
@@ -387,6 +394,12 @@ impl GatewayConfig {
                 ),
                 gets_per_minute: std::num::NonZeroU32::new(file.limits.gets_per_minute),
             },
+            suspended: file
+                .members
+                .iter()
+                .filter(|member| member.suspended)
+                .map(|member| member.id.clone())
+                .collect(),
         })
     }
 }
@@ -659,6 +672,15 @@ mod tests {
         );
         let config = file(&text).unwrap();
         assert!(config.federation_keys.knows("NG"));
+        assert!(config.suspended.is_empty());
+        let suspended = text.replace(
+            "id = \"NG\"\nsigning_keys",
+            "id = \"NG\"\nsuspended = true\nsigning_keys",
+        );
+        assert_eq!(
+            file(&suspended).unwrap().suspended,
+            BTreeSet::from(["NG".to_string()])
+        );
         assert_eq!(
             config.peers,
             vec![PeerConfig {

@@ -22,6 +22,7 @@ pub(crate) mod identity;
 pub(crate) mod metrics;
 pub(crate) mod policy;
 pub mod release;
+pub(crate) mod roster;
 pub mod screening;
 pub mod server;
 pub mod signing;

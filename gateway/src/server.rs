@@ -21,6 +21,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Identity as TlsIdentity, Server, ServerTlsConfig};
 
 use crate::config::GatewayConfig;
@@ -173,6 +174,7 @@ pub struct RunningGateway {
     admin_task: Option<JoinHandle<()>>,
     decision_writer: JoinHandle<()>,
     screening_task: JoinHandle<()>,
+    roster_task: JoinHandle<()>,
     _watcher: Option<notify::RecommendedWatcher>,
 }
 
@@ -204,9 +206,11 @@ impl RunningGateway {
             state,
             decision_writer,
             screening_task,
+            roster_task,
             ..
         } = self;
         let _ = screening_task.await;
+        let _ = roster_task.await;
         let store = state.store.clone();
         drop(state);
         let _ = decision_writer.await;
@@ -333,7 +337,15 @@ async fn start_with(
         },
         stopping_signal.clone(),
     );
+    let roster = crate::roster::Roster::new(config.suspended.clone());
+    let roster_task = crate::roster::remove_from_circles(
+        roster.clone(),
+        circles.clone(),
+        config.member.clone(),
+        stopping_signal.clone(),
+    );
     let state = Arc::new(GatewayState {
+        roster: roster.clone(),
         circles: circles.clone(),
         member: config.member.clone(),
         federation: config.federation.clone(),
@@ -399,6 +411,10 @@ async fn start_with(
         federation: config.federation.clone(),
     };
     let services = Services {
+        gate: crate::roster::Gate {
+            roster,
+            federation: config.federation.clone(),
+        },
         indicators: state.clone(),
         circle: crate::circle::api::CircleApi { circles },
         policy: policy_api,
@@ -422,12 +438,15 @@ async fn start_with(
         admin_task,
         decision_writer,
         screening_task,
+        roster_task,
         _watcher: watcher,
     })
 }
 
 /// The gRPC services of one gateway.
 struct Services {
+    /// In front of every Cordon service: refuses suspended members.
+    gate: crate::roster::Gate,
     indicators: Arc<GatewayState>,
     circle: crate::circle::api::CircleApi,
     policy: PolicyApi,
@@ -442,6 +461,7 @@ async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let Services {
+        gate,
         indicators: state,
         circle: circle_api,
         policy: policy_api,
@@ -494,20 +514,31 @@ async fn serve(
         .add_service(health_service)
         .add_service(reflection)
         .add_service(reflection_v1alpha)
-        .add_service(indicators)
-        .add_service(PolicyServiceServer::new(policy_api))
-        .add_service(
+        .add_service(InterceptedService::new(indicators, gate.clone()))
+        .add_service(InterceptedService::new(
+            PolicyServiceServer::new(policy_api),
+            gate.clone(),
+        ))
+        .add_service(InterceptedService::new(
             ScreeningServiceServer::new(screening_api.clone())
                 .max_decoding_message_size(max_message)
                 .max_encoding_message_size(max_message),
-        )
-        .add_service(AlertServiceServer::new(screening_api))
-        .add_service(FederationServiceServer::new(federation_api))
-        .add_service(
+            gate.clone(),
+        ))
+        .add_service(InterceptedService::new(
+            AlertServiceServer::new(screening_api),
+            gate.clone(),
+        ))
+        .add_service(InterceptedService::new(
+            FederationServiceServer::new(federation_api),
+            gate.clone(),
+        ))
+        .add_service(InterceptedService::new(
             cordon_proto::v1::circle_service_server::CircleServiceServer::new(circle_api)
                 .max_decoding_message_size(max_message * 2)
                 .max_encoding_message_size(max_message * 2),
-        );
+            gate,
+        ));
     match acceptor {
         None => {
             router

@@ -4,6 +4,7 @@
 
 use std::collections::HashSet;
 use std::path::Path;
+use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use cordon_gateway::circle::{follower, mls};
@@ -1137,4 +1138,116 @@ async fn key_packages_are_served_only_to_listed_peers() -> Result<()> {
     );
     let _ = senegal;
     gh.stop().await
+}
+
+/// GH hubs "alpha" with NG and SN. NG's gateway and an NG agency follow GH's feed. The
+/// operator marks NG `suspended = true` in GH's running config: both open subscriptions end
+/// with PERMISSION_DENIED, a new call is refused, NG leaves the circle (SN stays), and SN is
+/// served throughout. Turning it back lets NG call again (it is not put back in the circle).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suspended_member_loses_its_subscriptions_at_once_and_leaves_the_circles() -> Result<()> {
+    use cordon_proto::v1::SubscribeRequest;
+
+    let federation = Federation::new()?;
+    let (dirs, [gh, ng, sn]) = hub_circle(&federation, ["GH", "NG", "SN"], [&[], &[], &[]]).await?;
+    let ghana = &dirs[0];
+    let following = async |identity: &Path| {
+        let mut client = indicator_client(&gh.endpoint, identity).await?;
+        let request = SubscribeRequest {
+            after: 0,
+            follow: true,
+            kinds: Vec::new(),
+            limit: 0,
+        };
+        anyhow::Ok(client.subscribe(request).await?.into_inner())
+    };
+    let ng_gateway = federation.identity("NG")?;
+    let ng_police = federation.identity("NG/police")?;
+    let sn_gateway = federation.identity("SN")?;
+    let mut streams = vec![following(&ng_gateway).await?, following(&ng_police).await?];
+    let mut sn_stream = following(&sn_gateway).await?;
+    // NG's gateway hears of what GH releases to it.
+    let gh_customs = federation.identity("GH/customs")?;
+    indicator_client(&gh.endpoint, &gh_customs)
+        .await?
+        .publish(PublishRequest {
+            indicators: vec![vessel(Tlp::Green, marker("BEFORE"))],
+            ..Default::default()
+        })
+        .await?;
+    tokio::time::timeout(patience(), streams[0].message())
+        .await
+        .context("a first event for NG")??
+        .context("NG's stream ended early")?;
+    let info = members_info(&gh.endpoint, &ghana.identity(), "alpha").await?;
+    ensure!(info.members.contains(&"NG".to_string()), "{info:?}");
+
+    set_suspended(ghana, "NG", true)?;
+    for stream in &mut streams {
+        let ended = tokio::time::timeout(patience(), async {
+            loop {
+                match stream.message().await {
+                    Ok(Some(_)) => continue,
+                    Ok(None) => return Err(anyhow!("the stream ended without a status")),
+                    Err(status) => return Ok(status),
+                }
+            }
+        })
+        .await
+        .context("NG's subscription did not end after its suspension")??;
+        ensure!(
+            ended.code() == tonic::Code::PermissionDenied && ended.message().contains("suspended"),
+            "{ended:?}"
+        );
+    }
+    let refused = following(&ng_police).await.expect_err("NG is suspended");
+    let status = refused
+        .downcast_ref::<tonic::Status>()
+        .context("a gRPC status")?;
+    ensure!(status.code() == tonic::Code::PermissionDenied, "{status:?}");
+    wait_until("NG to leave GH's circle", || async {
+        let info = members_info(&gh.endpoint, &ghana.identity(), "alpha").await?;
+        Ok((
+            !info.members.contains(&"NG".to_string()) && info.members.contains(&"SN".to_string()),
+            format!("{info:?}"),
+        ))
+    })
+    .await?;
+    // SN is served as before: its stream is still open, and it may call.
+    match tokio::time::timeout(Duration::from_millis(500), sn_stream.message()).await {
+        Err(_) | Ok(Ok(Some(_))) => {}
+        Ok(ended) => bail!("SN's stream ended with NG's suspension: {ended:?}"),
+    }
+    read_all(&gh.endpoint, &sn_gateway, 0, 0).await?;
+
+    set_suspended(ghana, "NG", false)?;
+    wait_until("NG to be served again", || async {
+        Ok((following(&ng_police).await.is_ok(), String::new()))
+    })
+    .await?;
+    for gateway in [gh, ng, sn] {
+        gateway.stop().await?;
+    }
+    Ok(())
+}
+
+/// Sets `suspended` on MEMBER's `[[members]]` entry in `gateway`'s config.
+fn set_suspended(gateway: &MemberDir, member: &str, suspended: bool) -> Result<()> {
+    let text = std::fs::read_to_string(gateway.config())?;
+    let entry = format!("[[members]]\nid = \"{member}\"\n");
+    let without = text.replace(&format!("{entry}suspended = true\n"), &entry);
+    ensure!(
+        without.contains(&entry),
+        "no [[members]] entry for {member}"
+    );
+    let replaced = if suspended {
+        without.replacen(&entry, &format!("{entry}suspended = true\n"), 1)
+    } else {
+        without
+    };
+    // Written whole and renamed over the file, as an editor does.
+    let staged = gateway.dir.join("cordon.toml.new");
+    std::fs::write(&staged, replaced)?;
+    std::fs::rename(&staged, gateway.config())?;
+    Ok(())
 }

@@ -118,6 +118,13 @@ pub(super) async fn serve(config_path: &Path) -> Result<()> {
     // reads it must shut the gateway down cleanly, not kill it with the default action.
     let shutdown = shutdown_signal().context("registering signal handlers")?;
     let gateway = crate::server::start(&config, Vec::new()).await?;
+    // `[[members]] suspended` applies while the gateway runs.
+    let _roster_watcher = crate::roster::watch_config(
+        config_path,
+        environment.clone(),
+        gateway.state.roster.clone(),
+    )
+    .context("watching the config file")?;
     // Tests and scripts read the bound addresses (the config may say port 0).
     let mut first_line =
         serde_json::json!({"listening": gateway.address.to_string(), "member": config.member});

@@ -57,6 +57,8 @@ pub struct GatewayState {
     pub administrators: std::collections::BTreeSet<String>,
     /// Request-rate limits per identity for re-reads and Get.
     pub rates: rates::RequestRates,
+    /// Suspended members: their subscriptions end at once.
+    pub roster: crate::roster::Roster,
 }
 
 impl GatewayState {
@@ -150,8 +152,13 @@ impl IndicatorService for IndicatorApi {
                 &self.state.metrics,
             )?;
         }
+        let member = recipient.member().to_string();
         let stream = subscribe::subscribe(self.state.clone(), recipient, request)?;
-        Ok(Response::new(stream))
+        Ok(Response::new(crate::roster::end_when_suspended(
+            stream,
+            self.state.roster.clone(),
+            member,
+        )))
     }
 
     async fn get(&self, request: Request<GetRequest>) -> Result<Response<GetResponse>, Status> {

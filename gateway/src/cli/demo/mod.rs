@@ -306,6 +306,7 @@ async fn start_member(
         watch_for: Duration::from_secs(90 * 86_400),
         administrators: Default::default(),
         rate_limits: Default::default(),
+        suspended: Default::default(),
         admin_listen: None,
     };
     let decisions = Arc::new(MemoryDecisionSink::default());
