@@ -47,11 +47,15 @@ pub fn load_policy(config: &GatewayConfig) -> Result<Policy> {
 
 /// The server's TLS: its own identity, and client certificates required to chain to the
 /// federation CA; with `[tls] crl`, certificates the CA revoked are refused in the handshake
-/// (rustls' WebPKI client verifier with the CRL, the handshakes done here).
+/// (rustls' WebPKI client verifier with the CRL, the handshakes done here). The acceptor is
+/// shared: a new CRL replaces it while the gateway runs ([`watch_crl`]).
 pub enum ServerTls {
     Tonic(ServerTlsConfig),
-    WithCrl(tokio_rustls::TlsAcceptor),
+    WithCrl(SharedAcceptor),
 }
+
+/// The TLS acceptor in use; each new connection takes the one current when it arrives.
+pub type SharedAcceptor = Arc<std::sync::RwLock<tokio_rustls::TlsAcceptor>>;
 
 pub fn server_tls(config: &GatewayConfig) -> Result<ServerTls> {
     let read = |path: &std::path::Path| {
@@ -67,30 +71,39 @@ pub fn server_tls(config: &GatewayConfig) -> Result<ServerTls> {
                 .timeout(TLS_HANDSHAKE_TIMEOUT),
         ));
     };
+    let files = TlsFiles {
+        cert: config.tls_cert.clone(),
+        key: config.tls_key.clone(),
+        ca: config.tls_ca.clone(),
+        crl: Some(crl_path.clone()),
+    };
+    Ok(ServerTls::WithCrl(Arc::new(std::sync::RwLock::new(
+        crl_acceptor(&files)?,
+    ))))
+}
+
+/// A TLS acceptor for `files`, refusing client certificates revoked by `files.crl`.
+fn crl_acceptor(files: &TlsFiles) -> Result<tokio_rustls::TlsAcceptor> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::PrivateKeyDer;
     use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
     let pem_error = |path: &std::path::Path| {
         let path = path.display().to_string();
         move |error: rustls::pki_types::pem::Error| anyhow::anyhow!("{path}: {error}")
     };
-    let chain = CertificateDer::pem_file_iter(&config.tls_cert)
-        .map_err(pem_error(&config.tls_cert))?
+    let chain = CertificateDer::pem_file_iter(&files.cert)
+        .map_err(pem_error(&files.cert))?
         .collect::<Result<Vec<_>, _>>()
-        .map_err(pem_error(&config.tls_cert))?;
-    let key = PrivateKeyDer::from_pem_file(&config.tls_key).map_err(pem_error(&config.tls_key))?;
+        .map_err(pem_error(&files.cert))?;
+    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(pem_error(&files.key))?;
     let mut roots = rustls::RootCertStore::empty();
-    for ca in CertificateDer::pem_file_iter(&config.tls_ca).map_err(pem_error(&config.tls_ca))? {
+    for ca in CertificateDer::pem_file_iter(&files.ca).map_err(pem_error(&files.ca))? {
         roots
-            .add(ca.map_err(pem_error(&config.tls_ca))?)
-            .with_context(|| format!("{}: not a CA certificate", config.tls_ca.display()))?;
+            .add(ca.map_err(pem_error(&files.ca))?)
+            .with_context(|| format!("{}: not a CA certificate", files.ca.display()))?;
     }
-    let crls = CertificateRevocationListDer::pem_file_iter(crl_path)
-        .map_err(pem_error(crl_path))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(pem_error(crl_path))?;
-    if crls.is_empty() {
-        anyhow::bail!("tls.crl: {} holds no CRL", crl_path.display());
-    }
+    let crl_path = files.crl.as_ref().context("tls.crl: not set")?;
+    let crls = crate::federation::peer_tls::read_crls(crl_path)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
         Arc::new(roots),
@@ -106,16 +119,63 @@ pub fn server_tls(config: &GatewayConfig) -> Result<ServerTls> {
         .with_single_cert(chain, key)
         .context("the gateway's TLS certificate and key")?;
     server.alpn_protocols = vec![b"h2".to_vec()];
-    Ok(ServerTls::WithCrl(tokio_rustls::TlsAcceptor::from(
-        Arc::new(server),
-    )))
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(server)))
+}
+
+/// Watches the `[tls] crl` file: each change that reads as a CRL replaces the acceptor, so
+/// that certificates revoked since the start are refused from the next handshake on; one that
+/// does not read keeps the acceptor in use (logged).
+fn watch_crl(files: TlsFiles, acceptor: SharedAcceptor) -> Result<notify::RecommendedWatcher> {
+    use notify::Watcher;
+    let crl_path = files.crl.clone().context("tls.crl: not set")?;
+    let name = crl_path.file_name().map(|name| name.to_os_string());
+    let (events, mut receiver) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        let Ok(event) = event else { return };
+        if !event.kind.is_access()
+            && event
+                .paths
+                .iter()
+                .any(|changed| changed.file_name() == name.as_deref())
+        {
+            let _ = events.send(());
+        }
+    })?;
+    let directory = crl_path
+        .parent()
+        .filter(|parent| !parent.as_os_str().is_empty())
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_else(|| std::path::PathBuf::from("."));
+    watcher.watch(&directory, notify::RecursiveMode::NonRecursive)?;
+    tokio::spawn(async move {
+        while receiver.recv().await.is_some() {
+            while let Ok(Some(())) =
+                tokio::time::timeout(Duration::from_millis(200), receiver.recv()).await
+            {
+            }
+            match crl_acceptor(&files) {
+                Ok(fresh) => {
+                    *acceptor
+                        .write()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner()) = fresh;
+                    tracing::info!(crl = %crl_path.display(), "CRL read again; new handshakes check it");
+                }
+                Err(error) => tracing::error!(
+                    crl = %crl_path.display(),
+                    error = format!("{error:#}"),
+                    "the changed CRL does not read; the one read before stays in use"
+                ),
+            }
+        }
+    });
+    Ok(watcher)
 }
 
 /// TLS connections accepted by `acceptor`, each handshake on its own task and bounded by
 /// [`TLS_HANDSHAKE_TIMEOUT`], so that a slow or refused client holds up no one.
 fn tls_incoming(
     listener: TcpListener,
-    acceptor: tokio_rustls::TlsAcceptor,
+    acceptor: SharedAcceptor,
 ) -> impl futures::Stream<Item = std::io::Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>>
 {
     let (sender, receiver) = tokio::sync::mpsc::channel(64);
@@ -138,7 +198,10 @@ fn tls_incoming(
             if stream.set_nodelay(true).is_err() {
                 continue;
             }
-            let acceptor = acceptor.clone();
+            let acceptor = acceptor
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .clone();
             let accepted = sender.clone();
             tokio::spawn(async move {
                 match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
@@ -176,6 +239,7 @@ pub struct RunningGateway {
     screening_task: JoinHandle<()>,
     roster_task: JoinHandle<()>,
     _watcher: Option<notify::RecommendedWatcher>,
+    _crl_watcher: Option<notify::RecommendedWatcher>,
 }
 
 impl RunningGateway {
@@ -257,6 +321,22 @@ async fn start_with(
         &config.member,
     )?);
     let tls = server_tls(config)?;
+    // A CRL replaced while the gateway runs is checked from the next handshake on.
+    let crl_watcher = match &tls {
+        ServerTls::WithCrl(acceptor) => Some(
+            watch_crl(
+                TlsFiles {
+                    cert: config.tls_cert.clone(),
+                    key: config.tls_key.clone(),
+                    ca: config.tls_ca.clone(),
+                    crl: config.tls_crl.clone(),
+                },
+                acceptor.clone(),
+            )
+            .context("watching tls.crl")?,
+        ),
+        ServerTls::Tonic(_) => None,
+    };
     let store = Store::connect(&config.database_url)
         .await
         .with_context(|| format!("opening storage {}", redact_url(&config.database_url)))?;
@@ -317,6 +397,7 @@ async fn start_with(
                 cert: config.tls_cert.clone(),
                 key: config.tls_key.clone(),
                 ca: config.tls_ca.clone(),
+                crl: config.tls_crl.clone(),
             },
             releaser: releaser.clone(),
             decision_log: decision_log.clone(),
@@ -371,6 +452,7 @@ async fn start_with(
                 cert: config.tls_cert.clone(),
                 key: config.tls_key.clone(),
                 ca: config.tls_ca.clone(),
+                crl: config.tls_crl.clone(),
             },
             metrics: metrics.clone(),
         },
@@ -440,6 +522,7 @@ async fn start_with(
         screening_task,
         roster_task,
         _watcher: watcher,
+        _crl_watcher: crl_watcher,
     })
 }
 

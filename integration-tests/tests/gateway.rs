@@ -1069,7 +1069,92 @@ async fn a_revoked_certificate_is_refused_in_the_handshake() -> Result<()> {
         }
     })
     .await?;
+
+    // A certificate revoked while the gateway runs: the CA's new CRL replaces the gateway's
+    // copy (written whole, then renamed over it), and from then on customs is refused too.
+    cordon_integration_tests::cordon(&[
+        "ca",
+        "revoke",
+        "--ca",
+        &ca_dir.display().to_string(),
+        "--cert",
+        &customs.join("cert.pem").display().to_string(),
+    ])?;
+    let staged = member.dir.join("identity").join("crl.pem.new");
+    std::fs::copy(ca_dir.join("crl.pem"), &staged)?;
+    std::fs::rename(&staged, member.dir.join("identity").join("crl.pem"))?;
+    cordon_integration_tests::wait_until("customs to be refused after the new CRL", || async {
+        let served = match indicator_client(&gateway.endpoint, &customs).await {
+            Err(_) => false,
+            Ok(mut client) => client
+                .subscribe(SubscribeRequest {
+                    after: 0,
+                    follow: false,
+                    kinds: Vec::new(),
+                    limit: 0,
+                })
+                .await
+                .is_ok(),
+        };
+        Ok((!served, String::new()))
+    })
+    .await?;
+    // Identities still not revoked are served as before.
+    read_all(&gateway.endpoint, &federation.identity("CI")?, 0, 0).await?;
     gateway.stop().await
+}
+
+/// A gateway with `[tls] crl` refuses a peer whose gateway certificate the CA revoked when
+/// it connects to follow it: GH never stores what NG publishes, and says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_refuses_a_peer_whose_certificate_is_revoked() -> Result<()> {
+    let federation = Federation::new()?;
+    let [ghana, nigeria] = &federation.members(&["GH", "NG"])?[..] else {
+        anyhow::bail!("two members")
+    };
+    let ca_dir = federation.ca_dir();
+    cordon_integration_tests::cordon(&[
+        "ca",
+        "revoke",
+        "--ca",
+        &ca_dir.display().to_string(),
+        "--cert",
+        &nigeria.identity().join("cert.pem").display().to_string(),
+    ])?;
+    std::fs::copy(ca_dir.join("crl.pem"), ghana.identity().join("crl.pem"))?;
+    let config = std::fs::read_to_string(ghana.config())?;
+    std::fs::write(
+        ghana.config(),
+        config.replacen(
+            "ca = \"identity/ca.pem\"",
+            "ca = \"identity/ca.pem\"\ncrl = \"identity/crl.pem\"",
+            1,
+        ),
+    )?;
+    let ng = nigeria.start(&[]).await?;
+    ghana.follow(nigeria, &ng.endpoint)?;
+    let gh = ghana.start(&[]).await?;
+    indicator_client(&ng.endpoint, &federation.identity("NG/customs")?)
+        .await?
+        .publish(PublishRequest {
+            indicators: vec![clear_vessel("from a revoked gateway".into())],
+            ..Default::default()
+        })
+        .await?;
+    cordon_integration_tests::wait_until("GH to refuse NG's revoked certificate", || {
+        let log = gh.log_text();
+        async move {
+            Ok((
+                log.contains("Revoked"),
+                log.lines().rev().take(5).collect::<Vec<_>>().join("\n"),
+            ))
+        }
+    })
+    .await?;
+    let held = read_all(&gh.endpoint, &federation.identity("GH/customs")?, 0, 0).await?;
+    assert!(published(&held).is_empty(), "{held:?}");
+    gh.stop().await?;
+    ng.stop().await
 }
 
 /// A loopback TCP proxy standing for one address in front of replicas: each connection goes

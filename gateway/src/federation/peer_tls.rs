@@ -30,6 +30,23 @@ pub struct TlsFiles {
     pub cert: std::path::PathBuf,
     pub key: std::path::PathBuf,
     pub ca: std::path::PathBuf,
+    /// `[tls] crl`: peers' certificates the CA revoked are refused too; read on each connect.
+    pub crl: Option<std::path::PathBuf>,
+}
+
+/// The CRLs in the PEM file at `path` (at least one).
+pub fn read_crls(
+    path: &std::path::Path,
+) -> Result<Vec<rustls::pki_types::CertificateRevocationListDer<'static>>> {
+    use rustls::pki_types::CertificateRevocationListDer;
+    let crls = CertificateRevocationListDer::pem_file_iter(path)
+        .with_context(|| format!("tls.crl: reading {}", path.display()))?
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("tls.crl: parsing {}", path.display()))?;
+    if crls.is_empty() {
+        anyhow::bail!("tls.crl: {} holds no CRL", path.display());
+    }
+    Ok(crls)
 }
 
 /// Verifies as WebPKI does, then requires the certificate to name `expected`.
@@ -116,7 +133,12 @@ pub fn client_config(
             .add(certificate.with_context(|| format!("parsing {}", files.ca.display()))?)
             .with_context(|| format!("adding {} as a root", files.ca.display()))?;
     }
-    let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+    let mut builder =
+        WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone());
+    if let Some(crl) = &files.crl {
+        builder = builder.with_crls(read_crls(crl)?);
+    }
+    let webpki = builder
         .build()
         .context("building the certificate verifier")?;
     let verifier = PeerVerifier {
