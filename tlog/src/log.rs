@@ -1,0 +1,230 @@
+//! The tree over stored hashes.
+//!
+//! Every complete subtree's hash is stored once, at the index `tlog_tiles::stored_hash_index`
+//! gives it (leaves and interior nodes interleaved, about two hashes per entry). Appending
+//! entry `n` stores its leaf hash and the hashes of the subtrees it completes; the root of any
+//! earlier size, an inclusion proof or a consistency proof then reads O(log n) stored hashes,
+//! so their cost does not grow with the log beyond that.
+//!
+//! Where the hashes live is the [`HashStore`]'s business: [`MemoryLog`] keeps them in memory
+//! (tests, benchmarks); the gateway keeps them in its database, beside what they record.
+
+use std::cell::RefCell;
+
+use tlog_tiles::{Hash, HashReader};
+
+use crate::Digest;
+
+/// Why the log could not answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LogError {
+    #[error("entry {index} is not in a tree of size {size}")]
+    NotInTree { index: u64, size: u64 },
+    #[error("a tree of size {asked} is larger than the log ({size})")]
+    TooLarge { asked: u64, size: u64 },
+    #[error("the first size {first} is larger than the second {second}")]
+    SizesOutOfOrder { first: u64, second: u64 },
+    #[error("reading stored hashes: {0}")]
+    Store(String),
+    #[error("{0}")]
+    Tree(String),
+}
+
+/// Reads stored hashes by their stored-hash index.
+pub trait HashStore {
+    /// The hashes at `indexes`, in the same order; an index never written is an error.
+    fn read(&self, indexes: &[u64]) -> Result<Vec<Digest>, LogError>;
+}
+
+/// `tlog_tiles`' reader over a [`HashStore`], keeping the store's own error (tlog_tiles has
+/// no variant to carry it).
+struct Reader<'a, S: ?Sized> {
+    store: &'a S,
+    failure: RefCell<Option<LogError>>,
+}
+
+impl<'a, S: HashStore + ?Sized> Reader<'a, S> {
+    fn new(store: &'a S) -> Self {
+        Reader {
+            store,
+            failure: RefCell::new(None),
+        }
+    }
+
+    fn error(&self, error: tlog_tiles::Error) -> LogError {
+        self.failure
+            .borrow_mut()
+            .take()
+            .unwrap_or_else(|| LogError::Tree(error.to_string()))
+    }
+}
+
+impl<S: HashStore + ?Sized> HashReader for Reader<'_, S> {
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, tlog_tiles::Error> {
+        match self.store.read(indexes) {
+            Ok(hashes) if hashes.len() == indexes.len() => {
+                Ok(hashes.into_iter().map(Hash).collect())
+            }
+            Ok(_) => {
+                *self.failure.borrow_mut() = Some(LogError::Store(
+                    "the store returned a different number of hashes than asked".into(),
+                ));
+                Err(tlog_tiles::Error::IndexesNotInTree)
+            }
+            Err(error) => {
+                *self.failure.borrow_mut() = Some(error);
+                Err(tlog_tiles::Error::IndexesNotInTree)
+            }
+        }
+    }
+}
+
+/// The stored hashes to write when entry `index` (the log's size before it) is appended
+/// with leaf hash `leaf`: `(stored hash index, hash)` pairs, at most `1 + log2(index + 1)`.
+pub fn hashes_to_store<S: HashStore + ?Sized>(
+    index: u64,
+    leaf: Digest,
+    store: &S,
+) -> Result<Vec<(u64, Digest)>, LogError> {
+    let reader = Reader::new(store);
+    let hashes = tlog_tiles::stored_hashes_for_record_hash(index, Hash(leaf), &reader)
+        .map_err(|error| reader.error(error))?;
+    let first = tlog_tiles::stored_hash_index(0, index);
+    Ok((first..)
+        .zip(hashes)
+        .map(|(position, hash)| (position, hash.0))
+        .collect())
+}
+
+/// How many stored hashes a log of `size` entries holds.
+pub fn stored_hash_count(size: u64) -> u64 {
+    tlog_tiles::stored_hash_count(size)
+}
+
+/// The root of the first `size` entries.
+pub fn root<S: HashStore + ?Sized>(size: u64, store: &S) -> Result<Digest, LogError> {
+    let reader = Reader::new(store);
+    tlog_tiles::tree_hash(size, &reader)
+        .map(|hash| hash.0)
+        .map_err(|error| reader.error(error))
+}
+
+/// The proof that entry `index` is in the tree of the first `size` entries.
+pub fn inclusion_proof<S: HashStore + ?Sized>(
+    index: u64,
+    size: u64,
+    store: &S,
+) -> Result<Vec<Digest>, LogError> {
+    if index >= size {
+        return Err(LogError::NotInTree { index, size });
+    }
+    let reader = Reader::new(store);
+    tlog_tiles::prove_record(size, index, &reader)
+        .map(|proof| proof.into_iter().map(|hash| hash.0).collect())
+        .map_err(|error| reader.error(error))
+}
+
+/// The proof that the tree of the first `first` entries is a prefix of the tree of the first
+/// `second` (empty when `first` is 0 or equals `second`).
+pub fn consistency_proof<S: HashStore + ?Sized>(
+    first: u64,
+    second: u64,
+    store: &S,
+) -> Result<Vec<Digest>, LogError> {
+    if first > second {
+        return Err(LogError::SizesOutOfOrder { first, second });
+    }
+    if first == 0 || first == second {
+        return Ok(Vec::new());
+    }
+    let reader = Reader::new(store);
+    tlog_tiles::prove_tree(second, first, &reader)
+        .map(|proof| proof.into_iter().map(|hash| hash.0).collect())
+        .map_err(|error| reader.error(error))
+}
+
+/// A log held in memory: the stored hashes in one vector.
+#[derive(Debug, Default, Clone)]
+pub struct MemoryLog {
+    hashes: Vec<Digest>,
+    size: u64,
+}
+
+impl HashStore for MemoryLog {
+    fn read(&self, indexes: &[u64]) -> Result<Vec<Digest>, LogError> {
+        indexes
+            .iter()
+            .map(|&index| {
+                usize::try_from(index)
+                    .ok()
+                    .and_then(|index| self.hashes.get(index))
+                    .copied()
+                    .ok_or_else(|| LogError::Store(format!("no stored hash {index}")))
+            })
+            .collect()
+    }
+}
+
+impl MemoryLog {
+    pub fn new() -> MemoryLog {
+        MemoryLog::default()
+    }
+
+    /// Appends `entry` (its canonical bytes); returns its index.
+    pub fn append(&mut self, entry: &[u8]) -> u64 {
+        self.append_leaf(crate::verify::leaf_hash(entry))
+    }
+
+    /// Appends an entry by its leaf hash; returns its index.
+    pub fn append_leaf(&mut self, leaf: Digest) -> u64 {
+        let index = self.size;
+        let hashes = hashes_to_store(index, leaf, self)
+            .expect("a memory log holds every hash an append reads");
+        for (position, hash) in hashes {
+            debug_assert_eq!(position, self.hashes.len() as u64);
+            self.hashes.push(hash);
+        }
+        self.size += 1;
+        index
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The root of the whole log.
+    pub fn root(&self) -> Digest {
+        self.root_at(self.size).expect("the log's own size")
+    }
+
+    /// The root of the first `size` entries.
+    pub fn root_at(&self, size: u64) -> Result<Digest, LogError> {
+        if size > self.size {
+            return Err(LogError::TooLarge {
+                asked: size,
+                size: self.size,
+            });
+        }
+        root(size, self)
+    }
+
+    pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Digest>, LogError> {
+        if size > self.size {
+            return Err(LogError::TooLarge {
+                asked: size,
+                size: self.size,
+            });
+        }
+        inclusion_proof(index, size, self)
+    }
+
+    pub fn consistency_proof(&self, first: u64, second: u64) -> Result<Vec<Digest>, LogError> {
+        if second > self.size {
+            return Err(LogError::TooLarge {
+                asked: second,
+                size: self.size,
+            });
+        }
+        consistency_proof(first, second, self)
+    }
+}
