@@ -228,3 +228,123 @@ impl MemoryLog {
         consistency_proof(first, second, self)
     }
 }
+
+/// A [`HashStore`] over hashes read beforehand (from a database, asynchronously): the caller
+/// asks [`reads`] which indexes an operation needs, reads them, and runs the operation here.
+#[derive(Debug, Default, Clone)]
+pub struct ReadHashes(pub std::collections::HashMap<u64, Digest>);
+
+impl HashStore for ReadHashes {
+    fn read(&self, indexes: &[u64]) -> Result<Vec<Digest>, LogError> {
+        indexes
+            .iter()
+            .map(|index| {
+                self.0
+                    .get(index)
+                    .copied()
+                    .ok_or_else(|| LogError::Store(format!("stored hash {index} was not read")))
+            })
+            .collect()
+    }
+}
+
+/// An operation on a log, for [`reads`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    /// The root of the first `size` entries.
+    Root { size: u64 },
+    /// The inclusion proof of entry `index` in the first `size` entries.
+    Inclusion { index: u64, size: u64 },
+    /// The consistency proof from the first `first` entries to the first `second`.
+    Consistency { first: u64, second: u64 },
+    /// Appending `count` entries to a log of `size` entries ([`append_batch`]).
+    Append { size: u64, count: u64 },
+}
+
+/// Records the indexes an operation asks for, answering with placeholder hashes (the
+/// operations read once and do not look at the values to decide what to read).
+#[derive(Default)]
+struct Recorder(RefCell<Vec<u64>>);
+
+impl HashStore for Recorder {
+    fn read(&self, indexes: &[u64]) -> Result<Vec<Digest>, LogError> {
+        self.0.borrow_mut().extend_from_slice(indexes);
+        Ok(vec![[0; 32]; indexes.len()])
+    }
+}
+
+/// The stored-hash indexes `operation` reads from the store (sorted, without repeats): read
+/// them, put them in a [`ReadHashes`] and run the operation on it.
+pub fn reads(operation: Operation) -> Result<Vec<u64>, LogError> {
+    let recorder = Recorder::default();
+    match operation {
+        Operation::Root { size } => {
+            root(size, &recorder)?;
+        }
+        Operation::Inclusion { index, size } => {
+            inclusion_proof(index, size, &recorder)?;
+        }
+        Operation::Consistency { first, second } => {
+            consistency_proof(first, second, &recorder)?;
+        }
+        Operation::Append { size, count } => {
+            // Each append reads only hashes of complete subtrees to its left: those stored
+            // before the batch, or written by an earlier append of the same batch.
+            let stored_before = tlog_tiles::stored_hash_index(0, size);
+            for index in size..size.saturating_add(count) {
+                let wanted = Recorder::default();
+                hashes_to_store(index, [0; 32], &wanted)?;
+                recorder.0.borrow_mut().extend(
+                    wanted
+                        .0
+                        .into_inner()
+                        .into_iter()
+                        .filter(|stored| *stored < stored_before),
+                );
+            }
+        }
+    }
+    let mut indexes = recorder.0.into_inner();
+    indexes.sort_unstable();
+    indexes.dedup();
+    Ok(indexes)
+}
+
+/// Appends `leaves` to a log of `size` entries whose hashes `store` holds (at least those
+/// [`reads`] of `Operation::Append` names); returns the stored hashes to write, in index
+/// order.
+pub fn append_batch<S: HashStore + ?Sized>(
+    size: u64,
+    leaves: &[Digest],
+    store: &S,
+) -> Result<Vec<(u64, Digest)>, LogError> {
+    struct Overlay<'a, S: ?Sized> {
+        store: &'a S,
+        written: std::collections::HashMap<u64, Digest>,
+    }
+    impl<S: HashStore + ?Sized> HashStore for Overlay<'_, S> {
+        fn read(&self, indexes: &[u64]) -> Result<Vec<Digest>, LogError> {
+            let mut out = Vec::with_capacity(indexes.len());
+            for index in indexes {
+                match self.written.get(index) {
+                    Some(hash) => out.push(*hash),
+                    None => out.push(self.store.read(&[*index])?[0]),
+                }
+            }
+            Ok(out)
+        }
+    }
+    let mut overlay = Overlay {
+        store,
+        written: std::collections::HashMap::new(),
+    };
+    let mut out = Vec::with_capacity(leaves.len() * 2);
+    for (index, leaf) in (size..).zip(leaves) {
+        let hashes = hashes_to_store(index, *leaf, &overlay)?;
+        for (position, hash) in hashes {
+            overlay.written.insert(position, hash);
+            out.push((position, hash));
+        }
+    }
+    Ok(out)
+}

@@ -277,3 +277,62 @@ fn stored_hashes_stay_about_two_per_entry() {
     );
     assert_eq!(log.size(), 1000);
 }
+
+/// What a database-backed log does: read the indexes an operation names, then run it on
+/// those hashes alone. It must give what the whole log gives.
+#[test]
+fn operations_on_hashes_read_beforehand_agree_with_the_whole_log() {
+    use cordon_tlog::log::{HashStore, Operation, ReadHashes, append_batch, reads};
+    let read = |log: &MemoryLog, operation: Operation| {
+        let indexes = reads(operation).unwrap();
+        let hashes = log.read(&indexes).unwrap();
+        ReadHashes(indexes.into_iter().zip(hashes).collect())
+    };
+    let mut log = MemoryLog::new();
+    for batch in [1u64, 3, 1, 7, 16, 5, 33, 2] {
+        let size = log.size();
+        let leaves: Vec<Digest> = (size..size + batch).map(|i| leaf_hash(&entry(i))).collect();
+        let before = read(&log, Operation::Append { size, count: batch });
+        let written = append_batch(size, &leaves, &before).unwrap();
+        let mut whole = log.clone();
+        let first_new = log::stored_hash_count(size);
+        for leaf in &leaves {
+            whole.append_leaf(*leaf);
+        }
+        let expected: Vec<(u64, Digest)> = (first_new..)
+            .zip(
+                whole
+                    .read(&(first_new..log::stored_hash_count(size + batch)).collect::<Vec<_>>())
+                    .unwrap(),
+            )
+            .collect();
+        assert_eq!(written, expected, "batch of {batch} after {size}");
+        log = whole;
+    }
+    let size = log.size();
+    for index in [0, 1, size / 2, size - 1] {
+        let hashes = read(&log, Operation::Inclusion { index, size });
+        assert_eq!(
+            log::inclusion_proof(index, size, &hashes).unwrap(),
+            log.inclusion_proof(index, size).unwrap()
+        );
+    }
+    for first in [1, 3, size / 2, size - 1] {
+        let hashes = read(
+            &log,
+            Operation::Consistency {
+                first,
+                second: size,
+            },
+        );
+        assert_eq!(
+            log::consistency_proof(first, size, &hashes).unwrap(),
+            log.consistency_proof(first, size).unwrap()
+        );
+        let hashes = read(&log, Operation::Root { size: first });
+        assert_eq!(
+            log::root(first, &hashes).unwrap(),
+            log.root_at(first).unwrap()
+        );
+    }
+}
