@@ -52,6 +52,7 @@
 //! writes, decision batches and purge chunks wait for each other. Decision batches and purge chunks are therefore kept to
 //! one short transaction each.
 
+mod audit;
 mod backend;
 mod circles;
 mod decisions;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use sqlx::postgres::PgConnectOptions;
 use tokio::sync::watch;
 
+use crate::audit::{postgres_audit, sqlite_audit};
 use crate::backend::{Backend, now_micros, raise_known_head};
 use crate::circles::{self, postgres_circles, sqlite_circles};
 use crate::decisions::{postgres_decisions, sqlite_decisions};
@@ -198,6 +199,79 @@ impl Store {
             raise_known_head(&self.inner.head, head);
         }
         Ok(outcome)
+    }
+
+    /// The number of entries in the audit log (the verifiable record, `cordon-tlog`): every
+    /// publish, receive, retraction and circle write appends its entries in its own
+    /// transaction.
+    pub async fn audit_size(&self) -> Result<u64, StorageError> {
+        match &self.inner.pools {
+            Pools::Sqlite(pools) => sqlite_audit::size(&pools.read).await,
+            Pools::Postgres(pools) => postgres_audit::size(&pools.pool).await,
+        }
+    }
+
+    async fn audit_hashes(
+        &self,
+        operation: cordon_tlog::log::Operation,
+    ) -> Result<cordon_tlog::log::ReadHashes, StorageError> {
+        match &self.inner.pools {
+            Pools::Sqlite(pools) => sqlite_audit::hashes_for(&pools.read, operation).await,
+            Pools::Postgres(pools) => postgres_audit::hashes_for(&pools.pool, operation).await,
+        }
+    }
+
+    /// The root of the audit log's first `size` entries (`size` at most [`Store::audit_size`]).
+    pub async fn audit_root(&self, size: u64) -> Result<cordon_tlog::Digest, StorageError> {
+        let hashes = self
+            .audit_hashes(cordon_tlog::log::Operation::Root { size })
+            .await?;
+        cordon_tlog::log::root(size, &hashes).map_err(audit_error)
+    }
+
+    /// The proof that entry `index` is in the tree of the first `size` entries.
+    pub async fn audit_inclusion_proof(
+        &self,
+        index: u64,
+        size: u64,
+    ) -> Result<Vec<cordon_tlog::Digest>, StorageError> {
+        let hashes = self
+            .audit_hashes(cordon_tlog::log::Operation::Inclusion { index, size })
+            .await?;
+        cordon_tlog::log::inclusion_proof(index, size, &hashes).map_err(audit_error)
+    }
+
+    /// The proof that the first `first` entries are a prefix of the first `second`.
+    pub async fn audit_consistency_proof(
+        &self,
+        first: u64,
+        second: u64,
+    ) -> Result<Vec<cordon_tlog::Digest>, StorageError> {
+        let hashes = self
+            .audit_hashes(cordon_tlog::log::Operation::Consistency { first, second })
+            .await?;
+        cordon_tlog::log::consistency_proof(first, second, &hashes).map_err(audit_error)
+    }
+
+    /// Entries from position `from`, at most `limit`: (position, canonical bytes).
+    pub async fn audit_entries(
+        &self,
+        from: u64,
+        limit: u32,
+    ) -> Result<Vec<(u64, Vec<u8>)>, StorageError> {
+        match &self.inner.pools {
+            Pools::Sqlite(pools) => sqlite_audit::entries(&pools.read, from, limit).await,
+            Pools::Postgres(pools) => postgres_audit::entries(&pools.pool, from, limit).await,
+        }
+    }
+
+    /// The positions of the entries about `indicator_id` (its publication or receipt, its
+    /// retraction), ascending.
+    pub async fn audit_positions_of(&self, indicator_id: &str) -> Result<Vec<u64>, StorageError> {
+        match &self.inner.pools {
+            Pools::Sqlite(pools) => sqlite_audit::positions_of(&pools.read, indicator_id).await,
+            Pools::Postgres(pools) => postgres_audit::positions_of(&pools.pool, indicator_id).await,
+        }
     }
 
     /// The cursor stored for `peer` by [`Store::receive`]: the peer's sequence up to which its
@@ -481,6 +555,10 @@ impl Store {
             Pools::Postgres(pools) => pools.close().await,
         }
     }
+}
+
+fn audit_error(error: cordon_tlog::LogError) -> StorageError {
+    StorageError::Database(format!("audit log: {error}"))
 }
 
 #[cfg(test)]

@@ -3158,6 +3158,101 @@ async fn indicators_are_read_by_the_sequence_that_published_them(fixture: &Fixtu
     store.close().await;
 }
 
+/// Every publish, receive and retraction appends its entries to the audit log in its own
+/// transaction; a refused write appends nothing. The log's root and proofs are those of the
+/// same entries in memory, and each proof verifies.
+async fn writes_append_their_entries_to_the_audit_log(fixture: &Fixture) {
+    use cordon_tlog::{Entry, MemoryLog, verify_consistency, verify_inclusion};
+    let store = fixture.open().await;
+    assert_eq!(store.audit_size().await, Ok(0));
+    let batch = indicators("p", 3, "vessel");
+    store.publish(batch.clone()).await.expect("publish");
+    assert!(
+        store
+            .publish(vec![indicator("p-0", "vessel")])
+            .await
+            .is_err(),
+        "a duplicate is refused"
+    );
+    store
+        .retract("p-1", "wrong", 1_800_000_000_000_000, Some(b"sig"))
+        .await
+        .expect("retract");
+    receive(
+        &store,
+        7,
+        vec![received("r0", "ip"), retraction("r0", &originator(), None)],
+    )
+    .await;
+
+    let mut expected: Vec<Entry> = batch
+        .iter()
+        .map(|item| Entry::stored(&item.id, &item.originator, None, &item.payload))
+        .collect();
+    expected.push(Entry::retraction(
+        "p-1",
+        &batch[1].originator,
+        "wrong",
+        1_800_000_000_000_000,
+        Some(b"sig"),
+    ));
+    let r0 = received_indicator("r0", "ip");
+    expected.push(Entry::stored("r0", &r0.originator, Some(PEER), &r0.payload));
+    let Received::Retracted {
+        reason, at_micros, ..
+    } = retraction("r0", &originator(), None)
+    else {
+        unreachable!()
+    };
+    expected.push(Entry::retraction(
+        "r0",
+        &originator(),
+        &reason,
+        at_micros,
+        None,
+    ));
+
+    let size = expected.len() as u64;
+    assert_eq!(store.audit_size().await, Ok(size));
+    let stored = store.audit_entries(0, 100).await.expect("entries");
+    let bytes: Vec<Vec<u8>> = expected.iter().map(Entry::canonical_bytes).collect();
+    assert_eq!(
+        stored,
+        (0..).zip(bytes.clone()).collect::<Vec<(u64, Vec<u8>)>>()
+    );
+    let mut memory = MemoryLog::new();
+    for entry in &bytes {
+        memory.append(entry);
+    }
+    let root = store.audit_root(size).await.expect("root");
+    assert_eq!(root, memory.root());
+    for index in 0..size {
+        let proof = store
+            .audit_inclusion_proof(index, size)
+            .await
+            .expect("inclusion proof");
+        verify_inclusion(
+            index,
+            size,
+            &cordon_tlog::leaf_hash(&bytes[index as usize]),
+            &proof,
+            &root,
+        )
+        .expect("the proof verifies");
+    }
+    for first in 1..size {
+        let proof = store
+            .audit_consistency_proof(first, size)
+            .await
+            .expect("consistency proof");
+        let first_root = store.audit_root(first).await.expect("root");
+        verify_consistency(first, size, &first_root, &root, &proof).expect("consistent");
+    }
+    assert_eq!(store.audit_positions_of("p-1").await, Ok(vec![1, 3]));
+    assert_eq!(store.audit_positions_of("r0").await, Ok(vec![4, 5]));
+    store.close().await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Test generation
 
@@ -3209,6 +3304,7 @@ macro_rules! conformance_suite {
 
 conformance_suite! {
     every_backend: [
+        writes_append_their_entries_to_the_audit_log,
         publish_and_read_round_trip,
         sequences_are_consecutive_across_batches,
         duplicate_id_stores_nothing,

@@ -80,7 +80,95 @@ pub enum EntryError {
     NotCanonical,
 }
 
+/// Lowercase hex SHA-256 of `bytes`.
+pub fn digest_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest as _, Sha256};
+    Sha256::digest(bytes)
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+/// The digest a retraction is logged under: SHA-256 of
+/// `{"indicatorId","originator","reason","atMicros","signature"}` as JSON in that order, the
+/// signature in lowercase hex or `null`. A verifier computes it from the retraction served.
+pub fn retraction_digest(
+    indicator_id: &str,
+    originator: &str,
+    reason: &str,
+    at_micros: i64,
+    signature: Option<&[u8]>,
+) -> String {
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Retraction<'a> {
+        indicator_id: &'a str,
+        originator: &'a str,
+        reason: &'a str,
+        at_micros: i64,
+        signature: Option<String>,
+    }
+    let retraction = Retraction {
+        indicator_id,
+        originator,
+        reason,
+        at_micros,
+        signature: signature.map(|bytes| bytes.iter().map(|b| format!("{b:02x}")).collect()),
+    };
+    digest_hex(&serde_json::to_vec(&retraction).expect("a retraction serialises"))
+}
+
 impl Entry {
+    /// The entry of an indicator stored from `payload` (its stored, signed encoding):
+    /// `published` when this gateway's member published it (`via` is `None`), `received`
+    /// through the peer `via` otherwise.
+    pub fn stored(
+        indicator_id: &str,
+        originator: &str,
+        via: Option<&str>,
+        payload: &[u8],
+    ) -> Entry {
+        let digest = digest_hex(payload);
+        match via {
+            None => Entry::Published {
+                indicator_id: indicator_id.to_string(),
+                originator: originator.to_string(),
+                digest,
+            },
+            Some(peer) => Entry::Received {
+                indicator_id: indicator_id.to_string(),
+                originator: originator.to_string(),
+                peer: peer.to_string(),
+                digest,
+            },
+        }
+    }
+
+    /// The entry of a retraction ([`retraction_digest`]).
+    pub fn retraction(
+        indicator_id: &str,
+        originator: &str,
+        reason: &str,
+        at_micros: i64,
+        signature: Option<&[u8]>,
+    ) -> Entry {
+        Entry::Retracted {
+            indicator_id: indicator_id.to_string(),
+            originator: originator.to_string(),
+            digest: retraction_digest(indicator_id, originator, reason, at_micros, signature),
+        }
+    }
+
+    /// The indicator an entry is about, if any.
+    pub fn indicator_id(&self) -> Option<&str> {
+        match self {
+            Entry::Published { indicator_id, .. }
+            | Entry::Retracted { indicator_id, .. }
+            | Entry::Received { indicator_id, .. } => Some(indicator_id),
+            _ => None,
+        }
+    }
+
     /// The bytes the entry's leaf hash is computed from.
     pub fn canonical_bytes(&self) -> Vec<u8> {
         let mut bytes = Vec::with_capacity(128);

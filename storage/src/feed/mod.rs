@@ -35,8 +35,18 @@ use sql::*;
 /// Expands the feed operations for one sqlx database into module `$module`. Every function
 /// takes the pool to use, so SQLite can write through its single-connection pool and read
 /// through its reader pool while PostgreSQL uses one pool for both.
+/// The log entry of an indicator stored (published here, or received through `via`).
+fn stored_entry(item: &NewIndicator) -> cordon_tlog::Entry {
+    cordon_tlog::Entry::stored(
+        &item.id,
+        &item.originator,
+        item.via.as_deref(),
+        &item.payload,
+    )
+}
+
 macro_rules! feed_operations {
-    ($module:ident, $database:ty, $backend:expr, begin_write = $begin_write:literal) => {
+    ($module:ident, $database:ty, $backend:expr, audit = $audit:ident, begin_write = $begin_write:literal) => {
         pub(crate) mod $module {
             use sqlx::{AssertSqlSafe, Pool, Row};
 
@@ -250,6 +260,8 @@ macro_rules! feed_operations {
                 // After every indicator of the batch is stored, so one may revise another.
                 let revisions = latest_supersedes(batch.iter().filter_map(Supersede::of));
                 mark_superseded(&mut transaction, &revisions).await?;
+                let entries: Vec<cordon_tlog::Entry> = batch.iter().map(stored_entry).collect();
+                crate::audit::$audit::append(&mut transaction, &entries).await?;
 
                 transaction
                     .commit()
@@ -309,6 +321,14 @@ macro_rules! feed_operations {
                     .execute(&mut *transaction)
                     .await
                     .map_err(failed("insert retraction event"))?;
+                let entry = cordon_tlog::Entry::retraction(
+                    indicator_id,
+                    &originator,
+                    reason,
+                    at_micros,
+                    signature,
+                );
+                crate::audit::$audit::append(&mut transaction, &[entry]).await?;
                 transaction
                     .commit()
                     .await
@@ -355,7 +375,13 @@ macro_rules! feed_operations {
                     ));
                 }
                 let revisions = latest_supersedes(plan.supersedes.iter().copied());
-                mark_superseded(connection, &revisions).await
+                mark_superseded(connection, &revisions).await?;
+                let entries: Vec<cordon_tlog::Entry> = plan
+                    .published
+                    .iter()
+                    .map(|(_, item)| stored_entry(item))
+                    .collect();
+                crate::audit::$audit::append(connection, &entries).await
             }
 
             /// Moves the head from `locked_head`, as [`lock_head`] returned it, to `planned`,
@@ -425,6 +451,20 @@ macro_rules! feed_operations {
 
                 store_planned_published(&mut transaction, &plan, None, "receive").await?;
                 insert_retracted_events(&mut transaction, &plan.retractions).await?;
+                let entries: Vec<cordon_tlog::Entry> = plan
+                    .retractions
+                    .iter()
+                    .map(|retraction| {
+                        cordon_tlog::Entry::retraction(
+                            retraction.indicator_id,
+                            retraction.originator,
+                            retraction.reason,
+                            retraction.at_micros,
+                            retraction.signature,
+                        )
+                    })
+                    .collect();
+                crate::audit::$audit::append(&mut transaction, &entries).await?;
                 let retracted_ids: Vec<&str> = plan
                     .retractions
                     .iter()
@@ -602,11 +642,13 @@ feed_operations!(
     sqlite_feed,
     sqlx::Sqlite,
     Backend::Sqlite,
+    audit = sqlite_audit,
     begin_write = "BEGIN IMMEDIATE"
 );
 feed_operations!(
     postgres_feed,
     sqlx::Postgres,
     Backend::Postgres,
+    audit = postgres_audit,
     begin_write = "BEGIN"
 );

@@ -1,0 +1,24 @@
+-- The verifiable record: an append-only Merkle log (crate cordon-tlog) of what this gateway
+-- stored, appended in the same transaction as what it records. Same logical schema as
+-- migrations/postgres. The log starts when this migration runs.
+
+-- Appends take numbers by updating this row first (after the feed head, where both are taken).
+CREATE TABLE audit_head (
+    singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+    size INTEGER NOT NULL CHECK (size >= 0)
+) STRICT;
+INSERT INTO audit_head (singleton, size) VALUES (1, 0);
+
+-- Each entry's canonical bytes (cordon_tlog::Entry), by position from 0.
+CREATE TABLE audit_entries (
+    position INTEGER PRIMARY KEY CHECK (position >= 0),
+    indicator_id TEXT,
+    entry BLOB NOT NULL
+) STRICT;
+CREATE INDEX audit_entries_indicator ON audit_entries (indicator_id) WHERE indicator_id IS NOT NULL;
+
+-- The hash of every complete subtree, at its stored-hash index (tlog_tiles' layout).
+CREATE TABLE audit_hashes (
+    idx INTEGER PRIMARY KEY CHECK (idx >= 0),
+    hash BLOB NOT NULL CHECK (length(hash) = 32)
+) STRICT;

@@ -1,0 +1,239 @@
+//! The verifiable record's storage: the entries of the gateway's Merkle log and the stored
+//! hashes of its tree (crate `cordon-tlog`), written once for both backends by
+//! `audit_operations!` (see [`crate::feed`] for why a macro).
+//!
+//! An entry is appended in the transaction that stores what it records (a publish, a receive,
+//! a retraction, a circle write), so the log and the feed never disagree after a crash: both
+//! commit or neither. Appends are numbered by updating the one `audit_head` row; writers of the
+//! feed take the feed head first and the audit head second, in every transaction that takes
+//! both, so no two writers wait on each other in a cycle.
+
+use std::collections::HashMap;
+
+use cordon_tlog::Entry;
+use cordon_tlog::log::{Operation, ReadHashes, append_batch, reads};
+
+use crate::backend::Backend;
+use crate::error::StorageError;
+use crate::placeholders::{ROWS_PER_STATEMENT, push_rows};
+
+/// Takes `$1` positions (0 only takes the lock) and returns the size after.
+const ADVANCE_AUDIT_HEAD: &str = "UPDATE audit_head SET size = size + $1 RETURNING size";
+
+const SELECT_AUDIT_SIZE: &str = "SELECT size FROM audit_head";
+
+const SELECT_ENTRIES: &str = "SELECT position, entry FROM audit_entries \
+     WHERE position >= $1 ORDER BY position LIMIT $2";
+
+const SELECT_POSITIONS_OF: &str =
+    "SELECT position FROM audit_entries WHERE indicator_id = $1 ORDER BY position";
+
+fn insert_entries_sql(rows: usize) -> String {
+    let mut sql = String::from("INSERT INTO audit_entries (position, indicator_id, entry) VALUES ");
+    push_rows(&mut sql, 1, rows, 3, None);
+    sql
+}
+
+fn insert_hashes_sql(rows: usize) -> String {
+    let mut sql = String::from("INSERT INTO audit_hashes (idx, hash) VALUES ");
+    push_rows(&mut sql, 1, rows, 2, None);
+    sql
+}
+
+fn select_hashes_sql(count: usize) -> String {
+    let mut sql = String::from("SELECT idx, hash FROM audit_hashes WHERE idx IN (");
+    for index in 0..count {
+        if index > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!("${}", index + 1));
+    }
+    sql.push(')');
+    sql
+}
+
+fn to_database(value: u64, what: &str) -> Result<i64, StorageError> {
+    i64::try_from(value).map_err(|_| StorageError::corrupt(format!("{what} {value} is too large")))
+}
+
+fn from_database(value: i64, what: &str) -> Result<u64, StorageError> {
+    u64::try_from(value).map_err(|_| StorageError::corrupt(format!("{what} {value} is negative")))
+}
+
+fn log_error(error: cordon_tlog::LogError) -> StorageError {
+    StorageError::corrupt(format!("audit log: {error}"))
+}
+
+/// Hashes read back, checked to be 32 bytes each.
+fn read_hashes(rows: Vec<(i64, Vec<u8>)>) -> Result<ReadHashes, StorageError> {
+    let mut hashes = HashMap::with_capacity(rows.len());
+    for (index, hash) in rows {
+        let hash: [u8; 32] = hash
+            .try_into()
+            .map_err(|_| StorageError::corrupt(format!("audit hash {index} is not 32 bytes")))?;
+        hashes.insert(from_database(index, "audit hash index")?, hash);
+    }
+    Ok(ReadHashes(hashes))
+}
+
+macro_rules! audit_operations {
+    ($module:ident, $database:ty, $backend:expr) => {
+        pub(crate) mod $module {
+            use sqlx::{AssertSqlSafe, Pool};
+
+            use super::*;
+
+            type Database = $database;
+            type Connection = <Database as sqlx::Database>::Connection;
+            const BACKEND: Backend = $backend;
+
+            fn failed(action: &str) -> impl FnOnce(sqlx::Error) -> StorageError + '_ {
+                crate::error::failed(BACKEND, action)
+            }
+
+            /// The stored hashes at `indexes`.
+            async fn hashes(
+                connection: &mut Connection,
+                indexes: &[u64],
+            ) -> Result<ReadHashes, StorageError> {
+                let mut rows = Vec::with_capacity(indexes.len());
+                for chunk in indexes.chunks(ROWS_PER_STATEMENT) {
+                    let mut query = sqlx::query_as::<_, (i64, Vec<u8>)>(AssertSqlSafe(
+                        crate::placeholders::dialect(BACKEND, select_hashes_sql(chunk.len())),
+                    ));
+                    for index in chunk {
+                        query = query.bind(to_database(*index, "audit hash index")?);
+                    }
+                    rows.extend(
+                        query
+                            .fetch_all(&mut *connection)
+                            .await
+                            .map_err(failed("read audit hashes"))?,
+                    );
+                }
+                read_hashes(rows)
+            }
+
+            /// Appends `entries` to the log in the caller's transaction (which, if it writes
+            /// the feed, has taken the feed head already).
+            pub(crate) async fn append(
+                connection: &mut Connection,
+                entries: &[Entry],
+            ) -> Result<(), StorageError> {
+                if entries.is_empty() {
+                    return Ok(());
+                }
+                let count = entries.len() as u64;
+                let after: i64 = sqlx::query_scalar(ADVANCE_AUDIT_HEAD)
+                    .bind(to_database(count, "audit entries")?)
+                    .fetch_one(&mut *connection)
+                    .await
+                    .map_err(failed("advance audit head"))?;
+                let size = from_database(after, "audit size")? - count;
+                let needed = reads(Operation::Append { size, count }).map_err(log_error)?;
+                let known = hashes(connection, &needed).await?;
+                let encoded: Vec<Vec<u8>> = entries.iter().map(Entry::canonical_bytes).collect();
+                let leaves: Vec<[u8; 32]> = encoded
+                    .iter()
+                    .map(|bytes| cordon_tlog::leaf_hash(bytes))
+                    .collect();
+                let written = append_batch(size, &leaves, &known).map_err(log_error)?;
+
+                let rows: Vec<(u64, &Entry, &Vec<u8>)> = (size..)
+                    .zip(entries)
+                    .zip(&encoded)
+                    .map(|((position, entry), bytes)| (position, entry, bytes))
+                    .collect();
+                for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+                    let mut query = sqlx::query(AssertSqlSafe(crate::placeholders::dialect(
+                        BACKEND,
+                        insert_entries_sql(chunk.len()),
+                    )));
+                    for (position, entry, bytes) in chunk {
+                        query = query
+                            .bind(to_database(*position, "audit position")?)
+                            .bind(entry.indicator_id())
+                            .bind(bytes.as_slice());
+                    }
+                    query
+                        .execute(&mut *connection)
+                        .await
+                        .map_err(failed("insert audit entries"))?;
+                }
+                for chunk in written.chunks(ROWS_PER_STATEMENT) {
+                    let mut query = sqlx::query(AssertSqlSafe(crate::placeholders::dialect(
+                        BACKEND,
+                        insert_hashes_sql(chunk.len()),
+                    )));
+                    for (index, hash) in chunk {
+                        query = query
+                            .bind(to_database(*index, "audit hash index")?)
+                            .bind(hash.as_slice());
+                    }
+                    query
+                        .execute(&mut *connection)
+                        .await
+                        .map_err(failed("insert audit hashes"))?;
+                }
+                Ok(())
+            }
+
+            pub(crate) async fn size(pool: &Pool<Database>) -> Result<u64, StorageError> {
+                let size: i64 = sqlx::query_scalar(SELECT_AUDIT_SIZE)
+                    .fetch_one(pool)
+                    .await
+                    .map_err(failed("read audit size"))?;
+                from_database(size, "audit size")
+            }
+
+            /// The hashes `operation` reads, read in one snapshot-consistent pass (the hashes
+            /// of a size never change once written).
+            pub(crate) async fn hashes_for(
+                pool: &Pool<Database>,
+                operation: Operation,
+            ) -> Result<ReadHashes, StorageError> {
+                let needed = reads(operation).map_err(log_error)?;
+                let mut connection = pool
+                    .acquire()
+                    .await
+                    .map_err(failed("connect to read audit hashes"))?;
+                hashes(&mut connection, &needed).await
+            }
+
+            pub(crate) async fn entries(
+                pool: &Pool<Database>,
+                from: u64,
+                limit: u32,
+            ) -> Result<Vec<(u64, Vec<u8>)>, StorageError> {
+                let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as(SELECT_ENTRIES)
+                    .bind(to_database(from, "audit position")?)
+                    .bind(i64::from(limit))
+                    .fetch_all(pool)
+                    .await
+                    .map_err(failed("read audit entries"))?;
+                rows.into_iter()
+                    .map(|(position, entry)| {
+                        Ok((from_database(position, "audit position")?, entry))
+                    })
+                    .collect()
+            }
+
+            pub(crate) async fn positions_of(
+                pool: &Pool<Database>,
+                indicator_id: &str,
+            ) -> Result<Vec<u64>, StorageError> {
+                let rows: Vec<i64> = sqlx::query_scalar(SELECT_POSITIONS_OF)
+                    .bind(indicator_id)
+                    .fetch_all(pool)
+                    .await
+                    .map_err(failed("find audit entries of an indicator"))?;
+                rows.into_iter()
+                    .map(|position| from_database(position, "audit position"))
+                    .collect()
+            }
+        }
+    };
+}
+
+audit_operations!(sqlite_audit, sqlx::Sqlite, Backend::Sqlite);
+audit_operations!(postgres_audit, sqlx::Postgres, Backend::Postgres);
