@@ -14,6 +14,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/cordon/v1/federation.proto",
         "proto/cordon/v1/circle.proto",
         "proto/cordon/v1/screening.proto",
+        "proto/cordon/v1/audit.proto",
     ];
     for file in files {
         println!("cargo:rerun-if-changed={file}");

@@ -12,6 +12,7 @@
 //! Only this crate knows `tonic::Status` ([`status`] maps domain errors to it) and turns
 //! certificates into identities ([`identity`]).
 
+pub mod audit;
 pub mod circle;
 pub mod cli;
 pub(crate) mod clock;

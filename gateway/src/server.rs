@@ -492,7 +492,16 @@ async fn start_with(
         member: config.member.clone(),
         federation: config.federation.clone(),
     };
+    let audit_api = crate::audit::AuditApi::new(
+        &config.member,
+        &config.federation,
+        state.store.clone(),
+        state.signing_key.clone(),
+        config.administrators.clone(),
+    )
+    .context("the audit log's checkpoint signer")?;
     let services = Services {
+        audit: audit_api,
         gate: crate::roster::Gate {
             roster,
             federation: config.federation.clone(),
@@ -528,6 +537,7 @@ async fn start_with(
 
 /// The gRPC services of one gateway.
 struct Services {
+    audit: crate::audit::AuditApi,
     /// In front of every Cordon service: refuses suspended members.
     gate: crate::roster::Gate,
     indicators: Arc<GatewayState>,
@@ -544,6 +554,7 @@ async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let Services {
+        audit,
         gate,
         indicators: state,
         circle: circle_api,
@@ -614,6 +625,10 @@ async fn serve(
         ))
         .add_service(InterceptedService::new(
             FederationServiceServer::new(federation_api),
+            gate.clone(),
+        ))
+        .add_service(InterceptedService::new(
+            cordon_proto::v1::audit_service_server::AuditServiceServer::new(audit),
             gate.clone(),
         ))
         .add_service(InterceptedService::new(

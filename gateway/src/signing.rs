@@ -102,6 +102,11 @@ impl SigningKey {
             Some(self.signature_over(&cordon_indicator::retraction_signing_bytes(retracted)));
     }
 
+    /// A bare Ed25519 signature over `bytes` (the audit log's checkpoints).
+    pub fn sign_bytes(&self, bytes: &[u8]) -> Vec<u8> {
+        self.key_pair.sign(bytes).as_ref().to_vec()
+    }
+
     fn signature_over(&self, bytes: &[u8]) -> Signature {
         Signature {
             key_id: self.key_id.clone(),

@@ -28,6 +28,9 @@ const SELECT_ENTRIES: &str = "SELECT position, entry FROM audit_entries \
 const SELECT_POSITIONS_OF: &str =
     "SELECT position FROM audit_entries WHERE indicator_id = $1 ORDER BY position";
 
+const SELECT_RETRACTION: &str = "SELECT originator, reason, at_micros, signature FROM events \
+     WHERE event_type = 'retracted' AND indicator_id = $1 ORDER BY sequence LIMIT 1";
+
 fn insert_entries_sql(rows: usize) -> String {
     let mut sql = String::from("INSERT INTO audit_entries (position, indicator_id, entry) VALUES ");
     push_rows(&mut sql, 1, rows, 3, None);
@@ -216,6 +219,27 @@ macro_rules! audit_operations {
                         Ok((from_database(position, "audit position")?, entry))
                     })
                     .collect()
+            }
+
+            pub(crate) async fn retraction(
+                pool: &Pool<Database>,
+                indicator_id: &str,
+            ) -> Result<Option<crate::model::RetractionRecord>, StorageError> {
+                let row: Option<(String, Option<String>, i64, Option<Vec<u8>>)> =
+                    sqlx::query_as(SELECT_RETRACTION)
+                        .bind(indicator_id)
+                        .fetch_optional(pool)
+                        .await
+                        .map_err(failed("read a retraction"))?;
+                Ok(row.map(|(originator, reason, at_micros, signature)| {
+                    crate::model::RetractionRecord {
+                        indicator_id: indicator_id.to_string(),
+                        originator,
+                        reason: reason.unwrap_or_default(),
+                        at_micros,
+                        signature,
+                    }
+                }))
             }
 
             pub(crate) async fn positions_of(

@@ -23,6 +23,16 @@ pub struct NewIndicator {
     pub via: Option<String>,
 }
 
+/// A retraction as the feed holds it (the content of an audit log entry).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetractionRecord {
+    pub indicator_id: String,
+    pub originator: String,
+    pub reason: String,
+    pub at_micros: i64,
+    pub signature: Option<Vec<u8>>,
+}
+
 /// One item of a peer's feed, as [`crate::Store::receive`] applies it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Received {

@@ -265,6 +265,17 @@ impl Store {
         }
     }
 
+    /// The retraction of `indicator_id` as the feed holds it, if it was retracted.
+    pub async fn audit_retraction(
+        &self,
+        indicator_id: &str,
+    ) -> Result<Option<crate::model::RetractionRecord>, StorageError> {
+        match &self.inner.pools {
+            Pools::Sqlite(pools) => sqlite_audit::retraction(&pools.read, indicator_id).await,
+            Pools::Postgres(pools) => postgres_audit::retraction(&pools.pool, indicator_id).await,
+        }
+    }
+
     /// The positions of the entries about `indicator_id` (its publication or receipt, its
     /// retraction), ascending.
     pub async fn audit_positions_of(&self, indicator_id: &str) -> Result<Vec<u64>, StorageError> {

@@ -29,12 +29,18 @@ pub enum CheckpointError {
     WrongOrigin { expected: String, found: String },
 }
 
-/// Signs checkpoints for one log.
+/// Signs checkpoints for one log: the log's origin, the Ed25519 public key and a function
+/// that signs with the matching private key (the gateway's own signing key, wherever it is
+/// kept).
 pub struct CheckpointSigner {
     origin: String,
-    key: ed25519_dalek::SigningKey,
+    public_key: [u8; 32],
     key_id: u32,
+    sign: SignFn,
 }
+
+/// Signs a message with the log's Ed25519 private key (64-byte signatures).
+type SignFn = Box<dyn Fn(&[u8]) -> Vec<u8> + Send + Sync>;
 
 impl std::fmt::Debug for CheckpointSigner {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -55,18 +61,31 @@ fn ed25519_key_id(name: &str, public_key: &[u8; 32]) -> u32 {
 }
 
 impl CheckpointSigner {
-    /// A signer for the log named `origin` (for example `cordon.example/GH`) with the Ed25519
-    /// key whose 32-byte seed is `seed`.
-    pub fn from_seed(origin: &str, seed: &[u8; 32]) -> Result<Self, CheckpointError> {
+    /// A signer for the log named `origin` (for example `cordon-dev/GH`) whose Ed25519
+    /// public key is `public_key` and whose signatures `sign` makes (64 bytes each).
+    pub fn new(
+        origin: &str,
+        public_key: [u8; 32],
+        sign: impl Fn(&[u8]) -> Vec<u8> + Send + Sync + 'static,
+    ) -> Result<Self, CheckpointError> {
         if !signed_note::is_key_name_valid(origin) {
             return Err(CheckpointError::Origin(origin.to_string()));
         }
-        let key = ed25519_dalek::SigningKey::from_bytes(seed);
-        let key_id = ed25519_key_id(origin, &key.verifying_key().to_bytes());
         Ok(CheckpointSigner {
             origin: origin.to_string(),
-            key,
-            key_id,
+            public_key,
+            key_id: ed25519_key_id(origin, &public_key),
+            sign: Box::new(sign),
+        })
+    }
+
+    /// A signer with the Ed25519 key whose 32-byte seed is `seed`.
+    pub fn from_seed(origin: &str, seed: &[u8; 32]) -> Result<Self, CheckpointError> {
+        use ed25519_dalek::Signer as _;
+        let key = ed25519_dalek::SigningKey::from_bytes(seed);
+        let public_key = key.verifying_key().to_bytes();
+        CheckpointSigner::new(origin, public_key, move |message| {
+            key.sign(message).to_bytes().to_vec()
         })
     }
 
@@ -75,7 +94,7 @@ impl CheckpointSigner {
     }
 
     pub fn public_key(&self) -> [u8; 32] {
-        self.key.verifying_key().to_bytes()
+        self.public_key
     }
 
     /// The signed note of the checkpoint for `size` entries with root `root`.
@@ -101,8 +120,11 @@ impl signed_note::Signer for CheckpointSigner {
     }
 
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, signature::Error> {
-        use ed25519_dalek::Signer as _;
-        Ok(self.key.sign(message).to_bytes().to_vec())
+        let signature = (self.sign)(message);
+        if signature.len() != 64 {
+            return Err(signature::Error::new());
+        }
+        Ok(signature)
     }
 }
 

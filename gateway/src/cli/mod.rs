@@ -4,6 +4,7 @@
 //! This room only talks to gateways through their gRPC APIs (and starts one, `serve`); it
 //! holds no gateway logic of its own.
 
+mod audit;
 pub mod ca;
 mod circle;
 pub mod client;
@@ -104,6 +105,10 @@ pub enum Command {
         #[arg(long)]
         id: String,
     },
+    /// The verifiable record: check a gateway's audit log with its public key, or print the
+    /// proof that an indicator's entry is in it.
+    #[command(subcommand)]
+    Audit(crate::cli::audit::AuditCommand),
     /// Governance board tools: check, test, evaluate and compare policies;
     /// status and reload of a running gateway's policy.
     #[command(subcommand)]
@@ -313,6 +318,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Policy(command) => crate::cli::policy::run(command).await,
         Command::Decisions(args) => crate::cli::policy::decisions(args).await,
+        Command::Audit(command) => crate::cli::audit::run(command).await,
         Command::Peers { connection, json } => circle::peers(&connection, json).await,
         Command::Screen {
             connection,

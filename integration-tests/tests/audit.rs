@@ -1,0 +1,224 @@
+//! The verifiable record with a real gateway: `cordon audit verify` passes on an honest log,
+//! names the entry whose content was changed by hand in the SQLite file, and tells a log
+//! rewritten from an older copy of the database from one that only grew.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, ensure};
+use cordon_integration_tests::{Federation, MemberDir, cordon, indicator_client, vessel};
+use cordon_proto::v1::{PublishRequest, RetractRequest, Tlp};
+
+fn audit(args: &[&str]) -> Result<serde_json::Value> {
+    Ok(serde_json::from_str(&cordon(args)?)?)
+}
+
+fn verify(
+    endpoint: &str,
+    identity: &Path,
+    key: &str,
+    checkpoint: &Path,
+) -> Result<serde_json::Value> {
+    audit(&[
+        "audit",
+        "verify",
+        "--endpoint",
+        endpoint,
+        "--identity",
+        identity.to_str().context("path")?,
+        "--key",
+        key,
+        "--checkpoint",
+        checkpoint.to_str().context("path")?,
+    ])
+}
+
+async fn publish(endpoint: &str, agency: &Path, label: &str, count: usize) -> Result<Vec<String>> {
+    let indicators = (0..count)
+        .map(|index| vessel(Tlp::Green, format!("{label} {index}")))
+        .collect();
+    let accepted = indicator_client(endpoint, agency)
+        .await?
+        .publish(PublishRequest {
+            indicators,
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .accepted;
+    Ok(accepted.into_iter().map(|item| item.id).collect())
+}
+
+/// The SQLite files of a member's database (the database and its WAL files).
+fn database_files(member: &MemberDir) -> Vec<PathBuf> {
+    ["cordon.db", "cordon.db-wal", "cordon.db-shm"]
+        .iter()
+        .map(|name| member.dir.join(name))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_verify_passes_names_a_changed_entry_and_detects_a_rewritten_log() -> Result<()> {
+    let federation = Federation::new()?;
+    let member = federation.member("GH")?;
+    let key = member.public_key()?;
+    let gateway_identity = member.identity();
+    let customs = federation.identity("GH/customs")?;
+    let saved = member.dir.join("checkpoint.txt");
+    let gateway = member.start(&[]).await?;
+
+    let first = publish(&gateway.endpoint, &customs, "first", 3).await?;
+    indicator_client(&gateway.endpoint, &customs)
+        .await?
+        .retract(RetractRequest {
+            id: first[0].clone(),
+            reason: "wrong vessel".into(),
+        })
+        .await?;
+    let report = verify(&gateway.endpoint, &gateway_identity, &key, &saved)?;
+    ensure!(report["size"] == 4 && report["verified"] == 4, "{report}");
+    ensure!(report["origin"] == "cordon-test/GH", "{report}");
+    ensure!(report["consistentWith"].is_null(), "{report}");
+
+    // An outsider may watch the log (checkpoint, consistency) but not read its entries.
+    let outsider = federation.identity("CI/police")?;
+    let refused = verify(
+        &gateway.endpoint,
+        &outsider,
+        &key,
+        &member.dir.join("other.txt"),
+    )
+    .expect_err("an outsider reads no entries");
+    ensure!(
+        format!("{refused:#}").contains("administrator"),
+        "{refused:#}"
+    );
+
+    // A proof for one indicator, checked offline against the checkpoint it comes with.
+    let proof = audit(&[
+        "audit",
+        "prove",
+        "--endpoint",
+        &gateway.endpoint,
+        "--identity",
+        gateway_identity.to_str().context("path")?,
+        "--indicator",
+        &first[1],
+    ])?;
+    check_offline(&proof, &key)?;
+
+    // The log grows; the saved checkpoint is a prefix of it.
+    gateway.stop().await?;
+    let backup = member.dir.join("backup");
+    std::fs::create_dir_all(&backup)?;
+    for file in database_files(&member) {
+        if file.exists() {
+            std::fs::copy(&file, backup.join(file.file_name().context("name")?))?;
+        }
+    }
+    let gateway = member.start(&[]).await?;
+    let second = publish(&gateway.endpoint, &customs, "second", 2).await?;
+    let report = verify(&gateway.endpoint, &gateway_identity, &key, &saved)?;
+    ensure!(
+        report["size"] == 6 && report["verified"] == 6 && report["consistentWith"] == 4,
+        "{report}"
+    );
+    let sampled = audit(&[
+        "audit",
+        "verify",
+        "--endpoint",
+        &gateway.endpoint,
+        "--identity",
+        gateway_identity.to_str().context("path")?,
+        "--key",
+        &key,
+        "--sample",
+        "3",
+    ])?;
+    ensure!(
+        sampled["verified"]
+            .as_u64()
+            .is_some_and(|n| (1..=3).contains(&n)),
+        "{sampled}"
+    );
+    gateway.stop().await?;
+
+    // Someone changes a stored indicator by hand: verification names its entry.
+    let database = member.dir.join("cordon.db");
+    {
+        use sqlx::Connection;
+        let mut connection =
+            sqlx::SqliteConnection::connect(&format!("sqlite:{}", database.display())).await?;
+        let changed = sqlx::query(
+            "UPDATE indicators SET payload = CAST(payload || X'00' AS BLOB) WHERE id = ?",
+        )
+        .bind(&second[1])
+        .execute(&mut connection)
+        .await?;
+        ensure!(changed.rows_affected() == 1);
+        connection.close().await?;
+    }
+    let gateway = member.start(&[]).await?;
+    let error = verify(
+        &gateway.endpoint,
+        &gateway_identity,
+        &key,
+        &member.dir.join("fresh.txt"),
+    )
+    .expect_err("a changed indicator fails verification");
+    let message = format!("{error:#}");
+    ensure!(
+        message.contains("entry 5") && message.contains(&second[1]),
+        "{message}"
+    );
+    gateway.stop().await?;
+
+    // The operator restores the older copy and publishes other indicators: the log of the
+    // same or a larger size is not the one the saved checkpoint signed.
+    for file in database_files(&member) {
+        let _ = std::fs::remove_file(&file);
+        let copy = backup.join(file.file_name().context("name")?);
+        if copy.exists() {
+            std::fs::copy(&copy, &file)?;
+        }
+    }
+    let gateway = member.start(&[]).await?;
+    publish(&gateway.endpoint, &customs, "rewritten", 3).await?;
+    let error = verify(&gateway.endpoint, &gateway_identity, &key, &saved)
+        .expect_err("a rewritten log is detected");
+    ensure!(format!("{error:#}").contains("rewritten"), "{error:#}");
+    gateway.stop().await
+}
+
+/// Checks `cordon audit prove`'s output with nothing but the public key.
+fn check_offline(proof: &serde_json::Value, key_hex: &str) -> Result<()> {
+    use base64::Engine as _;
+    let decode = |value: &serde_json::Value| -> Result<[u8; 32]> {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(value.as_str().context("base64 text")?)?;
+        bytes.try_into().map_err(|_| anyhow::anyhow!("32 bytes"))
+    };
+    let key: [u8; 32] = hex::decode(key_hex)?
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("32 bytes"))?;
+    let note = proof["checkpoint"].as_str().context("checkpoint")?;
+    let origin = note.lines().next().context("origin line")?;
+    let checkpoint = cordon_tlog::verify_checkpoint(note, origin, &key)?;
+    let hashes: Vec<[u8; 32]> = proof["hashes"]
+        .as_array()
+        .context("hashes")?
+        .iter()
+        .map(decode)
+        .collect::<Result<_>>()?;
+    let entry = proof["entry"].as_str().context("entry")?;
+    let leaf = cordon_tlog::leaf_hash(entry.as_bytes());
+    ensure!(leaf == decode(&proof["leafHash"])?);
+    ensure!(proof["size"].as_u64() == Some(checkpoint.size), "{proof}");
+    cordon_tlog::verify_inclusion(
+        proof["position"].as_u64().context("position")?,
+        checkpoint.size,
+        &leaf,
+        &hashes,
+        &checkpoint.root,
+    )?;
+    Ok(())
+}
