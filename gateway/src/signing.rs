@@ -189,6 +189,11 @@ impl FederationKeys {
         self.by_member.contains_key(member)
     }
 
+    /// `member`'s keys (Ed25519 public keys, 32 bytes each).
+    pub fn keys_of(&self, member: &str) -> &[Vec<u8>] {
+        self.by_member.get(member).map(Vec::as_slice).unwrap_or(&[])
+    }
+
     pub fn members(&self) -> impl Iterator<Item = &str> {
         self.by_member.keys().map(String::as_str)
     }

@@ -222,3 +222,90 @@ fn check_offline(proof: &serde_json::Value, key_hex: &str) -> Result<()> {
     )?;
     Ok(())
 }
+
+/// NG follows GH. GH's operator restores an older copy of GH's database and publishes other
+/// indicators: GH's log of the same or a larger size no longer extends the checkpoint NG
+/// checked before, and NG raises the alarm within one check interval of reconnecting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_detects_its_peers_rewritten_log() -> Result<()> {
+    use cordon_integration_tests::wait_until;
+    let federation = Federation::new()?;
+    let [ghana, nigeria] = &federation.members(&["GH", "NG"])?[..] else {
+        anyhow::bail!("two members")
+    };
+    let gh_endpoint = ghana.fix_listen_port()?;
+    nigeria.follow(ghana, &gh_endpoint)?;
+    let customs = federation.identity("GH/customs")?;
+    let gh = ghana.start(&[]).await?;
+    publish(&gh.endpoint, &customs, "first", 3).await?;
+    let ng = nigeria.start(&[]).await?;
+    let peer_status = || {
+        let endpoint = ng.endpoint.clone();
+        let identity = nigeria.identity();
+        async move {
+            let output = cordon(&[
+                "peers",
+                "--endpoint",
+                &endpoint,
+                "--identity",
+                identity.to_str().context("path")?,
+                "--json",
+            ])?;
+            let peers: serde_json::Value = serde_json::from_str(&output)?;
+            anyhow::Ok(peers[0].clone())
+        }
+    };
+    let log_size = |size: u64| {
+        let peer_status = &peer_status;
+        async move {
+            let status = peer_status().await?;
+            Ok((
+                status["logSize"].as_str() == Some(&size.to_string())
+                    || status["logSize"].as_u64() == Some(size),
+                status.to_string(),
+            ))
+        }
+    };
+    wait_until("NG to check GH's log at 3 entries", || log_size(3)).await?;
+
+    gh.stop().await?;
+    let backup = ghana.dir.join("backup");
+    std::fs::create_dir_all(&backup)?;
+    for file in database_files(ghana) {
+        if file.exists() {
+            std::fs::copy(&file, backup.join(file.file_name().context("name")?))?;
+        }
+    }
+    let gh = ghana.start(&[]).await?;
+    publish(&gh.endpoint, &customs, "second", 2).await?;
+    wait_until("NG to check GH's log at 5 entries", || log_size(5)).await?;
+    gh.stop().await?;
+
+    for file in database_files(ghana) {
+        let _ = std::fs::remove_file(&file);
+        let copy = backup.join(file.file_name().context("name")?);
+        if copy.exists() {
+            std::fs::copy(&copy, &file)?;
+        }
+    }
+    let gh = ghana.start(&[]).await?;
+    publish(&gh.endpoint, &customs, "rewritten", 3).await?;
+    wait_until("NG to raise the alarm on GH's log", || async {
+        let status = peer_status().await?;
+        let alarm = status["logAlarm"].as_str().unwrap_or_default().to_string();
+        Ok((alarm.contains("rewritten"), status.to_string()))
+    })
+    .await?;
+    // The kept checkpoint is still the one of 5 entries: the evidence stays.
+    let status = peer_status().await?;
+    ensure!(
+        status["logSize"].as_str() == Some("5") || status["logSize"].as_u64() == Some(5),
+        "{status}"
+    );
+    ensure!(
+        ng.log_text().contains("rewritten or forked"),
+        "NG's log says why"
+    );
+    gh.stop().await?;
+    ng.stop().await
+}

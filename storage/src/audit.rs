@@ -31,6 +31,13 @@ const SELECT_POSITIONS_OF: &str =
 const SELECT_RETRACTION: &str = "SELECT originator, reason, at_micros, signature FROM events \
      WHERE event_type = 'retracted' AND indicator_id = $1 ORDER BY sequence LIMIT 1";
 
+const SELECT_PEER_CHECKPOINT: &str =
+    "SELECT size, root, note, at_micros FROM peer_checkpoints WHERE peer = $1";
+
+const UPSERT_PEER_CHECKPOINT: &str = "INSERT INTO peer_checkpoints (peer, size, root, note, at_micros) \
+     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (peer) DO UPDATE SET size = excluded.size, \
+     root = excluded.root, note = excluded.note, at_micros = excluded.at_micros";
+
 fn insert_entries_sql(rows: usize) -> String {
     let mut sql = String::from("INSERT INTO audit_entries (position, indicator_id, entry) VALUES ");
     push_rows(&mut sql, 1, rows, 3, None);
@@ -240,6 +247,48 @@ macro_rules! audit_operations {
                         signature,
                     }
                 }))
+            }
+
+            pub(crate) async fn peer_checkpoint(
+                pool: &Pool<Database>,
+                peer: &str,
+            ) -> Result<Option<crate::model::PeerCheckpoint>, StorageError> {
+                let row: Option<(i64, Vec<u8>, String, i64)> =
+                    sqlx::query_as(SELECT_PEER_CHECKPOINT)
+                        .bind(peer)
+                        .fetch_optional(pool)
+                        .await
+                        .map_err(failed("read a peer's checkpoint"))?;
+                row.map(|(size, root, note, at_micros)| {
+                    Ok(crate::model::PeerCheckpoint {
+                        peer: peer.to_string(),
+                        size: from_database(size, "checkpoint size")?,
+                        root: root.try_into().map_err(|_| {
+                            StorageError::corrupt(format!(
+                                "{peer}'s checkpoint root is not 32 bytes"
+                            ))
+                        })?,
+                        note,
+                        at_micros,
+                    })
+                })
+                .transpose()
+            }
+
+            pub(crate) async fn store_peer_checkpoint(
+                pool: &Pool<Database>,
+                checkpoint: &crate::model::PeerCheckpoint,
+            ) -> Result<(), StorageError> {
+                sqlx::query(UPSERT_PEER_CHECKPOINT)
+                    .bind(checkpoint.peer.as_str())
+                    .bind(to_database(checkpoint.size, "checkpoint size")?)
+                    .bind(checkpoint.root.as_slice())
+                    .bind(checkpoint.note.as_str())
+                    .bind(checkpoint.at_micros)
+                    .execute(pool)
+                    .await
+                    .map_err(failed("store a peer's checkpoint"))?;
+                Ok(())
             }
 
             pub(crate) async fn positions_of(

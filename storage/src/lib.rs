@@ -73,8 +73,8 @@ pub use error::StorageError;
 pub use model::{
     AlertCursors, AlertRow, CircleLogEntry, CircleRow, CircleWrite, CircleWriteOutcome,
     DecisionQuery, DecisionRow, EventBatch, EventBody, KeyPackageRow, NewAlert, NewIndicator,
-    NewWatch, PeerCursor, PendingWelcome, ReceiveOutcome, Received, RetractionRecord, ScreeningRow,
-    StoredEvent, StoredIndicator, WatchKind, WatchRow,
+    NewWatch, PeerCheckpoint, PeerCursor, PendingWelcome, ReceiveOutcome, Received,
+    RetractionRecord, ScreeningRow, StoredEvent, StoredIndicator, WatchKind, WatchRow,
 };
 pub use screening::MAX_WATCHES_PER_READ;
 pub use store::Store;

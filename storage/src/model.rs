@@ -23,6 +23,17 @@ pub struct NewIndicator {
     pub via: Option<String>,
 }
 
+/// The latest checkpoint of a peer's audit log that this gateway checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerCheckpoint {
+    pub peer: String,
+    pub size: u64,
+    pub root: [u8; 32],
+    /// The signed note, kept as evidence.
+    pub note: String,
+    pub at_micros: i64,
+}
+
 /// A retraction as the feed holds it (the content of an audit log entry).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetractionRecord {

@@ -276,6 +276,33 @@ impl Store {
         }
     }
 
+    /// The latest checkpoint of `peer`'s audit log checked here, if any.
+    pub async fn peer_checkpoint(
+        &self,
+        peer: &str,
+    ) -> Result<Option<crate::model::PeerCheckpoint>, StorageError> {
+        match &self.inner.pools {
+            Pools::Sqlite(pools) => sqlite_audit::peer_checkpoint(&pools.read, peer).await,
+            Pools::Postgres(pools) => postgres_audit::peer_checkpoint(&pools.pool, peer).await,
+        }
+    }
+
+    /// Keeps `checkpoint` as the latest of its peer's log (the caller proved it extends the
+    /// one kept before).
+    pub async fn store_peer_checkpoint(
+        &self,
+        checkpoint: &crate::model::PeerCheckpoint,
+    ) -> Result<(), StorageError> {
+        match &self.inner.pools {
+            Pools::Sqlite(pools) => {
+                sqlite_audit::store_peer_checkpoint(&pools.write, checkpoint).await
+            }
+            Pools::Postgres(pools) => {
+                postgres_audit::store_peer_checkpoint(&pools.pool, checkpoint).await
+            }
+        }
+    }
+
     /// The positions of the entries about `indicator_id` (its publication or receipt, its
     /// retraction), ascending.
     pub async fn audit_positions_of(&self, indicator_id: &str) -> Result<Vec<u64>, StorageError> {

@@ -153,6 +153,9 @@ pub(super) async fn peers(connection: &Connection, json: bool) -> Result<()> {
                 &peer.last_error
             }
         );
+        if !peer.log_alarm.is_empty() {
+            println!("{:<8} ALARM: its audit log: {}", peer.id, peer.log_alarm);
+        }
     }
     Ok(())
 }

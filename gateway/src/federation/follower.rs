@@ -101,6 +101,11 @@ impl Follower {
             _ = shutdown.wait_for(|stopping| *stopping) => return Ok(()),
         };
         let limit = context.limits.max_message_bytes;
+        let mut audit =
+            cordon_proto::v1::audit_service_client::AuditServiceClient::new(channel.clone());
+        // The peer's log, at every connection and then at most every LOG_CHECK_INTERVAL.
+        self.check_peer_log(&mut audit).await;
+        let mut log_checked = tokio::time::Instant::now();
         let mut client = IndicatorServiceClient::new(channel)
             .max_decoding_message_size(limit)
             .max_encoding_message_size(limit);
@@ -127,8 +132,15 @@ impl Follower {
         });
         loop {
             let first = tokio::select! {
-                next = stream.next() => next,
+                next = stream.next() => Some(next),
                 _ = shutdown.wait_for(|stopping| *stopping) => return Ok(()),
+                () = tokio::time::sleep_until(log_checked + LOG_CHECK_INTERVAL) => None,
+            };
+            let Some(first) = first else {
+                // A quiet peer's log is checked too.
+                self.check_peer_log(&mut audit).await;
+                log_checked = tokio::time::Instant::now();
+                continue;
             };
             let first = match first {
                 Some(Ok(event)) => event,
@@ -154,10 +166,136 @@ impl Follower {
             }
             cursor = self.receive(cursor, events).await?;
             *progressed = true;
+            if log_checked.elapsed() >= LOG_CHECK_INTERVAL {
+                self.check_peer_log(&mut audit).await;
+                log_checked = tokio::time::Instant::now();
+            }
             if let Some(error) = pending_error {
                 return Err(error);
             }
         }
+    }
+
+    /// Fetches the peer's latest audit-log checkpoint, checks its signature with the peer's
+    /// keys and that it extends the checkpoint kept from before (consistency proof), and keeps
+    /// it. A checkpoint that does not extend the kept one raises the alarm (log, metric,
+    /// `cordon peers`) and is not kept, so the evidence stays; a peer that cannot be asked
+    /// (down, or without the audit service) is only logged.
+    async fn check_peer_log(
+        &self,
+        audit: &mut cordon_proto::v1::audit_service_client::AuditServiceClient<
+            tonic::transport::Channel,
+        >,
+    ) {
+        match self.peer_log_check(audit).await {
+            Ok(Some(size)) => self.tracker.update(|state| {
+                state.log_size = size;
+                state.log_alarm.clear();
+            }),
+            Ok(None) => {}
+            Err(LogCheck::Alarm(message)) => {
+                tracing::error!(target: "cordon::federation", peer = %self.peer(), alarm = %message, "the peer's audit log was rewritten or forked");
+                self.tracker.update(|state| {
+                    state.log_alarm = message;
+                    state.log_alarms += 1;
+                });
+            }
+            Err(LogCheck::Unavailable(message)) => {
+                tracing::debug!(target: "cordon::federation", peer = %self.peer(), error = %message, "the peer's audit log could not be checked");
+            }
+        }
+    }
+
+    /// `Ok(Some(size))`: the checkpoint of `size` entries extends the kept one and is kept.
+    async fn peer_log_check(
+        &self,
+        audit: &mut cordon_proto::v1::audit_service_client::AuditServiceClient<
+            tonic::transport::Channel,
+        >,
+    ) -> Result<Option<u64>, LogCheck> {
+        let peer = self.peer();
+        let origin = crate::audit::origin(&self.context.federation, peer);
+        let latest = audit
+            .checkpoint(cordon_proto::v1::CheckpointRequest {})
+            .await
+            .map_err(|status| LogCheck::Unavailable(format!("checkpoint: {status}")))?
+            .into_inner();
+        let checkpoint = self
+            .context
+            .keys
+            .keys_of(peer)
+            .iter()
+            .filter_map(|key| <[u8; 32]>::try_from(key.as_slice()).ok())
+            .find_map(|key| cordon_tlog::verify_checkpoint(&latest.note, &origin, &key).ok())
+            .ok_or_else(|| {
+                LogCheck::Alarm(format!(
+                    "a checkpoint of {origin} not signed by any of {peer}'s keys"
+                ))
+            })?;
+        let kept = self
+            .context
+            .store
+            .peer_checkpoint(peer)
+            .await
+            .map_err(|error| {
+                LogCheck::Unavailable(format!("reading the kept checkpoint: {error}"))
+            })?;
+        if let Some(kept) = &kept {
+            if checkpoint.size < kept.size {
+                return Err(LogCheck::Alarm(format!(
+                    "the log shrank from {} entries to {}: it was rewritten",
+                    kept.size, checkpoint.size
+                )));
+            }
+            let proof = if checkpoint.size == kept.size {
+                Vec::new()
+            } else {
+                audit
+                    .consistency_proof(cordon_proto::v1::ConsistencyProofRequest {
+                        first: kept.size,
+                        second: checkpoint.size,
+                    })
+                    .await
+                    .map_err(|status| {
+                        LogCheck::Unavailable(format!("consistency proof: {status}"))
+                    })?
+                    .into_inner()
+                    .hashes
+            };
+            let proof: Vec<[u8; 32]> = proof
+                .iter()
+                .map(|hash| <[u8; 32]>::try_from(hash.as_slice()))
+                .collect::<Result<_, _>>()
+                .map_err(|_| LogCheck::Alarm("a consistency proof hash is not 32 bytes".into()))?;
+            cordon_tlog::verify_consistency(
+                kept.size,
+                checkpoint.size,
+                &kept.root,
+                &checkpoint.root,
+                &proof,
+            )
+            .map_err(|error| {
+                LogCheck::Alarm(format!(
+                    "the log of {} entries does not extend the {} entries checked before                      ({error}): it was rewritten or forked",
+                    checkpoint.size, kept.size
+                ))
+            })?;
+            if checkpoint.size == kept.size {
+                return Ok(Some(checkpoint.size));
+            }
+        }
+        self.context
+            .store
+            .store_peer_checkpoint(&cordon_storage::PeerCheckpoint {
+                peer: peer.to_string(),
+                size: checkpoint.size,
+                root: checkpoint.root,
+                note: latest.note,
+                at_micros: crate::clock::now_micros(),
+            })
+            .await
+            .map_err(|error| LogCheck::Unavailable(format!("keeping the checkpoint: {error}")))?;
+        Ok(Some(checkpoint.size))
     }
 
     /// Checks and stores one run of events; returns the new cursor.
@@ -382,4 +520,16 @@ struct Refusal {
     indicator: String,
     originator: String,
     reason: String,
+}
+
+/// How often a connected follower checks its peer's audit log at most (and at every
+/// connection).
+const LOG_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Why a check of a peer's log did not keep a checkpoint.
+enum LogCheck {
+    /// The log does not extend what was checked before, or is not signed by the peer.
+    Alarm(String),
+    /// The peer or the local store could not be asked.
+    Unavailable(String),
 }

@@ -84,6 +84,9 @@ struct TrackerState {
     refused: u64,
     retractions: u64,
     reconnects: u64,
+    log_size: u64,
+    log_alarm: String,
+    log_alarms: u64,
 }
 
 impl PeerTracker {
@@ -134,6 +137,9 @@ impl PeerTracker {
             refused: state.refused,
             retractions: state.retractions,
             reconnects: state.reconnects,
+            log_size: state.log_size,
+            log_alarm: state.log_alarm,
+            log_alarms: state.log_alarms,
         }
     }
 }

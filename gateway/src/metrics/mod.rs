@@ -485,6 +485,18 @@ impl Collector for ScrapeCollector {
                 ConstGauge::new(status.lag).encode(metric.encode_family(&labels)?)?;
             }
         }
+        {
+            let mut metric = encoder.encode_descriptor(
+                "cordon_peer_log_alarms",
+                "Checks of a peer's audit log that found it rewritten or forked (a checkpoint that does not extend the one checked before)",
+                None,
+                MetricType::Counter,
+            )?;
+            for status in &statuses {
+                let labels = [("peer", status.id.as_str())];
+                ConstCounter::new(status.log_alarms).encode(metric.encode_family(&labels)?)?;
+            }
+        }
         let mut metric = encoder.encode_descriptor(
             "cordon_peer_received",
             "Items a follower received from its peer, by result (stored, duplicate, refused, retraction applied)",

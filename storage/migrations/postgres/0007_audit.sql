@@ -22,3 +22,13 @@ CREATE TABLE audit_hashes (
     idx BIGINT PRIMARY KEY CHECK (idx >= 0),
     hash BYTEA NOT NULL CHECK (length(hash) = 32)
 );
+
+-- The latest checkpoint of each peer's log that this gateway checked: the next one must extend
+-- it (consistency proof). It is replaced only by a checkpoint proven to extend it.
+CREATE TABLE peer_checkpoints (
+    peer TEXT PRIMARY KEY,
+    size BIGINT NOT NULL CHECK (size >= 0),
+    root BYTEA NOT NULL CHECK (length(root) = 32),
+    note TEXT NOT NULL,
+    at_micros BIGINT NOT NULL
+);

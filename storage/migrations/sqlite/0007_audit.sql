@@ -22,3 +22,13 @@ CREATE TABLE audit_hashes (
     idx INTEGER PRIMARY KEY CHECK (idx >= 0),
     hash BLOB NOT NULL CHECK (length(hash) = 32)
 ) STRICT;
+
+-- The latest checkpoint of each peer's log that this gateway checked: the next one must extend
+-- it (consistency proof). It is replaced only by a checkpoint proven to extend it.
+CREATE TABLE peer_checkpoints (
+    peer TEXT PRIMARY KEY,
+    size INTEGER NOT NULL CHECK (size >= 0),
+    root BLOB NOT NULL CHECK (length(root) = 32),
+    note TEXT NOT NULL,
+    at_micros INTEGER NOT NULL
+) STRICT;
