@@ -88,6 +88,9 @@ struct Args {
     /// Adds and removes per circle size.
     #[arg(long, default_value_t = 7)]
     circle_repetitions: usize,
+    /// Entries of the in-process audit log whose inclusion proofs the publish scenario times.
+    #[arg(long, default_value_t = 10_000_000)]
+    audit_entries: u64,
     /// Indicators the gateway holds in the screening scenario.
     #[arg(long, default_value_t = 1_000_000)]
     screening_indicators: u64,
@@ -137,6 +140,10 @@ struct Row {
     /// gateways, batch and load.
     #[serde(skip_serializing_if = "Option::is_none")]
     vs_ordinary: Option<f64>,
+    /// Publish rows of the gateway: rate / the rate of the same gateway with its audit log
+    /// switched off (`CORDON_BENCH_AUDIT_LOG=off`), same batch, same run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vs_no_audit_log: Option<f64>,
     note: String,
 }
 
@@ -193,18 +200,28 @@ impl Bench {
     }
 
     async fn start(&self, member: &MemberDir) -> Result<GatewayProcess> {
+        self.start_with(member, &[]).await
+    }
+
+    /// [`Self::start`] with more environment (the benchmark switches).
+    async fn start_with(
+        &self,
+        member: &MemberDir,
+        extra: &[(&str, &str)],
+    ) -> Result<GatewayProcess> {
+        // The production default: decisions go to the decision log, not the process log.
+        let mut environment: Vec<(&str, &str)> = vec![("RUST_LOG", "info")];
+        environment.extend_from_slice(extra);
         match self.args.backend {
-            // The production default: decisions go to the decision log, not the process log.
-            Backend::Sqlite => member.start(&[("RUST_LOG", "info")]).await,
+            Backend::Sqlite => member.start(&environment).await,
             Backend::Postgres => {
                 let url = cordon_storage::testing::fresh_postgres_schema(
                     &self.args.database_url,
                     &format!("bench_{}", member.member.replace('-', "_").to_lowercase()),
                 )
                 .await?;
-                member
-                    .start(&[("CORDON_DATABASE_URL", &url), ("RUST_LOG", "info")])
-                    .await
+                environment.push(("CORDON_DATABASE_URL", &url));
+                member.start(&environment).await
             }
         }
     }
@@ -260,7 +277,24 @@ impl Bench {
         for (batch, in_flight, events) in
             [(1usize, 16usize, 10_000u64), (100, 4, self.args.events * 5)]
         {
-            for (system, target, gateway) in self.targets().await? {
+            let mut targets = self.targets().await?;
+            // The same gateway with its audit log switched off: what the log costs.
+            self.gateways += 1;
+            let member = self.federation.member(&format!("GH-{}", self.gateways))?;
+            let gateway = self
+                .start_with(&member, &[("CORDON_BENCH_AUDIT_LOG", "off")])
+                .await?;
+            let target = self.grpc_target(
+                &gateway.endpoint,
+                self.federation
+                    .identity(&format!("{}/customs", member.member))?,
+            );
+            targets.push((
+                format!("{}, no audit log", self.system()),
+                target,
+                Some((member, gateway)),
+            ));
+            for (system, target, gateway) in targets {
                 let (rate, latency) =
                     scenario::publish_throughput(&target, batch, in_flight, events).await?;
                 let memory = gateway
@@ -284,11 +318,80 @@ impl Bench {
                     vs_nats: None,
                     acked_per_s: None,
                     vs_ordinary: None,
+                    vs_no_audit_log: None,
                     note: format!("{in_flight} requests in flight; latency is per request"),
                 });
                 finish(&target, gateway).await?;
             }
         }
+        Ok(())
+    }
+
+    /// The cost of an inclusion proof in a log of `--audit-entries` entries (10,000,000),
+    /// in process (the tree over its stored hashes in memory), against the publish latency
+    /// of the same run (batches of 1).
+    fn audit_proofs(&mut self) -> Result<()> {
+        let entries = self.args.audit_entries;
+        eprintln!("audit log: building a log of {entries} entries in memory");
+        let started = std::time::Instant::now();
+        let mut log = cordon_tlog::MemoryLog::new();
+        for index in 0..entries {
+            log.append(&index.to_be_bytes());
+        }
+        let build_s = started.elapsed().as_secs_f64();
+        let size = log.size();
+        let root = log.root();
+        let proofs = 10_000u64;
+        let mut latency = scenario::histogram();
+        let started = std::time::Instant::now();
+        for _ in 0..proofs {
+            let index = fastrand::u64(0..size);
+            let begun = std::time::Instant::now();
+            let proof = log.inclusion_proof(index, size)?;
+            latency.record(begun.elapsed().as_micros().max(1) as u64)?;
+            // Checked, outside the timing of the proof itself only by a little.
+            cordon_tlog::verify_inclusion(
+                index,
+                size,
+                &cordon_tlog::leaf_hash(&index.to_be_bytes()),
+                &proof,
+                &root,
+            )?;
+        }
+        let rate = proofs as f64 / started.elapsed().as_secs_f64();
+        let publish_p50 = self
+            .rows
+            .iter()
+            .find(|row| row.scenario == "publish" && row.system == self.system() && row.batch == 1)
+            .and_then(|row| row.p50_us);
+        let p50 = latency.value_at_quantile(0.5);
+        let note = match publish_p50 {
+            Some(publish) => format!(
+                "one proof (p50 {p50} µs) is {:.4} of one publish's p50 latency ({publish} µs, batches of 1, this run); log built in {build_s:.1} s",
+                p50 as f64 / publish.max(1) as f64
+            ),
+            None => format!("log built in {build_s:.1} s; no publish row in this run to compare"),
+        };
+        self.push(Row {
+            scenario: "audit inclusion proof".into(),
+            system: format!("in process, {size} entries"),
+            subscribers: 0,
+            batch: 1,
+            offered_per_s: None,
+            events: proofs,
+            rate_per_s: rate,
+            p50_us: Some(p50),
+            p99_us: Some(latency.value_at_quantile(0.99)),
+            p999_us: Some(latency.value_at_quantile(0.999)),
+            rss_mib: None,
+            peak_rss_mib: None,
+            vs_bare: None,
+            vs_nats: None,
+            acked_per_s: None,
+            vs_ordinary: None,
+            vs_no_audit_log: None,
+            note,
+        });
         Ok(())
     }
 
@@ -358,6 +461,7 @@ impl Bench {
                     vs_nats: None,
                     acked_per_s: None,
                     vs_ordinary: None,
+                    vs_no_audit_log: None,
                     note: match load {
                         Load::Closed { .. } => {
                             "closed loop, batches of 100, 2 in flight; rate per subscriber".into()
@@ -436,6 +540,7 @@ impl Bench {
                 vs_nats: None,
                 acked_per_s: None,
                 vs_ordinary: None,
+                vs_no_audit_log: None,
                 note,
             });
             finish(&target, gateway).await?;
@@ -505,6 +610,7 @@ impl Bench {
                 vs_nats: None,
                 acked_per_s: None,
                 vs_ordinary: None,
+                vs_no_audit_log: None,
                 note: "published at GH, received by an agency subscribed at NG; memory of both gateways; baselines: one hop of the same scenario".into(),
             });
             follower_process.stop().await?;
@@ -682,6 +788,7 @@ impl Bench {
             vs_nats: None,
             acked_per_s: Some(measured.acked_rate),
             vs_ordinary: None,
+            vs_no_audit_log: None,
             note: format!(
                 "closed loop, batches of {batch}, {in_flight} in flight; rate: indicators per \
                  second seen by one agency subscribed at each of the {others} receiving \
@@ -785,6 +892,12 @@ impl Bench {
             };
             row.vs_bare = ratio(find(BARE));
             row.vs_nats = ratio(find(NATS));
+            if row.scenario == "publish" && !row.system.ends_with("no audit log") {
+                let without = format!("{}, no audit log", row.system);
+                if find(&without).is_some() {
+                    row.vs_no_audit_log = ratio(find(&without));
+                }
+            }
         }
     }
 }
@@ -1028,6 +1141,7 @@ async fn main() -> Result<()> {
     let all = scenario == Scenario::All;
     if all || scenario == Scenario::Publish {
         bench.publish().await?;
+        bench.audit_proofs()?;
     }
     if all || scenario == Scenario::Fanout {
         bench.fanout(Scenario::Fanout).await?;

@@ -17,6 +17,20 @@ use crate::backend::Backend;
 use crate::error::StorageError;
 use crate::placeholders::{ROWS_PER_STATEMENT, push_rows};
 
+/// Off only by [`switch_off_for_benchmarks`].
+static SWITCHED_OFF: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Stops every Store of this process from appending to the audit log: for `cordon-bench`,
+/// which measures the publish path with and without it (`CORDON_BENCH_AUDIT_LOG=off` on the
+/// gateway). Never for production: a gateway without its log cannot prove anything.
+pub fn switch_off_for_benchmarks() {
+    SWITCHED_OFF.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn switched_off() -> bool {
+    SWITCHED_OFF.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Takes `$1` positions (0 only takes the lock) and returns the size after.
 const ADVANCE_AUDIT_HEAD: &str = "UPDATE audit_head SET size = size + $1 RETURNING size";
 
@@ -130,7 +144,7 @@ macro_rules! audit_operations {
                 connection: &mut Connection,
                 entries: &[Entry],
             ) -> Result<(), StorageError> {
-                if entries.is_empty() {
+                if entries.is_empty() || switched_off() {
                     return Ok(());
                 }
                 let count = entries.len() as u64;

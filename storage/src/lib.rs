@@ -67,6 +67,7 @@ mod store;
 pub mod testing;
 mod values;
 
+pub use audit::switch_off_for_benchmarks as switch_audit_log_off_for_benchmarks;
 pub use backend::Backend;
 pub use decisions::MAX_DECISIONS_PER_QUERY;
 pub use error::StorageError;

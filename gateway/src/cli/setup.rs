@@ -117,6 +117,16 @@ pub(super) async fn serve(config_path: &Path) -> Result<()> {
     // Registered before the address is announced: a SIGTERM sent as soon as a script or test
     // reads it must shut the gateway down cleanly, not kill it with the default action.
     let shutdown = shutdown_signal().context("registering signal handlers")?;
+    if environment
+        .get("CORDON_BENCH_AUDIT_LOG")
+        .map(String::as_str)
+        == Some("off")
+    {
+        tracing::warn!(
+            "the audit log is switched off (CORDON_BENCH_AUDIT_LOG=off, for benchmarks only)"
+        );
+        cordon_storage::switch_audit_log_off_for_benchmarks();
+    }
     let gateway = crate::server::start(&config, Vec::new()).await?;
     // `[[members]] suspended` applies while the gateway runs.
     let _roster_watcher = crate::roster::watch_config(
