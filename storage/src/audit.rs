@@ -11,7 +11,9 @@
 use std::collections::HashMap;
 
 use cordon_tlog::Entry;
-use cordon_tlog::log::{Operation, ReadHashes, append_batch, reads};
+use cordon_tlog::log::{
+    Operation, ReadHashes, append_batch, hashes_written_by, reads, stored_hash_location,
+};
 
 use crate::backend::Backend;
 use crate::error::StorageError;
@@ -53,19 +55,15 @@ const UPSERT_PEER_CHECKPOINT: &str = "INSERT INTO peer_checkpoints (peer, size, 
      root = excluded.root, note = excluded.note, at_micros = excluded.at_micros";
 
 fn insert_entries_sql(rows: usize) -> String {
-    let mut sql = String::from("INSERT INTO audit_entries (position, indicator_id, entry) VALUES ");
-    push_rows(&mut sql, 1, rows, 3, None);
+    let mut sql =
+        String::from("INSERT INTO audit_entries (position, indicator_id, entry, hashes) VALUES ");
+    push_rows(&mut sql, 1, rows, 4, None);
     sql
 }
 
-fn insert_hashes_sql(rows: usize) -> String {
-    let mut sql = String::from("INSERT INTO audit_hashes (idx, hash) VALUES ");
-    push_rows(&mut sql, 1, rows, 2, None);
-    sql
-}
-
+/// The hash lists of the entries at `count` positions.
 fn select_hashes_sql(count: usize) -> String {
-    let mut sql = String::from("SELECT idx, hash FROM audit_hashes WHERE idx IN (");
+    let mut sql = String::from("SELECT position, hashes FROM audit_entries WHERE position IN (");
     for index in 0..count {
         if index > 0 {
             sql.push_str(", ");
@@ -88,16 +86,39 @@ fn log_error(error: cordon_tlog::LogError) -> StorageError {
     StorageError::corrupt(format!("audit log: {error}"))
 }
 
-/// Hashes read back, checked to be 32 bytes each.
-fn read_hashes(rows: Vec<(i64, Vec<u8>)>) -> Result<ReadHashes, StorageError> {
-    let mut hashes = HashMap::with_capacity(rows.len());
-    for (index, hash) in rows {
-        let hash: [u8; 32] = hash
-            .try_into()
-            .map_err(|_| StorageError::corrupt(format!("audit hash {index} is not 32 bytes")))?;
-        hashes.insert(from_database(index, "audit hash index")?, hash);
+/// The stored hashes at `indexes`, taken from the hash lists of the entries that hold them
+/// (`rows`: position, hashes).
+fn read_hashes(indexes: &[u64], rows: Vec<(i64, Vec<u8>)>) -> Result<ReadHashes, StorageError> {
+    let lists: HashMap<u64, Vec<u8>> = rows
+        .into_iter()
+        .map(|(position, hashes)| Ok((from_database(position, "audit position")?, hashes)))
+        .collect::<Result<_, StorageError>>()?;
+    let mut hashes = HashMap::with_capacity(indexes.len());
+    for &index in indexes {
+        let (position, offset) = stored_hash_location(index);
+        let hash: [u8; 32] = lists
+            .get(&position)
+            .and_then(|list| list.get(offset * 32..offset * 32 + 32))
+            .and_then(|bytes| bytes.try_into().ok())
+            .ok_or_else(|| {
+                StorageError::corrupt(format!(
+                    "audit hash {index} is missing from the entry at {position}"
+                ))
+            })?;
+        hashes.insert(index, hash);
     }
     Ok(ReadHashes(hashes))
+}
+
+/// The positions whose rows hold the stored hashes at `indexes`, ascending, once each.
+fn positions_holding(indexes: &[u64]) -> Vec<u64> {
+    let mut positions: Vec<u64> = indexes
+        .iter()
+        .map(|&index| stored_hash_location(index).0)
+        .collect();
+    positions.sort_unstable();
+    positions.dedup();
+    positions
 }
 
 macro_rules! audit_operations {
@@ -120,13 +141,14 @@ macro_rules! audit_operations {
                 connection: &mut Connection,
                 indexes: &[u64],
             ) -> Result<ReadHashes, StorageError> {
-                let mut rows = Vec::with_capacity(indexes.len());
-                for chunk in indexes.chunks(ROWS_PER_STATEMENT) {
+                let positions = positions_holding(indexes);
+                let mut rows = Vec::with_capacity(positions.len());
+                for chunk in positions.chunks(ROWS_PER_STATEMENT) {
                     let mut query = sqlx::query_as::<_, (i64, Vec<u8>)>(AssertSqlSafe(
                         crate::placeholders::dialect(BACKEND, select_hashes_sql(chunk.len())),
                     ));
-                    for index in chunk {
-                        query = query.bind(to_database(*index, "audit hash index")?);
+                    for position in chunk {
+                        query = query.bind(to_database(*position, "audit position")?);
                     }
                     rows.extend(
                         query
@@ -135,7 +157,7 @@ macro_rules! audit_operations {
                             .map_err(failed("read audit hashes"))?,
                     );
                 }
-                read_hashes(rows)
+                read_hashes(indexes, rows)
             }
 
             /// Appends `entries` to the log in the caller's transaction (which, if it writes
@@ -162,42 +184,36 @@ macro_rules! audit_operations {
                     .map(|bytes| cordon_tlog::leaf_hash(bytes))
                     .collect();
                 let written = append_batch(size, &leaves, &known).map_err(log_error)?;
-
-                let rows: Vec<(u64, &Entry, &Vec<u8>)> = (size..)
-                    .zip(entries)
-                    .zip(&encoded)
-                    .map(|((position, entry), bytes)| (position, entry, bytes))
-                    .collect();
+                // Each entry's row holds the hashes its append wrote, in index order.
+                let mut written = written.into_iter().map(|(_, hash)| hash);
+                let mut rows: Vec<(u64, &Entry, &Vec<u8>, Vec<u8>)> =
+                    Vec::with_capacity(entries.len());
+                for ((position, entry), bytes) in (size..).zip(entries).zip(&encoded) {
+                    let count = hashes_written_by(position);
+                    let hashes: Vec<u8> = written.by_ref().take(count).flatten().collect();
+                    if hashes.len() != count * 32 {
+                        return Err(StorageError::corrupt(format!(
+                            "audit log: the append of {position} wrote fewer hashes than {count}"
+                        )));
+                    }
+                    rows.push((position, entry, bytes, hashes));
+                }
                 for chunk in rows.chunks(ROWS_PER_STATEMENT) {
                     let mut query = sqlx::query(AssertSqlSafe(crate::placeholders::dialect(
                         BACKEND,
                         insert_entries_sql(chunk.len()),
                     )));
-                    for (position, entry, bytes) in chunk {
+                    for (position, entry, bytes, hashes) in chunk {
                         query = query
                             .bind(to_database(*position, "audit position")?)
                             .bind(entry.indicator_id())
-                            .bind(bytes.as_slice());
+                            .bind(bytes.as_slice())
+                            .bind(hashes.as_slice());
                     }
                     query
                         .execute(&mut *connection)
                         .await
                         .map_err(failed("insert audit entries"))?;
-                }
-                for chunk in written.chunks(ROWS_PER_STATEMENT) {
-                    let mut query = sqlx::query(AssertSqlSafe(crate::placeholders::dialect(
-                        BACKEND,
-                        insert_hashes_sql(chunk.len()),
-                    )));
-                    for (index, hash) in chunk {
-                        query = query
-                            .bind(to_database(*index, "audit hash index")?)
-                            .bind(hash.as_slice());
-                    }
-                    query
-                        .execute(&mut *connection)
-                        .await
-                        .map_err(failed("insert audit hashes"))?;
                 }
                 Ok(())
             }

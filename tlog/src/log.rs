@@ -96,6 +96,20 @@ pub fn hashes_to_store<S: HashStore + ?Sized>(
         .collect())
 }
 
+/// Where the stored hash `index` is written when hashes are kept with their entry (one row
+/// per entry holding the hashes its append wrote, in order): the entry's position and the
+/// hash's place among them. The append of entry `p` writes the hashes of levels 0 to
+/// `(p + 1).trailing_zeros()` of the subtrees ending at `p`.
+pub fn stored_hash_location(index: u64) -> (u64, usize) {
+    let (level, n) = tlog_tiles::split_stored_hash_index(index);
+    (((n + 1) << level) - 1, usize::from(level))
+}
+
+/// How many hashes the append of entry `position` writes.
+pub fn hashes_written_by(position: u64) -> usize {
+    1 + (position + 1).trailing_zeros() as usize
+}
+
 /// How many stored hashes a log of `size` entries holds.
 pub fn stored_hash_count(size: u64) -> u64 {
     tlog_tiles::stored_hash_count(size)

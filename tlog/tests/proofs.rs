@@ -336,3 +336,16 @@ fn operations_on_hashes_read_beforehand_agree_with_the_whole_log() {
         );
     }
 }
+
+#[test]
+fn each_stored_hash_is_found_with_the_entry_whose_append_wrote_it() {
+    use cordon_tlog::log::{hashes_written_by, stored_hash_location};
+    let mut written = 0u64;
+    for position in 0..2_000u64 {
+        for offset in 0..hashes_written_by(position) {
+            assert_eq!(stored_hash_location(written), (position, offset), "hash {written}");
+            written += 1;
+        }
+    }
+    assert_eq!(written, log::stored_hash_count(2_000));
+}

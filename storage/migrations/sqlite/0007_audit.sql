@@ -9,19 +9,16 @@ CREATE TABLE audit_head (
 ) STRICT;
 INSERT INTO audit_head (singleton, size) VALUES (1, 0);
 
--- Each entry's canonical bytes (cordon_tlog::Entry), by position from 0.
+-- Each entry's canonical bytes (cordon_tlog::Entry), by position from 0, with the stored hashes
+-- its append wrote (the hashes of the complete subtrees ending at it, levels 0 up, 32 bytes
+-- each: every complete subtree's hash is stored once, in the row of its last entry).
 CREATE TABLE audit_entries (
     position INTEGER PRIMARY KEY CHECK (position >= 0),
     indicator_id TEXT,
-    entry BLOB NOT NULL
+    entry BLOB NOT NULL,
+    hashes BLOB NOT NULL CHECK (length(hashes) >= 32 AND length(hashes) % 32 = 0)
 ) STRICT;
 CREATE INDEX audit_entries_indicator ON audit_entries (indicator_id) WHERE indicator_id IS NOT NULL;
-
--- The hash of every complete subtree, at its stored-hash index (tlog_tiles' layout).
-CREATE TABLE audit_hashes (
-    idx INTEGER PRIMARY KEY CHECK (idx >= 0),
-    hash BLOB NOT NULL CHECK (length(hash) = 32)
-) STRICT;
 
 -- The latest checkpoint of each peer's log that this gateway checked: the next one must extend
 -- it (consistency proof). It is replaced only by a checkpoint proven to extend it.

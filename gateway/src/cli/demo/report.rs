@@ -117,6 +117,28 @@ pub(super) fn print_text(report: &DemoReport) {
     );
     print_screening(&report.screening);
     print_circle(&report.circle);
+    println!();
+    println!("audit logs (checkpoints signed by each gateway, verified with its public key):");
+    for audit in &report.audit {
+        println!(
+            "  {}: {} entries, root {}, signature {}, {} entries proven in it",
+            audit.origin,
+            audit.size,
+            audit.root,
+            if audit.signature_verified {
+                "verified"
+            } else {
+                "NOT verified"
+            },
+            audit.entries_verified
+        );
+    }
+    if let Some(first) = report.audit.first() {
+        println!("  {}'s checkpoint:", first.member);
+        for line in first.checkpoint.lines() {
+            println!("    {line}");
+        }
+    }
 }
 
 fn print_circle(circle: &CircleReport) {
