@@ -3255,7 +3255,9 @@ async fn writes_append_their_entries_to_the_audit_log(fixture: &Fixture) {
     for (batch, count) in [(1, 1), (2, 63), (3, 130), (4, 7)] {
         let more = indicators(&format!("q{batch}"), count, "vessel");
         for item in &more {
-            memory.append(&Entry::stored(&item.id, &item.originator, None, &item.payload).canonical_bytes());
+            memory.append(
+                &Entry::stored(&item.id, &item.originator, None, &item.payload).canonical_bytes(),
+            );
         }
         store.publish(more).await.expect("publish more");
     }
@@ -3265,18 +3267,27 @@ async fn writes_append_their_entries_to_the_audit_log(fixture: &Fixture) {
     assert_eq!(root, memory.root());
     for index in [0, 1, 6, 63, 64, 127, 128, size - 1] {
         assert_eq!(
-            store.audit_inclusion_proof(index, size).await.expect("proof"),
+            store
+                .audit_inclusion_proof(index, size)
+                .await
+                .expect("proof"),
             memory.inclusion_proof(index, size).unwrap(),
             "entry {index}"
         );
     }
     for first in [1, 7, 64, 65, 200, size - 1] {
         assert_eq!(
-            store.audit_consistency_proof(first, size).await.expect("proof"),
+            store
+                .audit_consistency_proof(first, size)
+                .await
+                .expect("proof"),
             memory.consistency_proof(first, size).unwrap(),
             "from {first}"
         );
-        assert_eq!(store.audit_root(first).await, Ok(memory.root_at(first).unwrap()));
+        assert_eq!(
+            store.audit_root(first).await,
+            Ok(memory.root_at(first).unwrap())
+        );
     }
     store.close().await;
 }

@@ -343,7 +343,11 @@ fn each_stored_hash_is_found_with_the_entry_whose_append_wrote_it() {
     let mut written = 0u64;
     for position in 0..2_000u64 {
         for offset in 0..hashes_written_by(position) {
-            assert_eq!(stored_hash_location(written), (position, offset), "hash {written}");
+            assert_eq!(
+                stored_hash_location(written),
+                (position, offset),
+                "hash {written}"
+            );
             written += 1;
         }
     }

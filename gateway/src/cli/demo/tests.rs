@@ -171,4 +171,22 @@ async fn demo_federation_shares_withholds_and_retracts() {
             "{reasons:?}"
         );
     }
+    // Every gateway's log: a checkpoint signed with its key, every entry proven in it; GH
+    // published, received NG's indicator and retracted one.
+    assert_eq!(
+        report
+            .audit
+            .iter()
+            .map(|audit| audit.member.as_str())
+            .collect::<Vec<_>>(),
+        MEMBERS
+    );
+    for audit in &report.audit {
+        assert!(audit.signature_verified, "{audit:?}");
+        assert!(audit.size > 0, "{audit:?}");
+        assert_eq!(audit.entries_verified, audit.size, "{audit:?}");
+        assert_eq!(audit.origin, format!("{}/{}", ca::DEFAULT_FEDERATION, audit.member));
+    }
+    let gh = &report.audit[0];
+    assert!(gh.size > examples as u64, "{gh:?}");
 }
