@@ -156,6 +156,12 @@ impl Identity {
     }
 }
 
+/// The name of `member`'s audit log (the checkpoint's first line and its signature's key
+/// name): `<federation>/<member>`.
+pub fn audit_log_origin(federation: &str, member: &str) -> String {
+    format!("{federation}/{member}")
+}
+
 /// The caller of a gRPC request, from the client certificate rustls verified against the
 /// federation CA. No request field can name it.
 pub fn caller<T>(request: &tonic::Request<T>, federation: &str) -> Result<Identity, tonic::Status> {

@@ -28,10 +28,7 @@ use crate::status::{invalid_field, storage_status};
 /// Entries per `Entries` call at most.
 pub const MAX_ENTRIES_PER_PAGE: u32 = 1_000;
 
-/// The log's origin (the checkpoint's first line and its signature's key name).
-pub fn origin(federation: &str, member: &str) -> String {
-    format!("{federation}/{member}")
-}
+pub use crate::identity::audit_log_origin as origin;
 
 #[derive(Clone)]
 pub struct AuditApi {

@@ -214,7 +214,7 @@ impl Follower {
         >,
     ) -> Result<Option<u64>, LogCheck> {
         let peer = self.peer();
-        let origin = crate::audit::origin(&self.context.federation, peer);
+        let origin = crate::identity::audit_log_origin(&self.context.federation, peer);
         let latest = audit
             .checkpoint(cordon_proto::v1::CheckpointRequest {})
             .await

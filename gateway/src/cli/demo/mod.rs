@@ -57,6 +57,7 @@ const OUTSIDER: &str = "SN";
 /// How long the demo waits for the federation to settle before it gives up.
 const PATIENCE: Duration = Duration::from_secs(30);
 
+mod audit;
 mod circle;
 use circle::circle_part;
 mod report;
@@ -549,7 +550,7 @@ async fn exercise(
     let circle = circle_part(members, agencies, keys).await?;
     let mut audit = Vec::new();
     for member in members {
-        audit.push(audit_part(member, keys).await?);
+        audit.push(audit::audit_part(member, keys).await?);
     }
 
     let mut gateways = Vec::new();
@@ -581,65 +582,6 @@ async fn exercise(
         screening,
         circle,
         audit,
-    })
-}
-
-/// Fetches `member`'s checkpoint as its own gateway identity, verifies it with the member's
-/// public key, and checks every entry's inclusion proof against it.
-async fn audit_part(member: &Member, keys: &FederationKeys) -> Result<AuditReport> {
-    use cordon_proto::v1::audit_service_client::AuditServiceClient;
-    use cordon_proto::v1::{CheckpointRequest, InclusionProofRequest};
-    let mut client = AuditServiceClient::new(
-        crate::cli::client::channel(&member.endpoint, &member.identity).await?,
-    );
-    let latest = client
-        .checkpoint(CheckpointRequest {})
-        .await
-        .map_err(crate::cli::status_error)?
-        .into_inner();
-    let key: [u8; 32] = keys
-        .keys_of(member.id)
-        .first()
-        .and_then(|key| key.as_slice().try_into().ok())
-        .context("the member's public key")?;
-    let checkpoint = cordon_tlog::verify_checkpoint(&latest.note, &latest.origin, &key)
-        .with_context(|| format!("{}'s checkpoint", member.id))?;
-    let mut entries_verified = 0;
-    for position in 0..checkpoint.size {
-        let proof = client
-            .inclusion_proof(InclusionProofRequest {
-                position,
-                indicator_id: String::new(),
-                size: checkpoint.size,
-            })
-            .await
-            .map_err(crate::cli::status_error)?
-            .into_inner();
-        let hashes: Vec<[u8; 32]> = proof
-            .hashes
-            .iter()
-            .map(|hash| hash.as_slice().try_into())
-            .collect::<Result<_, _>>()
-            .context("proof hashes")?;
-        cordon_tlog::verify_inclusion(
-            position,
-            checkpoint.size,
-            &cordon_tlog::leaf_hash(&proof.entry),
-            &hashes,
-            &checkpoint.root,
-        )
-        .with_context(|| format!("{}'s entry {position}", member.id))?;
-        entries_verified += 1;
-    }
-    use base64::Engine as _;
-    Ok(AuditReport {
-        member: member.id.to_string(),
-        origin: latest.origin,
-        size: checkpoint.size,
-        root: base64::engine::general_purpose::STANDARD.encode(checkpoint.root),
-        checkpoint: latest.note,
-        signature_verified: true,
-        entries_verified,
     })
 }
 

@@ -185,7 +185,10 @@ async fn demo_federation_shares_withholds_and_retracts() {
         assert!(audit.signature_verified, "{audit:?}");
         assert!(audit.size > 0, "{audit:?}");
         assert_eq!(audit.entries_verified, audit.size, "{audit:?}");
-        assert_eq!(audit.origin, format!("{}/{}", ca::DEFAULT_FEDERATION, audit.member));
+        assert_eq!(
+            audit.origin,
+            format!("{}/{}", ca::DEFAULT_FEDERATION, audit.member)
+        );
     }
     let gh = &report.audit[0];
     assert!(gh.size > examples as u64, "{gh:?}");
