@@ -367,11 +367,21 @@ async fn start_with(
     let (stopping, stopping_signal) = tokio::sync::watch::channel(false);
     let (decision_log, decision_writer) =
         DecisionLog::start_with_metrics(store.clone(), config.decision_retention, metrics.clone());
-    let policy_manager = Arc::new(PolicyManager::new(
-        config.policy_dir.clone(),
-        config.policy_time_limit,
-        releaser.clone(),
-    ));
+    // The policy in force from this start, in the audit log before anything is served.
+    store
+        .audit_append(&[crate::policy::activation_entry(
+            releaser.policy().revision(),
+        )])
+        .await
+        .context("recording the policy's activation in the audit log")?;
+    let policy_manager = Arc::new(
+        PolicyManager::new(
+            config.policy_dir.clone(),
+            config.policy_time_limit,
+            releaser.clone(),
+        )
+        .recording_activations(store.clone()),
+    );
     let watcher = if config.watch_policy {
         Some(
             policy_manager

@@ -74,8 +74,9 @@ async fn audit_verify_passes_names_a_changed_entry_and_detects_a_rewritten_log()
             reason: "wrong vessel".into(),
         })
         .await?;
+    // The log: the policy's activation at start, three publications, one retraction.
     let report = verify(&gateway.endpoint, &gateway_identity, &key, &saved)?;
-    ensure!(report["size"] == 4 && report["verified"] == 4, "{report}");
+    ensure!(report["size"] == 5 && report["verified"] == 5, "{report}");
     ensure!(report["origin"] == "cordon-test/GH", "{report}");
     ensure!(report["consistentWith"].is_null(), "{report}");
 
@@ -117,11 +118,24 @@ async fn audit_verify_passes_names_a_changed_entry_and_detects_a_rewritten_log()
     }
     let gateway = member.start(&[]).await?;
     let second = publish(&gateway.endpoint, &customs, "second", 2).await?;
+    // The policy's activation at the restart, and two publications.
     let report = verify(&gateway.endpoint, &gateway_identity, &key, &saved)?;
     ensure!(
-        report["size"] == 6 && report["verified"] == 6 && report["consistentWith"] == 4,
+        report["size"] == 8 && report["verified"] == 8 && report["consistentWith"] == 5,
         "{report}"
     );
+    let changed_position = audit(&[
+        "audit",
+        "prove",
+        "--endpoint",
+        &gateway.endpoint,
+        "--identity",
+        gateway_identity.to_str().context("path")?,
+        "--indicator",
+        &second[1],
+    ])?["position"]
+        .as_u64()
+        .context("position")?;
     let sampled = audit(&[
         "audit",
         "verify",
@@ -167,7 +181,7 @@ async fn audit_verify_passes_names_a_changed_entry_and_detects_a_rewritten_log()
     .expect_err("a changed indicator fails verification");
     let message = format!("{error:#}");
     ensure!(
-        message.contains("entry 5") && message.contains(&second[1]),
+        message.contains(&format!("entry {changed_position} ")) && message.contains(&second[1]),
         "{message}"
     );
     gateway.stop().await?;
@@ -186,7 +200,52 @@ async fn audit_verify_passes_names_a_changed_entry_and_detects_a_rewritten_log()
     let error = verify(&gateway.endpoint, &gateway_identity, &key, &saved)
         .expect_err("a rewritten log is detected");
     ensure!(format!("{error:#}").contains("rewritten"), "{error:#}");
+
+    // A policy reload is in the log before it takes effect.
+    let data_path = member.dir.join("policy").join("data.json");
+    let mut data: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&data_path)?)?;
+    data["crisis"]["active"] = serde_json::json!(true);
+    std::fs::write(&data_path, data.to_string())?;
+    let reloaded = cordon(&[
+        "policy",
+        "reload",
+        "--endpoint",
+        &gateway.endpoint,
+        "--identity",
+        gateway_identity.to_str().context("path")?,
+    ])?;
+    let entries = entries_of(&gateway.endpoint, &gateway_identity).await?;
+    let activations: Vec<&String> = entries
+        .iter()
+        .filter(|entry| entry.contains("\"entry\":\"policyActivated\""))
+        .collect();
+    ensure!(activations.len() == 3, "{activations:?}");
+    let newest = activations.last().context("an activation")?;
+    let revision = newest
+        .split("\"revision\":\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .context("a revision")?;
+    ensure!(reloaded.contains(revision), "{reloaded} / {newest}");
     gateway.stop().await
+}
+
+/// Every entry of the gateway's audit log, as text.
+async fn entries_of(endpoint: &str, gateway_identity: &Path) -> Result<Vec<String>> {
+    use cordon_proto::v1::AuditEntriesRequest;
+    use cordon_proto::v1::audit_service_client::AuditServiceClient;
+    let mut client = AuditServiceClient::new(
+        cordon_gateway::cli::client::channel(endpoint, gateway_identity).await?,
+    );
+    let entries = client
+        .entries(AuditEntriesRequest { from: 0, limit: 0 })
+        .await?
+        .into_inner()
+        .entries;
+    Ok(entries
+        .into_iter()
+        .map(|entry| String::from_utf8_lossy(&entry.entry).into_owned())
+        .collect())
 }
 
 /// Checks `cordon audit prove`'s output with nothing but the public key.
@@ -266,7 +325,8 @@ async fn a_follower_detects_its_peers_rewritten_log() -> Result<()> {
             ))
         }
     };
-    wait_until("NG to check GH's log at 3 entries", || log_size(3)).await?;
+    // GH's log: its policy's activation and three publications.
+    wait_until("NG to check GH's log at 4 entries", || log_size(4)).await?;
 
     gh.stop().await?;
     let backup = ghana.dir.join("backup");
@@ -278,7 +338,8 @@ async fn a_follower_detects_its_peers_rewritten_log() -> Result<()> {
     }
     let gh = ghana.start(&[]).await?;
     publish(&gh.endpoint, &customs, "second", 2).await?;
-    wait_until("NG to check GH's log at 5 entries", || log_size(5)).await?;
+    // The activation at the restart and two publications.
+    wait_until("NG to check GH's log at 7 entries", || log_size(7)).await?;
     gh.stop().await?;
 
     for file in database_files(ghana) {
@@ -296,10 +357,10 @@ async fn a_follower_detects_its_peers_rewritten_log() -> Result<()> {
         Ok((alarm.contains("rewritten"), status.to_string()))
     })
     .await?;
-    // The kept checkpoint is still the one of 5 entries: the evidence stays.
+    // The kept checkpoint is still the one of 7 entries: the evidence stays.
     let status = peer_status().await?;
     ensure!(
-        status["logSize"].as_str() == Some("5") || status["logSize"].as_u64() == Some(5),
+        status["logSize"].as_str() == Some("7") || status["logSize"].as_u64() == Some(7),
         "{status}"
     );
     ensure!(

@@ -1213,6 +1213,27 @@ async fn a_suspended_member_loses_its_subscriptions_at_once_and_leaves_the_circl
         ))
     })
     .await?;
+    // Both changes of membership are in GH's audit log.
+    let mut audit = cordon_proto::v1::audit_service_client::AuditServiceClient::new(
+        cordon_gateway::cli::client::channel(&gh.endpoint, &ghana.identity()).await?,
+    );
+    let entries: Vec<String> = audit
+        .entries(cordon_proto::v1::AuditEntriesRequest { from: 0, limit: 0 })
+        .await?
+        .into_inner()
+        .entries
+        .into_iter()
+        .map(|entry| String::from_utf8_lossy(&entry.entry).into_owned())
+        .collect();
+    for change in ["added", "removed"] {
+        let wanted = format!(
+            "\"entry\":\"circleMembership\",\"circle\":\"alpha\",\"member\":\"NG\",\"change\":\"{change}\""
+        );
+        ensure!(
+            entries.iter().any(|entry| entry.contains(&wanted)),
+            "no {change} entry for NG in {entries:?}"
+        );
+    }
     // SN is served as before: its stream is still open, and it may call.
     match tokio::time::timeout(Duration::from_millis(500), sn_stream.message()).await {
         Err(_) | Ok(Ok(Some(_))) => {}

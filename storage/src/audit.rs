@@ -121,8 +121,11 @@ fn positions_holding(indexes: &[u64]) -> Vec<u64> {
     positions
 }
 
+/// Takes the feed head's row lock without moving it: every audit append holds it first.
+const LOCK_FEED_HEAD: &str = "UPDATE feed_head SET head = head + $1 RETURNING head";
+
 macro_rules! audit_operations {
-    ($module:ident, $database:ty, $backend:expr) => {
+    ($module:ident, $database:ty, $backend:expr, begin_write = $begin_write:literal) => {
         pub(crate) mod $module {
             use sqlx::{AssertSqlSafe, Pool};
 
@@ -216,6 +219,28 @@ macro_rules! audit_operations {
                         .map_err(failed("insert audit entries"))?;
                 }
                 Ok(())
+            }
+
+            /// Appends `entries` in a transaction of their own (what they record is not a
+            /// database write: a policy activation), under the feed head as every append.
+            pub(crate) async fn append_alone(
+                pool: &Pool<Database>,
+                entries: &[Entry],
+            ) -> Result<(), StorageError> {
+                let mut transaction = pool
+                    .begin_with($begin_write)
+                    .await
+                    .map_err(failed("begin audit append"))?;
+                let _: i64 = sqlx::query_scalar(LOCK_FEED_HEAD)
+                    .bind(0_i64)
+                    .fetch_one(&mut *transaction)
+                    .await
+                    .map_err(failed("lock feed head"))?;
+                append(&mut transaction, entries).await?;
+                transaction
+                    .commit()
+                    .await
+                    .map_err(failed("commit audit append"))
             }
 
             pub(crate) async fn size(pool: &Pool<Database>) -> Result<u64, StorageError> {
@@ -338,5 +363,15 @@ macro_rules! audit_operations {
     };
 }
 
-audit_operations!(sqlite_audit, sqlx::Sqlite, Backend::Sqlite);
-audit_operations!(postgres_audit, sqlx::Postgres, Backend::Postgres);
+audit_operations!(
+    sqlite_audit,
+    sqlx::Sqlite,
+    Backend::Sqlite,
+    begin_write = "BEGIN IMMEDIATE"
+);
+audit_operations!(
+    postgres_audit,
+    sqlx::Postgres,
+    Backend::Postgres,
+    begin_write = "BEGIN"
+);

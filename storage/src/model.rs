@@ -284,6 +284,9 @@ pub struct CircleWrite {
     /// `(circle, digest, Some(indicator))` keeps an own message's indicator in the outbox;
     /// `(circle, digest, None)` forgets it. Applied in order.
     pub outbox: Vec<(String, Vec<u8>, Option<Vec<u8>>)>,
+    /// Entries of the audit log that record what this write does (a member added to or
+    /// removed from a circle), appended in the same transaction.
+    pub audit: Vec<cordon_tlog::Entry>,
 }
 
 /// A Welcome the hub committed to and has not yet delivered to the member it adds.

@@ -211,6 +211,15 @@ impl Store {
         }
     }
 
+    /// Appends `entries` to the audit log in a transaction of their own (for events that are
+    /// not themselves database writes, such as a policy becoming active).
+    pub async fn audit_append(&self, entries: &[cordon_tlog::Entry]) -> Result<(), StorageError> {
+        match &self.inner.pools {
+            Pools::Sqlite(pools) => sqlite_audit::append_alone(&pools.write, entries).await,
+            Pools::Postgres(pools) => postgres_audit::append_alone(&pools.pool, entries).await,
+        }
+    }
+
     async fn audit_hashes(
         &self,
         operation: cordon_tlog::log::Operation,

@@ -161,6 +161,12 @@ impl Circles {
                 };
                 write.departures = vec![(circle.clone(), joining.clone(), None)];
                 write.admissions = vec![(circle.clone(), joining.clone(), position)];
+                write.audit = vec![membership_entry(
+                    inner,
+                    &circle,
+                    &joining,
+                    cordon_tlog::entry::MembershipChange::Added,
+                )];
                 // Kept with the commit: a crash before delivery loses no Welcome.
                 write.welcome = Some(pending.clone());
                 Ok((pending, write))
@@ -271,6 +277,12 @@ impl Circles {
             let position = inner.merge_own_commit(&circle, &own, &commit, &mut write)?;
             write.departures = vec![(circle.clone(), leaving.clone(), Some(position))];
             write.welcomes_dropped = vec![(circle.clone(), leaving.clone())];
+            write.audit = vec![membership_entry(
+                inner,
+                &circle,
+                &leaving,
+                cordon_tlog::entry::MembershipChange::Removed,
+            )];
             Ok(((), write))
         })
         .await?;
@@ -279,5 +291,24 @@ impl Circles {
             .remove(&(name.to_string(), member.to_string()));
         tracing::info!(circle = %name, %member, "member removed from circle");
         inner.info(name)
+    }
+}
+
+/// The audit log's entry of a membership change, at the circle's epoch after the commit.
+fn membership_entry(
+    inner: &super::state::Inner,
+    circle: &str,
+    member: &str,
+    change: cordon_tlog::entry::MembershipChange,
+) -> cordon_tlog::Entry {
+    cordon_tlog::Entry::CircleMembership {
+        circle: circle.to_string(),
+        member: member.to_string(),
+        change,
+        epoch: inner
+            .groups
+            .get(circle)
+            .map(|group| group.epoch().as_u64())
+            .unwrap_or_default(),
     }
 }

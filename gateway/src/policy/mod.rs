@@ -74,6 +74,9 @@ pub struct PolicyManager {
     state: Mutex<ManagerState>,
     /// One reload at a time; decisions never wait for it.
     reloading: Mutex<()>,
+    /// Where activations are recorded before they take effect (the gateway's audit log);
+    /// `None` records nothing (tests of the manager alone).
+    audit: Option<(cordon_storage::Store, tokio::runtime::Handle)>,
 }
 
 /// What a reload did.
@@ -102,7 +105,26 @@ impl PolicyManager {
                 ..ManagerState::default()
             }),
             reloading: Mutex::new(()),
+            audit: None,
         }
+    }
+
+    /// Records every activation in `store`'s audit log before it takes effect; an activation
+    /// that cannot be recorded is refused (the policy in force stays).
+    pub fn recording_activations(mut self, store: cordon_storage::Store) -> PolicyManager {
+        self.audit = Some((store, tokio::runtime::Handle::current()));
+        self
+    }
+
+    /// Appends the activation of `revision` to the audit log, from the blocking thread a
+    /// reload runs on.
+    fn record_activation(&self, revision: &str) -> Result<(), String> {
+        let Some((store, runtime)) = &self.audit else {
+            return Ok(());
+        };
+        runtime
+            .block_on(store.audit_append(&[activation_entry(revision)]))
+            .map_err(|error| format!("the audit log could not record the activation: {error}"))
     }
 
     pub fn source(&self) -> &Path {
@@ -125,8 +147,16 @@ impl PolicyManager {
             }
             Ok(candidate) => {
                 let revision = candidate.revision().to_string();
-                self.releaser.set_policy(candidate);
-                ReloadOutcome::Activated { revision }
+                match self.record_activation(&revision) {
+                    Ok(()) => {
+                        self.releaser.set_policy(candidate);
+                        ReloadOutcome::Activated { revision }
+                    }
+                    Err(reason) => ReloadOutcome::Rejected {
+                        active_revision: active.revision().to_string(),
+                        reason,
+                    },
+                }
             }
             Err(reason) => ReloadOutcome::Rejected {
                 active_revision: active.revision().to_string(),
@@ -391,5 +421,17 @@ impl PolicyService for PolicyApi {
             })
             .collect();
         Ok(Response::new(DecisionsResponse { decisions }))
+    }
+}
+
+/// The audit log's entry of a policy revision becoming active. The revision names the
+/// source by its digest (`sha256:<hex>`), which is also the entry's source digest.
+pub fn activation_entry(revision: &str) -> cordon_tlog::Entry {
+    cordon_tlog::Entry::PolicyActivated {
+        revision: revision.to_string(),
+        source_digest: revision
+            .strip_prefix("sha256:")
+            .unwrap_or(revision)
+            .to_string(),
     }
 }

@@ -27,7 +27,8 @@ macro_rules! circle_operations {
         $database:ty,
         $backend:expr,
         begin_write = $begin_write:literal,
-        feed = $feed:ident $(,)?
+        feed = $feed:ident,
+        audit = $audit:ident $(,)?
     ) => {
         pub(crate) mod $module {
             use sqlx::{AssertSqlSafe, Pool};
@@ -215,9 +216,12 @@ macro_rules! circle_operations {
                 // write with the others, and always before the log entry, so that two writes
                 // racing for a log position never wait for each other's locks in opposite
                 // orders.
-                let locked_head = match prepared.indicators {
-                    Some(_) => Some(feed::lock_head(&mut transaction).await?),
-                    None => None,
+                // Audit entries are appended under the feed head too (feed head, then audit head,
+                // in every transaction that takes both).
+                let locked_head = if prepared.indicators.is_some() || !write.audit.is_empty() {
+                    Some(feed::lock_head(&mut transaction).await?)
+                } else {
+                    None
                 };
                 for log in prepared.log {
                     if !append_log_entry(&mut transaction, log).await? {
@@ -317,6 +321,7 @@ macro_rules! circle_operations {
                         moved_head = Some(sequence_from_database(head, "feed head")?);
                     }
                 }
+                crate::audit::$audit::append(&mut transaction, &write.audit).await?;
                 // On an error above, the transaction is dropped, which rolls it back.
                 transaction
                     .commit()
@@ -492,6 +497,7 @@ circle_operations!(
     Backend::Sqlite,
     begin_write = "BEGIN IMMEDIATE",
     feed = sqlite_feed,
+    audit = sqlite_audit,
 );
 circle_operations!(
     postgres_circles,
@@ -499,6 +505,7 @@ circle_operations!(
     Backend::Postgres,
     begin_write = "BEGIN",
     feed = postgres_feed,
+    audit = postgres_audit,
 );
 
 /// Checkpoints SQLite's WAL (see [`SQLITE_CHECKPOINT`]) through `pool`, the writer, so that it
