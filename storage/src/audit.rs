@@ -165,12 +165,13 @@ macro_rules! audit_operations {
 
             /// Appends `entries` to the log in the caller's transaction (which, if it writes
             /// the feed, has taken the feed head already).
+            /// Returns the position of the first entry (`None` when nothing was appended).
             pub(crate) async fn append(
                 connection: &mut Connection,
                 entries: &[Entry],
-            ) -> Result<(), StorageError> {
+            ) -> Result<Option<u64>, StorageError> {
                 if entries.is_empty() || switched_off() {
-                    return Ok(());
+                    return Ok(None);
                 }
                 let count = entries.len() as u64;
                 let after: i64 = sqlx::query_scalar(ADVANCE_AUDIT_HEAD)
@@ -218,7 +219,7 @@ macro_rules! audit_operations {
                         .await
                         .map_err(failed("insert audit entries"))?;
                 }
-                Ok(())
+                Ok(Some(size))
             }
 
             /// Appends `entries` in a transaction of their own (what they record is not a
@@ -240,7 +241,8 @@ macro_rules! audit_operations {
                 transaction
                     .commit()
                     .await
-                    .map_err(failed("commit audit append"))
+                    .map_err(failed("commit audit append"))?;
+                Ok(())
             }
 
             pub(crate) async fn size(pool: &Pool<Database>) -> Result<u64, StorageError> {

@@ -15,7 +15,7 @@ use crate::model::{DecisionQuery, DecisionRow};
 /// The most rows one [`crate::Store::decisions`] call returns, whatever limit it asks for.
 pub const MAX_DECISIONS_PER_QUERY: u32 = 10_000;
 
-const DECISION_COLUMNS: usize = 10;
+const DECISION_COLUMNS: usize = 11;
 
 /// Rows per multi-row insert: 10 columns x 500 rows stays far below the bind limits of both
 /// backends (SQLite 32766, PostgreSQL 65535).
@@ -39,10 +39,26 @@ const POSTGRES_PURGE_CHUNK: &str = "DELETE FROM decisions WHERE decision_id = AN
      SELECT decision_id FROM decisions WHERE at_micros < $1 \
      ORDER BY at_micros, decision_id LIMIT $2))";
 
+/// A decision in the form its batch's audit entry covers.
+pub(crate) fn decision_form(row: &DecisionRow) -> cordon_tlog::entry::DecisionForm<'_> {
+    cordon_tlog::entry::DecisionForm {
+        decision_id: &row.decision_id,
+        at_micros: row.at_micros,
+        recipient: &row.recipient,
+        indicator_id: &row.indicator_id,
+        channel: &row.channel,
+        policy_revision: &row.policy_revision,
+        allow: row.allow,
+        redact: &row.redact,
+        reasons: &row.reasons,
+        error: row.error.as_deref(),
+    }
+}
+
 fn insert_decisions_sql(rows: usize) -> String {
     let mut sql = String::from(
         "INSERT INTO decisions (decision_id, at_micros, recipient, indicator_id, channel, \
-         policy_revision, allow, redact, reasons, error) VALUES ",
+         policy_revision, allow, redact, reasons, error, audit_position) VALUES ",
     );
     for row in 0..rows {
         let base = row * DECISION_COLUMNS;
@@ -219,7 +235,8 @@ macro_rules! decision_operations {
         $database:ty,
         $backend:expr,
         begin_write = $begin_write:literal,
-        purge_chunk = $purge_chunk:expr $(,)?
+        purge_chunk = $purge_chunk:expr,
+        audit = $audit:ident $(,)?
     ) => {
         pub(crate) mod $module {
             use sqlx::{AssertSqlSafe, Pool};
@@ -248,6 +265,17 @@ macro_rules! decision_operations {
                     .begin_with($begin_write)
                     .await
                     .map_err(failed("begin record decisions transaction"))?;
+                // The batch's entry in the audit log first (it takes only the audit head),
+                // so that each row names the entry that covers it.
+                let mut forms: Vec<cordon_tlog::entry::DecisionForm<'_>> =
+                    rows.iter().map(decision_form).collect();
+                forms.sort_by(|a, b| a.decision_id.as_bytes().cmp(b.decision_id.as_bytes()));
+                let position = crate::audit::$audit::append(
+                    &mut transaction,
+                    &[cordon_tlog::Entry::decisions(&forms)],
+                )
+                .await?
+                .map(|position| crate::values::sequence_to_database(position));
                 for chunk in encoded.chunks(DECISION_ROWS_PER_INSERT) {
                     let mut query = sqlx::query(AssertSqlSafe(crate::placeholders::dialect(
                         BACKEND,
@@ -265,7 +293,8 @@ macro_rules! decision_operations {
                             .bind(row.allow)
                             .bind(item.redact.as_str())
                             .bind(item.reasons.as_str())
-                            .bind(row.error.as_deref());
+                            .bind(row.error.as_deref())
+                            .bind(position);
                     }
                     // On an error the transaction is dropped, which rolls it back.
                     query
@@ -277,6 +306,22 @@ macro_rules! decision_operations {
                     .commit()
                     .await
                     .map_err(failed("commit record decisions transaction"))
+            }
+
+            /// The decisions covered by the audit log's entry at `position` (in no order: the
+            /// caller sorts them by decision id, the order the entry's digest covers).
+            pub(crate) async fn at_audit_position(
+                pool: &Pool<Database>,
+                position: u64,
+            ) -> Result<Vec<DecisionRow>, StorageError> {
+                let rows = sqlx::query_as::<_, DecisionColumns>(AssertSqlSafe(format!(
+                    "{SELECT_COLUMNS} WHERE audit_position = $1"
+                )))
+                .bind(crate::values::sequence_to_database(position))
+                .fetch_all(pool)
+                .await
+                .map_err(failed("read the decisions of an audit entry"))?;
+                rows.into_iter().map(decode_row).collect()
             }
 
             pub(crate) async fn select(
@@ -349,6 +394,7 @@ decision_operations!(
     Backend::Sqlite,
     begin_write = "BEGIN IMMEDIATE",
     purge_chunk = SQLITE_PURGE_CHUNK,
+    audit = sqlite_audit,
 );
 decision_operations!(
     postgres_decisions,
@@ -356,6 +402,7 @@ decision_operations!(
     Backend::Postgres,
     begin_write = "BEGIN",
     purge_chunk = POSTGRES_PURGE_CHUNK,
+    audit = postgres_audit,
 );
 
 #[cfg(test)]

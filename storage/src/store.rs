@@ -285,6 +285,24 @@ impl Store {
         }
     }
 
+    /// The release decisions covered by the audit log's entry at `position`, by decision id
+    /// (bytewise): the order the entry's digest covers.
+    pub async fn audit_decisions(
+        &self,
+        position: u64,
+    ) -> Result<Vec<crate::model::DecisionRow>, StorageError> {
+        let mut rows = match &self.inner.pools {
+            Pools::Sqlite(pools) => {
+                sqlite_decisions::at_audit_position(&pools.read, position).await
+            }
+            Pools::Postgres(pools) => {
+                postgres_decisions::at_audit_position(&pools.pool, position).await
+            }
+        }?;
+        rows.sort_by(|a, b| a.decision_id.as_bytes().cmp(b.decision_id.as_bytes()));
+        Ok(rows)
+    }
+
     /// The latest checkpoint of `peer`'s audit log checked here, if any.
     pub async fn peer_checkpoint(
         &self,

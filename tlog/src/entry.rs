@@ -118,7 +118,46 @@ pub fn retraction_digest(
     digest_hex(&serde_json::to_vec(&retraction).expect("a retraction serialises"))
 }
 
+/// One release decision in the canonical form its batch's digest covers.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DecisionForm<'a> {
+    pub decision_id: &'a str,
+    pub at_micros: i64,
+    pub recipient: &'a str,
+    pub indicator_id: &'a str,
+    pub channel: &'a str,
+    pub policy_revision: &'a str,
+    pub allow: bool,
+    pub redact: &'a [String],
+    pub reasons: &'a [String],
+    pub error: Option<&'a str>,
+}
+
+/// The digest of a batch of decisions: SHA-256 of their canonical JSON forms, each followed
+/// by a newline, in the order given (the gateway gives them by decision id, bytewise).
+pub fn decisions_digest(decisions: &[DecisionForm<'_>]) -> String {
+    let mut bytes = Vec::with_capacity(decisions.len() * 256);
+    for decision in decisions {
+        serde_json::to_writer(&mut bytes, decision).expect("a decision serialises");
+        bytes.push(b'\n');
+    }
+    digest_hex(&bytes)
+}
+
 impl Entry {
+    /// The entry of a batch of release decisions.
+    pub fn decisions(decisions: &[DecisionForm<'_>]) -> Entry {
+        Entry::Decisions {
+            first_decision_id: decisions
+                .first()
+                .map(|decision| decision.decision_id.to_string())
+                .unwrap_or_default(),
+            count: decisions.len() as u64,
+            digest: decisions_digest(decisions),
+        }
+    }
+
     /// The entry of an indicator stored from `payload` (its stored, signed encoding):
     /// `published` when this gateway's member published it (`via` is `None`), `received`
     /// through the peer `via` otherwise.

@@ -13,9 +13,9 @@ use std::sync::Arc;
 
 use cordon_proto::v1::audit_service_server::AuditService;
 use cordon_proto::v1::{
-    AuditEntriesRequest, AuditEntriesResponse, AuditEntry, AuditRetraction, CheckpointRequest,
-    CheckpointResponse, ConsistencyProofRequest, ConsistencyProofResponse, InclusionProofRequest,
-    InclusionProofResponse,
+    AuditDecision, AuditEntriesRequest, AuditEntriesResponse, AuditEntry, AuditRetraction,
+    CheckpointRequest, CheckpointResponse, ConsistencyProofRequest, ConsistencyProofResponse,
+    InclusionProofRequest, InclusionProofResponse,
 };
 use cordon_storage::Store;
 use cordon_tlog::{CheckpointSigner, Entry};
@@ -264,6 +264,28 @@ impl AuditService for AuditApi {
                             signature: retraction.signature.unwrap_or_default(),
                         });
                     }
+                }
+                Ok(Entry::Decisions { .. }) => {
+                    served.decisions = self
+                        .store
+                        .audit_decisions(position)
+                        .await
+                        .map_err(storage_status)?
+                        .into_iter()
+                        .map(|row| AuditDecision {
+                            decision_id: row.decision_id,
+                            at_micros: row.at_micros,
+                            recipient: row.recipient,
+                            indicator_id: row.indicator_id,
+                            channel: row.channel,
+                            policy_revision: row.policy_revision,
+                            allow: row.allow,
+                            redact: row.redact,
+                            reasons: row.reasons,
+                            has_error: row.error.is_some(),
+                            error: row.error.unwrap_or_default(),
+                        })
+                        .collect();
                 }
                 // Entries that record no content held here, and entries that do not read
                 // (the auditor finds those by their bytes).

@@ -156,6 +156,7 @@ async fn verify(args: VerifyArgs) -> Result<()> {
         _ => (0..checkpoint.size).collect(),
     };
     let mut verified = 0u64;
+    let mut content_gone = 0u64;
     let mut next = 0usize;
     while next < positions.len() {
         let from = positions[next];
@@ -175,8 +176,15 @@ async fn verify(args: VerifyArgs) -> Result<()> {
             if served.position != positions[next] {
                 continue;
             }
-            let leaf =
-                recomputed_leaf(served).with_context(|| format!("entry {}", served.position))?;
+            let leaf = match recomputed_leaf(served)
+                .with_context(|| format!("entry {} ({})", served.position, describe(served)))?
+            {
+                Recomputed::Leaf(leaf) => leaf,
+                Recomputed::ContentGone(leaf) => {
+                    content_gone += 1;
+                    leaf
+                }
+            };
             let proof = audit
                 .inclusion_proof(InclusionProofRequest {
                     position: served.position,
@@ -219,6 +227,7 @@ async fn verify(args: VerifyArgs) -> Result<()> {
         "root": base64(&checkpoint.root),
         "verified": verified,
         "consistentWith": consistent_with,
+        "contentGone": content_gone,
     });
     println!("{summary}");
     Ok(())
@@ -246,9 +255,17 @@ fn kind(entry: &Entry) -> &'static str {
     }
 }
 
+/// An entry's leaf as the auditor recomputed it.
+enum Recomputed {
+    /// From the content it records (or the entry itself, for entries with no content).
+    Leaf(Digest),
+    /// From the entry's own bytes: its content is gone by design (decisions past retention).
+    ContentGone(Digest),
+}
+
 /// The leaf of `served`, recomputed from the content it records where there is one, so that
 /// content changed after it was logged no longer matches the signed root.
-fn recomputed_leaf(served: &AuditEntry) -> Result<Digest> {
+fn recomputed_leaf(served: &AuditEntry) -> Result<Recomputed> {
     let logged = Entry::from_canonical_bytes(&served.entry).context("reading the entry")?;
     let recomputed = match &logged {
         Entry::Published {
@@ -286,10 +303,39 @@ fn recomputed_leaf(served: &AuditEntry) -> Result<Digest> {
                     .then_some(retraction.signature.as_slice()),
             )
         }
+        Entry::Decisions { count, .. } => {
+            if served.decisions.is_empty() {
+                // Purged after the decision log's retention: only the entry remains.
+                return Ok(Recomputed::ContentGone(leaf_hash(&served.entry)));
+            }
+            if served.decisions.len() as u64 != *count {
+                bail!(
+                    "the batch held {count} decisions and the gateway serves {}",
+                    served.decisions.len()
+                );
+            }
+            let forms: Vec<cordon_tlog::entry::DecisionForm<'_>> = served
+                .decisions
+                .iter()
+                .map(|decision| cordon_tlog::entry::DecisionForm {
+                    decision_id: &decision.decision_id,
+                    at_micros: decision.at_micros,
+                    recipient: &decision.recipient,
+                    indicator_id: &decision.indicator_id,
+                    channel: &decision.channel,
+                    policy_revision: &decision.policy_revision,
+                    allow: decision.allow,
+                    redact: &decision.redact,
+                    reasons: &decision.reasons,
+                    error: decision.has_error.then_some(decision.error.as_str()),
+                })
+                .collect();
+            Entry::decisions(&forms)
+        }
         // No content held apart from the entry itself.
         other => other.clone(),
     };
-    Ok(leaf_hash(&recomputed.canonical_bytes()))
+    Ok(Recomputed::Leaf(leaf_hash(&recomputed.canonical_bytes())))
 }
 
 async fn prove(connection: &Connection, indicator: &str) -> Result<()> {

@@ -29,3 +29,8 @@ CREATE TABLE peer_checkpoints (
     note TEXT NOT NULL,
     at_micros INTEGER NOT NULL
 ) STRICT;
+
+-- Each release decision names the audit log entry of its batch (NULL for decisions stored
+-- before the log existed), so that an auditor can recompute the batch's digest.
+ALTER TABLE decisions ADD COLUMN audit_position INTEGER;
+CREATE INDEX decisions_audit_position ON decisions (audit_position) WHERE audit_position IS NOT NULL;

@@ -381,7 +381,8 @@ macro_rules! feed_operations {
                     .iter()
                     .map(|(_, item)| stored_entry(item))
                     .collect();
-                crate::audit::$audit::append(connection, &entries).await
+                crate::audit::$audit::append(connection, &entries).await?;
+                Ok(())
             }
 
             /// Moves the head from `locked_head`, as [`lock_head`] returned it, to `planned`,
