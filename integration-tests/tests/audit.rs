@@ -56,6 +56,30 @@ fn database_files(member: &MemberDir) -> Vec<PathBuf> {
         .collect()
 }
 
+/// Copies a stopped gateway's database files aside; returns where.
+fn back_up(member: &MemberDir) -> Result<PathBuf> {
+    let backup = member.dir.join("backup");
+    std::fs::create_dir_all(&backup)?;
+    for file in database_files(member) {
+        if file.exists() {
+            std::fs::copy(&file, backup.join(file.file_name().context("name")?))?;
+        }
+    }
+    Ok(backup)
+}
+
+/// Puts a stopped gateway's database back as [`back_up`] copied it.
+fn restore(member: &MemberDir, backup: &Path) -> Result<()> {
+    for file in database_files(member) {
+        let _ = std::fs::remove_file(&file);
+        let copy = backup.join(file.file_name().context("name")?);
+        if copy.exists() {
+            std::fs::copy(&copy, &file)?;
+        }
+    }
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audit_verify_passes_names_a_changed_entry_and_detects_a_rewritten_log() -> Result<()> {
     let federation = Federation::new()?;
@@ -109,13 +133,7 @@ async fn audit_verify_passes_names_a_changed_entry_and_detects_a_rewritten_log()
 
     // The log grows; the saved checkpoint is a prefix of it.
     gateway.stop().await?;
-    let backup = member.dir.join("backup");
-    std::fs::create_dir_all(&backup)?;
-    for file in database_files(&member) {
-        if file.exists() {
-            std::fs::copy(&file, backup.join(file.file_name().context("name")?))?;
-        }
-    }
+    let backup = back_up(&member)?;
     let gateway = member.start(&[]).await?;
     let second = publish(&gateway.endpoint, &customs, "second", 2).await?;
     // The policy's activation at the restart, and two publications.
@@ -188,13 +206,7 @@ async fn audit_verify_passes_names_a_changed_entry_and_detects_a_rewritten_log()
 
     // The operator restores the older copy and publishes other indicators: the log of the
     // same or a larger size is not the one the saved checkpoint signed.
-    for file in database_files(&member) {
-        let _ = std::fs::remove_file(&file);
-        let copy = backup.join(file.file_name().context("name")?);
-        if copy.exists() {
-            std::fs::copy(&copy, &file)?;
-        }
-    }
+    restore(&member, &backup)?;
     let gateway = member.start(&[]).await?;
     publish(&gateway.endpoint, &customs, "rewritten", 3).await?;
     let error = verify(&gateway.endpoint, &gateway_identity, &key, &saved)
@@ -391,13 +403,7 @@ async fn a_follower_detects_its_peers_rewritten_log() -> Result<()> {
     .await?;
 
     gh.stop().await?;
-    let backup = ghana.dir.join("backup");
-    std::fs::create_dir_all(&backup)?;
-    for file in database_files(ghana) {
-        if file.exists() {
-            std::fs::copy(&file, backup.join(file.file_name().context("name")?))?;
-        }
-    }
+    let backup = back_up(ghana)?;
     let gh = ghana.start(&[]).await?;
     publish(&gh.endpoint, &customs, "second", 2).await?;
     wait_until("NG to check GH's grown log", || {
@@ -407,13 +413,7 @@ async fn a_follower_detects_its_peers_rewritten_log() -> Result<()> {
     let kept = peer_status().await?["logSize"].clone();
     gh.stop().await?;
 
-    for file in database_files(ghana) {
-        let _ = std::fs::remove_file(&file);
-        let copy = backup.join(file.file_name().context("name")?);
-        if copy.exists() {
-            std::fs::copy(&copy, &file)?;
-        }
-    }
+    restore(ghana, &backup)?;
     let gh = ghana.start(&[]).await?;
     publish(&gh.endpoint, &customs, "rewritten", 6).await?;
     wait_until("NG to raise the alarm on GH's log", || async {

@@ -1002,14 +1002,7 @@ async fn a_revoked_certificate_is_refused_in_the_handshake() -> Result<()> {
     let police = federation.identity("GH/police")?;
     let customs = federation.identity("GH/customs")?;
     let ca_dir = federation.ca_dir();
-    let revoked = cordon_integration_tests::cordon(&[
-        "ca",
-        "revoke",
-        "--ca",
-        &ca_dir.display().to_string(),
-        "--cert",
-        &police.join("cert.pem").display().to_string(),
-    ])?;
+    let revoked = revoke(&ca_dir, &police)?;
     assert!(revoked.contains("lists 1 certificates"), "{revoked}");
     std::fs::copy(
         ca_dir.join("crl.pem"),
@@ -1072,14 +1065,7 @@ async fn a_revoked_certificate_is_refused_in_the_handshake() -> Result<()> {
 
     // A certificate revoked while the gateway runs: the CA's new CRL replaces the gateway's
     // copy (written whole, then renamed over it), and from then on customs is refused too.
-    cordon_integration_tests::cordon(&[
-        "ca",
-        "revoke",
-        "--ca",
-        &ca_dir.display().to_string(),
-        "--cert",
-        &customs.join("cert.pem").display().to_string(),
-    ])?;
+    revoke(&ca_dir, &customs)?;
     let staged = member.dir.join("identity").join("crl.pem.new");
     std::fs::copy(ca_dir.join("crl.pem"), &staged)?;
     std::fs::rename(&staged, member.dir.join("identity").join("crl.pem"))?;
@@ -1104,6 +1090,18 @@ async fn a_revoked_certificate_is_refused_in_the_handshake() -> Result<()> {
     gateway.stop().await
 }
 
+/// `cordon ca revoke` of the certificate in the identity directory `identity`.
+fn revoke(ca_dir: &std::path::Path, identity: &std::path::Path) -> Result<String> {
+    cordon_integration_tests::cordon(&[
+        "ca",
+        "revoke",
+        "--ca",
+        &ca_dir.display().to_string(),
+        "--cert",
+        &identity.join("cert.pem").display().to_string(),
+    ])
+}
+
 /// A gateway with `[tls] crl` refuses a peer whose gateway certificate the CA revoked when
 /// it connects to follow it: GH never stores what NG publishes, and says why.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1113,14 +1111,7 @@ async fn a_follower_refuses_a_peer_whose_certificate_is_revoked() -> Result<()> 
         anyhow::bail!("two members")
     };
     let ca_dir = federation.ca_dir();
-    cordon_integration_tests::cordon(&[
-        "ca",
-        "revoke",
-        "--ca",
-        &ca_dir.display().to_string(),
-        "--cert",
-        &nigeria.identity().join("cert.pem").display().to_string(),
-    ])?;
+    revoke(&ca_dir, &nigeria.identity())?;
     std::fs::copy(ca_dir.join("crl.pem"), ghana.identity().join("crl.pem"))?;
     let config = std::fs::read_to_string(ghana.config())?;
     std::fs::write(
