@@ -572,6 +572,30 @@ fn ip(args: &[&str]) -> Result<()> {
     Ok(())
 }
 
+/// `cordon circle ARGS[0] --endpoint ENDPOINT --identity <member's gateway identity> ARGS[1..]`,
+/// its JSON output.
+pub async fn circle(
+    member: &MemberDir,
+    endpoint: &str,
+    args: &[&str],
+) -> Result<serde_json::Value> {
+    let identity = member.identity();
+    let mut all: Vec<String> = vec!["circle".into(), args[0].into()];
+    all.extend([
+        "--endpoint".into(),
+        endpoint.to_string(),
+        "--identity".into(),
+        identity.to_str().context("path")?.to_string(),
+    ]);
+    all.extend(args[1..].iter().map(|arg| arg.to_string()));
+    let output = tokio::task::spawn_blocking(move || {
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        cordon(&refs)
+    })
+    .await??;
+    Ok(serde_json::from_str(&output)?)
+}
+
 /// Reads a non-following subscription to its end.
 pub async fn read_all(
     endpoint: &str,

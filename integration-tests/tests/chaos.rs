@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 use cordon_integration_tests::{
-    Federation, GatewayProcess, MemberDir, NetNs, cordon, indicator_client, patience, vessel,
+    Federation, GatewayProcess, MemberDir, NetNs, circle, indicator_client, patience, vessel,
     wait_until,
 };
 use cordon_proto::v1::{
@@ -259,24 +259,6 @@ async fn kill(gateway: &mut Option<GatewayProcess>) -> Result<()> {
 
 fn free_port(host: &str) -> Result<u16> {
     Ok(std::net::TcpListener::bind((host, 0))?.local_addr()?.port())
-}
-
-async fn circle(member: &MemberDir, endpoint: &str, args: &[&str]) -> Result<()> {
-    let identity = member.identity();
-    let mut all: Vec<String> = vec!["circle".into(), args[0].into()];
-    all.extend([
-        "--endpoint".into(),
-        endpoint.to_string(),
-        "--identity".into(),
-        identity.to_str().context("path")?.to_string(),
-    ]);
-    all.extend(args[1..].iter().map(|arg| arg.to_string()));
-    tokio::task::spawn_blocking(move || {
-        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
-        cordon(&refs)
-    })
-    .await??;
-    Ok(())
 }
 
 /// An agency publishing green vessel indicators at a steady pace, in the feed or in a circle,

@@ -9,8 +9,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use cordon_gateway::circle::{follower, mls};
 use cordon_integration_tests::{
-    Federation, GatewayProcess, MemberDir, cordon, indicator_client, patience, postgres_url,
-    published, read_all, vessel, wait_until,
+    Federation, GatewayProcess, MemberDir, circle, cordon, indicator_client, patience,
+    postgres_url, published, read_all, vessel, wait_until,
 };
 use cordon_proto::v1::circle_service_client::CircleServiceClient;
 use cordon_proto::v1::{
@@ -20,24 +20,6 @@ use cordon_proto::v1::{
 use cordon_storage::Store;
 use openmls::prelude::{GroupId, MlsGroup, OpenMlsProvider, ProcessedMessageContent};
 use tonic::transport::Channel;
-
-async fn circle(member: &MemberDir, endpoint: &str, args: &[&str]) -> Result<serde_json::Value> {
-    let identity = member.identity();
-    let mut all: Vec<String> = vec!["circle".into(), args[0].into()];
-    all.extend([
-        "--endpoint".into(),
-        endpoint.to_string(),
-        "--identity".into(),
-        identity.to_str().context("path")?.to_string(),
-    ]);
-    all.extend(args[1..].iter().map(|arg| arg.to_string()));
-    let output = tokio::task::spawn_blocking(move || {
-        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
-        cordon(&refs)
-    })
-    .await??;
-    Ok(serde_json::from_str(&output)?)
-}
 
 async fn narratives(endpoint: &str, identity: &Path) -> Result<Vec<String>> {
     let events = read_all(endpoint, identity, 0, 0).await?;
