@@ -169,12 +169,22 @@ async fn verify(args: VerifyArgs) -> Result<()> {
         if page.is_empty() {
             bail!("the gateway serves no entry at position {from}, below its checkpoint's size");
         }
+        let before = next;
         for served in &page {
             if next >= positions.len() || served.position >= checkpoint.size {
                 break;
             }
-            if served.position != positions[next] {
+            if served.position < positions[next] {
                 continue;
+            }
+            if served.position > positions[next] {
+                // Served out of order or with a gap: an entry the checkpoint covers would go
+                // unchecked.
+                bail!(
+                    "the gateway skipped entry {} (it served {} next)",
+                    positions[next],
+                    served.position
+                );
             }
             let leaf = match recomputed_leaf(served)
                 .with_context(|| format!("entry {} ({})", served.position, describe(served)))?
@@ -212,9 +222,8 @@ async fn verify(args: VerifyArgs) -> Result<()> {
             verified += 1;
             next += 1;
         }
-        let last = page.last().map(|entry| entry.position).unwrap_or(from);
-        while next < positions.len() && positions[next] <= last {
-            next += 1;
+        if next == before {
+            bail!("the gateway does not serve entry {from}, below its checkpoint's size");
         }
     }
     if let Some(path) = &args.checkpoint {
