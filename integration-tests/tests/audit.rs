@@ -282,6 +282,39 @@ async fn audit_verify_passes_names_a_changed_entry_and_detects_a_rewritten_log()
         message.contains(&format!("entry {batch_position} ")) && message.contains("decision batch"),
         "{message}"
     );
+    gateway.stop().await?;
+
+    // The batch's decisions purged (as retention does): verification names it unless the
+    // auditor accepts purged batches, which are then counted.
+    {
+        use sqlx::Connection;
+        let mut connection =
+            sqlx::SqliteConnection::connect(&format!("sqlite:{}", database.display())).await?;
+        sqlx::query("DELETE FROM decisions WHERE audit_position = ?")
+            .bind(batch_position)
+            .execute(&mut connection)
+            .await?;
+        connection.close().await?;
+    }
+    let gateway = member.start(&[]).await?;
+    let error = verify(&gateway.endpoint, &gateway_identity, &key, &fresh)
+        .expect_err("a purged batch fails without --allow-purged-decisions");
+    ensure!(format!("{error:#}").contains("purged"), "{error:#}");
+    let accepted = audit(&[
+        "audit",
+        "verify",
+        "--endpoint",
+        &gateway.endpoint,
+        "--identity",
+        gateway_identity.to_str().context("path")?,
+        "--key",
+        &key,
+        "--allow-purged-decisions",
+    ])?;
+    ensure!(
+        accepted["contentGone"].as_u64() >= Some(1) && accepted["verified"] == accepted["size"],
+        "{accepted}"
+    );
     gateway.stop().await
 }
 

@@ -52,7 +52,8 @@ const SELECT_PEER_CHECKPOINT: &str =
 
 const UPSERT_PEER_CHECKPOINT: &str = "INSERT INTO peer_checkpoints (peer, size, root, note, at_micros) \
      VALUES ($1, $2, $3, $4, $5) ON CONFLICT (peer) DO UPDATE SET size = excluded.size, \
-     root = excluded.root, note = excluded.note, at_micros = excluded.at_micros";
+     root = excluded.root, note = excluded.note, at_micros = excluded.at_micros \
+     WHERE peer_checkpoints.size <= excluded.size";
 
 fn insert_entries_sql(rows: usize) -> String {
     let mut sql =
@@ -121,7 +122,8 @@ fn positions_holding(indexes: &[u64]) -> Vec<u64> {
     positions
 }
 
-/// Takes the feed head's row lock without moving it: every audit append holds it first.
+/// Takes the feed head's row lock without moving it: an append of its own takes it first, as
+/// the feed's writers do (decision batches take only the audit head, and nothing after it).
 const LOCK_FEED_HEAD: &str = "UPDATE feed_head SET head = head + $1 RETURNING head";
 
 macro_rules! audit_operations {
@@ -179,7 +181,9 @@ macro_rules! audit_operations {
                     .fetch_one(&mut *connection)
                     .await
                     .map_err(failed("advance audit head"))?;
-                let size = from_database(after, "audit size")? - count;
+                let size = from_database(after, "audit size")?
+                    .checked_sub(count)
+                    .ok_or_else(|| StorageError::corrupt("audit head below its entries".into()))?;
                 let needed = reads(Operation::Append { size, count }).map_err(log_error)?;
                 let known = hashes(connection, &needed).await?;
                 let encoded: Vec<Vec<u8>> = entries.iter().map(Entry::canonical_bytes).collect();

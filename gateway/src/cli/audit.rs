@@ -51,6 +51,11 @@ pub struct VerifyArgs {
     /// Check this many entries picked at random instead of all of them.
     #[arg(long)]
     sample: Option<u64>,
+    /// Accept batches of release decisions whose decisions the gateway no longer holds
+    /// (purged after the decision log's retention), checking only that the batch's entry is
+    /// in the log; they are counted as `contentGone`. Without it such a batch fails.
+    #[arg(long)]
+    allow_purged_decisions: bool,
 }
 
 pub async fn run(command: AuditCommand) -> Result<()> {
@@ -186,7 +191,7 @@ async fn verify(args: VerifyArgs) -> Result<()> {
                     served.position
                 );
             }
-            let leaf = match recomputed_leaf(served)
+            let leaf = match recomputed_leaf(served, args.allow_purged_decisions)
                 .with_context(|| format!("entry {} ({})", served.position, describe(served)))?
             {
                 Recomputed::Leaf(leaf) => leaf,
@@ -274,7 +279,7 @@ enum Recomputed {
 
 /// The leaf of `served`, recomputed from the content it records where there is one, so that
 /// content changed after it was logged no longer matches the signed root.
-fn recomputed_leaf(served: &AuditEntry) -> Result<Recomputed> {
+fn recomputed_leaf(served: &AuditEntry, allow_purged: bool) -> Result<Recomputed> {
     let logged = Entry::from_canonical_bytes(&served.entry).context("reading the entry")?;
     let recomputed = match &logged {
         Entry::Published {
@@ -313,13 +318,15 @@ fn recomputed_leaf(served: &AuditEntry) -> Result<Recomputed> {
             )
         }
         Entry::Decisions { count, .. } => {
-            if served.decisions.is_empty() {
-                // Purged after the decision log's retention: only the entry remains.
-                return Ok(Recomputed::ContentGone(leaf_hash(&served.entry)));
-            }
             if served.decisions.len() as u64 != *count {
+                // All or part of the batch purged after the decision log's retention, or
+                // withheld: only the entry can be checked, and only when the auditor accepts it.
+                if allow_purged && (served.decisions.len() as u64) < *count {
+                    return Ok(Recomputed::ContentGone(leaf_hash(&served.entry)));
+                }
                 bail!(
-                    "the batch held {count} decisions and the gateway serves {}",
+                    "the batch held {count} decisions and the gateway serves {} (purged after \
+                     retention? --allow-purged-decisions accepts that)",
                     served.decisions.len()
                 );
             }

@@ -187,21 +187,28 @@ impl Follower {
             tonic::transport::Channel,
         >,
     ) {
-        match self.peer_log_check(audit).await {
-            Ok(Some(size)) => self.tracker.update(|state| {
-                state.log_size = size;
-                state.log_alarm.clear();
-            }),
+        // A peer that answers slowly or never holds up neither the follower nor shutdown.
+        let checked = tokio::time::timeout(LOG_CHECK_TIMEOUT, self.peer_log_check(audit))
+            .await
+            .unwrap_or_else(|_| {
+                Err(LogCheck::Unavailable(format!(
+                    "no answer within {LOG_CHECK_TIMEOUT:?}"
+                )))
+            });
+        match checked {
+            // The alarm stays once raised (until the gateway restarts): a peer showing
+            // different views in turn must not make it flap.
+            Ok(Some(size)) => self.tracker.update(|state| state.log_size = size),
             Ok(None) => {}
-            Err(LogCheck::Alarm(message)) => {
-                tracing::error!(target: "cordon::federation", peer = %self.peer(), alarm = %message, "the peer's audit log was rewritten or forked");
+            Err(LogCheck::Alarm { message, note }) => {
+                tracing::error!(target: "cordon::federation", peer = %self.peer(), alarm = %message, checkpoint = %note, "the peer's audit log was rewritten or forked");
                 self.tracker.update(|state| {
                     state.log_alarm = message;
                     state.log_alarms += 1;
                 });
             }
             Err(LogCheck::Unavailable(message)) => {
-                tracing::debug!(target: "cordon::federation", peer = %self.peer(), error = %message, "the peer's audit log could not be checked");
+                tracing::warn!(target: "cordon::federation", peer = %self.peer(), error = %message, "the peer's audit log could not be checked");
             }
         }
     }
@@ -227,10 +234,9 @@ impl Follower {
             .iter()
             .filter_map(|key| <[u8; 32]>::try_from(key.as_slice()).ok())
             .find_map(|key| cordon_tlog::verify_checkpoint(&latest.note, &origin, &key).ok())
-            .ok_or_else(|| {
-                LogCheck::Alarm(format!(
-                    "a checkpoint of {origin} not signed by any of {peer}'s keys"
-                ))
+            .ok_or_else(|| LogCheck::Alarm {
+                message: format!("a checkpoint of {origin} not signed by any of {peer}'s keys"),
+                note: latest.note.clone(),
             })?;
         let kept = self
             .context
@@ -242,10 +248,13 @@ impl Follower {
             })?;
         if let Some(kept) = &kept {
             if checkpoint.size < kept.size {
-                return Err(LogCheck::Alarm(format!(
-                    "the log shrank from {} entries to {}: it was rewritten",
-                    kept.size, checkpoint.size
-                )));
+                return Err(LogCheck::Alarm {
+                    message: format!(
+                        "the log shrank from {} entries to {}: it was rewritten",
+                        kept.size, checkpoint.size
+                    ),
+                    note: latest.note.clone(),
+                });
             }
             let proof = if checkpoint.size == kept.size {
                 Vec::new()
@@ -266,7 +275,10 @@ impl Follower {
                 .iter()
                 .map(|hash| <[u8; 32]>::try_from(hash.as_slice()))
                 .collect::<Result<_, _>>()
-                .map_err(|_| LogCheck::Alarm("a consistency proof hash is not 32 bytes".into()))?;
+                .map_err(|_| LogCheck::Alarm {
+                    message: "a consistency proof hash is not 32 bytes".into(),
+                    note: latest.note.clone(),
+                })?;
             cordon_tlog::verify_consistency(
                 kept.size,
                 checkpoint.size,
@@ -274,11 +286,12 @@ impl Follower {
                 &checkpoint.root,
                 &proof,
             )
-            .map_err(|error| {
-                LogCheck::Alarm(format!(
-                    "the log of {} entries does not extend the {} entries checked before                      ({error}): it was rewritten or forked",
+            .map_err(|error| LogCheck::Alarm {
+                message: format!(
+                    "the log of {} entries does not extend the {} entries checked before ({error}): it was rewritten or forked",
                     checkpoint.size, kept.size
-                ))
+                ),
+                note: latest.note.clone(),
             })?;
             if checkpoint.size == kept.size {
                 return Ok(Some(checkpoint.size));
@@ -526,10 +539,14 @@ struct Refusal {
 /// connection).
 const LOG_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// How long one check of a peer's log may take.
+const LOG_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Why a check of a peer's log did not keep a checkpoint.
 enum LogCheck {
-    /// The log does not extend what was checked before, or is not signed by the peer.
-    Alarm(String),
+    /// The log does not extend what was checked before, or is not signed by the peer; `note`
+    /// is the checkpoint that showed it (logged as evidence).
+    Alarm { message: String, note: String },
     /// The peer or the local store could not be asked.
     Unavailable(String),
 }
