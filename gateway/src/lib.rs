@@ -19,6 +19,7 @@ pub(crate) mod clock;
 pub(crate) mod config;
 pub(crate) mod federation;
 pub(crate) mod feed;
+pub(crate) mod file_watch;
 pub(crate) mod identity;
 pub(crate) mod metrics;
 pub(crate) mod policy;

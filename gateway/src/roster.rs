@@ -10,16 +10,11 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::watch;
 use tonic::{Request, Status};
 
 use crate::identity::caller;
-
-/// How long the config file must stay unchanged before it is read again (an editor may
-/// write it in several steps).
-const WATCH_SETTLE: Duration = Duration::from_millis(200);
 
 /// The suspended members, shared by every service; cheap to clone.
 #[derive(Debug, Clone)]
@@ -196,47 +191,21 @@ pub fn watch_config(
     environment: std::collections::HashMap<String, String>,
     roster: Roster,
 ) -> anyhow::Result<notify::RecommendedWatcher> {
-    use notify::Watcher;
     let path: PathBuf = path.to_path_buf();
-    let name = path.file_name().map(|name| name.to_os_string());
-    let (events, mut receiver) = tokio::sync::mpsc::unbounded_channel::<()>();
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        let Ok(event) = event else { return };
-        if event.kind.is_access() {
-            return;
-        }
-        if event
-            .paths
-            .iter()
-            .any(|changed| changed.file_name() == name.as_deref())
-        {
-            let _ = events.send(());
-        }
-    })?;
-    // The directory, not the file: editors replace the file by renaming a new one over it.
-    let directory = path
-        .parent()
-        .filter(|parent| !parent.as_os_str().is_empty())
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."));
-    watcher.watch(&directory, notify::RecursiveMode::NonRecursive)?;
-    tokio::spawn(async move {
-        while receiver.recv().await.is_some() {
-            while let Ok(Some(())) = tokio::time::timeout(WATCH_SETTLE, receiver.recv()).await {}
-            match crate::config::GatewayConfig::load(&path, &environment) {
-                Ok(config) => {
-                    tracing::info!(
-                        config = %path.display(),
-                        "config changed: `suspended` under [[members]] applies now, other settings at the next start"
-                    );
-                    roster.replace(config.suspended);
-                }
-                Err(error) => tracing::error!(
-                    error = format!("{error:#}"),
-                    "the changed config does not load; the roster stays as it was"
-                ),
+    let watched = path.clone();
+    crate::file_watch::watch_file(&watched, move || {
+        match crate::config::GatewayConfig::load(&path, &environment) {
+            Ok(config) => {
+                tracing::info!(
+                    config = %path.display(),
+                    "config changed: `suspended` under [[members]] applies now, other settings at the next start"
+                );
+                roster.replace(config.suspended);
             }
+            Err(error) => tracing::error!(
+                error = format!("{error:#}"),
+                "the changed config does not load; the roster stays as it was"
+            ),
         }
-    });
-    Ok(watcher)
+    })
 }

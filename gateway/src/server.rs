@@ -126,49 +126,21 @@ fn crl_acceptor(files: &TlsFiles) -> Result<tokio_rustls::TlsAcceptor> {
 /// that certificates revoked since the start are refused from the next handshake on; one that
 /// does not read keeps the acceptor in use (logged).
 fn watch_crl(files: TlsFiles, acceptor: SharedAcceptor) -> Result<notify::RecommendedWatcher> {
-    use notify::Watcher;
     let crl_path = files.crl.clone().context("tls.crl: not set")?;
-    let name = crl_path.file_name().map(|name| name.to_os_string());
-    let (events, mut receiver) = tokio::sync::mpsc::unbounded_channel::<()>();
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        let Ok(event) = event else { return };
-        if !event.kind.is_access()
-            && event
-                .paths
-                .iter()
-                .any(|changed| changed.file_name() == name.as_deref())
-        {
-            let _ = events.send(());
+    let watched = crl_path.clone();
+    crate::file_watch::watch_file(&watched, move || match crl_acceptor(&files) {
+        Ok(fresh) => {
+            *acceptor
+                .write()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()) = fresh;
+            tracing::info!(crl = %crl_path.display(), "CRL read again; new handshakes check it");
         }
-    })?;
-    let directory = crl_path
-        .parent()
-        .filter(|parent| !parent.as_os_str().is_empty())
-        .map(std::path::Path::to_path_buf)
-        .unwrap_or_else(|| std::path::PathBuf::from("."));
-    watcher.watch(&directory, notify::RecursiveMode::NonRecursive)?;
-    tokio::spawn(async move {
-        while receiver.recv().await.is_some() {
-            while let Ok(Some(())) =
-                tokio::time::timeout(Duration::from_millis(200), receiver.recv()).await
-            {
-            }
-            match crl_acceptor(&files) {
-                Ok(fresh) => {
-                    *acceptor
-                        .write()
-                        .unwrap_or_else(|poisoned| poisoned.into_inner()) = fresh;
-                    tracing::info!(crl = %crl_path.display(), "CRL read again; new handshakes check it");
-                }
-                Err(error) => tracing::error!(
-                    crl = %crl_path.display(),
-                    error = format!("{error:#}"),
-                    "the changed CRL does not read; the one read before stays in use"
-                ),
-            }
-        }
-    });
-    Ok(watcher)
+        Err(error) => tracing::error!(
+            crl = %crl_path.display(),
+            error = format!("{error:#}"),
+            "the changed CRL does not read; the one read before stays in use"
+        ),
+    })
 }
 
 /// TLS connections accepted by `acceptor`, each handshake on its own task and bounded by
