@@ -18,7 +18,22 @@ fn verify(
     key: &str,
     checkpoint: &Path,
 ) -> Result<serde_json::Value> {
-    audit(&[
+    verify_with(
+        endpoint,
+        identity,
+        key,
+        &["--checkpoint", checkpoint.to_str().context("path")?],
+    )
+}
+
+/// `cordon audit verify` with `extra` arguments, its JSON summary.
+fn verify_with(
+    endpoint: &str,
+    identity: &Path,
+    key: &str,
+    extra: &[&str],
+) -> Result<serde_json::Value> {
+    let mut args = vec![
         "audit",
         "verify",
         "--endpoint",
@@ -27,9 +42,9 @@ fn verify(
         identity.to_str().context("path")?,
         "--key",
         key,
-        "--checkpoint",
-        checkpoint.to_str().context("path")?,
-    ])
+    ];
+    args.extend_from_slice(extra);
+    audit(&args)
 }
 
 async fn publish(endpoint: &str, agency: &Path, label: &str, count: usize) -> Result<Vec<String>> {
@@ -154,18 +169,12 @@ async fn audit_verify_passes_names_a_changed_entry_and_detects_a_rewritten_log()
     ])?["position"]
         .as_u64()
         .context("position")?;
-    let sampled = audit(&[
-        "audit",
-        "verify",
-        "--endpoint",
+    let sampled = verify_with(
         &gateway.endpoint,
-        "--identity",
-        gateway_identity.to_str().context("path")?,
-        "--key",
+        &gateway_identity,
         &key,
-        "--sample",
-        "3",
-    ])?;
+        &["--sample", "3"],
+    )?;
     ensure!(
         sampled["verified"]
             .as_u64()
@@ -300,17 +309,12 @@ async fn audit_verify_passes_names_a_changed_entry_and_detects_a_rewritten_log()
     let error = verify(&gateway.endpoint, &gateway_identity, &key, &fresh)
         .expect_err("a purged batch fails without --allow-purged-decisions");
     ensure!(format!("{error:#}").contains("purged"), "{error:#}");
-    let accepted = audit(&[
-        "audit",
-        "verify",
-        "--endpoint",
+    let accepted = verify_with(
         &gateway.endpoint,
-        "--identity",
-        gateway_identity.to_str().context("path")?,
-        "--key",
+        &gateway_identity,
         &key,
-        "--allow-purged-decisions",
-    ])?;
+        &["--allow-purged-decisions"],
+    )?;
     ensure!(
         accepted["contentGone"].as_u64() >= Some(1) && accepted["verified"] == accepted["size"],
         "{accepted}"
