@@ -25,4 +25,4 @@ pub type Digest = [u8; 32];
 pub use checkpoint::{Checkpoint, CheckpointError, CheckpointSigner, verify_checkpoint};
 pub use entry::Entry;
 pub use log::{HashStore, LogError, MemoryLog};
-pub use verify::{ProofError, leaf_hash, verify_consistency, verify_inclusion};
+pub use verify::{ProofError, leaf_hash, proof_hashes, verify_consistency, verify_inclusion};

@@ -19,6 +19,20 @@ pub enum ProofError {
     WrongLength,
     #[error("the proof does not lead to the expected root")]
     RootMismatch,
+    #[error("a proof hash is not 32 bytes")]
+    MalformedHash,
+}
+
+/// A proof's hashes as they travel (bytes each), checked to be 32 bytes each.
+pub fn proof_hashes<B: AsRef<[u8]>>(hashes: &[B]) -> Result<Vec<Digest>, ProofError> {
+    hashes
+        .iter()
+        .map(|hash| {
+            hash.as_ref()
+                .try_into()
+                .map_err(|_| ProofError::MalformedHash)
+        })
+        .collect()
 }
 
 /// `SHA-256(0x00 || entry)`.

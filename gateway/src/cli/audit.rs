@@ -74,17 +74,6 @@ async fn client(connection: &Connection) -> Result<AuditServiceClient<Channel>> 
     ))
 }
 
-fn digests(hashes: &[Vec<u8>]) -> Result<Vec<Digest>> {
-    hashes
-        .iter()
-        .map(|hash| {
-            hash.as_slice()
-                .try_into()
-                .map_err(|_| anyhow::anyhow!("a proof hash is not 32 bytes"))
-        })
-        .collect()
-}
-
 fn base64(bytes: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(bytes)
@@ -134,7 +123,7 @@ async fn verify(args: VerifyArgs) -> Result<()> {
             checkpoint.size,
             &old.root,
             &checkpoint.root,
-            &digests(&proof.hashes)?,
+            &cordon_tlog::proof_hashes(&proof.hashes)?,
         )
         .with_context(|| {
             format!(
@@ -213,7 +202,7 @@ async fn verify(args: VerifyArgs) -> Result<()> {
                 served.position,
                 checkpoint.size,
                 &leaf,
-                &digests(&proof.hashes)?,
+                &cordon_tlog::proof_hashes(&proof.hashes)?,
                 &checkpoint.root,
             )
             .map_err(|error| {

@@ -271,14 +271,10 @@ impl Follower {
                     .into_inner()
                     .hashes
             };
-            let proof: Vec<[u8; 32]> = proof
-                .iter()
-                .map(|hash| <[u8; 32]>::try_from(hash.as_slice()))
-                .collect::<Result<_, _>>()
-                .map_err(|_| LogCheck::Alarm {
-                    message: "a consistency proof hash is not 32 bytes".into(),
-                    note: latest.note.clone(),
-                })?;
+            let proof = cordon_tlog::proof_hashes(&proof).map_err(|error| LogCheck::Alarm {
+                message: format!("consistency proof: {error}"),
+                note: latest.note.clone(),
+            })?;
             cordon_tlog::verify_consistency(
                 kept.size,
                 checkpoint.size,

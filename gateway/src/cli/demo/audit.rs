@@ -34,12 +34,7 @@ pub(super) async fn audit_part(member: &Member, keys: &FederationKeys) -> Result
             .await
             .map_err(crate::cli::status_error)?
             .into_inner();
-        let hashes: Vec<[u8; 32]> = proof
-            .hashes
-            .iter()
-            .map(|hash| hash.as_slice().try_into())
-            .collect::<Result<_, _>>()
-            .context("proof hashes")?;
+        let hashes = cordon_tlog::proof_hashes(&proof.hashes)?;
         cordon_tlog::verify_inclusion(
             position,
             checkpoint.size,
