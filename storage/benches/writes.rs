@@ -77,7 +77,7 @@ async fn run(label: &str, store: &Store) {
         })
         .await;
         println!(
-            "{label:<10} {size:>5} rows/transaction: {decisions:>9.0} decision rows/s, {published:>9.0} indicators/s"
+            "{label:<20} {size:>5} rows/transaction: {decisions:>9.0} decision rows/s, {published:>9.0} indicators/s"
         );
     }
 }
@@ -105,4 +105,12 @@ async fn main() {
             println!("postgres   skipped: set CORDON_BENCH_DATABASE_URL to measure PostgreSQL")
         }
     }
+
+    // The same SQLite writes with the audit log switched off (for the rest of this process):
+    // what the log costs each kind of write, in the same run.
+    cordon_storage::switch_audit_log_off_for_benchmarks();
+    let url = format!("sqlite:{}", directory.path().join("no-log.db").display());
+    let store = Store::connect(&url).await.expect("open SQLite");
+    run("sqlite, no audit log", &store).await;
+    store.close().await;
 }
