@@ -194,7 +194,8 @@ async fn gateways_killed_and_cut_off_under_load_keep_every_invariant() -> Result
                     }
                 },
             )
-            .await?;
+            .await
+            .with_context(|| latest_logs(&[&ghana, &nigeria]))?;
             follower.check_no_duplicate()?;
         }
         // Decisions, then the re-read (which stores decisions of its own).
@@ -208,9 +209,8 @@ async fn gateways_killed_and_cut_off_under_load_keep_every_invariant() -> Result
         };
         tokio::time::timeout(patience(), checks)
             .await
-            .with_context(|| {
-                format!("round {round}: the decision and range checks took too long")
-            })??;
+            .with_context(|| format!("round {round}: the decision and range checks took too long"))?
+            .with_context(|| latest_logs(&[&ghana, &nigeria]))?;
         eprintln!(
             "chaos round {round} ({action}) held after {:.1?}: acknowledged {:?}",
             started.elapsed(),
@@ -255,6 +255,37 @@ async fn gateways_killed_and_cut_off_under_load_keep_every_invariant() -> Result
 
 async fn kill(gateway: &mut Option<GatewayProcess>) -> Result<()> {
     gateway.take().context("a running gateway")?.kill().await
+}
+
+/// The last lines of each member's latest gateway log, to show with a failure.
+fn latest_logs(members: &[&MemberDir]) -> String {
+    let mut text = String::new();
+    for member in members {
+        let latest = std::fs::read_dir(&member.dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|entry| entry.file_name().to_string_lossy().starts_with("gateway-"))
+            .max_by_key(|entry| entry.metadata().and_then(|meta| meta.modified()).ok());
+        let Some(latest) = latest else { continue };
+        let log = std::fs::read_to_string(latest.path()).unwrap_or_default();
+        let tail: Vec<&str> = log
+            .lines()
+            .filter(|line| !line.contains("cordon::decision"))
+            .rev()
+            .take(15)
+            .collect();
+        text.push_str(&format!(
+            "\n--- {} ({}):\n",
+            member.member,
+            latest.path().display()
+        ));
+        for line in tail.into_iter().rev() {
+            text.push_str(line);
+            text.push('\n');
+        }
+    }
+    text
 }
 
 fn free_port(host: &str) -> Result<u16> {
