@@ -12,7 +12,8 @@ use std::collections::HashMap;
 
 use cordon_tlog::Entry;
 use cordon_tlog::log::{
-    Operation, ReadHashes, append_batch, hashes_written_by, reads, stored_hash_location,
+    Operation, ReadHashes, RightEdge, append_batch, hashes_written_by, reads, right_edge_indexes,
+    stored_hash_location,
 };
 
 use crate::backend::Backend;
@@ -31,6 +32,61 @@ pub fn switch_off_for_benchmarks() {
 
 fn switched_off() -> bool {
     SWITCHED_OFF.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// The right edge of the log (`cordon_tlog::log::RightEdge`) at the size this process last
+/// committed, so that an append need not read stored hashes: about log2(n) hashes.
+///
+/// Sound because the log is append-only: a stored hash's index names one complete subtree,
+/// whose hash never changes once committed. An append takes the size from the audit head
+/// inside its transaction and uses the kept edge only if it is of that size and holds every
+/// hash the append reads (another writer of the same database moves the head, and then the
+/// hashes are read); a transaction works on its own copy ([`TransactionEdge`]), kept only
+/// after the commit, so a rolled-back append is never remembered.
+#[derive(Debug, Default)]
+pub(crate) struct KeptEdge(std::sync::Mutex<Option<RightEdge>>);
+
+/// A transaction's view of the [`KeptEdge`]: the kept edge as it is when the transaction
+/// appends (holding the audit head), then moved by each append the transaction makes.
+#[derive(Debug)]
+pub(crate) struct TransactionEdge<'a> {
+    kept: &'a KeptEdge,
+    moved: Option<RightEdge>,
+}
+
+impl KeptEdge {
+    pub(crate) fn begin(&self) -> TransactionEdge<'_> {
+        TransactionEdge {
+            kept: self,
+            moved: None,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<RightEdge>> {
+        // The edge is replaced whole, so a panic elsewhere cannot leave it half-written.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl TransactionEdge<'_> {
+    /// The edge of a log of `size` entries, if this transaction or the kept edge has it.
+    fn take(&mut self, size: u64) -> Option<RightEdge> {
+        self.moved
+            .take()
+            .or_else(|| self.kept.lock().clone())
+            .filter(|edge| edge.size() == size)
+    }
+
+    /// Keeps the edge once the transaction committed, unless a later one was kept already.
+    pub(crate) fn committed(self) {
+        let Some(edge) = self.moved else { return };
+        let mut kept = self.kept.lock();
+        if kept.as_ref().is_none_or(|kept| kept.size() < edge.size()) {
+            *kept = Some(edge);
+        }
+    }
 }
 
 /// Takes `$1` positions (0 only takes the lock) and returns the size after.
@@ -166,10 +222,12 @@ macro_rules! audit_operations {
             }
 
             /// Appends `entries` to the log in the caller's transaction (which, if it writes
-            /// the feed, has taken the feed head already).
+            /// the feed, has taken the feed head already), from `edge` when it is of the log's
+            /// size, and moves `edge` past them (keep it once the transaction commits).
             /// Returns the position of the first entry (`None` when nothing was appended).
             pub(crate) async fn append(
                 connection: &mut Connection,
+                edge: &mut TransactionEdge<'_>,
                 entries: &[Entry],
             ) -> Result<Option<u64>, StorageError> {
                 if entries.is_empty() || switched_off() {
@@ -185,13 +243,31 @@ macro_rules! audit_operations {
                     .checked_sub(count)
                     .ok_or_else(|| StorageError::corrupt("audit head below its entries".into()))?;
                 let needed = reads(Operation::Append { size, count }).map_err(log_error)?;
-                let known = hashes(connection, &needed).await?;
+                let kept = edge
+                    .take(size)
+                    .and_then(|edge| Some((edge.read(&needed)?, edge)));
+                let (known, before) = match kept {
+                    Some(kept) => kept,
+                    None => {
+                        // Read the whole edge with what this append needs, to keep it.
+                        let mut indexes = right_edge_indexes(size);
+                        indexes.extend_from_slice(&needed);
+                        indexes.sort_unstable();
+                        indexes.dedup();
+                        let read = hashes(connection, &indexes).await?;
+                        let before = RightEdge::of(size, &read.0).ok_or_else(|| {
+                            StorageError::corrupt("audit log: its right edge was not read".into())
+                        })?;
+                        (read, before)
+                    }
+                };
                 let encoded: Vec<Vec<u8>> = entries.iter().map(Entry::canonical_bytes).collect();
                 let leaves: Vec<[u8; 32]> = encoded
                     .iter()
                     .map(|bytes| cordon_tlog::leaf_hash(bytes))
                     .collect();
                 let written = append_batch(size, &leaves, &known).map_err(log_error)?;
+                edge.moved = before.after(size + count, &written);
                 // Each entry's row holds the hashes its append wrote, in index order.
                 let mut written = written.into_iter().map(|(_, hash)| hash);
                 let mut rows: Vec<(u64, &Entry, &Vec<u8>, Vec<u8>)> =
@@ -230,8 +306,10 @@ macro_rules! audit_operations {
             /// database write: a policy activation), under the feed head as every append.
             pub(crate) async fn append_alone(
                 pool: &Pool<Database>,
+                kept: &KeptEdge,
                 entries: &[Entry],
             ) -> Result<(), StorageError> {
+                let mut edge = kept.begin();
                 let mut transaction = pool
                     .begin_with($begin_write)
                     .await
@@ -241,11 +319,12 @@ macro_rules! audit_operations {
                     .fetch_one(&mut *transaction)
                     .await
                     .map_err(failed("lock feed head"))?;
-                append(&mut transaction, entries).await?;
+                append(&mut transaction, &mut edge, entries).await?;
                 transaction
                     .commit()
                     .await
                     .map_err(failed("commit audit append"))?;
+                edge.committed();
                 Ok(())
             }
 

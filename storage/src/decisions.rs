@@ -253,6 +253,7 @@ macro_rules! decision_operations {
 
             pub(crate) async fn record(
                 pool: &Pool<Database>,
+                audit: &crate::audit::KeptEdge,
                 rows: &[DecisionRow],
             ) -> Result<(), StorageError> {
                 if rows.is_empty() {
@@ -270,8 +271,10 @@ macro_rules! decision_operations {
                 let mut forms: Vec<cordon_tlog::entry::DecisionForm<'_>> =
                     rows.iter().map(decision_form).collect();
                 forms.sort_by(|a, b| a.decision_id.as_bytes().cmp(b.decision_id.as_bytes()));
+                let mut edge = audit.begin();
                 let position = crate::audit::$audit::append(
                     &mut transaction,
+                    &mut edge,
                     &[cordon_tlog::Entry::decisions(&forms)],
                 )
                 .await?
@@ -305,7 +308,9 @@ macro_rules! decision_operations {
                 transaction
                     .commit()
                     .await
-                    .map_err(failed("commit record decisions transaction"))
+                    .map_err(failed("commit record decisions transaction"))?;
+                edge.committed();
+                Ok(())
             }
 
             /// The decisions covered by the audit log's entry at `position` (in no order: the

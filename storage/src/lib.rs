@@ -58,6 +58,7 @@ mod circles;
 mod decisions;
 mod error;
 mod feed;
+mod group_commit;
 mod model;
 mod placeholders;
 mod postgres;

@@ -35,6 +35,10 @@ pub(crate) struct StoreInner {
     /// The highest alert sequence this process knows to be committed; alert streams wait on
     /// it.
     pub(crate) alerts: watch::Sender<u64>,
+    /// The audit log's right edge as this process last committed it.
+    pub(crate) audit: Arc<crate::audit::KeptEdge>,
+    /// Publishes, committed in groups ([`crate::group_commit`]).
+    publishes: crate::group_commit::PublishQueue,
 }
 
 pub(crate) enum Pools {
@@ -87,11 +91,19 @@ impl Store {
     }
 
     fn new(pools: Pools, head: watch::Sender<u64>) -> Store {
+        use crate::group_commit::{PublishQueue, Writer};
+        let audit = Arc::new(crate::audit::KeptEdge::default());
+        let writer = match &pools {
+            Pools::Sqlite(pools) => Writer::Sqlite(pools.write.clone()),
+            Pools::Postgres(pools) => Writer::Postgres(pools.pool.clone()),
+        };
         Store {
             inner: Arc::new(StoreInner {
                 pools,
                 head,
                 alerts: watch::Sender::new(0),
+                publishes: PublishQueue::start(writer, audit.clone()),
+                audit,
             }),
         }
     }
@@ -115,11 +127,11 @@ impl Store {
     /// is not the item itself; otherwise nothing is marked, silently. The latest revision wins:
     /// it replaces an earlier mark, and of two items of a batch revising the same indicator the
     /// later one marks it. Marking publishes no event.
+    ///
+    /// Concurrent publishes share a transaction ([`crate::group_commit`]): each batch still
+    /// gets its own answer, the one it would have had alone, and its sequences are consecutive.
     pub async fn publish(&self, batch: Vec<NewIndicator>) -> Result<Vec<u64>, StorageError> {
-        let sequences = match &self.inner.pools {
-            Pools::Sqlite(pools) => sqlite_feed::publish(&pools.write, &batch).await?,
-            Pools::Postgres(pools) => postgres_feed::publish(&pools.pool, &batch).await?,
-        };
+        let sequences = self.inner.publishes.publish(batch).await?;
         if let Some(&last) = sequences.last() {
             raise_known_head(&self.inner.head, last);
         }
@@ -140,12 +152,26 @@ impl Store {
     ) -> Result<u64, StorageError> {
         let sequence = match &self.inner.pools {
             Pools::Sqlite(pools) => {
-                sqlite_feed::retract(&pools.write, indicator_id, reason, at_micros, signature)
-                    .await?
+                sqlite_feed::retract(
+                    &pools.write,
+                    &self.inner.audit,
+                    indicator_id,
+                    reason,
+                    at_micros,
+                    signature,
+                )
+                .await?
             }
             Pools::Postgres(pools) => {
-                postgres_feed::retract(&pools.pool, indicator_id, reason, at_micros, signature)
-                    .await?
+                postgres_feed::retract(
+                    &pools.pool,
+                    &self.inner.audit,
+                    indicator_id,
+                    reason,
+                    at_micros,
+                    signature,
+                )
+                .await?
             }
         };
         raise_known_head(&self.inner.head, sequence);
@@ -189,10 +215,26 @@ impl Store {
         let now_micros = now_micros();
         let (outcome, head) = match &self.inner.pools {
             Pools::Sqlite(pools) => {
-                sqlite_feed::receive(&pools.write, peer, cursor, &items, now_micros).await?
+                sqlite_feed::receive(
+                    &pools.write,
+                    &self.inner.audit,
+                    peer,
+                    cursor,
+                    &items,
+                    now_micros,
+                )
+                .await?
             }
             Pools::Postgres(pools) => {
-                postgres_feed::receive(&pools.pool, peer, cursor, &items, now_micros).await?
+                postgres_feed::receive(
+                    &pools.pool,
+                    &self.inner.audit,
+                    peer,
+                    cursor,
+                    &items,
+                    now_micros,
+                )
+                .await?
             }
         };
         if let Some(head) = head {
@@ -215,8 +257,12 @@ impl Store {
     /// not themselves database writes, such as a policy becoming active).
     pub async fn audit_append(&self, entries: &[cordon_tlog::Entry]) -> Result<(), StorageError> {
         match &self.inner.pools {
-            Pools::Sqlite(pools) => sqlite_audit::append_alone(&pools.write, entries).await,
-            Pools::Postgres(pools) => postgres_audit::append_alone(&pools.pool, entries).await,
+            Pools::Sqlite(pools) => {
+                sqlite_audit::append_alone(&pools.write, &self.inner.audit, entries).await
+            }
+            Pools::Postgres(pools) => {
+                postgres_audit::append_alone(&pools.pool, &self.inner.audit, entries).await
+            }
         }
     }
 
@@ -402,8 +448,12 @@ impl Store {
     /// transaction only inserts, but keep batches to hundreds or a few thousand rows.
     pub async fn record_decisions(&self, rows: &[DecisionRow]) -> Result<(), StorageError> {
         match &self.inner.pools {
-            Pools::Sqlite(pools) => sqlite_decisions::record(&pools.write, rows).await,
-            Pools::Postgres(pools) => postgres_decisions::record(&pools.pool, rows).await,
+            Pools::Sqlite(pools) => {
+                sqlite_decisions::record(&pools.write, &self.inner.audit, rows).await
+            }
+            Pools::Postgres(pools) => {
+                postgres_decisions::record(&pools.pool, &self.inner.audit, rows).await
+            }
         }
     }
 
@@ -460,8 +510,12 @@ impl Store {
         write: CircleWrite,
     ) -> Result<CircleWriteOutcome, StorageError> {
         let (outcome, head) = match &self.inner.pools {
-            Pools::Sqlite(pools) => sqlite_circles::write(&pools.write, &write).await?,
-            Pools::Postgres(pools) => postgres_circles::write(&pools.pool, &write).await?,
+            Pools::Sqlite(pools) => {
+                sqlite_circles::write(&pools.write, &self.inner.audit, &write).await?
+            }
+            Pools::Postgres(pools) => {
+                postgres_circles::write(&pools.pool, &self.inner.audit, &write).await?
+            }
         };
         if let Some(head) = head {
             raise_known_head(&self.inner.head, head);

@@ -409,6 +409,108 @@ async fn concurrent_duplicate_publish_stores_one(fixture: &Fixture) {
     second.close().await;
 }
 
+/// Many callers publishing through one Store at once share transactions (group commit), yet
+/// each gets the answer it would have had alone: its own consecutive sequences, or, for the
+/// caller whose batch repeats another caller's id, the duplicate error and nothing stored.
+async fn concurrent_publishes_through_one_store_each_get_their_own_answer(fixture: &Fixture) {
+    use cordon_tlog::{Entry, MemoryLog};
+    let store = fixture.open().await;
+    store
+        .publish(vec![indicator("stored", "ip")])
+        .await
+        .expect("first publish");
+    let mut tasks = tokio::task::JoinSet::new();
+    for caller in 0..48usize {
+        let store = store.clone();
+        tasks.spawn(async move {
+            let mut batch = indicators(&format!("c{caller}"), 1 + caller % 3, "ip");
+            if caller % 16 == 5 {
+                // Repeats an indicator stored before.
+                batch.push(indicator("stored", "ip"));
+            }
+            if caller % 16 == 9 {
+                // Repeats the id of the caller before it (whichever commits first wins).
+                batch.push(indicator(&format!("c{}-0", caller - 1), "ip"));
+            }
+            (caller, batch.clone(), store.publish(batch).await)
+        });
+    }
+    let mut committed = Vec::new();
+    let mut refused = 0;
+    while let Some(joined) = tasks.join_next().await {
+        let (caller, batch, result) = joined.expect("publisher task");
+        match result {
+            Ok(sequences) => {
+                assert_eq!(sequences.len(), batch.len(), "caller {caller}");
+                assert!(
+                    sequences.windows(2).all(|pair| pair[1] == pair[0] + 1),
+                    "caller {caller} got {sequences:?}"
+                );
+                assert_ne!(caller % 16, 5, "caller {caller} repeated a stored id");
+                committed.push((sequences[0], batch));
+            }
+            Err(StorageError::Duplicate { id }) => {
+                refused += 1;
+                assert!(
+                    [5, 8, 9].contains(&(caller % 16)),
+                    "caller {caller} was refused for {id}"
+                );
+                assert!(
+                    batch.iter().any(|item| item.id == id),
+                    "caller {caller}: {id}"
+                );
+                for item in &batch {
+                    if item.id != id && item.id.starts_with(&format!("c{caller}-")) {
+                        assert_eq!(
+                            store.indicator(&item.id).await.expect("read"),
+                            None,
+                            "a refused batch left {} behind",
+                            item.id
+                        );
+                    }
+                }
+            }
+            Err(error) => panic!("caller {caller}: {error}"),
+        }
+    }
+    // Three callers repeat a stored id; of each of the three pairs repeating an id between
+    // them, one.
+    assert_eq!(refused, 6);
+    // Every committed batch is in the feed at its sequences, and the log holds their entries
+    // in the order of the feed.
+    committed.sort_by_key(|(first, _)| *first);
+    let stored_count: usize = committed.iter().map(|(_, batch)| batch.len()).sum();
+    let head = store.head().await.expect("head");
+    assert_eq!(head, 1 + stored_count as u64);
+    let mut memory = MemoryLog::new();
+    memory.append(
+        &Entry::stored(
+            "stored",
+            &originator(),
+            None,
+            &indicator("stored", "ip").payload,
+        )
+        .canonical_bytes(),
+    );
+    let events = read(&store, 1, 10_000, &[]).await;
+    let mut expected_sequence = 2;
+    let mut events = events.events.iter();
+    for (first, batch) in &committed {
+        assert_eq!(*first, expected_sequence);
+        for item in batch {
+            let event = events.next().expect("an event per committed indicator");
+            assert_eq!(event, &published_event(expected_sequence, item));
+            memory.append(
+                &Entry::stored(&item.id, &item.originator, None, &item.payload).canonical_bytes(),
+            );
+            expected_sequence += 1;
+        }
+    }
+    assert_eq!(store.audit_size().await, Ok(memory.size()));
+    assert_eq!(store.audit_root(memory.size()).await, Ok(memory.root()));
+    store.close().await;
+}
+
 /// One `read_after` and what it must return.
 struct ReadCase {
     after: u64,
@@ -3289,6 +3391,30 @@ async fn writes_append_their_entries_to_the_audit_log(fixture: &Fixture) {
             Ok(memory.root_at(first).unwrap())
         );
     }
+
+    // Two writers of one database, taking turns: each appends from the right edge it kept
+    // only while the log still has that edge's size, and reads the hashes otherwise.
+    let other = fixture.open().await;
+    for (turn, count) in [1, 2, 1, 5, 3, 1, 16, 1].into_iter().enumerate() {
+        let more = indicators(&format!("w{turn}"), count, "vessel");
+        for item in &more {
+            memory.append(
+                &Entry::stored(&item.id, &item.originator, None, &item.payload).canonical_bytes(),
+            );
+        }
+        let writer = if turn % 2 == 0 { &store } else { &other };
+        writer.publish(more).await.expect("publish in turn");
+    }
+    let size = memory.size();
+    for reader in [&store, &other] {
+        assert_eq!(reader.audit_size().await, Ok(size));
+        assert_eq!(reader.audit_root(size).await, Ok(memory.root()));
+        assert_eq!(
+            reader.audit_consistency_proof(200, size).await,
+            Ok(memory.consistency_proof(200, size).unwrap())
+        );
+    }
+    other.close().await;
     store.close().await;
 }
 
@@ -3348,6 +3474,7 @@ conformance_suite! {
         sequences_are_consecutive_across_batches,
         duplicate_id_stores_nothing,
         concurrent_duplicate_publish_stores_one,
+        concurrent_publishes_through_one_store_each_get_their_own_answer,
         read_after_limit_and_scanned_to,
         read_after_kinds_filter,
         retract_appends_event_and_marks_indicator,

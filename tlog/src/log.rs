@@ -362,3 +362,61 @@ pub fn append_batch<S: HashStore + ?Sized>(
     }
     Ok(out)
 }
+
+/// The stored-hash indexes of the right edge of a log of `size` entries: the roots of its
+/// largest complete subtrees, left to right (one per bit set in `size`). Every append to the
+/// log reads only hashes of this edge and those the same batch wrote before it.
+pub fn right_edge_indexes(size: u64) -> Vec<u64> {
+    let mut indexes = Vec::with_capacity(size.count_ones() as usize);
+    let mut start = 0_u64;
+    for level in (0..u64::BITS).rev() {
+        let width = 1_u64 << level;
+        if size & width != 0 {
+            indexes.push(tlog_tiles::stored_hash_index(level as u8, start >> level));
+            start += width;
+        }
+    }
+    indexes
+}
+
+/// The right edge of a log (see [`right_edge_indexes`]) held in memory, so that an append can
+/// run without reading stored hashes: the writer keeps the edge of the size it last committed
+/// and, when the log still has that size, appends from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RightEdge {
+    size: u64,
+    hashes: std::collections::HashMap<u64, Digest>,
+}
+
+impl RightEdge {
+    /// The edge of a log of `size` entries, from stored hashes that include it (`None` if
+    /// one is missing).
+    pub fn of(size: u64, hashes: &std::collections::HashMap<u64, Digest>) -> Option<RightEdge> {
+        let edge = right_edge_indexes(size)
+            .into_iter()
+            .map(|index| hashes.get(&index).map(|hash| (index, *hash)))
+            .collect::<Option<_>>()?;
+        Some(RightEdge { size, hashes: edge })
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The hashes at `indexes` (`None` if one is not on the edge).
+    pub fn read(&self, indexes: &[u64]) -> Option<ReadHashes> {
+        indexes
+            .iter()
+            .map(|index| self.hashes.get(index).map(|hash| (*index, *hash)))
+            .collect::<Option<_>>()
+            .map(ReadHashes)
+    }
+
+    /// The edge after `written` (what [`append_batch`] returned for an append to this edge's
+    /// size) grew the log to `size`.
+    pub fn after(&self, size: u64, written: &[(u64, Digest)]) -> Option<RightEdge> {
+        let mut hashes = self.hashes.clone();
+        hashes.extend(written.iter().copied());
+        RightEdge::of(size, &hashes)
+    }
+}

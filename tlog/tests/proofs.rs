@@ -353,3 +353,57 @@ fn each_stored_hash_is_found_with_the_entry_whose_append_wrote_it() {
     }
     assert_eq!(written, log::stored_hash_count(2_000));
 }
+
+/// The writer's shortcut: appends from the right edge it kept in memory, never reading stored
+/// hashes, write what appends from the whole log write, and the edge kept is the log's own.
+#[test]
+fn appends_from_a_kept_right_edge_agree_with_the_whole_log() {
+    use cordon_tlog::log::{
+        HashStore, Operation, RightEdge, append_batch, reads, right_edge_indexes,
+    };
+    let mut log = MemoryLog::new();
+    let mut edge = RightEdge::of(0, &Default::default()).unwrap();
+    for batch in [1u64, 1, 2, 3, 1, 7, 16, 5, 33, 2, 64, 1, 100] {
+        let size = log.size();
+        assert_eq!(edge.size(), size);
+        let leaves: Vec<Digest> = (size..size + batch).map(|i| leaf_hash(&entry(i))).collect();
+        let needed = reads(Operation::Append { size, count: batch }).unwrap();
+        let known = edge
+            .read(&needed)
+            .expect("an append reads only the right edge");
+        let written = append_batch(size, &leaves, &known).unwrap();
+        for leaf in &leaves {
+            log.append_leaf(*leaf);
+        }
+        let first_new = log::stored_hash_count(size);
+        let expected: Vec<(u64, Digest)> = (first_new..)
+            .zip(
+                log.read(&(first_new..log::stored_hash_count(size + batch)).collect::<Vec<_>>())
+                    .unwrap(),
+            )
+            .collect();
+        assert_eq!(written, expected, "batch of {batch} after {size}");
+        edge = edge.after(size + batch, &written).unwrap();
+        let indexes = right_edge_indexes(size + batch);
+        assert_eq!(indexes.len(), (size + batch).count_ones() as usize);
+        let on_edge = edge.read(&indexes).unwrap();
+        for (index, hash) in indexes.iter().zip(log.read(&indexes).unwrap()) {
+            assert_eq!(
+                on_edge.0[index],
+                hash,
+                "edge hash {index} at {}",
+                size + batch
+            );
+        }
+    }
+    // An edge cannot be made from hashes that miss part of it.
+    let size = log.size();
+    let mut partial: std::collections::HashMap<u64, Digest> = right_edge_indexes(size)
+        .into_iter()
+        .zip(log.read(&right_edge_indexes(size)).unwrap())
+        .collect();
+    assert!(RightEdge::of(size, &partial).is_some());
+    let first = right_edge_indexes(size)[0];
+    partial.remove(&first);
+    assert!(RightEdge::of(size, &partial).is_none());
+}

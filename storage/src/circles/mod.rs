@@ -205,6 +205,7 @@ macro_rules! circle_operations {
             /// indicators and, if the feed head moved, the head after the commit.
             pub(crate) async fn write(
                 pool: &Pool<Database>,
+                audit: &crate::audit::KeptEdge,
                 write: &CircleWrite,
             ) -> Result<(CircleWriteOutcome, Option<u64>), StorageError> {
                 let prepared = prepare(write)?;
@@ -306,11 +307,13 @@ macro_rules! circle_operations {
                 }
                 let mut outcome = CircleWriteOutcome::default();
                 let mut moved_head = None;
+                let mut edge = audit.begin();
                 if let (Some((circle, indicators)), Some(locked_head)) =
                     (prepared.indicators, locked_head)
                 {
                     let (stored, head) = feed::store_circle_indicators(
                         &mut transaction,
+                        &mut edge,
                         indicators,
                         circle,
                         locked_head,
@@ -321,12 +324,13 @@ macro_rules! circle_operations {
                         moved_head = Some(sequence_from_database(head, "feed head")?);
                     }
                 }
-                crate::audit::$audit::append(&mut transaction, &write.audit).await?;
+                crate::audit::$audit::append(&mut transaction, &mut edge, &write.audit).await?;
                 // On an error above, the transaction is dropped, which rolls it back.
                 transaction
                     .commit()
                     .await
                     .map_err(failed("commit circle write transaction"))?;
+                edge.committed();
                 Ok((outcome, moved_head))
             }
 

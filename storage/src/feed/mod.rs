@@ -22,6 +22,7 @@ mod tests;
 
 use std::collections::HashMap;
 
+use crate::audit::{KeptEdge, TransactionEdge};
 use crate::backend::READ_HEAD;
 use crate::error::StorageError;
 use crate::model::{
@@ -229,6 +230,7 @@ macro_rules! feed_operations {
             /// Returns the batch's sequences, consecutive, after the commit.
             pub(crate) async fn publish(
                 pool: &Pool<Database>,
+                audit: &KeptEdge,
                 batch: &[NewIndicator],
             ) -> Result<Vec<u64>, StorageError> {
                 if batch.is_empty() {
@@ -261,12 +263,14 @@ macro_rules! feed_operations {
                 let revisions = latest_supersedes(batch.iter().filter_map(Supersede::of));
                 mark_superseded(&mut transaction, &revisions).await?;
                 let entries: Vec<cordon_tlog::Entry> = batch.iter().map(stored_entry).collect();
-                crate::audit::$audit::append(&mut transaction, &entries).await?;
+                let mut edge = audit.begin();
+                crate::audit::$audit::append(&mut transaction, &mut edge, &entries).await?;
 
                 transaction
                     .commit()
                     .await
                     .map_err(failed("commit publish transaction"))?;
+                edge.committed();
                 (first..=head)
                     .map(|sequence| sequence_from_database(sequence, "feed head"))
                     .collect()
@@ -275,6 +279,7 @@ macro_rules! feed_operations {
             /// Returns the sequence of the `retracted` event, after the commit.
             pub(crate) async fn retract(
                 pool: &Pool<Database>,
+                audit: &KeptEdge,
                 indicator_id: &str,
                 reason: &str,
                 at_micros: i64,
@@ -328,11 +333,13 @@ macro_rules! feed_operations {
                     at_micros,
                     signature,
                 );
-                crate::audit::$audit::append(&mut transaction, &[entry]).await?;
+                let mut edge = audit.begin();
+                crate::audit::$audit::append(&mut transaction, &mut edge, &[entry]).await?;
                 transaction
                     .commit()
                     .await
                     .map_err(failed("commit retract transaction"))?;
+                edge.committed();
                 sequence_from_database(sequence, "feed head")
             }
 
@@ -357,6 +364,7 @@ macro_rules! feed_operations {
             /// caller's transaction must be rolled back (dropping it does).
             async fn store_planned_published(
                 connection: &mut Connection,
+                edge: &mut TransactionEdge<'_>,
                 plan: &ReceivePlan<'_>,
                 circle: Option<&str>,
                 action: &str,
@@ -381,7 +389,7 @@ macro_rules! feed_operations {
                     .iter()
                     .map(|(_, item)| stored_entry(item))
                     .collect();
-                crate::audit::$audit::append(connection, &entries).await?;
+                crate::audit::$audit::append(connection, edge, &entries).await?;
                 Ok(())
             }
 
@@ -418,6 +426,7 @@ macro_rules! feed_operations {
             /// transaction must be rolled back (dropping it does).
             pub(crate) async fn store_circle_indicators(
                 connection: &mut Connection,
+                edge: &mut TransactionEdge<'_>,
                 indicators: &[NewIndicator],
                 circle: &str,
                 locked_head: i64,
@@ -425,7 +434,8 @@ macro_rules! feed_operations {
                 let known =
                     known_indicators(connection, &circle_referenced_ids(indicators)).await?;
                 let plan = plan_circle_indicators(indicators, known, locked_head)?;
-                store_planned_published(connection, &plan, Some(circle), "circle write").await?;
+                store_planned_published(connection, edge, &plan, Some(circle), "circle write")
+                    .await?;
                 advance_head_to(connection, locked_head, plan.head, "circle write").await?;
                 Ok((plan.outcome, plan.head))
             }
@@ -434,6 +444,7 @@ macro_rules! feed_operations {
             /// was done with each item and, if the head moved, the head after the commit.
             pub(crate) async fn receive(
                 pool: &Pool<Database>,
+                audit: &KeptEdge,
                 peer: &str,
                 cursor: u64,
                 items: &[Received],
@@ -450,7 +461,9 @@ macro_rules! feed_operations {
                 let known = known_indicators(&mut transaction, &referenced_ids(items)).await?;
                 let plan = plan_receive(items, known, locked_head)?;
 
-                store_planned_published(&mut transaction, &plan, None, "receive").await?;
+                let mut edge = audit.begin();
+                store_planned_published(&mut transaction, &mut edge, &plan, None, "receive")
+                    .await?;
                 insert_retracted_events(&mut transaction, &plan.retractions).await?;
                 let entries: Vec<cordon_tlog::Entry> = plan
                     .retractions
@@ -465,7 +478,7 @@ macro_rules! feed_operations {
                         )
                     })
                     .collect();
-                crate::audit::$audit::append(&mut transaction, &entries).await?;
+                crate::audit::$audit::append(&mut transaction, &mut edge, &entries).await?;
                 let retracted_ids: Vec<&str> = plan
                     .retractions
                     .iter()
@@ -495,6 +508,7 @@ macro_rules! feed_operations {
                     .commit()
                     .await
                     .map_err(failed("commit receive transaction"))?;
+                edge.committed();
                 let head = if moved {
                     Some(sequence_from_database(plan.head, "feed head")?)
                 } else {
