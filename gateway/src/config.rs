@@ -55,6 +55,8 @@ pub struct ConfigFile {
     pub admin: Option<AdminFile>,
     #[serde(default)]
     pub screening: ScreeningFile,
+    #[serde(default)]
+    pub oversight: OversightFile,
     /// Agencies of this member (`GH/focal-point`) that may retract or supersede any of the
     /// member's indicators; any other agency only those it published.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -85,6 +87,27 @@ fn default_watch_days() -> u32 {
 
 /// Longest watch: ten years.
 const MAX_WATCH_DAYS: u32 = 3650;
+
+/// `[oversight]`: the public oversight page on the admin listener (`/oversight`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OversightFile {
+    /// Counts below this are suppressed on the page (1 suppresses nothing).
+    #[serde(default = "default_suppress_below")]
+    pub suppress_below: u64,
+}
+
+impl Default for OversightFile {
+    fn default() -> Self {
+        OversightFile {
+            suppress_below: default_suppress_below(),
+        }
+    }
+}
+
+fn default_suppress_below() -> u64 {
+    5
+}
 
 /// `[admin]`: the admin listener, which serves aggregate metrics and nothing else.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -296,6 +319,8 @@ pub struct GatewayConfig {
     pub rate_limits: RateLimits,
     /// Members under `[[members]]` with `suspended = true`.
     pub suspended: BTreeSet<String>,
+    /// `[oversight] suppress_below`: counts below it are not shown on the oversight page.
+    pub oversight_suppress_below: u64,
 }
 
 impl GatewayConfig {
@@ -352,6 +377,9 @@ impl GatewayConfig {
         if admin_listen.is_some_and(|admin| admin == listen && admin.port() != 0) {
             bail!("admin.listen: {listen} is already the gRPC listen address");
         }
+        if !(1..=1_000).contains(&file.oversight.suppress_below) {
+            bail!("oversight.suppress_below: must be between 1 and 1000");
+        }
         if file.screening.watch_days > MAX_WATCH_DAYS {
             bail!("screening.watch_days: at most {MAX_WATCH_DAYS} (ten years)");
         }
@@ -400,6 +428,7 @@ impl GatewayConfig {
                 .filter(|member| member.suspended)
                 .map(|member| member.id.clone())
                 .collect(),
+            oversight_suppress_below: file.oversight.suppress_below,
         })
     }
 }

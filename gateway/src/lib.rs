@@ -22,6 +22,7 @@ pub(crate) mod feed;
 pub(crate) mod file_watch;
 pub(crate) mod identity;
 pub(crate) mod metrics;
+pub mod oversight;
 pub(crate) mod policy;
 pub mod release;
 pub(crate) mod roster;

@@ -442,17 +442,34 @@ async fn start_with(
         state.shutdown.clone(),
     );
     metrics.attach_followers(federation.clone());
+    let audit_api = crate::audit::AuditApi::new(
+        &config.member,
+        &config.federation,
+        state.store.clone(),
+        state.signing_key.clone(),
+        config.administrators.clone(),
+    )
+    .context("the audit log's checkpoint signer")?;
     let admin_task = admin_listener
         .zip(admin_address)
         .map(|(listener, address)| {
-            tracing::info!(%address, "admin listener (plain HTTP, GET /metrics only)");
+            tracing::info!(%address, "admin listener (plain HTTP: GET /metrics, /oversight, /oversight.json)");
             let mut stopping = state.shutdown.clone();
             let metrics = metrics.clone();
+            let oversight = Arc::new(crate::oversight::Oversight::new(
+                state.store.clone(),
+                &config.member,
+                config.peers.iter().map(|peer| peer.id.clone()).collect(),
+                audit_api.signer.clone(),
+                config.oversight_suppress_below,
+            ));
             tokio::spawn(async move {
                 let shutdown = async move {
                     let _ = stopping.wait_for(|stopping| *stopping).await;
                 };
-                if let Err(error) = crate::metrics::serve_admin(listener, metrics, shutdown).await {
+                if let Err(error) =
+                    crate::metrics::serve_admin(listener, metrics, Some(oversight), shutdown).await
+                {
                     tracing::error!(%error, "admin listener failed");
                 }
             })
@@ -474,14 +491,6 @@ async fn start_with(
         member: config.member.clone(),
         federation: config.federation.clone(),
     };
-    let audit_api = crate::audit::AuditApi::new(
-        &config.member,
-        &config.federation,
-        state.store.clone(),
-        state.signing_key.clone(),
-        config.administrators.clone(),
-    )
-    .context("the audit log's checkpoint signer")?;
     let services = Services {
         audit: audit_api,
         gate: crate::roster::Gate {

@@ -60,6 +60,7 @@ mod error;
 mod feed;
 mod group_commit;
 mod model;
+mod oversight;
 mod placeholders;
 mod postgres;
 mod screening;
@@ -78,6 +79,7 @@ pub use model::{
     NewWatch, PeerCheckpoint, PeerCursor, PendingWelcome, ReceiveOutcome, Received,
     RetractionRecord, ScreeningRow, StoredEvent, StoredIndicator, WatchKind, WatchRow,
 };
+pub use oversight::{DecisionGroup, OversightIndicator, OversightPage};
 pub use screening::MAX_WATCHES_PER_READ;
 pub use store::Store;
 

@@ -668,6 +668,54 @@ impl Store {
 
     /// Closes the pools (for every clone) and stops the PostgreSQL listener. Operations after
     /// this fail with [`StorageError::Unavailable`].
+    /// Published events of the feed at large (not held in a circle) after sequence `after`,
+    /// at most `limit`, for the oversight page's tallies; a page's `scanned_to` is where the
+    /// next one starts.
+    pub async fn oversight_indicators(
+        &self,
+        after: u64,
+        limit: u32,
+    ) -> Result<crate::oversight::OversightPage, StorageError> {
+        use crate::oversight::{postgres_oversight, sqlite_oversight};
+        match &self.inner.pools {
+            Pools::Sqlite(pools) => {
+                sqlite_oversight::indicators_after(&pools.read, after, limit).await
+            }
+            Pools::Postgres(pools) => {
+                postgres_oversight::indicators_after(&pools.pool, after, limit).await
+            }
+        }
+    }
+
+    /// `(sequence, at_micros)` of the alerts after `after`, at most `limit`.
+    pub async fn oversight_alert_times(
+        &self,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<(u64, i64)>, StorageError> {
+        use crate::oversight::{postgres_oversight, sqlite_oversight};
+        match &self.inner.pools {
+            Pools::Sqlite(pools) => {
+                sqlite_oversight::alert_times_after(&pools.read, after, limit).await
+            }
+            Pools::Postgres(pools) => {
+                postgres_oversight::alert_times_after(&pools.pool, after, limit).await
+            }
+        }
+    }
+
+    /// The decision log counted by recipient, channel, policy revision and outcome (circle
+    /// decisions left out), with the first and last decision time of each group.
+    pub async fn oversight_decision_groups(
+        &self,
+    ) -> Result<Vec<crate::oversight::DecisionGroup>, StorageError> {
+        use crate::oversight::{postgres_oversight, sqlite_oversight};
+        match &self.inner.pools {
+            Pools::Sqlite(pools) => sqlite_oversight::decision_groups(&pools.read).await,
+            Pools::Postgres(pools) => postgres_oversight::decision_groups(&pools.pool).await,
+        }
+    }
+
     pub async fn close(&self) {
         match &self.inner.pools {
             Pools::Sqlite(pools) => pools.close().await,

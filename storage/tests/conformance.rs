@@ -511,6 +511,104 @@ async fn concurrent_publishes_through_one_store_each_get_their_own_answer(fixtur
     store.close().await;
 }
 
+/// The oversight page's reads: published and received events outside circles, in pages
+/// that resume where the last one stopped; alert times; decisions counted by recipient,
+/// channel, revision and outcome, circle decisions left out.
+async fn oversight_reads_count_the_feed_at_large_and_the_decisions(fixture: &Fixture) {
+    let store = fixture.open().await;
+    store
+        .publish(indicators("o", 3, "vessel"))
+        .await
+        .expect("publish");
+    receive(&store, 4, vec![received("r", "container")]).await;
+    circle_write(&store, in_circle(vec![indicator("secret", "broker")])).await;
+    store
+        .publish(vec![indicator("late", "account")])
+        .await
+        .expect("publish");
+
+    let first = store.oversight_indicators(0, 2).await.expect("first page");
+    assert_eq!(
+        first
+            .indicators
+            .iter()
+            .map(|item| (item.sequence, item.kind.as_str(), item.via.as_deref()))
+            .collect::<Vec<_>>(),
+        [(1, "vessel", None), (2, "vessel", None)]
+    );
+    assert_eq!(first.scanned_to, 2);
+    let rest = store
+        .oversight_indicators(first.scanned_to, 100)
+        .await
+        .expect("second page");
+    assert_eq!(
+        rest.indicators
+            .iter()
+            .map(|item| (item.kind.as_str(), item.via.as_deref()))
+            .collect::<Vec<_>>(),
+        [
+            ("vessel", None),
+            ("container", Some(PEER)),
+            ("account", None)
+        ],
+        "the circle's indicator is not counted"
+    );
+    assert_eq!(
+        rest.indicators[0].payload,
+        indicator("o-2", "vessel").payload
+    );
+    let head = store.head().await.expect("head");
+    assert_eq!(rest.scanned_to, head, "a short page reaches the head");
+    assert_eq!(
+        store.oversight_indicators(head, 100).await,
+        Ok(cordon_storage::OversightPage {
+            indicators: Vec::new(),
+            scanned_to: head
+        })
+    );
+    assert_eq!(store.oversight_alert_times(0, 10).await, Ok(Vec::new()));
+
+    let mut rows = vec![
+        decision("d1", 10, "NG/customs", "o-0"),
+        decision("d2", 30, "NG/customs", "o-1"),
+        decision("d3", 20, "GH/police", "o-1"),
+        decision("d4", 40, "NG", "o-2"),
+    ];
+    rows[2].redact = Vec::new();
+    rows[3].allow = false;
+    rows[3].redact = Vec::new();
+    rows[3].error = Some("policy failed".into());
+    let mut circle = decision("d5", 50, "NG", "secret");
+    circle.channel = "circle".into();
+    rows.push(circle);
+    store.record_decisions(&rows).await.expect("record");
+    let mut groups = store.oversight_decision_groups().await.expect("groups");
+    groups.sort_by(|a, b| a.recipient.cmp(&b.recipient));
+    let summary: Vec<_> = groups
+        .iter()
+        .map(|group| {
+            (
+                group.recipient.as_str(),
+                group.allow,
+                group.redacted,
+                group.failed,
+                group.count,
+                group.first_micros,
+                group.last_micros,
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("GH/police", true, false, false, 1, 20, 20),
+            ("NG", false, false, true, 1, 40, 40),
+            ("NG/customs", true, true, false, 2, 10, 30),
+        ]
+    );
+    store.close().await;
+}
+
 /// One `read_after` and what it must return.
 struct ReadCase {
     after: u64,
@@ -3475,6 +3573,7 @@ conformance_suite! {
         duplicate_id_stores_nothing,
         concurrent_duplicate_publish_stores_one,
         concurrent_publishes_through_one_store_each_get_their_own_answer,
+        oversight_reads_count_the_feed_at_large_and_the_decisions,
         read_after_limit_and_scanned_to,
         read_after_kinds_filter,
         retract_appends_event_and_marks_indicator,

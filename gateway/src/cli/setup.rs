@@ -79,6 +79,7 @@ pub(super) fn init(args: InitArgs) -> Result<()> {
         peers: Vec::new(),
         admin: None,
         screening: ScreeningFile::default(),
+        oversight: crate::config::OversightFile::default(),
         administrators: Vec::new(),
     };
     // Validate before writing, so init never leaves a config serve would refuse.

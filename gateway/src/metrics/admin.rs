@@ -7,17 +7,69 @@ use std::sync::Arc;
 
 use super::{CONTENT_TYPE, Metrics};
 
-/// The admin listener's routes: `GET /metrics`, and 404 for anything else.
-pub fn admin_router(metrics: Arc<Metrics>) -> axum::Router {
+/// The admin listener's routes: `GET /metrics`, with an oversight page `GET /oversight` and
+/// `GET /oversight.json` (see [`crate::oversight`]), and 404 for anything else.
+pub fn admin_router(
+    metrics: Arc<Metrics>,
+    oversight: Option<Arc<crate::oversight::Oversight>>,
+) -> axum::Router {
     use axum::http::{StatusCode, header};
+    use axum::response::IntoResponse;
     use axum::routing::get;
     let not_found = || async { (StatusCode::NOT_FOUND, "not found\n") };
-    axum::Router::new()
+    let router = axum::Router::new().route(
+        "/metrics",
+        get(move || {
+            let metrics = metrics.clone();
+            async move { ([(header::CONTENT_TYPE, CONTENT_TYPE)], metrics.encode()) }
+        })
+        .fallback(not_found),
+    );
+    let Some(oversight) = oversight else {
+        return router.fallback(not_found);
+    };
+    let unavailable = |error: anyhow::Error| {
+        tracing::warn!(error = %format!("{error:#}"), "the oversight figures could not be computed");
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the oversight figures are not available now\n",
+        )
+            .into_response()
+    };
+    let page = oversight.clone();
+    router
         .route(
-            "/metrics",
+            "/oversight",
             get(move || {
-                let metrics = metrics.clone();
-                async move { ([(header::CONTENT_TYPE, CONTENT_TYPE)], metrics.encode()) }
+                let oversight = page.clone();
+                async move {
+                    match oversight.figures().await {
+                        Ok(figures) => (
+                            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+                            crate::oversight::page::render(&figures),
+                        )
+                            .into_response(),
+                        Err(error) => unavailable(error),
+                    }
+                }
+            })
+            .fallback(not_found),
+        )
+        .route(
+            "/oversight.json",
+            get(move || {
+                let oversight = oversight.clone();
+                async move {
+                    match oversight.figures().await {
+                        Ok(figures) => match serde_json::to_string(figures.as_ref()) {
+                            Ok(json) => {
+                                ([(header::CONTENT_TYPE, "application/json")], json).into_response()
+                            }
+                            Err(error) => unavailable(error.into()),
+                        },
+                        Err(error) => unavailable(error),
+                    }
+                }
             })
             .fallback(not_found),
         )
@@ -28,9 +80,10 @@ pub fn admin_router(metrics: Arc<Metrics>) -> axum::Router {
 pub async fn serve_admin(
     listener: tokio::net::TcpListener,
     metrics: Arc<Metrics>,
+    oversight: Option<Arc<crate::oversight::Oversight>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, admin_router(metrics))
+    axum::serve(listener, admin_router(metrics, oversight))
         .with_graceful_shutdown(shutdown)
         .await
 }
@@ -69,7 +122,7 @@ mod tests {
                 .uri(path)
                 .body(Body::empty())
                 .unwrap();
-            admin_router(metrics.clone()).oneshot(request)
+            admin_router(metrics.clone(), None).oneshot(request)
         };
         let response = call(Method::GET, "/metrics").await.unwrap();
         assert_eq!(response.status(), StatusCode::OK);

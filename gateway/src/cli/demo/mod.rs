@@ -326,6 +326,7 @@ async fn start_member(
         administrators: Default::default(),
         rate_limits: Default::default(),
         suspended: Default::default(),
+        oversight_suppress_below: 5,
         admin_listen: None,
     };
     let decisions = Arc::new(MemoryDecisionSink::default());
