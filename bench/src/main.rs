@@ -14,6 +14,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, ValueEnum};
 use cordon_integration_tests::{Federation, GatewayProcess, MemberDir};
+use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::scenario::{Load, memory_mib};
@@ -278,22 +279,59 @@ impl Bench {
             [(1usize, 16usize, 10_000u64), (100, 4, self.args.events * 5)]
         {
             let mut targets = self.targets().await?;
-            // The same gateway with its audit log switched off: what the log costs.
+            // The same gateway with its audit log switched off: what the log costs. The two
+            // take turns ([`PUBLISH_TURNS`] each, alternating which goes first) so that the
+            // machine's drift over the run weighs on both alike.
             self.gateways += 1;
             let member = self.federation.member(&format!("GH-{}", self.gateways))?;
             let gateway = self
                 .start_with(&member, &[("CORDON_BENCH_AUDIT_LOG", "off")])
                 .await?;
-            let target = self.grpc_target(
+            let twin = self.grpc_target(
                 &gateway.endpoint,
                 self.federation
                     .identity(&format!("{}/customs", member.member))?,
             );
-            targets.push((
-                format!("{}, no audit log", self.system()),
-                target,
-                Some((member, gateway)),
-            ));
+            let (system, cordon, cordon_gateway) = targets.remove(0);
+            let mut pair = [
+                (system, cordon, cordon_gateway, Turns::default()),
+                (
+                    format!("{}, no audit log", self.system()),
+                    twin,
+                    Some((member, gateway)),
+                    Turns::default(),
+                ),
+            ];
+            let per_turn = events.div_ceil(PUBLISH_TURNS as u64);
+            for turn in 0..PUBLISH_TURNS {
+                let order = if turn % 2 == 0 { [0, 1] } else { [1, 0] };
+                for index in order {
+                    let (_, target, _, turns) = &mut pair[index];
+                    let (rate, latency) =
+                        scenario::publish_throughput(target, batch, in_flight, per_turn).await?;
+                    turns.add(per_turn, rate, &latency)?;
+                }
+            }
+            let note = format!(
+                "{in_flight} requests in flight; latency is per request; {PUBLISH_TURNS} turns \
+                 taken with the gateway whose audit log is off"
+            );
+            for (system, target, gateway, turns) in pair {
+                let memory = gateway
+                    .as_ref()
+                    .and_then(|(_, process)| process.pid())
+                    .and_then(memory_mib);
+                self.push(publish_row(
+                    system,
+                    batch,
+                    turns.events,
+                    turns.rate(),
+                    turns.latency.as_ref(),
+                    memory,
+                    note.clone(),
+                ));
+                finish(&target, gateway).await?;
+            }
             for (system, target, gateway) in targets {
                 let (rate, latency) =
                     scenario::publish_throughput(&target, batch, in_flight, events).await?;
@@ -301,26 +339,15 @@ impl Bench {
                     .as_ref()
                     .and_then(|(_, process)| process.pid())
                     .and_then(memory_mib);
-                self.push(Row {
-                    scenario: "publish".into(),
+                self.push(publish_row(
                     system,
-                    subscribers: 0,
                     batch,
-                    offered_per_s: None,
                     events,
-                    rate_per_s: rate,
-                    p50_us: Some(latency.value_at_quantile(0.5)),
-                    p99_us: Some(latency.value_at_quantile(0.99)),
-                    p999_us: Some(latency.value_at_quantile(0.999)),
-                    rss_mib: memory.map(|(rss, _)| rss),
-                    peak_rss_mib: memory.map(|(_, peak)| peak),
-                    vs_bare: None,
-                    vs_nats: None,
-                    acked_per_s: None,
-                    vs_ordinary: None,
-                    vs_no_audit_log: None,
-                    note: format!("{in_flight} requests in flight; latency is per request"),
-                });
+                    rate,
+                    Some(&latency),
+                    memory,
+                    format!("{in_flight} requests in flight; latency is per request"),
+                ));
                 finish(&target, gateway).await?;
             }
         }
@@ -1179,4 +1206,64 @@ async fn main() -> Result<()> {
     write(&bench.args.out, &report)?;
     println!("{}", markdown(&report));
     Ok(())
+}
+
+/// Turns each of the cordon gateway and its twin without an audit log take in the publish
+/// scenario.
+const PUBLISH_TURNS: usize = 6;
+
+/// What one system did over its turns: events, seconds and every request's latency.
+#[derive(Default)]
+struct Turns {
+    events: u64,
+    seconds: f64,
+    latency: Option<Histogram<u64>>,
+}
+
+impl Turns {
+    fn add(&mut self, events: u64, rate: f64, latency: &Histogram<u64>) -> Result<()> {
+        self.events += events;
+        self.seconds += events as f64 / rate.max(f64::MIN_POSITIVE);
+        match &mut self.latency {
+            Some(all) => all.add(latency).context("merging latency histograms")?,
+            None => self.latency = Some(latency.clone()),
+        }
+        Ok(())
+    }
+
+    fn rate(&self) -> f64 {
+        self.events as f64 / self.seconds.max(f64::MIN_POSITIVE)
+    }
+}
+
+fn publish_row(
+    system: String,
+    batch: usize,
+    events: u64,
+    rate: f64,
+    latency: Option<&Histogram<u64>>,
+    memory: Option<(f64, f64)>,
+    note: String,
+) -> Row {
+    let quantile = |q: f64| latency.map(|latency| latency.value_at_quantile(q));
+    Row {
+        scenario: "publish".into(),
+        system,
+        subscribers: 0,
+        batch,
+        offered_per_s: None,
+        events,
+        rate_per_s: rate,
+        p50_us: quantile(0.5),
+        p99_us: quantile(0.99),
+        p999_us: quantile(0.999),
+        rss_mib: memory.map(|(rss, _)| rss),
+        peak_rss_mib: memory.map(|(_, peak)| peak),
+        vs_bare: None,
+        vs_nats: None,
+        acked_per_s: None,
+        vs_ordinary: None,
+        vs_no_audit_log: None,
+        note,
+    }
 }

@@ -4,9 +4,10 @@
 //!
 //! An entry is appended in the transaction that stores what it records (a publish, a receive,
 //! a retraction, a circle write), so the log and the feed never disagree after a crash: both
-//! commit or neither. Appends are numbered by updating the one `audit_head` row; writers of the
-//! feed take the feed head first and the audit head second, in every transaction that takes
-//! both, so no two writers wait on each other in a cycle.
+//! commit or neither. Appends are numbered by updating `audit_size` in the feed head's one row,
+//! which a feed write has updated already (so numbering its entries writes no other page), and
+//! the entry of an indicator published or received is not stored but derived from the
+//! indicator's row ([`derived`]): what a publish adds is the hashes of its entries.
 
 use std::collections::HashMap;
 
@@ -38,7 +39,7 @@ fn switched_off() -> bool {
 /// committed, so that an append need not read stored hashes: about log2(n) hashes.
 ///
 /// Sound because the log is append-only: a stored hash's index names one complete subtree,
-/// whose hash never changes once committed. An append takes the size from the audit head
+/// whose hash never changes once committed. An append takes the size from the head row
 /// inside its transaction and uses the kept edge only if it is of that size and holds every
 /// hash the append reads (another writer of the same database moves the head, and then the
 /// hashes are read); a transaction works on its own copy ([`TransactionEdge`]), kept only
@@ -47,7 +48,7 @@ fn switched_off() -> bool {
 pub(crate) struct KeptEdge(std::sync::Mutex<Option<RightEdge>>);
 
 /// A transaction's view of the [`KeptEdge`]: the kept edge as it is when the transaction
-/// appends (holding the audit head), then moved by each append the transaction makes.
+/// appends (holding the head row), then moved by each append the transaction makes.
 #[derive(Debug)]
 pub(crate) struct TransactionEdge<'a> {
     kept: &'a KeptEdge,
@@ -90,12 +91,46 @@ impl TransactionEdge<'_> {
 }
 
 /// Takes `$1` positions (0 only takes the lock) and returns the size after.
-const ADVANCE_AUDIT_HEAD: &str = "UPDATE audit_head SET size = size + $1 RETURNING size";
+const ADVANCE_AUDIT_HEAD: &str =
+    "UPDATE feed_head SET audit_size = audit_size + $1 RETURNING audit_size";
 
-const SELECT_AUDIT_SIZE: &str = "SELECT size FROM audit_head";
+const SELECT_AUDIT_SIZE: &str = "SELECT audit_size FROM feed_head";
 
-const SELECT_ENTRIES: &str = "SELECT position, entry FROM audit_entries \
-     WHERE position >= $1 ORDER BY position LIMIT $2";
+/// An entry without stored bytes is derived from its indicator's row (see [`derived`]).
+const SELECT_ENTRIES: &str = "SELECT a.position, a.entry, a.indicator_id, i.originator, i.via, \
+     i.payload FROM audit_entries a LEFT JOIN indicators i \
+     ON a.entry IS NULL AND i.id = a.indicator_id \
+     WHERE a.position >= $1 ORDER BY a.position LIMIT $2";
+
+type EntryRow = (
+    i64,
+    Option<Vec<u8>>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<Vec<u8>>,
+);
+
+/// Whether an entry's bytes are left out of its row: those of an indicator published or
+/// received, which [`derived`] rebuilds from the indicator's row stored with it.
+fn derivable(entry: &Entry) -> bool {
+    matches!(entry, Entry::Published { .. } | Entry::Received { .. })
+}
+
+/// An entry's canonical bytes: stored, or derived from the indicator's row (empty when that
+/// row is gone, which no leaf hash matches, so a verifier names the entry).
+fn derived(row: EntryRow) -> Result<(u64, Vec<u8>), StorageError> {
+    let (position, entry, indicator_id, originator, via, payload) = row;
+    let position = from_database(position, "audit position")?;
+    let bytes = match (entry, indicator_id, originator, payload) {
+        (Some(entry), ..) => entry,
+        (None, Some(id), Some(originator), Some(payload)) => {
+            Entry::stored(&id, &originator, via.as_deref(), &payload).canonical_bytes()
+        }
+        (None, ..) => Vec::new(),
+    };
+    Ok((position, bytes))
+}
 
 const SELECT_POSITIONS_OF: &str =
     "SELECT position FROM audit_entries WHERE indicator_id = $1 ORDER BY position";
@@ -179,7 +214,7 @@ fn positions_holding(indexes: &[u64]) -> Vec<u64> {
 }
 
 /// Takes the feed head's row lock without moving it: an append of its own takes it first, as
-/// the feed's writers do (decision batches take only the audit head, and nothing after it).
+/// the feed's writers do (decision batches take the same row, for its `audit_size` only).
 const LOCK_FEED_HEAD: &str = "UPDATE feed_head SET head = head + $1 RETURNING head";
 
 macro_rules! audit_operations {
@@ -270,7 +305,7 @@ macro_rules! audit_operations {
                 edge.moved = before.after(size + count, &written);
                 // Each entry's row holds the hashes its append wrote, in index order.
                 let mut written = written.into_iter().map(|(_, hash)| hash);
-                let mut rows: Vec<(u64, &Entry, &Vec<u8>, Vec<u8>)> =
+                let mut rows: Vec<(u64, &Entry, Option<&[u8]>, Vec<u8>)> =
                     Vec::with_capacity(entries.len());
                 for ((position, entry), bytes) in (size..).zip(entries).zip(&encoded) {
                     let count = hashes_written_by(position);
@@ -280,7 +315,8 @@ macro_rules! audit_operations {
                             "audit log: the append of {position} wrote fewer hashes than {count}"
                         )));
                     }
-                    rows.push((position, entry, bytes, hashes));
+                    let stored = (!derivable(entry)).then_some(bytes.as_slice());
+                    rows.push((position, entry, stored, hashes));
                 }
                 for chunk in rows.chunks(ROWS_PER_STATEMENT) {
                     let mut query = sqlx::query(AssertSqlSafe(crate::placeholders::dialect(
@@ -291,7 +327,7 @@ macro_rules! audit_operations {
                         query = query
                             .bind(to_database(*position, "audit position")?)
                             .bind(entry.indicator_id())
-                            .bind(bytes.as_slice())
+                            .bind(*bytes)
                             .bind(hashes.as_slice());
                     }
                     query
@@ -355,17 +391,13 @@ macro_rules! audit_operations {
                 from: u64,
                 limit: u32,
             ) -> Result<Vec<(u64, Vec<u8>)>, StorageError> {
-                let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as(SELECT_ENTRIES)
+                let rows: Vec<EntryRow> = sqlx::query_as(SELECT_ENTRIES)
                     .bind(to_database(from, "audit position")?)
                     .bind(i64::from(limit))
                     .fetch_all(pool)
                     .await
                     .map_err(failed("read audit entries"))?;
-                rows.into_iter()
-                    .map(|(position, entry)| {
-                        Ok((from_database(position, "audit position")?, entry))
-                    })
-                    .collect()
+                rows.into_iter().map(derived).collect()
             }
 
             pub(crate) async fn retraction(

@@ -266,8 +266,8 @@ macro_rules! decision_operations {
                     .begin_with($begin_write)
                     .await
                     .map_err(failed("begin record decisions transaction"))?;
-                // The batch's entry in the audit log first (it takes only the audit head),
-                // so that each row names the entry that covers it.
+                // The batch's entry in the audit log first (it takes the head row, for its
+                // `audit_size` only), so that each row names the entry that covers it.
                 let mut forms: Vec<cordon_tlog::entry::DecisionForm<'_>> =
                     rows.iter().map(decision_form).collect();
                 forms.sort_by(|a, b| a.decision_id.as_bytes().cmp(b.decision_id.as_bytes()));

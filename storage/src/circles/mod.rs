@@ -217,8 +217,7 @@ macro_rules! circle_operations {
                 // write with the others, and always before the log entry, so that two writes
                 // racing for a log position never wait for each other's locks in opposite
                 // orders.
-                // Audit entries are appended under the feed head too (feed head, then audit head,
-                // in every transaction that takes both).
+                // Audit entries are numbered in the same row (`audit_size`).
                 let locked_head = if prepared.indicators.is_some() || !write.audit.is_empty() {
                     Some(feed::lock_head(&mut transaction).await?)
                 } else {
