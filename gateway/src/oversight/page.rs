@@ -302,7 +302,7 @@ mod tests {
     fn the_page_draws_a_chart_per_shown_breakdown_and_escapes_its_text() {
         let page = render(&figures());
         assert!(page.starts_with("<!DOCTYPE html>"));
-        assert_eq!(page.matches("<svg").count(), 6, "{page}");
+        assert_eq!(page.matches("<svg").count(), 5, "{page}");
         assert!(page.contains("data-chart=\"published-by-kind\""));
         assert!(page.contains("&lt;b&gt;"));
         assert!(!page.contains("<b>"));
