@@ -90,6 +90,16 @@ impl TransactionEdge<'_> {
     }
 }
 
+/// How many positions a feed write that appends `entries` takes (none while the log is
+/// switched off for benchmarks).
+pub(crate) fn entries_to_number(entries: usize) -> i64 {
+    if switched_off() {
+        0
+    } else {
+        i64::try_from(entries).unwrap_or(i64::MAX)
+    }
+}
+
 /// Takes `$1` positions (0 only takes the lock) and returns the size after.
 const ADVANCE_AUDIT_HEAD: &str =
     "UPDATE feed_head SET audit_size = audit_size + $1 RETURNING audit_size";
@@ -274,6 +284,22 @@ macro_rules! audit_operations {
                     .fetch_one(&mut *connection)
                     .await
                     .map_err(failed("advance audit head"))?;
+                append_numbered(connection, edge, entries, after).await
+            }
+
+            /// [`append`] for a caller that moved `feed_head.audit_size` by `entries.len()`
+            /// itself ([`entries_to_number`]), in the statement that moved the feed head, and
+            /// got `after` back.
+            pub(crate) async fn append_numbered(
+                connection: &mut Connection,
+                edge: &mut TransactionEdge<'_>,
+                entries: &[Entry],
+                after: i64,
+            ) -> Result<Option<u64>, StorageError> {
+                if entries.is_empty() || switched_off() {
+                    return Ok(None);
+                }
+                let count = entries.len() as u64;
                 let size = from_database(after, "audit size")?
                     .checked_sub(count)
                     .ok_or_else(|| StorageError::corrupt("audit head below its entries".into()))?;

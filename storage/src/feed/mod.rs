@@ -243,8 +243,11 @@ macro_rules! feed_operations {
                     .begin_with($begin_write)
                     .await
                     .map_err(failed("begin publish transaction"))?;
-                let head: i64 = sqlx::query_scalar(ADVANCE_HEAD)
+                // The feed head and the audit log's size in one statement: one entry per
+                // indicator.
+                let (head, audit_after): (i64, i64) = sqlx::query_as(ADVANCE_HEADS)
                     .bind(count)
+                    .bind(crate::audit::entries_to_number(batch.len()))
                     .fetch_one(&mut *transaction)
                     .await
                     .map_err(failed("advance feed head"))?;
@@ -264,7 +267,13 @@ macro_rules! feed_operations {
                 mark_superseded(&mut transaction, &revisions).await?;
                 let entries: Vec<cordon_tlog::Entry> = batch.iter().map(stored_entry).collect();
                 let mut edge = audit.begin();
-                crate::audit::$audit::append(&mut transaction, &mut edge, &entries).await?;
+                crate::audit::$audit::append_numbered(
+                    &mut transaction,
+                    &mut edge,
+                    &entries,
+                    audit_after,
+                )
+                .await?;
 
                 transaction
                     .commit()
@@ -290,8 +299,9 @@ macro_rules! feed_operations {
                     .await
                     .map_err(failed("begin retract transaction"))?;
                 // First, so that this retraction is ordered with every other writer.
-                let sequence: i64 = sqlx::query_scalar(ADVANCE_HEAD)
+                let (sequence, audit_after): (i64, i64) = sqlx::query_as(ADVANCE_HEADS)
                     .bind(1_i64)
+                    .bind(crate::audit::entries_to_number(1))
                     .fetch_one(&mut *transaction)
                     .await
                     .map_err(failed("advance feed head"))?;
@@ -334,7 +344,13 @@ macro_rules! feed_operations {
                     signature,
                 );
                 let mut edge = audit.begin();
-                crate::audit::$audit::append(&mut transaction, &mut edge, &[entry]).await?;
+                crate::audit::$audit::append_numbered(
+                    &mut transaction,
+                    &mut edge,
+                    &[entry],
+                    audit_after,
+                )
+                .await?;
                 transaction
                     .commit()
                     .await

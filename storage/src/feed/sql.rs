@@ -10,6 +10,10 @@ use crate::placeholders::push_rows;
 /// `$1 = 0` it only takes the lock (and, on PostgreSQL, notifies no one: the trigger fires only
 /// when the head moves).
 pub(super) const ADVANCE_HEAD: &str = "UPDATE feed_head SET head = head + $1 RETURNING head";
+/// Moves the feed head by `$1` and the audit log's size by `$2` (the entries the write appends,
+/// see `audit::append_numbered`); returns both after.
+pub(super) const ADVANCE_HEADS: &str = "UPDATE feed_head SET head = head + $1, \
+     audit_size = audit_size + $2 RETURNING head, audit_size";
 
 pub(super) const PUBLISHED_EVENT_COLUMNS: &str = "sequence, event_type, kind, indicator_id, originator, \
      payload, at_micros";
