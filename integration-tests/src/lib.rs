@@ -721,3 +721,58 @@ pub async fn postgres_url(test: &str) -> Result<Option<String>> {
         cordon_storage::testing::fresh_postgres_schema(&base, test).await?,
     ))
 }
+
+/// A bare HTTP/1.1 exchange with a loopback listener (the admin listener): (status, headers as
+/// `name: value` lines, body).
+pub async fn http(address: &str, method: &str, path: &str) -> Result<(u16, String, String)> {
+    let mut stream = tokio::net::TcpStream::connect(address)
+        .await
+        .with_context(|| format!("connecting to the admin listener {address}"))?;
+    let request =
+        format!("{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+    tokio::io::AsyncWriteExt::write_all(&mut stream, request.as_bytes()).await?;
+    let mut response = Vec::new();
+    tokio::time::timeout(
+        patience(),
+        tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut response),
+    )
+    .await
+    .context("the admin listener did not answer in time")??;
+    let response = String::from_utf8(response)?;
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .with_context(|| format!("no end of headers in {response:?}"))?;
+    let (status_line, headers) = head.split_once("\r\n").unwrap_or((head, ""));
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .with_context(|| format!("status line {status_line:?}"))?;
+    if headers
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        bail!("unexpected chunked response: {response:?}");
+    }
+    Ok((status, headers.to_string(), body.to_string()))
+}
+
+/// Publishes `indicators` as `identity`; returns the ids the gateway accepted, in order.
+pub async fn publish_ids(
+    endpoint: &str,
+    identity: &std::path::Path,
+    indicators: Vec<cordon_proto::v1::Indicator>,
+) -> Result<Vec<String>> {
+    Ok(indicator_client(endpoint, identity)
+        .await?
+        .publish(cordon_proto::v1::PublishRequest {
+            indicators,
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .accepted
+        .into_iter()
+        .map(|accepted| accepted.id)
+        .collect())
+}

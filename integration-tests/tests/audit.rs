@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, ensure};
 use cordon_integration_tests::{Federation, MemberDir, cordon, indicator_client, vessel};
-use cordon_proto::v1::{PublishRequest, RetractRequest, Tlp};
+use cordon_proto::v1::{RetractRequest, Tlp};
 
 fn audit(args: &[&str]) -> Result<serde_json::Value> {
     Ok(serde_json::from_str(&cordon(args)?)?)
@@ -51,16 +51,7 @@ async fn publish(endpoint: &str, agency: &Path, label: &str, count: usize) -> Re
     let indicators = (0..count)
         .map(|index| vessel(Tlp::Green, format!("{label} {index}")))
         .collect();
-    let accepted = indicator_client(endpoint, agency)
-        .await?
-        .publish(PublishRequest {
-            indicators,
-            ..Default::default()
-        })
-        .await?
-        .into_inner()
-        .accepted;
-    Ok(accepted.into_iter().map(|item| item.id).collect())
+    cordon_integration_tests::publish_ids(endpoint, agency, indicators).await
 }
 
 /// The SQLite files of a member's database (the database and its WAL files).

@@ -3,44 +3,10 @@
 
 use anyhow::{Context, Result, bail};
 use cordon_integration_tests::{
-    Federation, MemberDir, example_indicators, indicator_client, published, read_all, wait_until,
+    Federation, MemberDir, example_indicators, http, indicator_client, published, read_all,
+    wait_until,
 };
 use cordon_proto::v1::{PublishRequest, SubscribeRequest, event};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// A bare HTTP/1.1 exchange: (status, headers as `name: value` lines, body).
-async fn http(address: &str, method: &str, path: &str) -> Result<(u16, String, String)> {
-    let mut stream = tokio::net::TcpStream::connect(address)
-        .await
-        .with_context(|| format!("connecting to the admin listener {address}"))?;
-    let request =
-        format!("{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await?;
-    let mut response = Vec::new();
-    tokio::time::timeout(
-        cordon_integration_tests::patience(),
-        stream.read_to_end(&mut response),
-    )
-    .await
-    .context("the admin listener did not answer in time")??;
-    let response = String::from_utf8(response)?;
-    let (head, body) = response
-        .split_once("\r\n\r\n")
-        .with_context(|| format!("no end of headers in {response:?}"))?;
-    let (status_line, headers) = head.split_once("\r\n").unwrap_or((head, ""));
-    let status = status_line
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .with_context(|| format!("status line {status_line:?}"))?;
-    if headers
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        bail!("unexpected chunked response: {response:?}");
-    }
-    Ok((status, headers.to_string(), body.to_string()))
-}
 
 async fn scrape(address: &str) -> Result<String> {
     let (status, headers, body) = http(address, "GET", "/metrics").await?;

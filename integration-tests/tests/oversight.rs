@@ -10,10 +10,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use cordon_integration_tests::{
-    Federation, MemberDir, broker, indicator_client, patience, read_all, vessel, wait_until,
+    Federation, MemberDir, broker, http, patience, publish_ids, read_all, vessel, wait_until,
 };
-use cordon_proto::v1::{Indicator, PublishRequest, Source, Tlp};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use cordon_proto::v1::{Indicator, Source, Tlp};
 
 /// The bars' colour on the page (`cordon_gateway::oversight::page::BAR_COLOUR`).
 const BAR: (u8, u8, u8) = (0x1f, 0x6f, 0xb4);
@@ -25,23 +24,8 @@ const CANARY_BROKER: &str = "Canary Trading FZE";
 const IMO: &str = "9234563";
 
 async fn get(address: &str, path: &str) -> Result<(u16, String)> {
-    let mut stream = tokio::net::TcpStream::connect(address).await?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await?;
-    let mut response = Vec::new();
-    tokio::time::timeout(patience(), stream.read_to_end(&mut response))
-        .await
-        .context("the admin listener did not answer in time")??;
-    let response = String::from_utf8(response)?;
-    let (head, body) = response
-        .split_once("\r\n\r\n")
-        .with_context(|| format!("no end of headers in {response:?}"))?;
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .with_context(|| format!("status line of {head:?}"))?;
-    Ok((status, body.to_string()))
+    let (status, _, body) = http(address, "GET", path).await?;
+    Ok((status, body))
 }
 
 fn enable_admin(member: &MemberDir, suppress_below: u64) -> Result<()> {
@@ -76,25 +60,6 @@ fn canary_broker(tlp: Tlp) -> Indicator {
         entity.name = CANARY_BROKER.into();
     }
     with_canaries(indicator)
-}
-
-async fn publish(
-    endpoint: &str,
-    identity: &Path,
-    indicators: Vec<Indicator>,
-) -> Result<Vec<String>> {
-    Ok(indicator_client(endpoint, identity)
-        .await?
-        .publish(PublishRequest {
-            indicators,
-            ..Default::default()
-        })
-        .await?
-        .into_inner()
-        .accepted
-        .into_iter()
-        .map(|accepted| accepted.id)
-        .collect())
 }
 
 /// The cells of one breakdown as (label, count) pairs; `None` for a suppressed count.
@@ -157,16 +122,16 @@ async fn the_oversight_page_shows_aggregates_suppresses_small_counts_and_leaks_n
     let vessels = (0..8)
         .map(|index| with_canaries(vessel(Tlp::Green, format!("{CANARY_NARRATIVE} {index}"))))
         .collect();
-    ids.extend(publish(&gh.endpoint, &gh_customs, vessels).await?);
+    ids.extend(publish_ids(&gh.endpoint, &gh_customs, vessels).await?);
     let brokers = (0..3).map(|_| canary_broker(Tlp::Amber)).collect();
-    ids.extend(publish(&gh.endpoint, &gh_customs, brokers).await?);
+    ids.extend(publish_ids(&gh.endpoint, &gh_customs, brokers).await?);
     let ng_customs = federation.identity("NG/customs")?;
     // Without a source: the reference policy withholds sources from partners, and until
     // selective disclosure a redaction for a partner gateway is a deny.
     let received = (0..6)
         .map(|index| vessel(Tlp::Green, format!("{CANARY_NARRATIVE} ng {index}")))
         .collect();
-    ids.extend(publish(&ng.endpoint, &ng_customs, received).await?);
+    ids.extend(publish_ids(&ng.endpoint, &ng_customs, received).await?);
     // Release decisions: GH's customs reads GH's feed.
     let read = read_all(&gh.endpoint, &gh_customs, 0, 0).await?;
     assert!(read.len() >= 11, "{} events", read.len());
