@@ -5,17 +5,24 @@
 //! One committer task per store takes the publishes queued while the previous transaction
 //! committed, up to [`GROUP_ROWS`] indicators, and stores them as one batch in arrival order:
 //! the same sequences, supersede marks and log entries as if they had been stored one after
-//! another, without waiting for a timer. If the shared transaction fails (a duplicate id in one
-//! of them, within it or across two callers), nothing of it is stored and each publish of the
-//! group is stored again on its own, in order, so each caller gets its own answer: the one it
-//! would have had alone.
+//! another, without waiting for a timer (supersedes within the group are marked as in one
+//! batch; the gateway only accepts revisions of indicators already stored). If the shared
+//! transaction is refused for a duplicate id (in one of them, or across two callers), nothing of
+//! it is stored and each publish of the group is stored again on its own, in order, so each
+//! caller gets its own answer: the one it would have had alone. Any other failure (the database
+//! unavailable, a commit whose outcome is unknown) is every caller's answer: retrying could
+//! store twice what a failed-looking commit stored.
 //!
-//! The task holds only the writer pool and the audit log's kept edge, never the store itself:
+//! The committer raises the store's known head before it answers, so the events of a caller
+//! that went away meanwhile still wake this process's subscribers.
+//!
+//! The task holds only the writer pool, the audit log's kept edge and the head watch, never the
+//! store itself:
 //! when the last [`crate::Store`] clone is dropped its queue closes and the task ends.
 
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::audit::KeptEdge;
 use crate::error::StorageError;
@@ -57,9 +64,13 @@ pub(crate) struct PublishQueue {
 
 impl PublishQueue {
     /// Starts the committer task (on the current tokio runtime).
-    pub(crate) fn start(writer: Writer, audit: Arc<KeptEdge>) -> PublishQueue {
+    pub(crate) fn start(
+        writer: Writer,
+        audit: Arc<KeptEdge>,
+        head: watch::Sender<u64>,
+    ) -> PublishQueue {
         let (requests, queue) = mpsc::unbounded_channel();
-        tokio::spawn(run(writer, audit, queue));
+        tokio::spawn(run(writer, audit, head, queue));
         PublishQueue { requests }
     }
 
@@ -74,7 +85,12 @@ impl PublishQueue {
     }
 }
 
-async fn run(writer: Writer, audit: Arc<KeptEdge>, mut queue: mpsc::UnboundedReceiver<Request>) {
+async fn run(
+    writer: Writer,
+    audit: Arc<KeptEdge>,
+    head: watch::Sender<u64>,
+    mut queue: mpsc::UnboundedReceiver<Request>,
+) {
     while let Some(first) = queue.recv().await {
         let mut rows = first.batch.len();
         let mut group = vec![first];
@@ -87,14 +103,35 @@ async fn run(writer: Writer, audit: Arc<KeptEdge>, mut queue: mpsc::UnboundedRec
                 Err(_) => break,
             }
         }
-        commit(&writer, &audit, group).await;
+        commit(&writer, &audit, &head, group).await;
     }
 }
 
-async fn commit(writer: &Writer, audit: &KeptEdge, mut group: Vec<Request>) {
+/// Stores `batch` alone and raises the known head if it committed.
+async fn publish_alone(
+    writer: &Writer,
+    audit: &KeptEdge,
+    head: &watch::Sender<u64>,
+    batch: &[NewIndicator],
+) -> Result<Vec<u64>, StorageError> {
+    let result = writer.publish(audit, batch).await;
+    if let Ok(sequences) = &result
+        && let Some(&last) = sequences.last()
+    {
+        crate::backend::raise_known_head(head, last);
+    }
+    result
+}
+
+async fn commit(
+    writer: &Writer,
+    audit: &KeptEdge,
+    head: &watch::Sender<u64>,
+    mut group: Vec<Request>,
+) {
     if group.len() == 1 {
         let request = group.pop().expect("one request");
-        let result = writer.publish(audit, &request.batch).await;
+        let result = publish_alone(writer, audit, head, &request.batch).await;
         // A caller that went away still had its publish stored, as after a lost reply.
         let _ = request.reply.send(result);
         return;
@@ -106,19 +143,25 @@ async fn commit(writer: &Writer, audit: &KeptEdge, mut group: Vec<Request>) {
         merged.extend(request.batch);
         replies.push(request.reply);
     }
-    match writer.publish(audit, &merged).await {
+    match publish_alone(writer, audit, head, &merged).await {
         Ok(sequences) => {
             let mut sequences = sequences.into_iter();
             for (reply, length) in replies.into_iter().zip(lengths) {
                 let _ = reply.send(Ok(sequences.by_ref().take(length).collect()));
             }
         }
-        Err(_) => {
-            // Nothing was stored: each publish again on its own, for its own answer.
+        Err(StorageError::Duplicate { .. }) => {
+            // Refused before the commit, so nothing was stored: each publish again on its
+            // own, for its own answer.
             let mut merged = merged.into_iter();
             for (reply, length) in replies.into_iter().zip(lengths) {
                 let batch: Vec<NewIndicator> = merged.by_ref().take(length).collect();
-                let _ = reply.send(writer.publish(audit, &batch).await);
+                let _ = reply.send(publish_alone(writer, audit, head, &batch).await);
+            }
+        }
+        Err(error) => {
+            for reply in replies {
+                let _ = reply.send(Err(error.clone()));
             }
         }
     }

@@ -97,12 +97,13 @@ impl Store {
             Pools::Sqlite(pools) => Writer::Sqlite(pools.write.clone()),
             Pools::Postgres(pools) => Writer::Postgres(pools.pool.clone()),
         };
+        let publishes = PublishQueue::start(writer, audit.clone(), head.clone());
         Store {
             inner: Arc::new(StoreInner {
                 pools,
                 head,
                 alerts: watch::Sender::new(0),
-                publishes: PublishQueue::start(writer, audit.clone()),
+                publishes,
                 audit,
             }),
         }

@@ -84,13 +84,13 @@ pub struct Alerts {
 }
 
 /// A policy revision and the period in which it made release decisions (days, UTC), from the
-/// decision log.
+/// decision log. The revisions' counts are one breakdown; a suppressed one hides its days too.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PolicyRevision {
     pub revision: String,
-    pub first_decision: String,
-    pub last_decision: String,
+    pub first_decision: Option<String>,
+    pub last_decision: Option<String>,
     pub decisions: Cell,
 }
 

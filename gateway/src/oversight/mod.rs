@@ -194,14 +194,20 @@ impl Oversight {
             period.1 = period.1.max(group.last_micros);
             period.2 += group.count;
         }
-        let mut policy_revisions: Vec<PolicyRevision> = revisions
+        // One breakdown, so that a hidden revision's count is not the total minus the others;
+        // its days are hidden with it.
+        let counts: BTreeMap<String, u64> = revisions
+            .iter()
+            .map(|(revision, (_, _, count))| (revision.to_string(), *count))
+            .collect();
+        let mut policy_revisions: Vec<PolicyRevision> = suppress(&counts, below)
             .into_iter()
-            .map(|(revision, (first, last, count))| PolicyRevision {
-                revision: revision.to_string(),
-                first_decision: day_of(first),
-                last_decision: day_of(last),
-                decisions: suppress(&BTreeMap::from([(revision.to_string(), count)]), below)
-                    .remove(0),
+            .zip(revisions.values())
+            .map(|(decisions, (first, last, _))| PolicyRevision {
+                revision: decisions.label.clone(),
+                first_decision: (!decisions.suppressed).then(|| day_of(*first)),
+                last_decision: (!decisions.suppressed).then(|| day_of(*last)),
+                decisions,
             })
             .collect();
         policy_revisions.sort_by(|a, b| {

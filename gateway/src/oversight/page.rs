@@ -224,8 +224,8 @@ pub fn render(figures: &Figures) -> String {
             page,
             "<tr><td class=\"hash\">{}</td><td>{}</td><td>{}</td><td>{count}</td></tr>",
             escape(&revision.revision),
-            escape(&revision.first_decision),
-            escape(&revision.last_decision)
+            escape(revision.first_decision.as_deref().unwrap_or("suppressed")),
+            escape(revision.last_decision.as_deref().unwrap_or("suppressed"))
         );
     }
     page.push_str(
