@@ -776,3 +776,29 @@ pub async fn publish_ids(
         .map(|accepted| accepted.id)
         .collect())
 }
+
+/// `cordon peers --json` of the gateway at `endpoint`, asked as its own identity:
+/// peer id -> status object.
+pub async fn peer_statuses(
+    member: &MemberDir,
+    endpoint: &str,
+) -> Result<std::collections::BTreeMap<String, serde_json::Value>> {
+    let identity = member.identity();
+    let endpoint = endpoint.to_string();
+    let output = tokio::task::spawn_blocking(move || {
+        cordon(&[
+            "peers",
+            "--endpoint",
+            &endpoint,
+            "--identity",
+            identity.to_str().context("path")?,
+            "--json",
+        ])
+    })
+    .await??;
+    let list: Vec<serde_json::Value> = serde_json::from_str(&output)?;
+    Ok(list
+        .into_iter()
+        .map(|peer| (peer["id"].as_str().unwrap_or_default().to_string(), peer))
+        .collect())
+}

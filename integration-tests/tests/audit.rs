@@ -394,21 +394,9 @@ async fn a_follower_detects_its_peers_rewritten_log() -> Result<()> {
     let gh = ghana.start(&[]).await?;
     publish(&gh.endpoint, &customs, "first", 3).await?;
     let ng = nigeria.start(&[]).await?;
-    let peer_status = || {
-        let endpoint = ng.endpoint.clone();
-        let identity = nigeria.identity();
-        async move {
-            let output = cordon(&[
-                "peers",
-                "--endpoint",
-                &endpoint,
-                "--identity",
-                identity.to_str().context("path")?,
-                "--json",
-            ])?;
-            let peers: serde_json::Value = serde_json::from_str(&output)?;
-            anyhow::Ok(peers[0].clone())
-        }
+    let peer_status = || async {
+        let peers = cordon_integration_tests::peer_statuses(nigeria, &ng.endpoint).await?;
+        anyhow::Ok(peers.get("GH").cloned().unwrap_or_default())
     };
     // NG has checked GH's log at its present size (GH's log grows with the decisions it
     // makes for NG's follower, and then stays once NG is caught up).

@@ -14,27 +14,8 @@ use cordon_integration_tests::{
 use cordon_proto::v1::{GetRequest, GetResponse, Indicator, PublishRequest, RetractRequest, Tlp};
 use prost::Message;
 
-/// `cordon peers --json` of the gateway at `endpoint`, asked as its own identity:
-/// peer id -> status object.
 async fn peers(member: &MemberDir, endpoint: &str) -> Result<BTreeMap<String, serde_json::Value>> {
-    let identity = member.identity();
-    let endpoint = endpoint.to_string();
-    let output = tokio::task::spawn_blocking(move || {
-        cordon(&[
-            "peers",
-            "--endpoint",
-            &endpoint,
-            "--identity",
-            identity.to_str().context("path")?,
-            "--json",
-        ])
-    })
-    .await??;
-    let list: Vec<serde_json::Value> = serde_json::from_str(&output)?;
-    Ok(list
-        .into_iter()
-        .map(|peer| (peer["id"].as_str().unwrap_or_default().to_string(), peer))
-        .collect())
+    cordon_integration_tests::peer_statuses(member, endpoint).await
 }
 
 /// A uint64 of proto3 JSON (a string), or 0 when absent.

@@ -107,8 +107,8 @@ async fn run(
     }
 }
 
-/// Stores `batch` alone and raises the known head if it committed.
-async fn publish_alone(
+/// Stores `batch` in one transaction and raises the known head if it committed.
+async fn publish_and_raise(
     writer: &Writer,
     audit: &KeptEdge,
     head: &watch::Sender<u64>,
@@ -131,7 +131,7 @@ async fn commit(
 ) {
     if group.len() == 1 {
         let request = group.pop().expect("one request");
-        let result = publish_alone(writer, audit, head, &request.batch).await;
+        let result = publish_and_raise(writer, audit, head, &request.batch).await;
         // A caller that went away still had its publish stored, as after a lost reply.
         let _ = request.reply.send(result);
         return;
@@ -143,7 +143,7 @@ async fn commit(
         merged.extend(request.batch);
         replies.push(request.reply);
     }
-    match publish_alone(writer, audit, head, &merged).await {
+    match publish_and_raise(writer, audit, head, &merged).await {
         Ok(sequences) => {
             let mut sequences = sequences.into_iter();
             for (reply, length) in replies.into_iter().zip(lengths) {
@@ -156,7 +156,7 @@ async fn commit(
             let mut merged = merged.into_iter();
             for (reply, length) in replies.into_iter().zip(lengths) {
                 let batch: Vec<NewIndicator> = merged.by_ref().take(length).collect();
-                let _ = reply.send(publish_alone(writer, audit, head, &batch).await);
+                let _ = reply.send(publish_and_raise(writer, audit, head, &batch).await);
             }
         }
         Err(error) => {

@@ -132,11 +132,8 @@ impl Store {
     /// Concurrent publishes share a transaction ([`crate::group_commit`]): each batch still
     /// gets its own answer, the one it would have had alone, and its sequences are consecutive.
     pub async fn publish(&self, batch: Vec<NewIndicator>) -> Result<Vec<u64>, StorageError> {
-        let sequences = self.inner.publishes.publish(batch).await?;
-        if let Some(&last) = sequences.last() {
-            raise_known_head(&self.inner.head, last);
-        }
-        Ok(sequences)
+        // The committer has raised the known head already.
+        self.inner.publishes.publish(batch).await
     }
 
     /// Appends a `retracted` event (at `at_micros`, with the indicator's kind, `reason` and
