@@ -1,4 +1,5 @@
-//! The canonical encoding of an indicator that its originator gateway signs.
+//! Version 1 signatures: the encoding of an indicator that its originator gateway signed
+//! before version 2 ([`crate::disclosure`]); still verified during the transition window.
 //!
 //! Defined once, here: the bytes are [`SIGNING_CONTEXT`] followed by the protobuf
 //! encoding of the `cordon.v1.Indicator` with its `signature` field unset, as prost
@@ -57,6 +58,7 @@ mod tests {
         signed.signature = Some(Signature {
             key_id: "GH".into(),
             signature: vec![1, 2, 3],
+            ..Default::default()
         });
         assert_eq!(signing_bytes(&indicator), signing_bytes(&signed));
         let mut altered = indicator.clone();
@@ -80,6 +82,7 @@ mod tests {
         signed.signature = Some(Signature {
             key_id: "GH".into(),
             signature: vec![1],
+            ..Default::default()
         });
         assert_eq!(
             retraction_signing_bytes(&retracted),

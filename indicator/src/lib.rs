@@ -6,11 +6,17 @@
 //! pass. Warnings are risk signals (an MMSI of another country than the flag, an HS code outside
 //! the arms chapter): they never reject an indicator.
 //!
+//! Signatures: [`signing_bytes`] is version 1 (prost's re-encoding of the whole indicator,
+//! accepted during the transition window); [`disclosure`] is version 2, Cordon's own canonical
+//! form with a salted commitment per redactable field, which survives redaction and schema
+//! changes.
+//!
 //! This crate does no I/O and knows nothing of gRPC status codes: the gateway maps
 //! [`FieldError`]s to its responses.
 
 mod canonical;
 pub use cordon_identifiers as checks;
+pub mod disclosure;
 mod field_error;
 mod kind;
 mod limits;
