@@ -288,6 +288,8 @@ async fn start_with(
     sinks: Vec<Arc<dyn DecisionSink>>,
 ) -> Result<RunningGateway> {
     let policy = load_policy(config)?;
+    // A copy of a held indicator that arrives with other fields withheld is the same one.
+    cordon_storage::judge_same_indicator_by(crate::signing::same_signed_indicator);
     let signing_key = Arc::new(crate::signing::SigningKey::load(
         &config.signing_key,
         &config.member,

@@ -314,7 +314,7 @@ async fn altered_and_forged_items_are_refused_and_logged() -> Result<()> {
     let mut claimed = original.clone();
     claimed.id = "0196f1a2-0000-7000-8000-00000000c1a1".into();
     claimed.narrative = "claims GH, signed by NG".into();
-    ng_key.sign(&mut claimed);
+    ng_key.sign(&mut claimed)?;
     let mut unsigned = original.clone();
     unsigned.id = "0196f1a2-0000-7000-8000-0000000005a9".into();
     unsigned.signature = None;
@@ -339,7 +339,7 @@ async fn altered_and_forged_items_are_refused_and_logged() -> Result<()> {
         reason: "forged retraction".into(),
         signature: None,
     };
-    ng_key.sign_retraction(&mut fake_retraction);
+    ng_key.sign_retraction(&mut fake_retraction)?;
     let signature = fake_retraction
         .signature
         .as_ref()
@@ -746,4 +746,356 @@ async fn indicators_signed_outside_a_keys_window_are_refused() -> Result<()> {
     );
     ng.stop().await?;
     gh.stop().await
+}
+
+/// What GH's informant is called in the tests of selective disclosure: it must never reach
+/// NG's or SN's database files.
+const INFORMANT: &str = "informant-canary-5f3c9e";
+
+/// A GREEN vessel with a source block and a few fields the tampering tests can change.
+fn sourced_vessel(narrative: &str) -> Indicator {
+    let mut indicator = vessel(Tlp::Green, narrative.to_string());
+    indicator.tags = vec!["tema".into(), "rifles".into()];
+    indicator.source = Some(cordon_proto::v1::Source {
+        description: INFORMANT.into(),
+        reliability: "B".into(),
+        credibility: 2,
+        ..Default::default()
+    });
+    indicator
+}
+
+/// Every byte of a SQLite database: the file and its write-ahead log.
+fn database_bytes(member: &MemberDir) -> Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    for name in ["cordon.db", "cordon.db-wal"] {
+        let path = member.dir.join(name);
+        if path.exists() {
+            bytes.extend(std::fs::read(&path)?);
+        }
+    }
+    ensure!(!bytes.is_empty(), "{} has no database", member.member);
+    Ok(bytes)
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|window| window == needle)
+}
+
+/// GH's policy redacts `source` for NG (trust 2, below 3): NG stores GH's indicator with
+/// GH's verified signature and without the source, its agency receives it with the
+/// withheld paths named, SN following NG gets it relayed and verifies it against GH's key,
+/// and neither the informant nor its salt reaches NG's or SN's database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redacted_release_reaches_partners_and_still_verifies() -> Result<()> {
+    let federation = Federation::new()?;
+    let [ghana, nigeria, senegal] = &federation.members(&["GH", "NG", "SN"])?[..] else {
+        bail!("three members")
+    };
+    let gh_endpoint = ghana.fix_listen_port()?;
+    let ng_endpoint = nigeria.fix_listen_port()?;
+    nigeria.follow(ghana, &gh_endpoint)?;
+    senegal.follow(nigeria, &ng_endpoint)?;
+    let data_path = ghana.dir.join("policy").join("data.json");
+    let mut data: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&data_path)?)?;
+    data["recipients"]["NG"]["trust"] = serde_json::json!(2);
+    std::fs::write(&data_path, data.to_string())?;
+    let gh = ghana.start(&[]).await?;
+    let ng = nigeria.start(&[]).await?;
+    let sn = senegal.start(&[]).await?;
+
+    let gh_customs = federation.identity("GH/customs")?;
+    let id = publish(
+        &gh.endpoint,
+        &gh_customs,
+        vec![sourced_vessel("seen at Tema")],
+    )
+    .await?[0]
+        .0
+        .clone();
+    // GH's own agency sees everything, salts included.
+    let whole = get(&gh.endpoint, &gh_customs, &id)
+        .await?
+        .indicator
+        .context("indicator at GH")?;
+    let informant_salt = whole
+        .signature
+        .as_ref()
+        .and_then(|signature| {
+            signature
+                .fields
+                .iter()
+                .find(|field| field.path == "source.description")
+        })
+        .map(|field| field.salt.clone())
+        .context("GH signs a commitment to source.description")?;
+    assert_eq!(informant_salt.len(), 16);
+
+    let status = caught_up(nigeria, &ng.endpoint, &[("GH", 1)]).await?;
+    assert_eq!(number(&status["GH"]["stored"]), 1, "{status:?}");
+    // On the wire from GH to NG's gateway: the source's commitments without their salts.
+    let sent = read_all(&gh.endpoint, &nigeria.identity(), 0, 0).await?;
+    let (_, sent, _) = published(&sent)
+        .into_iter()
+        .find(|(_, indicator, _)| indicator.id == id)
+        .context("GH releases the indicator to NG")?;
+    assert!(sent.source.is_none());
+    let sent_fields = &sent.signature.as_ref().context("signed")?.fields;
+    assert!(
+        sent_fields
+            .iter()
+            .any(|field| field.path == "source.description")
+    );
+    for field in sent_fields {
+        assert_eq!(
+            field.salt.is_empty(),
+            field.path.starts_with("source."),
+            "{field:?}"
+        );
+    }
+    caught_up(senegal, &sn.endpoint, &[("NG", 1)]).await?;
+    let gh_key = hex_key(&ghana.public_key()?)?;
+    let withheld = [
+        "source.credibility",
+        "source.description",
+        "source.reliability",
+    ];
+    for (member, endpoint, agency) in [
+        (nigeria, &ng.endpoint, "NG/customs"),
+        (senegal, &sn.endpoint, "SN/police"),
+    ] {
+        let identity = federation.identity(agency)?;
+        let response = get(endpoint, &identity, &id).await?;
+        let held = response.indicator.context("indicator")?;
+        assert!(held.source.is_none(), "{agency}: {held:?}");
+        assert_eq!(held.narrative, "seen at Tema");
+        cordon_gateway::signing::verify(&held, "GH", &gh_key)
+            .with_context(|| format!("GH's signature at {}", member.member))?;
+        for path in withheld {
+            assert!(
+                response.redacted.iter().any(|named| named == path),
+                "{agency} is told {path} was withheld: {:?}",
+                response.redacted
+            );
+        }
+        // Subscribe names the same paths beside the indicator.
+        let events = read_all(endpoint, &identity, 0, 0).await?;
+        let (_, _, redacted) = published(&events)
+            .into_iter()
+            .find(|(_, indicator, _)| indicator.id == id)
+            .context("the indicator in the feed")?;
+        assert_eq!(redacted, response.redacted);
+    }
+    // GH's decision log says what was withheld from NG, and why.
+    let decided = {
+        let identity = ghana.identity();
+        let endpoint = gh.endpoint.clone();
+        let id = id.clone();
+        tokio::task::spawn_blocking(move || {
+            cordon(&[
+                "decisions",
+                "--endpoint",
+                &endpoint,
+                "--identity",
+                identity.to_str().unwrap_or_default(),
+                "--indicator",
+                &id,
+                "--recipient",
+                "NG",
+            ])
+        })
+        .await??
+    };
+    let decisions: Vec<serde_json::Value> = decided
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    ensure!(!decisions.is_empty(), "GH decided {id} for NG");
+    for decision in &decisions {
+        assert_eq!(decision["allow"], true, "{decision}");
+        assert_eq!(
+            decision["redact"],
+            serde_json::json!(["source"]),
+            "{decision}"
+        );
+    }
+    for gateway in [gh, ng, sn] {
+        gateway.stop().await?;
+    }
+    for member in [nigeria, senegal] {
+        let store = cordon_storage::Store::connect(&member.sqlite_url()).await?;
+        let stored = store.indicator(&id).await?.context("held")?;
+        store.close().await;
+        let held = Indicator::decode(stored.payload.as_slice())?;
+        assert!(held.source.is_none());
+        cordon_gateway::signing::verify(&held, "GH", &gh_key)?;
+        let bytes = database_bytes(member)?;
+        assert!(
+            !contains(&bytes, INFORMANT.as_bytes()),
+            "the informant reached {}'s database",
+            member.member
+        );
+        assert!(
+            !contains(&bytes, &informant_salt),
+            "the informant's salt reached {}'s database",
+            member.member
+        );
+    }
+    assert!(
+        contains(&database_bytes(ghana)?, INFORMANT.as_bytes()),
+        "the canary is found where it is held"
+    );
+    Ok(())
+}
+
+/// NG's database is tampered with after it received GH's indicators with the source
+/// withheld: a disclosed value changed, two salts swapped, a field added, and a commitment
+/// with its value moved from one indicator to another. SN, following NG, refuses each
+/// with a logged reason and stores only the untouched one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tampered_disclosures_are_refused_and_logged() -> Result<()> {
+    let federation = Federation::new()?;
+    let [ghana, nigeria, senegal] = &federation.members(&["GH", "NG", "SN"])?[..] else {
+        bail!("three members")
+    };
+    let gh_endpoint = ghana.fix_listen_port()?;
+    let ng_endpoint = nigeria.fix_listen_port()?;
+    nigeria.follow(ghana, &gh_endpoint)?;
+    senegal.follow(nigeria, &ng_endpoint)?;
+    let data_path = ghana.dir.join("policy").join("data.json");
+    let mut data: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&data_path)?)?;
+    data["recipients"]["NG"]["trust"] = serde_json::json!(2);
+    std::fs::write(&data_path, data.to_string())?;
+    let gh = ghana.start(&[]).await?;
+    let ng = nigeria.start(&[]).await?;
+    let gh_customs = federation.identity("GH/customs")?;
+    let ids: Vec<String> = publish(
+        &gh.endpoint,
+        &gh_customs,
+        [
+            "untouched",
+            "altered",
+            "salts swapped",
+            "field added",
+            "moved into",
+        ]
+        .into_iter()
+        .map(sourced_vessel)
+        .collect(),
+    )
+    .await?
+    .into_iter()
+    .map(|(id, _)| id)
+    .collect();
+    caught_up(nigeria, &ng.endpoint, &[("GH", 5)]).await?;
+    ng.stop().await?;
+    gh.stop().await?;
+
+    // The attacker controls NG's database, not GH's key.
+    let store = cordon_storage::Store::connect(&nigeria.sqlite_url()).await?;
+    let mut held = Vec::new();
+    for id in &ids {
+        let stored = store.indicator(id).await?.context("held at NG")?;
+        held.push(Indicator::decode(stored.payload.as_slice())?);
+    }
+    store.close().await;
+    let fields = |indicator: &mut Indicator| -> Result<Vec<cordon_proto::v1::FieldCommitment>> {
+        Ok(indicator
+            .signature
+            .as_mut()
+            .context("signed")?
+            .fields
+            .clone())
+    };
+    let set_fields = |indicator: &mut Indicator, fields| -> Result<()> {
+        indicator.signature.as_mut().context("signed")?.fields = fields;
+        Ok(())
+    };
+    let mut altered = held[1].clone();
+    altered.narrative = "altered at NG".into();
+    let mut swapped = held[2].clone();
+    let mut commitments = fields(&mut swapped)?;
+    let narrative = commitments
+        .iter()
+        .position(|field| field.path == "narrative")
+        .context("narrative")?;
+    let tags = commitments
+        .iter()
+        .position(|field| field.path == "tags")
+        .context("tags")?;
+    let salt = commitments[narrative].salt.clone();
+    commitments[narrative].salt = commitments[tags].salt.clone();
+    commitments[tags].salt = salt;
+    set_fields(&mut swapped, commitments)?;
+    let mut added = held[3].clone();
+    if let Some(cordon_proto::v1::indicator::Kind::Vessel(vessel)) = added.kind.as_mut() {
+        vessel.mmsi = "636012345".into();
+    }
+    // The narrative of "untouched", with its commitment and salt, moved into "moved into":
+    // each disclosure matches its commitment, but GH never signed that list.
+    let mut moved = held[4].clone();
+    let donor = fields(&mut held[0].clone())?;
+    let mut commitments = fields(&mut moved)?;
+    for field in &mut commitments {
+        if field.path == "narrative" {
+            *field = donor
+                .iter()
+                .find(|donated| donated.path == "narrative")
+                .context("donor narrative")?
+                .clone();
+        }
+    }
+    set_fields(&mut moved, commitments)?;
+    moved.narrative = held[0].narrative.clone();
+    let tampered = [
+        (altered, "does not match its commitment"),
+        (swapped, "does not match its commitment"),
+        (added, "no commitment covers it"),
+        (moved, "signature does not verify"),
+    ];
+    let pool = sqlx::SqlitePool::connect(&nigeria.sqlite_url()).await?;
+    for (indicator, _) in &tampered {
+        let payload = indicator.encode_to_vec();
+        for statement in [
+            "UPDATE indicators SET payload = ?1 WHERE id = ?2",
+            "UPDATE events SET payload = ?1 WHERE indicator_id = ?2 AND event_type = 'published'",
+        ] {
+            let changed = sqlx::query(statement)
+                .bind(&payload)
+                .bind(&indicator.id)
+                .execute(&pool)
+                .await?
+                .rows_affected();
+            ensure!(changed == 1, "{statement} changed {changed} rows");
+        }
+    }
+    pool.close().await;
+
+    let ng = nigeria.start(&[]).await?;
+    let sn = senegal.start(&[]).await?;
+    let status = caught_up(senegal, &sn.endpoint, &[("NG", 5)]).await?;
+    assert_eq!(number(&status["NG"]["refused"]), 4, "{status:?}");
+    assert_eq!(number(&status["NG"]["stored"]), 1, "{status:?}");
+    let sn_police = federation.identity("SN/police")?;
+    assert_eq!(
+        received_ids(&sn.endpoint, &sn_police).await?,
+        HashSet::from([ids[0].clone()])
+    );
+    let log = sn.log_text();
+    for (indicator, reason) in &tampered {
+        assert!(
+            log.lines()
+                .any(|line| line.contains("refused an item from a peer")
+                    && line.contains(&indicator.id)
+                    && line.contains(reason)),
+            "SN's log must refuse {} because it {reason}: {log}",
+            indicator.id
+        );
+    }
+    for gateway in [ng, sn] {
+        gateway.stop().await?;
+    }
+    Ok(())
 }

@@ -118,9 +118,10 @@ fn reference_policy_other_recipients() {
     check(&policy, &examples[2], "ECOWAS", "federation", DENY);
     // An embargoed member gets nothing, not even CLEAR.
     check(&policy, &examples[0], "SS", "federation", DENY);
-    // Source-protected intelligence inside a circle.
+    // Source-protected intelligence inside a circle travels whole: the board chose every
+    // member of the circle for it, whatever their trust outside.
     check(&policy, &examples[10], "NG", "circle", ALLOW);
-    check(&policy, &examples[10], "CI", "circle", ALLOW_WITHOUT_SOURCE);
+    check(&policy, &examples[10], "CI", "circle", ALLOW);
 }
 
 fn policy_from(rego: &str) -> Policy {

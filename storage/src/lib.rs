@@ -73,6 +73,7 @@ pub use audit::switch_off_for_benchmarks as switch_audit_log_off_for_benchmarks;
 pub use backend::Backend;
 pub use decisions::MAX_DECISIONS_PER_QUERY;
 pub use error::StorageError;
+pub use feed::plan::judge_same_indicator_by;
 pub use model::{
     AlertCursors, AlertRow, CircleLogEntry, CircleRow, CircleWrite, CircleWriteOutcome,
     DecisionQuery, DecisionRow, EventBatch, EventBody, KeyPackageRow, NewAlert, NewIndicator,

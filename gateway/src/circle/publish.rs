@@ -48,7 +48,13 @@ impl Circles {
             indicator.publisher = publisher.to_string();
             indicator.created = Some(created);
             indicator.protection = Protection::SourceProtected as i32;
-            self.context.signing_key.sign(&mut indicator);
+            self.context
+                .signing_key
+                .sign(&mut indicator)
+                .map_err(|error| CircleError::InvalidField {
+                    field: "indicators",
+                    message: format!("{}: {error}", indicator.id),
+                })?;
             signed.push(indicator);
         }
         // Every member, every indicator: one refusal stops the whole call.

@@ -128,6 +128,16 @@ pub(super) async fn serve(config_path: &Path) -> Result<()> {
         );
         cordon_storage::switch_audit_log_off_for_benchmarks();
     }
+    if environment
+        .get("CORDON_BENCH_COMMITMENTS")
+        .map(String::as_str)
+        == Some("off")
+    {
+        tracing::warn!(
+            "field commitments are switched off: indicators are signed whole, version 1 (CORDON_BENCH_COMMITMENTS=off, for benchmarks only)"
+        );
+        crate::signing::switch_commitments_off_for_benchmarks();
+    }
     let gateway = crate::server::start(&config, Vec::new()).await?;
     // `[[members]] suspended` applies while the gateway runs.
     let _roster_watcher = crate::roster::watch_config(

@@ -427,16 +427,17 @@ impl Follower {
     /// The indicator to store, `None` for one of this gateway's own coming
     /// back, or why it is refused.
     fn accept_published(&self, published: Published) -> Result<Option<NewIndicator>, Refusal> {
-        let Some(indicator) = published.indicator else {
+        let Some(mut indicator) = published.indicator else {
             return Err(Refusal {
                 indicator: String::new(),
                 originator: String::new(),
                 reason: "published event carries no indicator".into(),
             });
         };
+        let (id, originator) = (indicator.id.clone(), indicator.originator.clone());
         let refusal = |reason: String| Refusal {
-            indicator: indicator.id.clone(),
-            originator: indicator.originator.clone(),
+            indicator: id.clone(),
+            originator: originator.clone(),
             reason,
         };
         if indicator.originator == self.context.member {
@@ -445,23 +446,27 @@ impl Follower {
         if uuid::Uuid::parse_str(&indicator.id).is_err() {
             return Err(refusal("id is not a UUID".into()));
         }
-        if !published.redacted.is_empty() {
-            return Err(refusal(format!(
-                "the sender redacted {:?}: the originator's signature cannot cover it",
-                published.redacted
-            )));
-        }
+        // Fields the sender withheld keep their commitments: the originator's signature
+        // covers them, and `published.redacted` only names them.
         self.context
             .keys
             .verify_indicator(&indicator)
             .map_err(|error| refusal(format!("signature: {error}")))?;
+        // A salt that came without its field says nothing, and is not kept.
+        let withheld = cordon_indicator::disclosure::normalize(&mut indicator)
+            .map_err(|error| refusal(format!("signature: {error}")))?;
         if let Err(errors) = cordon_indicator::validate_indicator(&indicator, &self.context.limits)
         {
+            // What the originator withheld from this gateway cannot be checked here; the
+            // originator checked it at publication and signed it.
             let details: Vec<String> = errors
                 .iter()
+                .filter(|error| !concerns_withheld(&error.path, &withheld))
                 .map(|error| format!("{}: {}", error.path, error.message))
                 .collect();
-            return Err(refusal(format!("invalid: {}", details.join("; "))));
+            if !details.is_empty() {
+                return Err(refusal(format!("invalid: {}", details.join("; "))));
+            }
         }
         let Some(kind) = cordon_indicator::kind_name(&indicator) else {
             return Err(refusal("indicator has no kind".into()));
@@ -545,4 +550,18 @@ enum LogCheck {
     Alarm { message: String, note: String },
     /// The peer or the local store could not be asked.
     Unavailable(String),
+}
+
+/// Whether a validation error at `error_path` (`vessel`, `vessel.imo`, `tags[2]`) is about
+/// a field withheld from this copy: the field itself, one inside it, or the message holding it.
+fn concerns_withheld(error_path: &str, withheld: &[String]) -> bool {
+    let within = |inner: &str, outer: &str| {
+        inner == outer
+            || inner
+                .strip_prefix(outer)
+                .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
+    };
+    withheld
+        .iter()
+        .any(|path| within(error_path, path) || within(path, error_path))
 }

@@ -51,14 +51,16 @@ impl GatewayState {
         let created = now_timestamp();
         let mut ids = Vec::with_capacity(indicators.len());
         let mut batch = Vec::with_capacity(indicators.len());
-        for mut indicator in indicators {
+        for (index, mut indicator) in indicators.into_iter().enumerate() {
             if indicator.id.is_empty() {
                 indicator.id = uuid::Uuid::now_v7().to_string();
             }
             indicator.originator = self.member.clone();
             indicator.publisher = caller.to_string();
             indicator.created = Some(created);
-            self.signing_key.sign(&mut indicator);
+            self.signing_key.sign(&mut indicator).map_err(|error| {
+                invalid_field(&format!("indicators[{index}]"), error.to_string())
+            })?;
             let kind = cordon_indicator::kind_name(&indicator)
                 .unwrap_or("unknown")
                 .to_string();
@@ -166,7 +168,9 @@ impl GatewayState {
             reason: request.reason.clone(),
             signature: None,
         };
-        self.signing_key.sign_retraction(&mut statement);
+        self.signing_key
+            .sign_retraction(&mut statement)
+            .map_err(|error| Status::internal(format!("signing the retraction: {error}")))?;
         let signature = statement.signature.as_ref().map(Message::encode_to_vec);
         let sequence = self
             .metrics

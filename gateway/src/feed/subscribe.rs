@@ -255,6 +255,7 @@ impl GatewayState {
                         let release = releaser.release(&indicator, &recipient, channel, &now);
                         releaser.record(&release.record);
                         records.push(release.record.clone());
+                        let redacted = release.withheld();
                         let Some(visible) = release.indicator else {
                             continue;
                         };
@@ -262,7 +263,7 @@ impl GatewayState {
                             .insert(indicator.id.clone(), release.record.policy_revision.clone());
                         event::Body::Published(Published {
                             indicator: Some(visible),
-                            redacted: release.record.redact,
+                            redacted,
                         })
                     }
                     (
@@ -385,6 +386,7 @@ impl GatewayState {
         let mut records = vec![release.record.clone()];
         records.extend(revision.as_ref().map(|(_, release)| release.record.clone()));
         self.log_decisions(&records).await?;
+        let redacted = release.withheld();
         let visible = release.indicator.ok_or_else(not_found)?;
         let superseded_by = revision
             .filter(|(_, release)| release.indicator.is_some())
@@ -392,7 +394,7 @@ impl GatewayState {
             .unwrap_or_default();
         Ok(GetResponse {
             indicator: Some(visible),
-            redacted: release.record.redact,
+            redacted,
             retracted: stored.retracted,
             superseded_by,
         })

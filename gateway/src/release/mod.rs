@@ -13,6 +13,7 @@ pub mod redaction;
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
+use cordon_indicator::disclosure::{self, SIGNATURE_VERSION};
 use cordon_policy::{Channel, Decision, InputContext, Policy};
 use cordon_proto::v1::{Indicator, Protection};
 
@@ -28,6 +29,29 @@ use redaction::RedactionSchema;
 pub struct Release {
     pub indicator: Option<Indicator>,
     pub record: DecisionRecord,
+}
+
+impl Release {
+    /// The paths withheld from what is released, by path, never by value: those this
+    /// gateway's policy redacted, then those withheld before the indicator reached it (its
+    /// commitments without salts) that the policy's paths do not already name.
+    pub fn withheld(&self) -> Vec<String> {
+        let mut paths = self.record.redact.clone();
+        if let Some(indicator) = &self.indicator {
+            for path in disclosure::withheld_paths(indicator) {
+                let named = paths.iter().any(|named| {
+                    path == *named
+                        || path
+                            .strip_prefix(named.as_str())
+                            .is_some_and(|rest| rest.starts_with('.'))
+                });
+                if !named {
+                    paths.push(path);
+                }
+            }
+        }
+        paths
+    }
 }
 
 /// Decides releases for one member's gateway.
@@ -185,12 +209,16 @@ impl Releaser {
         if decision.redact.is_empty() {
             return (decision, Some(indicator.clone()));
         }
-        if matches!(recipient, Identity::Member { .. }) {
-            // A partner gateway stores only what it can verify against the
-            // originator's signature over the whole indicator.
+        let commitments = indicator
+            .signature
+            .as_ref()
+            .is_some_and(|signature| signature.version == SIGNATURE_VERSION);
+        if !commitments && matches!(recipient, Identity::Member { .. }) {
+            // A partner gateway stores only what it can verify against the originator's
+            // signature, and a version 1 signature covers the whole indicator.
             return (
                 decision.into_fail_closed(
-                    "redaction is not possible for a partner gateway: it must verify the originator's signature over the whole indicator",
+                    "redaction is not possible for a partner gateway: the originator signed this indicator before field commitments (signature version 1), over the whole indicator",
                 ),
                 None,
             );
@@ -201,12 +229,20 @@ impl Releaser {
         if let Err(error) = self.schema.apply(&mut indicator_json, &decision.redact) {
             return (decision.into_fail_closed(error.to_string()), None);
         }
+        let present = commitments.then(|| disclosure::field_paths(&indicator_json));
         match serde_json::from_value::<Indicator>(indicator_json) {
             Ok(mut redacted) => {
-                // The originator's signature covers the fields just removed: kept,
-                // it would let a recipient confirm guesses of them offline, and it
-                // could never verify anyway.
-                redacted.signature = None;
+                match (present, redacted.signature.as_mut()) {
+                    // The commitments stay (the recipient verifies the rest against them);
+                    // the salts of the fields just removed go.
+                    (Some(present), Some(signature)) => {
+                        disclosure::withhold_absent(signature, &present)
+                    }
+                    // A version 1 signature covers the fields just removed: kept, it would
+                    // let a recipient confirm guesses of them offline, and it could never
+                    // verify anyway.
+                    _ => redacted.signature = None,
+                }
                 (decision, Some(redacted))
             }
             Err(error) => (
@@ -244,6 +280,7 @@ mod tests {
             signature: Some(cordon_proto::v1::Signature {
                 key_id: "GH:00".into(),
                 signature: vec![7; 64],
+                ..Default::default()
             }),
             kind: Some(indicator::Kind::Vessel(Vessel {
                 imo: "9234563".into(),
@@ -426,10 +463,37 @@ mod tests {
         let release = federate(allow_all, &indicator("GH", Tlp::Green), "NG");
         assert!(release.record.allow);
         assert!(release.indicator.unwrap().signature.is_some());
-        // A redaction would break the signature the partner must verify: deny.
+        // Without commitments (unsigned here, or signed over the whole indicator), a
+        // redaction would break the signature the partner must verify: deny.
         let release = federate(redact, &indicator("GH", Tlp::Green), "NG");
         assert!(!release.record.allow);
         assert!(release.record.error.unwrap().contains("partner gateway"));
+        // Signed with commitments: the source is withheld, its salts with it, and what is
+        // released still verifies against GH's key.
+        let dir = tempfile::tempdir().unwrap();
+        let key_path = dir.path().join("gh.pem");
+        crate::signing::generate_signing_key(&key_path).unwrap();
+        let key = crate::signing::SigningKey::load(&key_path, "GH").unwrap();
+        let mut signed = indicator("GH", Tlp::Green);
+        key.sign(&mut signed).unwrap();
+        let release = federate(redact, &signed, "NG");
+        assert!(release.record.allow, "{:?}", release.record);
+        assert_eq!(release.withheld(), ["source"]);
+        let released = release.indicator.unwrap();
+        assert!(released.source.is_none());
+        assert_eq!(
+            crate::signing::verify(&released, "GH", key.public_key()),
+            Ok(())
+        );
+        let fields = &released.signature.as_ref().unwrap().fields;
+        assert!(fields.iter().any(|field| field.path.starts_with("source.")));
+        for field in fields {
+            assert_eq!(
+                field.salt.is_empty(),
+                field.path.starts_with("source."),
+                "{field:?}"
+            );
+        }
         // Received from NG: never sent back to NG's gateway.
         let release = federate(allow_all, &indicator("NG", Tlp::Green), "NG");
         assert!(!release.record.allow);

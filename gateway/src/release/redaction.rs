@@ -4,25 +4,21 @@
 
 use std::collections::HashMap;
 
+use cordon_indicator::disclosure::FIXED_FIELDS;
 use prost::Message;
 use prost_types::field_descriptor_proto::Type as FieldType;
 use prost_types::{DescriptorProto, FileDescriptorSet};
 use serde_json::Value;
 
-/// Paths that no policy may redact. Without `id`, `originator` and `created` a
-/// recipient could not tell which indicator a later retraction or revision
-/// refers to, nor who vouches for it; without the handling markings (`tlp`,
-/// `noReshare`, `protection`, `releasableTo`) the next gateway's hard floor
-/// would treat an AMBER indicator as unmarked and pass it on.
-const NEVER_REDACTED: [&str; 7] = [
-    "id",
-    "originator",
-    "created",
-    "tlp",
-    "noReshare",
-    "protection",
-    "releasableTo",
-];
+/// Paths that no policy may redact: the members an originator signs in clear
+/// ([`FIXED_FIELDS`]: without `id`, `originator` and `created` a recipient could not tell
+/// which indicator a later retraction or revision refers to, nor who vouches for it; without
+/// the validity and the handling markings (`tlp`, `noReshare`, `protection`, `releasableTo`)
+/// the next gateway's hard floor would treat an AMBER indicator as unmarked and pass it on),
+/// and the signature, which a redaction adjusts itself.
+fn never_redacted(first_segment: &str, segments: usize) -> bool {
+    first_segment == "signature" || (segments == 1 && FIXED_FIELDS.contains(&first_segment))
+}
 
 /// The field tree of `cordon.v1.Indicator`, by JSON name.
 #[derive(Debug)]
@@ -85,7 +81,7 @@ impl RedactionSchema {
             fields = current.fields.get(&json_name).and_then(Option::as_ref);
             segments.push(json_name);
         }
-        if segments.len() == 1 && NEVER_REDACTED.contains(&segments[0].as_str()) {
+        if never_redacted(&segments[0], segments.len()) {
             return Err(RedactionError::Protected(path.to_string()));
         }
         Ok(segments)
@@ -175,7 +171,7 @@ mod tests {
                       "vessel": {"imo": "9234563", "mmsi": "636012345"}})),
         );
         check(
-            &["source.description", "vessel.mmsi", "valid_until"],
+            &["source.description", "vessel.mmsi", "tags"],
             Ok(json!({"id": "x", "tlp": "TLP_GREEN", "narrative": "n",
                       "source": {"reliability": "B"}, "vessel": {"imo": "9234563"}})),
         );
@@ -203,6 +199,18 @@ mod tests {
         check(
             &["releasableTo"],
             Err(RedactionError::Protected("releasableTo".into())),
+        );
+        check(
+            &["valid_until"],
+            Err(RedactionError::Protected("valid_until".into())),
+        );
+        check(
+            &["signature"],
+            Err(RedactionError::Protected("signature".into())),
+        );
+        check(
+            &["signature.fields"],
+            Err(RedactionError::Protected("signature.fields".into())),
         );
         check(&[""], Err(RedactionError::UnknownPath("".into())));
     }

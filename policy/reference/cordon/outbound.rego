@@ -266,10 +266,12 @@ refusals contains reason if {
 ## Redactions: what an allowed recipient still may not see.
 
 # The source block identifies people and methods; only well-trusted partners see it, and the
-# member's own agencies always do.
+# member's own agencies always do. Inside a circle the board chose every member for
+# source-protected intelligence, which travels whole (a circle message is the same for all).
 redactions contains "source" if {
 	has_source
 	not own_agency
+	input.context.channel != "circle"
 	recipient_trust < source_min_trust
 }
 

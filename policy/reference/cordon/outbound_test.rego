@@ -245,6 +245,17 @@ test_source_protected_in_circle if {
 	d.allow
 }
 
+test_source_travels_whole_inside_a_circle_only if {
+	ind := object.union(protected(indicator("TLP_GREEN", "consignment")), {"source": {"description": "informant"}})
+	d := outbound.decision with input as request_on(ind, low_trust_member, "circle")
+	d.allow
+	d.redact == []
+	plain := object.union(indicator("TLP_GREEN", "consignment"), {"source": {"description": "informant"}})
+	e := outbound.decision with input as request_on(plain, low_trust_member, "federation")
+	e.allow
+	e.redact == ["source"]
+}
+
 test_source_protected_without_channel_denied if {
 	req := request(protected(indicator("TLP_CLEAR", "consignment")), partner)
 	d := outbound.decision with input as object.union(req, {"context": {"gateway": "GH"}})

@@ -263,10 +263,11 @@ refusals contains reason if {
 ## Redactions: what an allowed recipient still may not see.
 
 # The source block identifies people and methods; only well-trusted partners see it, and the
-# member's own agencies always do.
+# member's own agencies always do; inside a circle the source travels whole.
 redactions contains "source" if {
 	has_source
 	not own_agency
+	input.context.channel != "circle"
 	recipient_trust < source_min_trust
 }
 

@@ -15,7 +15,7 @@
 //! Lists of rows travel as multi-row `VALUES` lists, whose columns both backends name
 //! `column1`, `column2`, ….
 
-mod plan;
+pub(crate) mod plan;
 mod sql;
 #[cfg(test)]
 mod tests;

@@ -231,7 +231,10 @@ impl<'a> ReceivePlan<'a> {
     ) -> Result<(), StorageError> {
         if let Some(held) = known.get(&indicator.id) {
             // The same indicator by another path, or a different one under its id.
-            if held.originator == indicator.originator && held.payload == indicator.payload {
+            if held.originator == indicator.originator
+                && (held.payload == indicator.payload
+                    || same_indicator(&held.payload, &indicator.payload))
+            {
                 self.outcome.duplicates.push(indicator.id.clone());
             } else {
                 self.outcome.conflicts.push(indicator.id.clone());
@@ -379,4 +382,25 @@ pub(super) fn peer_cursor_of(
         cursor: sequence_from_database(cursor, "peer cursor")?,
         updated_micros,
     })
+}
+
+/// Judges whether two different payloads under one id and originator are one indicator
+/// disclosed differently (the same originator's signature over the same commitments, fields
+/// withheld on one path and not the other). Set once by the gateway, which knows the
+/// payload's format; without it only identical payloads are the same indicator.
+static SAME_INDICATOR: std::sync::OnceLock<SameIndicator> = std::sync::OnceLock::new();
+
+/// Given a held payload and one that arrived under its id: are they one indicator?
+pub type SameIndicator = fn(&[u8], &[u8]) -> bool;
+
+/// Sets how storage tells a copy of a held indicator, disclosed differently, from another
+/// indicator under its id (a duplicate, skipped, rather than a conflict). First call wins.
+pub fn judge_same_indicator_by(judge: SameIndicator) {
+    let _ = SAME_INDICATOR.set(judge);
+}
+
+fn same_indicator(held: &[u8], arrived: &[u8]) -> bool {
+    SAME_INDICATOR
+        .get()
+        .is_some_and(|judge| judge(held, arrived))
 }

@@ -50,7 +50,7 @@ pub(super) async fn circle_part(
     let joining_agency = agency_dir(agencies, agency_of(CIRCLE_MEMBER)?)?;
     wait_for("NG's agency receiving the circle indicator", || async {
         let feed = agency_feed(&joining.endpoint, &joining_agency).await?;
-        Ok(feed.iter().any(|indicator| indicator.id == shared.id))
+        Ok(feed.iter().any(|(indicator, _)| indicator.id == shared.id))
     })
     .await?;
     // Every feed follower at its peer's head, so past where GH and NG stored the
@@ -119,7 +119,7 @@ pub(super) async fn circle_part(
                 gateway_holds: held.is_some(),
                 via: held.and_then(|held| held.via),
                 signature_verified,
-                agency_sees: feed.iter().any(|indicator| indicator.id == item.id),
+                agency_sees: feed.iter().any(|(indicator, _)| indicator.id == item.id),
                 in_database_file: None,
             });
         }

@@ -139,6 +139,11 @@ struct Held {
     via: String,
     /// The originator's signature, checked here again against the federation's keys.
     signature_verified: bool,
+    /// Fields withheld from this member's copy (by path; the signature still covers them).
+    withheld_fields: Vec<String>,
+    /// Whether the member's own agency received it, and with which fields withheld.
+    agency_received: bool,
+    agency_told_withheld: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -265,9 +270,12 @@ fn member_data(member: &str) -> Result<String> {
         .as_object_mut()
         .context("reference data has recipients")?;
     let standing = |name: &str, country: &str, trust: u32| serde_json::json!({"name": name, "kind": "member", "country": country, "trust": trust});
+    // GH's board trusts NG below the source threshold (3): GH shares its indicators with NG
+    // with `source` withheld, and NG still verifies GH's signature over the rest.
+    let nigeria_trust = if member == "GH" { 2 } else { 4 };
     let (ghana, nigeria, senegal) = (
         standing("Ghana national focal point", "GH", 4),
-        standing("Nigeria national focal point", "NG", 4),
+        standing("Nigeria national focal point", "NG", nigeria_trust),
         standing("Senegal national focal point", "SN", 3),
     );
     for (id, entry) in [("GH", ghana), ("NG", nigeria), ("SN", senegal)] {
@@ -645,10 +653,15 @@ async fn member_report(
                 .collect()
         })
         .unwrap_or_default();
+    let agency = agency_of(member.id)?;
+    let agency_saw = agency_feed(&member.endpoint, &agency_dir(agencies, agency)?).await?;
     for item in published.iter().filter(|item| item.originator != member.id) {
         match store.indicator(&item.id).await? {
             Some(held) => {
                 let indicator = Indicator::decode(held.payload.as_slice())?;
+                let at_agency = agency_saw
+                    .iter()
+                    .find(|(seen, _)| seen.id == item.id && keys.verify_indicator(seen).is_ok());
                 received.push(Held {
                     id: item.id.clone(),
                     kind: item.kind.clone(),
@@ -656,6 +669,11 @@ async fn member_report(
                     originator: held.originator.clone(),
                     via: held.via.clone().unwrap_or_default(),
                     signature_verified: keys.verify_indicator(&indicator).is_ok(),
+                    withheld_fields: cordon_indicator::disclosure::withheld_paths(&indicator),
+                    agency_received: at_agency.is_some(),
+                    agency_told_withheld: at_agency
+                        .map(|(_, withheld)| withheld.clone())
+                        .unwrap_or_default(),
                 });
             }
             // A member that follows no one holds only its own indicators.
@@ -685,10 +703,7 @@ async fn member_report(
             }
         }
     }
-    let agency = agency_of(member.id)?;
-    let agency_received = agency_feed(&member.endpoint, &agency_dir(agencies, agency)?)
-        .await?
-        .len();
+    let agency_received = agency_saw.len();
     Ok(MemberReport {
         member: member.id.into(),
         received,
@@ -699,7 +714,8 @@ async fn member_report(
 }
 
 /// The indicators the gateway at `endpoint` releases to the agency.
-async fn agency_feed(endpoint: &str, identity: &Path) -> Result<Vec<Indicator>> {
+/// What an agency receives: each indicator with the paths it is told were withheld.
+async fn agency_feed(endpoint: &str, identity: &Path) -> Result<Vec<(Indicator, Vec<String>)>> {
     let mut client = indicator_client(endpoint, identity).await?;
     let mut stream = client
         .subscribe(SubscribeRequest::default())
@@ -711,7 +727,7 @@ async fn agency_feed(endpoint: &str, identity: &Path) -> Result<Vec<Indicator>> 
         if let Some(event::Body::Published(published)) = event.body
             && let Some(indicator) = published.indicator
         {
-            indicators.push(indicator);
+            indicators.push((indicator, published.redacted));
         }
     }
     Ok(indicators)

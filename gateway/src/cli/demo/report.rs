@@ -63,6 +63,22 @@ pub(super) fn print_text(report: &DemoReport) {
                     "NOT VERIFIED"
                 }
             );
+            if !held.withheld_fields.is_empty() {
+                println!(
+                    "       withheld from {}: {}; {}",
+                    member.member,
+                    held.withheld_fields.join(", "),
+                    if held.agency_received {
+                        format!(
+                            "relayed to {} told of {}",
+                            member.agency,
+                            held.agency_told_withheld.join(", ")
+                        )
+                    } else {
+                        format!("not relayed to {}", member.agency)
+                    }
+                );
+            }
         }
         for item in &member.withheld {
             let reasons: Vec<String> = item

@@ -61,6 +61,31 @@ async fn demo_federation_shares_withholds_and_retracts() {
             .iter()
             .all(|held| !held.handling.starts_with("TLP:AMBER"))
     );
+    // GH's board withholds `source` from NG (trust 2): NG holds GH's sourced indicators
+    // without it, GH's signature verifies over the rest, and NG's agency receives them told
+    // which fields were withheld.
+    let sourced: Vec<&Held> = nigeria
+        .received
+        .iter()
+        .filter(|held| held.originator == "GH" && !held.withheld_fields.is_empty())
+        .collect();
+    assert!(!sourced.is_empty(), "{:?}", nigeria.received);
+    for held in &sourced {
+        assert!(held.signature_verified, "{held:?}");
+        assert!(
+            held.withheld_fields
+                .iter()
+                .all(|path| path.starts_with("source.")),
+            "{held:?}"
+        );
+        assert!(held.agency_received, "{held:?}");
+        assert!(
+            held.agency_told_withheld
+                .iter()
+                .any(|path| path == "source.description"),
+            "{held:?}"
+        );
+    }
     let rule = report
         .third_party_rule
         .as_ref()
