@@ -390,7 +390,7 @@ pub async fn measure(size: usize, repetitions: usize) -> Result<Vec<EngineRow>> 
             nanos: 0,
         });
         indicator.protection = cordon_proto::v1::Protection::SourceProtected as i32;
-        hub_key.sign(&mut indicator);
+        hub_key.sign(&mut indicator)?;
         let payload = prost::Message::encode_to_vec(&indicator);
         let started = Instant::now();
         let before = mls::snapshot(&hub.provider);

@@ -3,6 +3,7 @@
 //! limit of their stack (a bare tonic stream of the same messages over the same
 //! mutual TLS) and against NATS JetStream. See BENCHMARKS.md.
 
+mod disclosure;
 mod engine;
 mod scenario;
 mod screening;
@@ -37,6 +38,10 @@ enum Scenario {
     /// (with the ordinary federation of the same gateways as the baseline), then adding and
     /// removing a member at 10, 50 and 200 members in process. Not part of `all`.
     Circle,
+    /// Field commitments (selective disclosure): publish and fan-out to 10 subscribers through
+    /// the gateway against the same build signing without them, in alternating turns. Not
+    /// part of `all`.
+    Disclosure,
     /// Screening: a gateway holding 1,000,000 indicators screens declarations (batches of 100
     /// and one at a time) against the matching alone in process; the watchers of new
     /// indicators among 1,000,000 watched declarations, index against scan. Not part of `all`.
@@ -145,6 +150,10 @@ struct Row {
     /// switched off (`CORDON_BENCH_AUDIT_LOG=off`), same batch, same run.
     #[serde(skip_serializing_if = "Option::is_none")]
     vs_no_audit_log: Option<f64>,
+    /// `commitments` rows of the gateway: rate / the rate of the same build signing without
+    /// field commitments (`CORDON_BENCH_COMMITMENTS=off`), same load, same run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vs_no_commitments: Option<f64>,
     note: String,
 }
 
@@ -417,6 +426,7 @@ impl Bench {
             acked_per_s: None,
             vs_ordinary: None,
             vs_no_audit_log: None,
+            vs_no_commitments: None,
             note,
         });
         Ok(())
@@ -489,6 +499,7 @@ impl Bench {
                     acked_per_s: None,
                     vs_ordinary: None,
                     vs_no_audit_log: None,
+                    vs_no_commitments: None,
                     note: match load {
                         Load::Closed { .. } => {
                             "closed loop, batches of 100, 2 in flight; rate per subscriber".into()
@@ -568,6 +579,7 @@ impl Bench {
                 acked_per_s: None,
                 vs_ordinary: None,
                 vs_no_audit_log: None,
+                vs_no_commitments: None,
                 note,
             });
             finish(&target, gateway).await?;
@@ -638,6 +650,7 @@ impl Bench {
                 acked_per_s: None,
                 vs_ordinary: None,
                 vs_no_audit_log: None,
+                vs_no_commitments: None,
                 note: "published at GH, received by an agency subscribed at NG; memory of both gateways; baselines: one hop of the same scenario".into(),
             });
             follower_process.stop().await?;
@@ -816,6 +829,7 @@ impl Bench {
             acked_per_s: Some(measured.acked_rate),
             vs_ordinary: None,
             vs_no_audit_log: None,
+            vs_no_commitments: None,
             note: format!(
                 "closed loop, batches of {batch}, {in_flight} in flight; rate: indicators per \
                  second seen by one agency subscribed at each of the {others} receiving \
@@ -924,6 +938,12 @@ impl Bench {
                 if find(&without).is_some() {
                     row.vs_no_audit_log = ratio(find(&without));
                 }
+            }
+            if row.scenario.starts_with("commitments ")
+                && !row.system.ends_with("no field commitments")
+            {
+                row.vs_no_commitments =
+                    ratio(find(&format!("{}, no field commitments", row.system)));
             }
         }
     }
@@ -1192,6 +1212,9 @@ async fn main() -> Result<()> {
     if scenario == Scenario::Circle {
         bench.circle().await?;
     }
+    if scenario == Scenario::Disclosure {
+        bench.disclosure().await?;
+    }
     if scenario == Scenario::Screening {
         bench.screening().await?;
     }
@@ -1264,6 +1287,7 @@ fn publish_row(
         acked_per_s: None,
         vs_ordinary: None,
         vs_no_audit_log: None,
+        vs_no_commitments: None,
         note,
     }
 }

@@ -243,6 +243,7 @@ impl IndicatorService for BareService {
             indicator.signature = Some(Signature {
                 key_id: "GH:0000000000000000".into(),
                 signature: vec![0; 64],
+                ..Signature::default()
             });
             let sequence = self.sequence.fetch_add(1, Ordering::Relaxed) + 1;
             accepted.push(Accepted {
