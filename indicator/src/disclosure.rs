@@ -54,14 +54,15 @@ const MAX_SALT_BYTES: usize = 64;
 /// Bounds the recursion into nested messages; the schema nests two levels.
 const MAX_DEPTH: usize = 8;
 
-/// Members signed in clear, never withheld: without `id`, `originator` and `created` a
-/// recipient could not tell which indicator a retraction or revision refers to, nor who
-/// vouches for it; without the validity and the handling markings (`tlp`, `protection`,
-/// `noReshare`, `releasableTo`) the next gateway's hard floor could not apply.
-pub const FIXED_FIELDS: [&str; 9] = [
+/// Members signed in clear, never withheld: without `id`, `originator`, `created` and
+/// `supersedes` a recipient could not tell which indicator a retraction or revision refers
+/// to, nor who vouches for it; without the validity and the handling markings (`tlp`,
+/// `protection`, `noReshare`, `releasableTo`) the next gateway's hard floor could not apply.
+pub const FIXED_FIELDS: [&str; 10] = [
     "id",
     "originator",
     "created",
+    "supersedes",
     "validFrom",
     "validUntil",
     "tlp",
@@ -105,8 +106,16 @@ pub enum DisclosureError {
     Unsigned,
     #[error("no salt could be drawn: {0}")]
     Random(String),
-    #[error("{0} is not an RFC 3339 timestamp")]
+    #[error("{0} is not an RFC 3339 timestamp within years 1 to 9999 (no leap second)")]
     Timestamp(String),
+    #[error("member name {0:?} is not an ASCII name without dots")]
+    BadName(String),
+    #[error("field {0:?} appears twice in the JSON form")]
+    DuplicateField(String),
+    #[error("the indicator is a {0} but no commitment names a {0} field (its kind was changed)")]
+    KindUncommitted(String),
+    #[error("a version {0} signature carries field commitments")]
+    CommitmentsInLegacy(u32),
 }
 
 /// An indicator's proto3 JSON form split into what is signed in clear and its fields.
@@ -129,6 +138,7 @@ impl Fields {
             if name == SIGNATURE_MEMBER {
                 continue;
             }
+            check_name(&name)?;
             if FIXED_FIELDS.contains(&name.as_str()) {
                 let value = if TIMESTAMP_FIELDS.contains(&name.as_str()) {
                     Value::String(canonical_timestamp(&name, &value)?)
@@ -149,11 +159,35 @@ impl Fields {
     }
 }
 
+/// The proto3 JSON form of an indicator, once its timestamps are known to have one
+/// spelling: seconds within years 1 to 9999 and nanoseconds below one second (a JSON
+/// library may write others, such as ":60", that read back as another time).
+fn to_json(indicator: &Indicator) -> Result<Value, DisclosureError> {
+    for (name, at) in [
+        ("created", &indicator.created),
+        ("validFrom", &indicator.valid_from),
+        ("validUntil", &indicator.valid_until),
+    ] {
+        if let Some(at) = at
+            && (!(-62_135_596_800..=253_402_300_799).contains(&at.seconds)
+                || !(0..1_000_000_000).contains(&at.nanos))
+        {
+            return Err(DisclosureError::Timestamp(name.to_string()));
+        }
+    }
+    serde_json::to_value(indicator).map_err(|error| DisclosureError::Encoding(error.to_string()))
+}
+
 /// A timestamp in the proto3 JSON mapping's canonical form: `YYYY-MM-DDTHH:MM:SS`, then
 /// `.` and 3, 6 or 9 digits unless the nanoseconds are zero, then `Z`.
 fn canonical_timestamp(name: &str, value: &Value) -> Result<String, DisclosureError> {
     use time::format_description::well_known::Rfc3339;
     let text = value.as_str().unwrap_or_default();
+    // A leap second (":60") would be read as the second before the next minute: two
+    // spellings of one signed time.
+    if text.get(17..19) == Some("60") {
+        return Err(DisclosureError::Timestamp(name.to_string()));
+    }
     let at = time::OffsetDateTime::parse(text, &Rfc3339)
         .map_err(|_| DisclosureError::Timestamp(name.to_string()))?
         .to_offset(time::UtcOffset::UTC);
@@ -190,12 +224,26 @@ fn flatten(
     match value {
         Value::Object(members) => {
             for (name, value) in members {
+                check_name(&name)?;
                 flatten(format!("{path}.{name}"), value, depth + 1, out)?;
             }
         }
         value => {
+            if out.contains_key(&path) {
+                return Err(DisclosureError::DuplicateField(path));
+            }
             out.insert(path, value);
         }
+    }
+    Ok(())
+}
+
+/// Paths are dotted member names: a name must not hold a dot (two fields would share a
+/// path), and is ASCII, as every protobuf field name is, so that the paths' byte order is
+/// RFC 8785's UTF-16 order.
+fn check_name(name: &str) -> Result<(), DisclosureError> {
+    if name.is_empty() || !name.is_ascii() || name.contains('.') {
+        return Err(DisclosureError::BadName(name.to_string()));
     }
     Ok(())
 }
@@ -379,7 +427,21 @@ pub fn disclosed_signing_input(indicator: &Indicator) -> Result<Vec<u8>, Disclos
         .signature
         .as_ref()
         .ok_or(DisclosureError::Unsigned)?;
-    disclosed_signing_input_json(to_json(indicator)?, signature)
+    let bytes = disclosed_signing_input_json(to_json(indicator)?, signature)?;
+    // An empty kind message has no field to commit: a kind swapped for another, with every
+    // field of the original withheld, would verify. The originator committed at least one
+    // field of the indicator's real kind (validation requires one).
+    if let Some(kind) = crate::kind_name(indicator) {
+        let prefix = format!("{kind}.");
+        if !signature
+            .fields
+            .iter()
+            .any(|field| field.path.starts_with(&prefix))
+        {
+            return Err(DisclosureError::KindUncommitted(kind.to_string()));
+        }
+    }
+    Ok(bytes)
 }
 
 /// [`disclosed_signing_input`] over any indicator's proto3 JSON form and its signature.
@@ -409,10 +471,6 @@ pub fn disclosed_signing_input_json(
             .iter()
             .map(|(path, field)| (*path, field.digest.as_slice())),
     )
-}
-
-fn to_json(indicator: &Indicator) -> Result<Value, DisclosureError> {
-    serde_json::to_value(indicator).map_err(|error| DisclosureError::Encoding(error.to_string()))
 }
 
 /// The commitments in path order, each checked for shape.
@@ -593,10 +651,13 @@ mod tests {
             let fields = Fields::of_json(json!({"created": written})).unwrap();
             assert_eq!(fields.fixed["created"], canonical, "{written}");
         }
-        assert_eq!(
-            Fields::of_json(json!({"validUntil": "tomorrow"})),
-            Err(DisclosureError::Timestamp("validUntil".into()))
-        );
+        for wrong in ["tomorrow", "2026-12-31T23:59:60Z"] {
+            assert_eq!(
+                Fields::of_json(json!({"validUntil": wrong})),
+                Err(DisclosureError::Timestamp("validUntil".into())),
+                "{wrong}"
+            );
+        }
     }
 
     #[test]
@@ -642,6 +703,79 @@ mod tests {
             ]
         );
         assert_eq!(disclosed_signing_input(&redacted).unwrap(), bytes);
+    }
+
+    #[test]
+    fn malformed_commitments_and_swapped_kinds_are_refused() {
+        let (signed, _) = sealed(&sample());
+        let refused = |change: &dyn Fn(&mut Indicator), expected: DisclosureError| {
+            let mut copy = signed.clone();
+            change(&mut copy);
+            assert_eq!(disclosed_signing_input(&copy), Err(expected));
+        };
+        fn fields(copy: &mut Indicator) -> &mut Vec<FieldCommitment> {
+            &mut copy.signature.as_mut().unwrap().fields
+        }
+        refused(
+            &|copy| {
+                let mut tlp = fields(copy)[0].clone();
+                tlp.path = "tlp".into();
+                fields(copy).push(tlp);
+            },
+            DisclosureError::FixedCommitted("tlp".into()),
+        );
+        refused(
+            &|copy| {
+                let first = fields(copy)[0].clone();
+                fields(copy).push(first);
+            },
+            DisclosureError::Duplicate("narrative".into()),
+        );
+        refused(
+            &|copy| fields(copy)[0].digest.pop().map(drop).unwrap_or_default(),
+            DisclosureError::BadDigest("narrative".into()),
+        );
+        refused(
+            &|copy| fields(copy)[0].salt.truncate(8),
+            DisclosureError::BadSalt {
+                path: "narrative".into(),
+                length: 8,
+            },
+        );
+        refused(
+            &|copy| fields(copy)[0].salt.clear(),
+            DisclosureError::MissingSalt("narrative".into()),
+        );
+        refused(
+            &|copy| copy.signature.as_mut().unwrap().version = 3,
+            DisclosureError::WrongVersion(3),
+        );
+        // Every vessel field withheld, and an empty aircraft put in the vessel's place.
+        refused(
+            &|copy| {
+                let present = field_paths(&serde_json::to_value(&*copy).unwrap());
+                copy.kind = Some(indicator::Kind::Aircraft(Default::default()));
+                let present = present
+                    .into_iter()
+                    .filter(|path| !path.starts_with("vessel."))
+                    .collect();
+                withhold_absent(copy.signature.as_mut().unwrap(), &present);
+            },
+            DisclosureError::KindUncommitted("aircraft".into()),
+        );
+        assert_eq!(
+            Fields::of_json(json!({"narrative": "x", "source": {"a.b": 1}})),
+            Err(DisclosureError::BadName("a.b".into()))
+        );
+        let mut leap = sample();
+        leap.created = Some(pbjson_types::Timestamp {
+            seconds: 1_790_000_000,
+            nanos: 1_500_000_000,
+        });
+        assert_eq!(
+            seal(&leap, counter()).map(|_| ()),
+            Err(DisclosureError::Timestamp("created".into()))
+        );
     }
 
     #[test]
