@@ -313,7 +313,16 @@ pub fn verify(
     {
         None => return Err(SignatureError::Missing),
         Some(SIGNATURE_VERSION) => disclosure::disclosed_signing_input(indicator)?,
-        Some(0 | 1) => cordon_indicator::signing_bytes(indicator),
+        Some(version @ (0 | 1)) => {
+            if indicator
+                .signature
+                .as_ref()
+                .is_some_and(|signature| !signature.fields.is_empty())
+            {
+                return Err(DisclosureError::CommitmentsInLegacy(version).into());
+            }
+            cordon_indicator::signing_bytes(indicator)
+        }
         Some(other) => return Err(DisclosureError::WrongVersion(other).into()),
     };
     verify_bytes(&signed, indicator.signature.as_ref(), member, public_key)
@@ -497,6 +506,42 @@ mod tests {
         retracted.signature =
             Some(ghana.signature_over(&cordon_indicator::retraction_signing_bytes(&retracted)));
         assert_eq!(keys.verify_retraction(&retracted), Ok(()));
+    }
+
+    #[test]
+    fn copies_disclosed_differently_are_one_indicator_and_others_are_not() {
+        use prost::Message as _;
+        let dir = tempfile::tempdir().unwrap();
+        let ghana = key(dir.path(), "gh.pem", "GH");
+        let mut whole = Indicator {
+            id: "0196f1a2-0000-7000-8000-000000000001".into(),
+            originator: "GH".into(),
+            tlp: Tlp::Green as i32,
+            narrative: "rifles".into(),
+            source: Some(cordon_proto::v1::Source {
+                description: "informant 7".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        ghana.sign(&mut whole).unwrap();
+        let mut withheld = whole.clone();
+        withheld.source = None;
+        let present = disclosure::field_paths(&serde_json::to_value(&withheld).unwrap());
+        disclosure::withhold_absent(withheld.signature.as_mut().unwrap(), &present);
+        let (whole_bytes, withheld_bytes) = (whole.encode_to_vec(), withheld.encode_to_vec());
+        assert_ne!(whole_bytes, withheld_bytes);
+        assert!(same_signed_indicator(&whole_bytes, &withheld_bytes));
+        // Signed again (fresh salts, so another signature): another indicator under the id.
+        let mut again = whole.clone();
+        ghana.sign(&mut again).unwrap();
+        assert!(!same_signed_indicator(&whole_bytes, &again.encode_to_vec()));
+        // Version 1 copies are the same only when identical, which storage checks itself.
+        let mut legacy = whole.clone();
+        legacy.signature = Some(ghana.signature_over(&cordon_indicator::signing_bytes(&legacy)));
+        let legacy_bytes = legacy.encode_to_vec();
+        assert!(!same_signed_indicator(&legacy_bytes, &legacy_bytes));
+        assert!(!same_signed_indicator(b"not protobuf \xff", &whole_bytes));
     }
 
     #[test]

@@ -37,7 +37,7 @@ pub fn check_circle_indicator(
     sender: &str,
     plaintext: &[u8],
 ) -> Result<Indicator, String> {
-    let indicator =
+    let mut indicator =
         Indicator::decode(plaintext).map_err(|error| format!("not an indicator: {error}"))?;
     if indicator.originator != sender {
         return Err(format!(
@@ -57,6 +57,16 @@ pub fn check_circle_indicator(
             .keys
             .verify_indicator(&indicator)
             .map_err(|error| format!("signature: {error}"))?;
+    }
+    // A circle message is the originator's own, whole: nothing in it is withheld, and a
+    // salt that came without its field is not kept.
+    let withheld = cordon_indicator::disclosure::normalize(&mut indicator)
+        .map_err(|error| format!("signature: {error}"))?;
+    if !withheld.is_empty() {
+        return Err(format!(
+            "a circle indicator travels whole, but {} are withheld",
+            withheld.join(", ")
+        ));
     }
     if let Err(errors) = cordon_indicator::validate_indicator(&indicator, &context.limits) {
         let details: Vec<String> = errors

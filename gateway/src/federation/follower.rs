@@ -461,7 +461,7 @@ impl Follower {
             // originator checked it at publication and signed it.
             let details: Vec<String> = errors
                 .iter()
-                .filter(|error| !concerns_withheld(&error.path, &withheld))
+                .filter(|error| !concerns_withheld(error, &withheld))
                 .map(|error| format!("{}: {}", error.path, error.message))
                 .collect();
             if !details.is_empty() {
@@ -552,16 +552,58 @@ enum LogCheck {
     Unavailable(String),
 }
 
-/// Whether a validation error at `error_path` (`vessel`, `vessel.imo`, `tags[2]`) is about
-/// a field withheld from this copy: the field itself, one inside it, or the message holding it.
-fn concerns_withheld(error_path: &str, withheld: &[String]) -> bool {
+/// Whether a validation error is about a field withheld from this copy: the field itself or
+/// one inside it, or a rule of the message holding it that names it (`vessel`: "has neither
+/// imo nor mmsi" when `vessel.imo` was withheld). An error about a disclosed field, or a
+/// message rule that names no withheld field, still refuses the indicator.
+fn concerns_withheld(error: &cordon_indicator::FieldError, withheld: &[String]) -> bool {
     let within = |inner: &str, outer: &str| {
         inner == outer
             || inner
                 .strip_prefix(outer)
                 .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
     };
-    withheld
-        .iter()
-        .any(|path| within(error_path, path) || within(path, error_path))
+    let named = |field: &str| {
+        error
+            .message
+            .split(|character: char| !character.is_ascii_alphanumeric())
+            .any(|word| word == field)
+    };
+    withheld.iter().any(|path| {
+        within(&error.path, path)
+            || (within(path, &error.path) && path.rsplit('.').next().is_some_and(&named))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::concerns_withheld;
+    use cordon_indicator::FieldError;
+
+    #[test]
+    fn only_errors_about_withheld_fields_are_excused() {
+        let withheld = ["vessel.imo".to_string(), "vessel.mmsi".to_string()];
+        let excused = |path: &str, message: &str| {
+            concerns_withheld(&FieldError::new(path, message), &withheld)
+        };
+        assert!(excused(
+            "vessel",
+            "has neither imo nor mmsi, expected at least one of them"
+        ));
+        assert!(excused("vessel.imo", "is required"));
+        // A rule of the message that names no withheld field, and disclosed fields, still count.
+        assert!(!excused("vessel", "flag and name disagree"));
+        assert!(!excused("vessel.name", "is too long"));
+        assert!(!excused("tags[0]", "is empty"));
+        // A withheld field does not excuse a longer name that merely starts like it.
+        assert!(!excused("vessel.imoCheckDigitOverride", "is not a boolean"));
+        let withheld = ["weapon.countryOfManufacture".to_string()];
+        assert!(!concerns_withheld(
+            &FieldError::new(
+                "weapon",
+                "has no manufacturer, model or serialNumber, expected at least one of them"
+            ),
+            &withheld
+        ));
+    }
 }

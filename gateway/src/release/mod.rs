@@ -187,7 +187,7 @@ impl Releaser {
         channel: Channel,
         now: &str,
     ) -> (Decision, Option<Indicator>) {
-        let indicator_json = match serde_json::to_value(indicator) {
+        let mut indicator_json = match serde_json::to_value(indicator) {
             Ok(value) => value,
             Err(error) => {
                 return (
@@ -196,6 +196,15 @@ impl Releaser {
                 );
             }
         };
+        // The policy decides on the indicator, not on its commitments: they stay out of its
+        // input (smaller to convert and to hash for the cache), and a redaction takes them
+        // from the indicator itself.
+        if let Some(signature) = indicator_json
+            .get_mut("signature")
+            .and_then(serde_json::Value::as_object_mut)
+        {
+            signature.remove("fields");
+        }
         let context = InputContext {
             gateway: &self.member,
             channel,
@@ -232,6 +241,7 @@ impl Releaser {
         let present = commitments.then(|| disclosure::field_paths(&indicator_json));
         match serde_json::from_value::<Indicator>(indicator_json) {
             Ok(mut redacted) => {
+                redacted.signature = indicator.signature.clone();
                 match (present, redacted.signature.as_mut()) {
                     // The commitments stay (the recipient verifies the rest against them);
                     // the salts of the fields just removed go.

@@ -11,8 +11,8 @@ use prost_types::{DescriptorProto, FileDescriptorSet};
 use serde_json::Value;
 
 /// Paths that no policy may redact: the members an originator signs in clear
-/// ([`FIXED_FIELDS`]: without `id`, `originator` and `created` a recipient could not tell
-/// which indicator a later retraction or revision refers to, nor who vouches for it; without
+/// ([`FIXED_FIELDS`]: without `id`, `originator`, `created` and `supersedes` a recipient could
+/// not tell which indicator a later retraction or revision refers to, nor who vouches for it; without
 /// the validity and the handling markings (`tlp`, `noReshare`, `protection`, `releasableTo`)
 /// the next gateway's hard floor would treat an AMBER indicator as unmarked and pass it on),
 /// and the signature, which a redaction adjusts itself.

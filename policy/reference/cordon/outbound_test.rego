@@ -254,6 +254,11 @@ test_source_travels_whole_inside_a_circle_only if {
 	e := outbound.decision with input as request_on(plain, low_trust_member, "federation")
 	e.allow
 	e.redact == ["source"]
+	# A missing channel is not a circle: the source is still redacted.
+	req := {"indicator": plain, "recipient": low_trust_member, "context": {"gateway": "GH"}}
+	f := outbound.decision with input as req
+	f.allow
+	f.redact == ["source"]
 }
 
 test_source_protected_without_channel_denied if {

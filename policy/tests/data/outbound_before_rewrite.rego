@@ -267,7 +267,7 @@ refusals contains reason if {
 redactions contains "source" if {
 	has_source
 	not own_agency
-	input.context.channel != "circle"
+	channel != "circle"
 	recipient_trust < source_min_trust
 }
 
