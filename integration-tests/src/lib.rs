@@ -168,6 +168,34 @@ pub struct MemberDir {
     pub member: String,
 }
 
+/// A free loopback port for a gateway that keeps its address across restarts. It is taken
+/// below the kernel's ephemeral range, where no `bind(0)` of another test (a gateway on port
+/// 0, a client socket) can be given it between now and the gateway's start, and never twice
+/// in one test process.
+fn fixed_port() -> Result<u16> {
+    static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    let low = 10_000u16.min(ephemeral_start.saturating_sub(1_000));
+    let mut handed_out = HANDED_OUT
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    for _ in 0..1_000 {
+        let port = fastrand::u16(low..ephemeral_start);
+        if handed_out.contains(&port) {
+            continue;
+        }
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            handed_out.insert(port);
+            return Ok(port);
+        }
+    }
+    bail!("no free loopback port below the ephemeral range ({ephemeral_start})")
+}
+
 impl MemberDir {
     pub fn config(&self) -> PathBuf {
         self.dir.join("cordon.toml")
@@ -196,9 +224,7 @@ impl MemberDir {
     /// keeps its address across restarts (peers have it in their configs).
     /// Returns the endpoint.
     pub fn fix_listen_port(&self) -> Result<String> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
+        let port = fixed_port()?;
         let text = std::fs::read_to_string(self.config())?;
         let replaced = text.replace(
             "listen = \"127.0.0.1:0\"",
