@@ -5,16 +5,18 @@
 //! machine's drift weighs on both alike.
 
 use anyhow::Result;
+use cordon_integration_tests::{GatewayProcess, MemberDir};
 
 use crate::scenario::{self, Load, memory_mib};
+use crate::target::Target;
 use crate::{Bench, PUBLISH_TURNS, Row, Turns, finish};
 
 /// Subscribers of the fan-out half.
 const SUBSCRIBERS: usize = 10;
 
 impl Bench {
-    pub(crate) async fn disclosure(&mut self) -> Result<()> {
-        eprintln!("field commitments: on against off");
+    /// A fresh gateway with field commitments on, and its twin with them off.
+    async fn commitment_pair(&mut self) -> Result<[(Target, MemberDir, GatewayProcess); 2]> {
         let (member, gateway) = self.gateway().await?;
         let on = self.grpc_target(
             &gateway.endpoint,
@@ -31,98 +33,108 @@ impl Bench {
             self.federation
                 .identity(&format!("{}/customs", twin_member.member))?,
         );
+        Ok([(on, member, gateway), (off, twin_member, twin)])
+    }
+
+    pub(crate) async fn disclosure(&mut self) -> Result<()> {
+        eprintln!("field commitments: on against off");
         let system = self.system();
         let systems = [system.clone(), format!("{system}, no field commitments")];
-        let targets = [&on, &off];
 
+        // Publish: one pair, taking turns.
         let (batch, in_flight) = (1usize, 16usize);
         let per_turn = 10_000u64.div_ceil(PUBLISH_TURNS as u64);
         let mut published = [Turns::default(), Turns::default()];
+        let pair = self.commitment_pair().await?;
         for turn in 0..PUBLISH_TURNS {
             for index in if turn % 2 == 0 { [0, 1] } else { [1, 0] } {
                 let (rate, latency) =
-                    scenario::publish_throughput(targets[index], batch, in_flight, per_turn)
+                    scenario::publish_throughput(&pair[index].0, batch, in_flight, per_turn)
                         .await?;
                 published[index].add(per_turn, rate, &latency)?;
             }
         }
-        let fanout_events = (self.args.events / PUBLISH_TURNS as u64).max(1_000);
+        let publish_memory = pair
+            .each_ref()
+            .map(|(_, _, process)| process.pid().and_then(memory_mib));
+        for (target, member, process) in pair {
+            finish(&target, Some((member, process))).await?;
+        }
+
+        // Fan-out: subscribers read from the start, so each turn gets a fresh pair.
         let load = Load::Closed {
-            events: fanout_events,
+            events: (self.args.events / PUBLISH_TURNS as u64).max(1_000),
             batch: 100,
             in_flight: 2,
         };
         let mut fanned = [Turns::default(), Turns::default()];
+        let mut fanout_memory = [None, None];
         for turn in 0..PUBLISH_TURNS {
+            let pair = self.commitment_pair().await?;
             for index in if turn % 2 == 0 { [0, 1] } else { [1, 0] } {
-                let measured = scenario::fanout(targets[index], SUBSCRIBERS, load).await?;
+                let measured = scenario::fanout(&pair[index].0, SUBSCRIBERS, load).await?;
                 fanned[index].add(
                     measured.events,
                     measured.per_subscriber_rate(),
                     &measured.latency,
                 )?;
+                fanout_memory[index] = pair[index].2.pid().and_then(memory_mib);
+            }
+            for (target, member, process) in pair {
+                finish(&target, Some((member, process))).await?;
             }
         }
 
-        let memory = [gateway.pid(), twin.pid()].map(|pid| pid.and_then(memory_mib));
-        for index in 0..2 {
-            let latency = published[index].latency.as_ref();
-            let quantile = |q: f64| latency.map(|latency| latency.value_at_quantile(q));
-            self.push(Row {
-                scenario: "commitments publish".into(),
-                system: systems[index].clone(),
-                subscribers: 0,
+        for (scenario, subscribers, batch, turns, memory, note) in [
+            (
+                "commitments publish",
+                0,
                 batch,
-                offered_per_s: None,
-                events: published[index].events,
-                rate_per_s: published[index].rate(),
-                p50_us: quantile(0.5),
-                p99_us: quantile(0.99),
-                p999_us: quantile(0.999),
-                rss_mib: memory[index].map(|(rss, _)| rss),
-                peak_rss_mib: memory[index].map(|(_, peak)| peak),
-                vs_bare: None,
-                vs_nats: None,
-                acked_per_s: None,
-                vs_ordinary: None,
-                vs_no_audit_log: None,
-                vs_no_commitments: None,
-                note: format!(
+                &published,
+                publish_memory,
+                format!(
                     "{in_flight} requests in flight; latency is per request; {PUBLISH_TURNS} \
                      turns taken with the gateway whose field commitments are off"
                 ),
-            });
-        }
-        for index in 0..2 {
-            let latency = fanned[index].latency.as_ref();
-            let quantile = |q: f64| latency.map(|latency| latency.value_at_quantile(q));
-            self.push(Row {
-                scenario: "commitments fanout".into(),
-                system: systems[index].clone(),
-                subscribers: SUBSCRIBERS,
-                batch: 100,
-                offered_per_s: None,
-                events: fanned[index].events,
-                rate_per_s: fanned[index].rate(),
-                p50_us: quantile(0.5),
-                p99_us: quantile(0.99),
-                p999_us: quantile(0.999),
-                rss_mib: memory[index].map(|(rss, _)| rss),
-                peak_rss_mib: memory[index].map(|(_, peak)| peak),
-                vs_bare: None,
-                vs_nats: None,
-                acked_per_s: None,
-                vs_ordinary: None,
-                vs_no_audit_log: None,
-                vs_no_commitments: None,
-                note: format!(
+            ),
+            (
+                "commitments fanout",
+                SUBSCRIBERS,
+                100,
+                &fanned,
+                fanout_memory,
+                format!(
                     "closed loop, batches of 100, 2 in flight; rate per subscriber; \
-                     {PUBLISH_TURNS} turns taken with the gateway whose field commitments are off"
+                     {PUBLISH_TURNS} turns, a fresh pair of gateways each"
                 ),
-            });
+            ),
+        ] {
+            for index in 0..2 {
+                let latency = turns[index].latency.as_ref();
+                let quantile = |q: f64| latency.map(|latency| latency.value_at_quantile(q));
+                self.push(Row {
+                    scenario: scenario.into(),
+                    system: systems[index].clone(),
+                    subscribers,
+                    batch,
+                    offered_per_s: None,
+                    events: turns[index].events,
+                    rate_per_s: turns[index].rate(),
+                    p50_us: quantile(0.5),
+                    p99_us: quantile(0.99),
+                    p999_us: quantile(0.999),
+                    rss_mib: memory[index].map(|(rss, _)| rss),
+                    peak_rss_mib: memory[index].map(|(_, peak)| peak),
+                    vs_bare: None,
+                    vs_nats: None,
+                    acked_per_s: None,
+                    vs_ordinary: None,
+                    vs_no_audit_log: None,
+                    vs_no_commitments: None,
+                    note: note.clone(),
+                });
+            }
         }
-        finish(&on, Some((member, gateway))).await?;
-        finish(&off, Some((twin_member, twin))).await?;
         Ok(())
     }
 }
