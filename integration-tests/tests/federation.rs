@@ -221,29 +221,7 @@ async fn green_travels_with_its_signature_amber_stops_and_nothing_loops() -> Res
     }
     // AMBER never left NG, and it was the hard floor, not NG's policy (which would share
     // AMBER entities with SN), that kept it: NG's decision log says so.
-    let decided = {
-        let identity = nigeria.identity();
-        let endpoint = ng.endpoint.clone();
-        let amber = amber.clone();
-        tokio::task::spawn_blocking(move || {
-            cordon(&[
-                "decisions",
-                "--endpoint",
-                &endpoint,
-                "--identity",
-                identity.to_str().unwrap_or_default(),
-                "--indicator",
-                &amber,
-                "--recipient",
-                "SN",
-            ])
-        })
-        .await??
-    };
-    let decisions: Vec<serde_json::Value> = decided
-        .lines()
-        .map(serde_json::from_str)
-        .collect::<Result<_, _>>()?;
+    let decisions = decisions(nigeria, &ng.endpoint, &amber, "SN").await?;
     assert!(
         !decisions.is_empty(),
         "NG decided the AMBER indicator for SN"
@@ -263,6 +241,37 @@ async fn green_travels_with_its_signature_amber_stops_and_nothing_loops() -> Res
         gateway.stop().await?;
     }
     Ok(())
+}
+
+/// `cordon decisions` at `member`'s gateway for one indicator and recipient, as JSON.
+async fn decisions(
+    member: &MemberDir,
+    endpoint: &str,
+    indicator: &str,
+    recipient: &str,
+) -> Result<Vec<serde_json::Value>> {
+    let identity = member.identity();
+    let args: Vec<String> = [
+        "decisions",
+        "--endpoint",
+        endpoint,
+        "--identity",
+        identity.to_str().unwrap_or_default(),
+        "--indicator",
+        indicator,
+        "--recipient",
+        recipient,
+    ]
+    .map(String::from)
+    .to_vec();
+    let output = tokio::task::spawn_blocking(move || {
+        cordon(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    })
+    .await??;
+    Ok(output
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?)
 }
 
 fn hex_key(text: &str) -> Result<Vec<u8>> {
@@ -765,6 +774,24 @@ fn sourced_vessel(narrative: &str) -> Indicator {
     indicator
 }
 
+/// GH, NG following GH, SN following NG; GH's board trusts NG at 2, below what the
+/// reference policy's source needs (3), so GH withholds `source` from NG.
+fn source_withheld_from_ng(federation: &Federation) -> Result<Vec<MemberDir>> {
+    let members = federation.members(&["GH", "NG", "SN"])?;
+    let [ghana, nigeria, senegal] = &members[..] else {
+        bail!("three members")
+    };
+    let gh_endpoint = ghana.fix_listen_port()?;
+    let ng_endpoint = nigeria.fix_listen_port()?;
+    nigeria.follow(ghana, &gh_endpoint)?;
+    senegal.follow(nigeria, &ng_endpoint)?;
+    let data_path = ghana.dir.join("policy").join("data.json");
+    let mut data: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&data_path)?)?;
+    data["recipients"]["NG"]["trust"] = serde_json::json!(2);
+    std::fs::write(&data_path, data.to_string())?;
+    Ok(members)
+}
+
 /// Every byte of a SQLite database: the file and its write-ahead log.
 fn database_bytes(member: &MemberDir) -> Result<Vec<u8>> {
     let mut bytes = Vec::new();
@@ -791,17 +818,9 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redacted_release_reaches_partners_and_still_verifies() -> Result<()> {
     let federation = Federation::new()?;
-    let [ghana, nigeria, senegal] = &federation.members(&["GH", "NG", "SN"])?[..] else {
+    let [ghana, nigeria, senegal] = &source_withheld_from_ng(&federation)?[..] else {
         bail!("three members")
     };
-    let gh_endpoint = ghana.fix_listen_port()?;
-    let ng_endpoint = nigeria.fix_listen_port()?;
-    nigeria.follow(ghana, &gh_endpoint)?;
-    senegal.follow(nigeria, &ng_endpoint)?;
-    let data_path = ghana.dir.join("policy").join("data.json");
-    let mut data: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&data_path)?)?;
-    data["recipients"]["NG"]["trust"] = serde_json::json!(2);
-    std::fs::write(&data_path, data.to_string())?;
     let gh = ghana.start(&[]).await?;
     let ng = nigeria.start(&[]).await?;
     let sn = senegal.start(&[]).await?;
@@ -889,29 +908,7 @@ async fn a_redacted_release_reaches_partners_and_still_verifies() -> Result<()> 
         assert_eq!(redacted, response.redacted);
     }
     // GH's decision log says what was withheld from NG, and why.
-    let decided = {
-        let identity = ghana.identity();
-        let endpoint = gh.endpoint.clone();
-        let id = id.clone();
-        tokio::task::spawn_blocking(move || {
-            cordon(&[
-                "decisions",
-                "--endpoint",
-                &endpoint,
-                "--identity",
-                identity.to_str().unwrap_or_default(),
-                "--indicator",
-                &id,
-                "--recipient",
-                "NG",
-            ])
-        })
-        .await??
-    };
-    let decisions: Vec<serde_json::Value> = decided
-        .lines()
-        .map(serde_json::from_str)
-        .collect::<Result<_, _>>()?;
+    let decisions = decisions(ghana, &gh.endpoint, &id, "NG").await?;
     ensure!(!decisions.is_empty(), "GH decided {id} for NG");
     for decision in &decisions {
         assert_eq!(decision["allow"], true, "{decision}");
@@ -957,17 +954,9 @@ async fn a_redacted_release_reaches_partners_and_still_verifies() -> Result<()> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tampered_disclosures_are_refused_and_logged() -> Result<()> {
     let federation = Federation::new()?;
-    let [ghana, nigeria, senegal] = &federation.members(&["GH", "NG", "SN"])?[..] else {
+    let [ghana, nigeria, senegal] = &source_withheld_from_ng(&federation)?[..] else {
         bail!("three members")
     };
-    let gh_endpoint = ghana.fix_listen_port()?;
-    let ng_endpoint = nigeria.fix_listen_port()?;
-    nigeria.follow(ghana, &gh_endpoint)?;
-    senegal.follow(nigeria, &ng_endpoint)?;
-    let data_path = ghana.dir.join("policy").join("data.json");
-    let mut data: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&data_path)?)?;
-    data["recipients"]["NG"]["trust"] = serde_json::json!(2);
-    std::fs::write(&data_path, data.to_string())?;
     let gh = ghana.start(&[]).await?;
     let ng = nigeria.start(&[]).await?;
     let gh_customs = federation.identity("GH/customs")?;
