@@ -50,6 +50,20 @@ fn indicators() -> impl Strategy<Value = Indicator> {
         })
 }
 
+/// GH's signing key, made once for the process.
+fn gh_key() -> &'static cordon_gateway::signing::SigningKey {
+    static KEY: OnceLock<(tempfile::TempDir, cordon_gateway::signing::SigningKey)> =
+        OnceLock::new();
+    &KEY.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join("signing-key.pem");
+        cordon_gateway::signing::generate_signing_key(&path).expect("a key");
+        let key = cordon_gateway::signing::SigningKey::load(&path, "GH").expect("loads");
+        (dir, key)
+    })
+    .1
+}
+
 fn round_trips<M: Message + Default + PartialEq + std::fmt::Debug>(bytes: &[u8]) {
     if let Ok(message) = M::decode(bytes) {
         // Compared as bytes: a float field may hold NaN, which is not equal to itself.
@@ -107,6 +121,16 @@ proptest! {
             if indicator.tlp == Tlp::Red as i32 && decision.allow {
                 prop_assert!(!decision.reasons.is_empty());
             }
+        }
+    }
+
+    #[test]
+    fn verifying_any_bytes_answers_without_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+        if let Ok(indicator) = Indicator::decode(bytes.as_slice()) {
+            let key = gh_key();
+            let _ = cordon_gateway::signing::verify(&indicator, "GH", key.public_key());
+            let mut copy = indicator;
+            let _ = cordon_indicator::disclosure::normalize(&mut copy);
         }
     }
 

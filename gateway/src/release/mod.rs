@@ -562,4 +562,66 @@ mod tests {
             );
         }
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+        /// Whatever paths a policy redacts for a partner gateway, what is released verifies
+        /// against the originator's key, withholds exactly the committed fields under those
+        /// paths, and carries a salt for exactly the fields present.
+        #[test]
+        fn whatever_a_policy_redacts_for_a_partner_still_verifies(
+            paths in proptest::collection::vec(
+                "narrative|tags|confidence|vessel\\.imo|vessel\\.name|vessel|source|source\\.description",
+                0..4,
+            ),
+            narrative in ".{0,30}",
+        ) {
+            static KEY: std::sync::OnceLock<(tempfile::TempDir, crate::signing::SigningKey)> =
+                std::sync::OnceLock::new();
+            let (_, key) = KEY.get_or_init(|| {
+                let dir = tempfile::tempdir().unwrap();
+                let path = dir.path().join("gh.pem");
+                crate::signing::generate_signing_key(&path).unwrap();
+                let key = crate::signing::SigningKey::load(&path, "GH").unwrap();
+                (dir, key)
+            });
+            let mut signed = indicator("GH", Tlp::Green);
+            signed.narrative = narrative;
+            signed.tags = vec!["tema".into()];
+            if let Some(indicator::Kind::Vessel(vessel)) = signed.kind.as_mut() {
+                vessel.name = "SEA LION".into();
+            }
+            key.sign(&mut signed).unwrap();
+            let paths_json = serde_json::to_string(&paths).unwrap();
+            let releaser = Releaser::new(
+                "GH".into(),
+                policy(&format!(
+                    r#"decision := {{"allow": true, "redact": {paths_json}, "reasons": ["test"]}}"#
+                )),
+                Vec::new(),
+            );
+            let release = releaser.release(
+                &signed,
+                &Identity::parse("NG").unwrap(),
+                Channel::Federation,
+                "2026-11-25T00:00:00Z",
+            );
+            proptest::prop_assert!(release.record.allow, "{:?}", release.record);
+            let released = release.indicator.unwrap();
+            proptest::prop_assert_eq!(
+                crate::signing::verify(&released, "GH", key.public_key()),
+                Ok(())
+            );
+            let withheld = disclosure::withheld_paths(&released);
+            for path in &paths {
+                let under = |field: &String| field == path || field.starts_with(&format!("{path}."));
+                let committed = signed.signature.as_ref().unwrap().fields.iter().any(|field| under(&field.path));
+                proptest::prop_assert_eq!(withheld.iter().any(under), committed, "{} withheld: {:?}", path, withheld);
+            }
+            let present = disclosure::field_paths(&serde_json::to_value(&released).unwrap());
+            for field in &released.signature.as_ref().unwrap().fields {
+                proptest::prop_assert_eq!(field.salt.is_empty(), !present.contains(&field.path), "{:?}", field);
+            }
+        }
+    }
 }
