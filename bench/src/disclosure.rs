@@ -17,23 +17,11 @@ const SUBSCRIBERS: usize = 10;
 impl Bench {
     /// A fresh gateway with field commitments on, and its twin with them off.
     async fn commitment_pair(&mut self) -> Result<[(Target, MemberDir, GatewayProcess); 2]> {
-        let (member, gateway) = self.gateway().await?;
-        let on = self.grpc_target(
-            &gateway.endpoint,
-            self.federation
-                .identity(&format!("{}/customs", member.member))?,
-        );
-        self.gateways += 1;
-        let twin_member = self.federation.member(&format!("GH-{}", self.gateways))?;
-        let twin = self
-            .start_with(&twin_member, &[("CORDON_BENCH_COMMITMENTS", "off")])
-            .await?;
-        let off = self.grpc_target(
-            &twin.endpoint,
-            self.federation
-                .identity(&format!("{}/customs", twin_member.member))?,
-        );
-        Ok([(on, member, gateway), (off, twin_member, twin)])
+        Ok([
+            self.switched(None).await?,
+            self.switched(Some(("CORDON_BENCH_COMMITMENTS", "off")))
+                .await?,
+        ])
     }
 
     pub(crate) async fn disclosure(&mut self) -> Result<()> {

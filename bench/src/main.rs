@@ -236,6 +236,23 @@ impl Bench {
         }
     }
 
+    /// A fresh gateway, started with a benchmark switch (`CORDON_BENCH_...`) if one is given,
+    /// and the target that publishes to it as its member's customs.
+    async fn switched(
+        &mut self,
+        switch: Option<(&str, &str)>,
+    ) -> Result<(Target, MemberDir, GatewayProcess)> {
+        self.gateways += 1;
+        let member = self.federation.member(&format!("GH-{}", self.gateways))?;
+        let gateway = self.start_with(&member, switch.as_slice()).await?;
+        let target = self.grpc_target(
+            &gateway.endpoint,
+            self.federation
+                .identity(&format!("{}/customs", member.member))?,
+        );
+        Ok((target, member, gateway))
+    }
+
     fn grpc_target(&self, endpoint: &str, publisher: PathBuf) -> Target {
         Target::Grpc {
             endpoint: endpoint.to_string(),
@@ -291,16 +308,9 @@ impl Bench {
             // The same gateway with its audit log switched off: what the log costs. The two
             // take turns ([`PUBLISH_TURNS`] each, alternating which goes first) so that the
             // machine's drift over the run weighs on both alike.
-            self.gateways += 1;
-            let member = self.federation.member(&format!("GH-{}", self.gateways))?;
-            let gateway = self
-                .start_with(&member, &[("CORDON_BENCH_AUDIT_LOG", "off")])
+            let (twin, member, gateway) = self
+                .switched(Some(("CORDON_BENCH_AUDIT_LOG", "off")))
                 .await?;
-            let twin = self.grpc_target(
-                &gateway.endpoint,
-                self.federation
-                    .identity(&format!("{}/customs", member.member))?,
-            );
             let (system, cordon, cordon_gateway) = targets.remove(0);
             let mut pair = [
                 (system, cordon, cordon_gateway, Turns::default()),
