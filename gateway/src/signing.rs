@@ -239,6 +239,24 @@ impl FederationKeys {
     pub fn verify_indicator(&self, indicator: &Indicator) -> Result<(), SignatureError> {
         let key = self.key_for(&indicator.originator, indicator.signature.as_ref())?;
         verify(indicator, &indicator.originator, key)?;
+        self.check_window(indicator, key)
+    }
+
+    /// As [`Self::verify_indicator`], for a copy about to be stored: in the same pass, drops
+    /// the salts that came without their field, and returns the paths withheld from it.
+    pub fn verify_received(
+        &self,
+        indicator: &mut Indicator,
+    ) -> Result<Vec<String>, SignatureError> {
+        let originator = indicator.originator.clone();
+        let key = self.key_for(&originator, indicator.signature.as_ref())?;
+        let withheld = verify_received(indicator, &originator, key)?;
+        self.check_window(indicator, key)?;
+        Ok(withheld)
+    }
+
+    /// A key with a validity window signs only indicators created within it.
+    fn check_window(&self, indicator: &Indicator, key: &[u8]) -> Result<(), SignatureError> {
         if let Some((not_before, not_after)) = self.windows.get(key) {
             let created = indicator
                 .created
@@ -306,26 +324,57 @@ pub fn verify(
     member: &str,
     public_key: &[u8],
 ) -> Result<(), SignatureError> {
-    let signed = match indicator
+    verify_bytes(
+        &signed_bytes(indicator)?,
+        indicator.signature.as_ref(),
+        member,
+        public_key,
+    )
+}
+
+/// As [`verify`], for a copy about to be stored: drops the salts that came without their
+/// field in the same pass, and returns the paths withheld from it (none for version 1).
+pub fn verify_received(
+    indicator: &mut Indicator,
+    member: &str,
+    public_key: &[u8],
+) -> Result<Vec<String>, SignatureError> {
+    if indicator
         .signature
         .as_ref()
-        .map(|signature| signature.version)
+        .is_some_and(|signature| signature.version == SIGNATURE_VERSION)
     {
-        None => return Err(SignatureError::Missing),
-        Some(SIGNATURE_VERSION) => disclosure::disclosed_signing_input(indicator)?,
-        Some(version @ (0 | 1)) => {
-            if indicator
-                .signature
-                .as_ref()
-                .is_some_and(|signature| !signature.fields.is_empty())
-            {
-                return Err(DisclosureError::CommitmentsInLegacy(version).into());
+        let (signed, withheld) = disclosure::receive(indicator)?;
+        verify_bytes(&signed, indicator.signature.as_ref(), member, public_key)?;
+        return Ok(withheld);
+    }
+    verify(indicator, member, public_key)?;
+    Ok(Vec::new())
+}
+
+/// The bytes `indicator`'s signature covers, by its version.
+fn signed_bytes(indicator: &Indicator) -> Result<Vec<u8>, SignatureError> {
+    Ok(
+        match indicator
+            .signature
+            .as_ref()
+            .map(|signature| signature.version)
+        {
+            None => return Err(SignatureError::Missing),
+            Some(SIGNATURE_VERSION) => disclosure::disclosed_signing_input(indicator)?,
+            Some(version @ (0 | 1)) => {
+                if indicator
+                    .signature
+                    .as_ref()
+                    .is_some_and(|signature| !signature.fields.is_empty())
+                {
+                    return Err(DisclosureError::CommitmentsInLegacy(version).into());
+                }
+                cordon_indicator::signing_bytes(indicator)
             }
-            cordon_indicator::signing_bytes(indicator)
-        }
-        Some(other) => return Err(DisclosureError::WrongVersion(other).into()),
-    };
-    verify_bytes(&signed, indicator.signature.as_ref(), member, public_key)
+            Some(other) => return Err(DisclosureError::WrongVersion(other).into()),
+        },
+    )
 }
 
 fn verify_bytes(
@@ -446,11 +495,10 @@ mod tests {
         );
     }
 
-    #[test]
-    fn redacted_copies_verify_version_1_still_verifies_and_tampering_is_named() {
-        let dir = tempfile::tempdir().unwrap();
-        let ghana = key(dir.path(), "gh.pem", "GH");
-        let mut indicator = Indicator {
+    /// An indicator with a source, signed by `key`, and its copy with the source withheld
+    /// as a redaction leaves it (commitments kept, their salts gone).
+    fn signed_with_source_withheld(key: &SigningKey) -> (Indicator, Indicator) {
+        let mut whole = Indicator {
             id: "0196f1a2-0000-7000-8000-000000000001".into(),
             originator: "GH".into(),
             tlp: Tlp::Green as i32,
@@ -461,12 +509,20 @@ mod tests {
             }),
             ..Default::default()
         };
-        ghana.sign(&mut indicator).unwrap();
+        key.sign(&mut whole).unwrap();
+        let mut withheld = whole.clone();
+        withheld.source = None;
+        let present = disclosure::field_paths(&serde_json::to_value(&withheld).unwrap());
+        disclosure::withhold_absent(withheld.signature.as_mut().unwrap(), &present);
+        (whole, withheld)
+    }
+
+    #[test]
+    fn redacted_copies_verify_version_1_still_verifies_and_tampering_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let ghana = key(dir.path(), "gh.pem", "GH");
+        let (indicator, redacted) = signed_with_source_withheld(&ghana);
         assert_eq!(indicator.signature.as_ref().unwrap().version, 2);
-        let mut redacted = indicator.clone();
-        redacted.source = None;
-        let present = disclosure::field_paths(&serde_json::to_value(&redacted).unwrap());
-        disclosure::withhold_absent(redacted.signature.as_mut().unwrap(), &present);
         assert_eq!(verify(&redacted, "GH", ghana.public_key()), Ok(()));
         let mut tampered = indicator.clone();
         tampered.source.as_mut().unwrap().description = "nobody".into();
@@ -513,22 +569,7 @@ mod tests {
         use prost::Message as _;
         let dir = tempfile::tempdir().unwrap();
         let ghana = key(dir.path(), "gh.pem", "GH");
-        let mut whole = Indicator {
-            id: "0196f1a2-0000-7000-8000-000000000001".into(),
-            originator: "GH".into(),
-            tlp: Tlp::Green as i32,
-            narrative: "rifles".into(),
-            source: Some(cordon_proto::v1::Source {
-                description: "informant 7".into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        ghana.sign(&mut whole).unwrap();
-        let mut withheld = whole.clone();
-        withheld.source = None;
-        let present = disclosure::field_paths(&serde_json::to_value(&withheld).unwrap());
-        disclosure::withhold_absent(withheld.signature.as_mut().unwrap(), &present);
+        let (whole, withheld) = signed_with_source_withheld(&ghana);
         let (whole_bytes, withheld_bytes) = (whole.encode_to_vec(), withheld.encode_to_vec());
         assert_ne!(whole_bytes, withheld_bytes);
         assert!(same_signed_indicator(&whole_bytes, &withheld_bytes));

@@ -48,20 +48,14 @@ pub fn check_circle_indicator(
     if indicator.protection != Protection::SourceProtected as i32 {
         return Err("a circle indicator must be source-protected".into());
     }
-    if sender == context.member {
-        crate::signing::verify(&indicator, sender, context.signing_key.public_key())
-            .map_err(|error| format!("signature: {error}"))?;
-    } else {
-        context
-            .pinned
-            .keys
-            .verify_indicator(&indicator)
-            .map_err(|error| format!("signature: {error}"))?;
-    }
     // A circle message is the originator's own, whole: nothing in it is withheld, and a
     // salt that came without its field is not kept.
-    let withheld = cordon_indicator::disclosure::normalize(&mut indicator)
-        .map_err(|error| format!("signature: {error}"))?;
+    let withheld = if sender == context.member {
+        crate::signing::verify_received(&mut indicator, sender, context.signing_key.public_key())
+    } else {
+        context.pinned.keys.verify_received(&mut indicator)
+    }
+    .map_err(|error| format!("signature: {error}"))?;
     if !withheld.is_empty() {
         return Err(format!(
             "a circle indicator travels whole, but {} are withheld",

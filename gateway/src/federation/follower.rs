@@ -447,13 +447,12 @@ impl Follower {
             return Err(refusal("id is not a UUID".into()));
         }
         // Fields the sender withheld keep their commitments: the originator's signature
-        // covers them, and `published.redacted` only names them.
-        self.context
+        // covers them, and `published.redacted` only names them. A salt that came without
+        // its field says nothing, and is not kept.
+        let withheld = self
+            .context
             .keys
-            .verify_indicator(&indicator)
-            .map_err(|error| refusal(format!("signature: {error}")))?;
-        // A salt that came without its field says nothing, and is not kept.
-        let withheld = cordon_indicator::disclosure::normalize(&mut indicator)
+            .verify_received(&mut indicator)
             .map_err(|error| refusal(format!("signature: {error}")))?;
         if let Err(errors) = cordon_indicator::validate_indicator(&indicator, &self.context.limits)
         {

@@ -423,11 +423,27 @@ pub fn seal_json(
 /// At receipt: checks every disclosed field against its commitment and that every field
 /// present has one, then returns the bytes the originator's signature must verify over.
 pub fn disclosed_signing_input(indicator: &Indicator) -> Result<Vec<u8>, DisclosureError> {
+    checked(indicator).map(|(bytes, _)| bytes)
+}
+
+/// On receipt, as [`disclosed_signing_input`] and in the same pass: drops every salt whose
+/// field is absent (a sender may drop a field and forget its salt), and returns, with the
+/// bytes to verify, the paths withheld from this copy.
+pub fn receive(indicator: &mut Indicator) -> Result<(Vec<u8>, Vec<String>), DisclosureError> {
+    let (bytes, present) = checked(indicator)?;
+    if let Some(signature) = indicator.signature.as_mut() {
+        withhold_absent(signature, &present);
+    }
+    Ok((bytes, withheld_paths(indicator)))
+}
+
+/// The bytes to verify and the paths of the fields present.
+fn checked(indicator: &Indicator) -> Result<(Vec<u8>, BTreeSet<String>), DisclosureError> {
     let signature = indicator
         .signature
         .as_ref()
         .ok_or(DisclosureError::Unsigned)?;
-    let bytes = disclosed_signing_input_json(to_json(indicator)?, signature)?;
+    let checked = checked_json(to_json(indicator)?, signature)?;
     // An empty kind message has no field to commit: a kind swapped for another, with every
     // field of the original withheld, would verify. The originator committed at least one
     // field of the indicator's real kind (validation requires one).
@@ -441,7 +457,7 @@ pub fn disclosed_signing_input(indicator: &Indicator) -> Result<Vec<u8>, Disclos
             return Err(DisclosureError::KindUncommitted(kind.to_string()));
         }
     }
-    Ok(bytes)
+    Ok(checked)
 }
 
 /// [`disclosed_signing_input`] over any indicator's proto3 JSON form and its signature.
@@ -449,6 +465,13 @@ pub fn disclosed_signing_input_json(
     json: Value,
     signature: &Signature,
 ) -> Result<Vec<u8>, DisclosureError> {
+    checked_json(json, signature).map(|(bytes, _)| bytes)
+}
+
+fn checked_json(
+    json: Value,
+    signature: &Signature,
+) -> Result<(Vec<u8>, BTreeSet<String>), DisclosureError> {
     if signature.version != SIGNATURE_VERSION {
         return Err(DisclosureError::WrongVersion(signature.version));
     }
@@ -465,12 +488,13 @@ pub fn disclosed_signing_input_json(
             return Err(DisclosureError::Mismatch(path.clone()));
         }
     }
-    signing_input(
+    let bytes = signing_input(
         &fields.fixed,
         commitments
             .iter()
             .map(|(path, field)| (*path, field.digest.as_slice())),
-    )
+    )?;
+    Ok((bytes, fields.committed.into_keys().collect()))
 }
 
 /// The commitments in path order, each checked for shape.
@@ -513,24 +537,6 @@ pub fn withhold_absent(signature: &mut Signature, present: &BTreeSet<String>) {
             field.salt.clear();
         }
     }
-}
-
-/// On receipt, after the signature verified: drops every salt whose field is absent (a
-/// sender may drop a field and forget its salt), and returns the paths withheld from this
-/// copy. A version 1 signature withholds nothing.
-pub fn normalize(indicator: &mut Indicator) -> Result<Vec<String>, DisclosureError> {
-    if indicator
-        .signature
-        .as_ref()
-        .is_none_or(|signature| signature.version != SIGNATURE_VERSION)
-    {
-        return Ok(Vec::new());
-    }
-    let present = field_paths(&to_json(indicator)?);
-    if let Some(signature) = indicator.signature.as_mut() {
-        withhold_absent(signature, &present);
-    }
-    Ok(withheld_paths(indicator))
 }
 
 /// The paths of the fields withheld from this copy of an indicator (commitments without
