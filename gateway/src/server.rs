@@ -210,6 +210,8 @@ pub struct RunningGateway {
     decision_writer: JoinHandle<()>,
     screening_task: JoinHandle<()>,
     roster_task: JoinHandle<()>,
+    /// Holds the gateway state (and so the decision log's sender) until it stops.
+    dispatcher_task: JoinHandle<()>,
     _watcher: Option<notify::RecommendedWatcher>,
     _crl_watcher: Option<notify::RecommendedWatcher>,
 }
@@ -243,8 +245,10 @@ impl RunningGateway {
             decision_writer,
             screening_task,
             roster_task,
+            dispatcher_task,
             ..
         } = self;
+        let _ = dispatcher_task.await;
         let _ = screening_task.await;
         let _ = roster_task.await;
         let store = state.store.clone();
@@ -424,7 +428,9 @@ async fn start_with(
         metrics: metrics.clone(),
         administrators: config.administrators.clone(),
         rates: crate::feed::rates::RequestRates::new(config.rate_limits),
+        dispatcher: crate::feed::dispatch::Dispatcher::new(*store.watch_head().borrow()),
     });
+    let dispatcher_task = tokio::spawn(state.dispatcher.clone().run(state.clone()));
     let (federation, followers) = crate::federation::start(
         FollowerContext {
             member: config.member.clone(),
@@ -523,6 +529,7 @@ async fn start_with(
         decision_writer,
         screening_task,
         roster_task,
+        dispatcher_task,
         _watcher: watcher,
         _crl_watcher: crl_watcher,
     })

@@ -7,6 +7,7 @@
 //! itself (that is [`crate::release`]) and never names a caller from a request field (the
 //! identity comes from the certificate, [`crate::identity::caller`]).
 
+pub mod dispatch;
 mod publish;
 pub mod rates;
 mod subscribe;
@@ -59,6 +60,8 @@ pub struct GatewayState {
     pub rates: rates::RequestRates,
     /// Suspended members: their subscriptions end at once.
     pub roster: crate::roster::Roster,
+    /// Serves every caught-up subscription from one read and one decision per recipient.
+    pub dispatcher: Arc<dispatch::Dispatcher>,
 }
 
 impl GatewayState {

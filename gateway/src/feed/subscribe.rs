@@ -13,10 +13,11 @@ use cordon_storage::{DecisionQuery, EventBody, MAX_DECISIONS_PER_QUERY, StoredEv
 use prost::Message;
 use tonic::Status;
 
+use super::dispatch::{Delivered, Joined};
 use super::{EventStream, GatewayState};
 use crate::clock::{now_rfc3339, timestamp_from_micros};
 use crate::identity::Identity;
-use crate::release::{DecisionRecord, channel_for};
+use crate::release::{DecisionRecord, Prepared, channel_for};
 use crate::status::{invalid_field, storage_status};
 
 /// Events read from storage per page of a subscription.
@@ -73,7 +74,9 @@ impl Drop for SubscriptionSlot {
 }
 
 /// The stream of events for `recipient`: pages of the feed from `request.after`, each page
-/// decided, logged and sent; checkpoints move the cursor past what it may not see.
+/// decided, logged and sent; checkpoints move the cursor past what it may not see. Once it has
+/// caught up, a following stream without a limit is served by the gateway's dispatcher
+/// (`dispatch.rs`) and reads on its own again only when it falls behind.
 pub(super) fn subscribe(
     state: Arc<GatewayState>,
     recipient: Identity,
@@ -86,6 +89,7 @@ pub(super) fn subscribe(
         // Released when the stream ends or the client goes away.
         let _slot = slot;
         let position = state.metrics.subscription(request.after);
+        let key = recipient.to_string();
         let mut cursor = request.after;
         let mut sent: u64 = 0;
         let mut head = state.store.watch_head();
@@ -95,72 +99,153 @@ pub(super) fn subscribe(
         let mut sent_to = request.after;
         let mut checkpointed = request.after;
         let mut last_checkpoint: Option<tokio::time::Instant> = None;
+        // The head as last read, for checkpoints.
+        let mut known_head = 0;
+        // Set while the dispatcher serves this stream.
+        let mut joined: Option<Joined> = None;
         loop {
-            // Mark the head seen before reading: a commit after this point
-            // changes the watch, so the wait below cannot miss it.
-            head.borrow_and_update();
-            // With a limit, read no more than can still be sent: every event
-            // read is decided and logged, and a logged release must be sent.
-            let page = match request.limit {
-                0 => SUBSCRIBE_PAGE,
-                limit => SUBSCRIBE_PAGE.min(u32::try_from(limit - sent).unwrap_or(u32::MAX)),
-            };
-            let batch = state.store.read_after(cursor, page, &kinds).await.map_err(storage_status)?;
-            let page_full = batch.events.len() >= page as usize;
-            let events = state.release_page(&recipient, batch.events).await?;
-            for event in events {
-                sent_to = event.sequence;
-                yield event;
-                position.advance(sent_to);
-                sent += 1;
-                if request.limit != 0 && sent >= request.limit {
-                    return;
-                }
-            }
-            let scanned_to = batch.scanned_to.max(cursor);
-            // A checkpoint moves the subscriber's cursor past what it may not see. It is
-            // sent only once the read has reached the head, never within the feed (where,
-            // with a small limit or a kinds filter, it would mark where each withheld event
-            // is), and to a follower at most once per CHECKPOINT_INTERVAL (so that the
-            // moment a withheld event is stored does not show either).
-            let caught_up = !page_full;
-            cursor = scanned_to;
-            position.advance(cursor);
-            if caught_up {
-                // Past what the subscriber was last told, by an event or a checkpoint.
-                let moved = scanned_to > checkpointed.max(sent_to);
-                let due = first_page
-                    || last_checkpoint.is_none_or(|at: tokio::time::Instant| at.elapsed() >= CHECKPOINT_INTERVAL);
-                if !request.follow && moved || request.follow && (first_page || moved && due) {
-                    yield Event { sequence: scanned_to, at: None, body: Some(event::Body::Checkpoint(Checkpoint { head: batch.head })) };
-                    checkpointed = scanned_to;
-                    last_checkpoint = Some(tokio::time::Instant::now());
-                }
-                first_page = false;
-                if !request.follow {
-                    return;
-                }
+            let (scanned_to, caught_up) = if let Some(current) = joined.as_mut() {
                 // A checkpoint held back is sent when its interval is over, if nothing
                 // else has come by then.
-                let held_back = scanned_to > checkpointed.max(sent_to);
+                let held_back = cursor > checkpointed.max(sent_to);
                 let interval_over = async {
                     match last_checkpoint {
                         Some(at) if held_back => tokio::time::sleep_until(at + CHECKPOINT_INTERVAL).await,
                         _ => std::future::pending().await,
                     }
                 };
-                let stopping = tokio::select! {
-                    changed = head.changed() => changed.is_err(),
-                    () = interval_over => false,
-                    _ = shutdown.wait_for(|stopping| *stopping) => true,
+                let received = tokio::select! {
+                    page = current.pages.recv() => Some(Some(page)),
+                    () = interval_over => Some(None),
+                    _ = shutdown.wait_for(|stopping| *stopping) => None,
                 };
-                if stopping {
+                let Some(received) = received else {
                     Err(Status::unavailable("gateway shutting down; resume from your cursor"))?;
+                    return;
+                };
+                match received {
+                    None => (cursor, true),
+                    Some(Ok(page)) => {
+                        if page.scanned_to <= cursor {
+                            continue;
+                        }
+                        // A page that starts past the cursor, or was decided before this
+                        // stream joined: read it on its own.
+                        let Some(mine) = (page.after <= cursor)
+                            .then(|| page.released.get(&key))
+                            .flatten()
+                        else {
+                            joined = None;
+                            continue;
+                        };
+                        for delivered in mine {
+                            if delivered.event.sequence <= cursor || !wanted(&kinds, &delivered.kind) {
+                                continue;
+                            }
+                            sent_to = delivered.event.sequence;
+                            yield delivered.event.clone();
+                            position.advance(sent_to);
+                        }
+                        known_head = known_head.max(page.head);
+                        (page.scanned_to, !page.full)
+                    }
+                    // Fell behind the ring, or the dispatcher is gone: read on its own.
+                    Some(Err(_)) => {
+                        joined = None;
+                        continue;
+                    }
                 }
+            } else {
+                // Mark the head seen before reading: a commit after this point
+                // changes the watch, so the wait below cannot miss it.
+                head.borrow_and_update();
+                // With a limit, read no more than can still be sent: every event
+                // read is decided and logged, and a logged release must be sent.
+                let page = match request.limit {
+                    0 => SUBSCRIBE_PAGE,
+                    limit => SUBSCRIBE_PAGE.min(u32::try_from(limit - sent).unwrap_or(u32::MAX)),
+                };
+                let batch = state.store.read_after(cursor, page, &kinds).await.map_err(storage_status)?;
+                let page_full = batch.events.len() >= page as usize;
+                let released = state
+                    .release_page(std::slice::from_ref(&recipient), batch.events)
+                    .await?
+                    .pop()
+                    .unwrap_or_default();
+                for delivered in released {
+                    let event = Arc::try_unwrap(delivered)
+                        .map_or_else(|shared| shared.event.clone(), |delivered| delivered.event);
+                    sent_to = event.sequence;
+                    yield event;
+                    position.advance(sent_to);
+                    sent += 1;
+                    if request.limit != 0 && sent >= request.limit {
+                        return;
+                    }
+                }
+                known_head = known_head.max(batch.head);
+                (batch.scanned_to.max(cursor), !page_full)
+            };
+            // A checkpoint moves the subscriber's cursor past what it may not see. It is
+            // sent only once the read has reached the head, never within the feed (where,
+            // with a small limit or a kinds filter, it would mark where each withheld event
+            // is), and to a follower at most once per CHECKPOINT_INTERVAL (so that the
+            // moment a withheld event is stored does not show either).
+            cursor = scanned_to;
+            position.advance(cursor);
+            if !caught_up {
+                continue;
+            }
+            // Past what the subscriber was last told, by an event or a checkpoint.
+            let moved = scanned_to > checkpointed.max(sent_to);
+            let due = first_page
+                || last_checkpoint.is_none_or(|at: tokio::time::Instant| at.elapsed() >= CHECKPOINT_INTERVAL);
+            if !request.follow && moved || request.follow && (first_page || moved && due) {
+                yield Event { sequence: scanned_to, at: None, body: Some(event::Body::Checkpoint(Checkpoint { head: known_head })) };
+                checkpointed = scanned_to;
+                last_checkpoint = Some(tokio::time::Instant::now());
+            }
+            first_page = false;
+            if !request.follow {
+                return;
+            }
+            if joined.is_some() {
+                continue;
+            }
+            // Caught up: from here the dispatcher serves a stream without a limit (a
+            // stream with one reads only what it can still send, on its own).
+            if request.limit == 0 {
+                joined = state.dispatcher.join(&recipient, cursor);
+                if joined.is_some() {
+                    continue;
+                }
+            }
+            let held_back = scanned_to > checkpointed.max(sent_to);
+            let interval_over = async {
+                match last_checkpoint {
+                    Some(at) if held_back => tokio::time::sleep_until(at + CHECKPOINT_INTERVAL).await,
+                    _ => std::future::pending().await,
+                }
+            };
+            let stopping = tokio::select! {
+                changed = head.changed() => changed.is_err(),
+                () = interval_over => false,
+                _ = shutdown.wait_for(|stopping| *stopping) => true,
+            };
+            if stopping {
+                Err(Status::unavailable("gateway shutting down; resume from your cursor"))?;
             }
         }
     };
     Ok(Box::pin(stream))
+}
+
+/// Whether a stream filtering on `kinds` (sorted names; none is every kind) wants `kind`.
+fn wanted(kinds: &[String], kind: &str) -> bool {
+    kinds.is_empty()
+        || kinds
+            .binary_search_by(|name| name.as_str().cmp(kind))
+            .is_ok()
 }
 
 fn kinds_filter(kinds: &[i32]) -> Result<Vec<String>, Status> {
@@ -196,20 +281,35 @@ fn kinds_filter(kinds: &[i32]) -> Result<Vec<String>, Status> {
 /// One stored event of a page, prepared for release.
 enum PageItem {
     Published(Box<Indicator>),
-    /// `released_under`: the revision under which the recipient received the
-    /// indicator, if it did.
+    /// `released_under[i]`: the revision under which recipient `i` received the indicator,
+    /// if it did.
     Retracted {
-        released_under: Option<String>,
+        released_under: Vec<Option<String>>,
     },
 }
 
 impl GatewayState {
-    /// Releases one page of stored events to `recipient`, in order.
+    /// Releases one page of stored events to each of `recipients`, in order: what each
+    /// may see, an event released alike to several shared between them. Every decision is
+    /// stored, in one write, before this returns.
     async fn release_page(
         &self,
-        recipient: &Identity,
+        recipients: &[Identity],
         events: Vec<StoredEvent>,
-    ) -> Result<Vec<Event>, Status> {
+    ) -> Result<Vec<Vec<Arc<Delivered>>>, Status> {
+        let (released, records) = self.decide_page(recipients, events).await?;
+        self.log_decisions(&records).await?;
+        Ok(released)
+    }
+
+    /// Decides one page of stored events for each of `recipients` (see
+    /// [`GatewayState::release_page`]) and returns the decisions with what they released:
+    /// nothing released may be sent before the caller has stored them.
+    pub(super) async fn decide_page(
+        &self,
+        recipients: &[Identity],
+        events: Vec<StoredEvent>,
+    ) -> Result<(Vec<Vec<Arc<Delivered>>>, Vec<DecisionRecord>), Status> {
         // A retraction goes to exactly the recipients that received the
         // indicator (a stored allow decision, whatever the policy says now), so
         // that it reaches everyone who holds it and no one else learns of it.
@@ -220,51 +320,82 @@ impl GatewayState {
                     PageItem::Published(Box::new(self.decode(payload)?))
                 }
                 EventBody::Retracted { indicator_id, .. } => {
-                    let query = DecisionQuery {
-                        indicator_id: Some(indicator_id.clone()),
-                        recipient: Some(recipient.to_string()),
-                        limit: MAX_DECISIONS_PER_QUERY,
-                        ..DecisionQuery::default()
-                    };
-                    let earlier = self.store.decisions(&query).await.map_err(storage_status)?;
-                    let released = earlier
-                        .iter()
-                        .find(|decision| decision.allow)
-                        .map(|decision| decision.policy_revision.clone());
-                    PageItem::Retracted {
-                        released_under: released,
+                    let mut released_under = Vec::with_capacity(recipients.len());
+                    for recipient in recipients {
+                        let query = DecisionQuery {
+                            indicator_id: Some(indicator_id.clone()),
+                            recipient: Some(recipient.to_string()),
+                            limit: MAX_DECISIONS_PER_QUERY,
+                            ..DecisionQuery::default()
+                        };
+                        let earlier = self.store.decisions(&query).await.map_err(storage_status)?;
+                        released_under.push(
+                            earlier
+                                .iter()
+                                .find(|decision| decision.allow)
+                                .map(|decision| decision.policy_revision.clone()),
+                        );
                     }
+                    PageItem::Retracted { released_under }
                 }
             };
             work.push((stored, item));
         }
         let releaser = self.releaser.clone();
-        let recipient = recipient.clone();
+        let recipients = recipients.to_vec();
         let member = self.member.clone();
         // Policy evaluation is CPU work: keep it off the async workers.
         let (released, records) = tokio::task::spawn_blocking(move || {
             let now = now_rfc3339();
-            let mut released = Vec::new();
+            let mut released: Vec<Vec<Arc<Delivered>>> = vec![Vec::new(); recipients.len()];
             let mut records = Vec::new();
-            // Indicators released earlier in this very page (not yet in the log).
-            let mut released_in_page: HashMap<String, String> = HashMap::new();
+            // Indicators released earlier in this very page (not yet in the log), per
+            // recipient.
+            let mut released_in_page: Vec<HashMap<String, String>> =
+                vec![HashMap::new(); recipients.len()];
             for (stored, item) in work {
-                let body = match (stored.body, item) {
+                let at = Some(timestamp_from_micros(stored.at_micros));
+                let sequence = stored.sequence;
+                let kind = stored.kind;
+                match (stored.body, item) {
                     (EventBody::Published { .. }, PageItem::Published(indicator)) => {
-                        let channel = channel_for(&indicator.originator, &recipient, &member);
-                        let release = releaser.release(&indicator, &recipient, channel, &now);
-                        releaser.record(&release.record);
-                        records.push(release.record.clone());
-                        let redacted = release.withheld();
-                        let Some(visible) = release.indicator else {
-                            continue;
-                        };
-                        released_in_page
-                            .insert(indicator.id.clone(), release.record.policy_revision.clone());
-                        event::Body::Published(Published {
-                            indicator: Some(visible),
-                            redacted,
-                        })
+                        let mut prepared = Prepared::new(&indicator);
+                        // The release of the whole indicator, made once for everyone it
+                        // goes to unredacted.
+                        let mut whole: Option<Arc<Delivered>> = None;
+                        for (index, recipient) in recipients.iter().enumerate() {
+                            let channel = channel_for(&indicator.originator, recipient, &member);
+                            let release =
+                                releaser.release_prepared(&mut prepared, recipient, channel, &now);
+                            releaser.record(&release.record);
+                            let redacted = release.withheld();
+                            let unredacted = release.record.redact.is_empty();
+                            let revision = release.record.policy_revision.clone();
+                            records.push(release.record);
+                            let Some(visible) = release.indicator else {
+                                continue;
+                            };
+                            released_in_page[index].insert(indicator.id.clone(), revision);
+                            let deliver = |visible| {
+                                Arc::new(Delivered {
+                                    kind: kind.clone(),
+                                    event: Event {
+                                        sequence,
+                                        at,
+                                        body: Some(event::Body::Published(Published {
+                                            indicator: Some(visible),
+                                            redacted,
+                                        })),
+                                    },
+                                })
+                            };
+                            let delivered = if unredacted {
+                                whole.get_or_insert_with(|| deliver(visible)).clone()
+                            } else {
+                                deliver(visible)
+                            };
+                            released[index].push(delivered);
+                        }
                     }
                     (
                         EventBody::Retracted {
@@ -275,46 +406,53 @@ impl GatewayState {
                         },
                         PageItem::Retracted { released_under },
                     ) => {
-                        let Some(revision) =
-                            released_under.or_else(|| released_in_page.get(&indicator_id).cloned())
-                        else {
-                            continue;
-                        };
-                        // The channel of the release it follows.
-                        let channel = channel_for(&originator, &recipient, &member);
-                        let record = DecisionRecord::retraction(
-                            &recipient,
-                            &indicator_id,
-                            channel,
-                            &revision,
-                        );
-                        releaser.record(&record);
-                        records.push(record);
-                        event::Body::Retracted(Retracted {
-                            indicator_id,
-                            originator,
-                            reason,
-                            // Stored encoded; a signature that does not decode is
-                            // sent as none, and a follower refuses the retraction.
-                            signature: signature.and_then(|bytes| {
-                                cordon_proto::v1::Signature::decode(bytes.as_slice()).ok()
-                            }),
-                        })
+                        // Stored encoded; a signature that does not decode is sent as
+                        // none, and a follower refuses the retraction.
+                        let signature = signature.and_then(|bytes| {
+                            cordon_proto::v1::Signature::decode(bytes.as_slice()).ok()
+                        });
+                        let retraction = Arc::new(Delivered {
+                            kind: kind.clone(),
+                            event: Event {
+                                sequence,
+                                at,
+                                body: Some(event::Body::Retracted(Retracted {
+                                    indicator_id: indicator_id.clone(),
+                                    originator: originator.clone(),
+                                    reason,
+                                    signature,
+                                })),
+                            },
+                        });
+                        for (index, (recipient, released_under)) in
+                            recipients.iter().zip(released_under).enumerate()
+                        {
+                            let Some(revision) = released_under
+                                .or_else(|| released_in_page[index].get(&indicator_id).cloned())
+                            else {
+                                continue;
+                            };
+                            // The channel of the release it follows.
+                            let channel = channel_for(&originator, recipient, &member);
+                            let record = DecisionRecord::retraction(
+                                recipient,
+                                &indicator_id,
+                                channel,
+                                &revision,
+                            );
+                            releaser.record(&record);
+                            records.push(record);
+                            released[index].push(retraction.clone());
+                        }
                     }
-                    _ => continue,
-                };
-                released.push(Event {
-                    sequence: stored.sequence,
-                    at: Some(timestamp_from_micros(stored.at_micros)),
-                    body: Some(body),
-                });
+                    _ => {}
+                }
             }
             (released, records)
         })
         .await
         .map_err(|error| Status::internal(format!("release task failed: {error}")))?;
-        self.log_decisions(&records).await?;
-        Ok(released)
+        Ok((released, records))
     }
 
     /// Stores decisions; nothing they released may be sent before this returns.

@@ -126,7 +126,22 @@ impl Releaser {
         channel: Channel,
         now: &str,
     ) -> Release {
+        let mut prepared = Prepared::new(indicator);
+        self.release_prepared(&mut prepared, recipient, channel, now)
+    }
+
+    /// [`Releaser::release`] for an indicator prepared once for many recipients (the
+    /// dispatcher decides each event for every caught-up recipient): its policy input is
+    /// built on the first decision that needs it and reused by the others.
+    pub fn release_prepared(
+        &self,
+        prepared: &mut Prepared<'_>,
+        recipient: &Identity,
+        channel: Channel,
+        now: &str,
+    ) -> Release {
         let started = Instant::now();
+        let indicator = prepared.indicator;
         // A source-protected indicator held here (published in or received through a
         // circle) goes to this member's own agencies only if the policy allows it inside
         // the circle; the hard floor keeps it from everyone else.
@@ -145,7 +160,7 @@ impl Releaser {
                 Some(reason) => (Decision::deny(reason), None, Outcome::HardFloor),
                 None => {
                     let (decision, released) =
-                        self.decide_with_policy(&policy, indicator, recipient, channel, now);
+                        self.decide_with_policy(&policy, prepared, recipient, channel, now);
                     let outcome = if decision.error.is_some() {
                         Outcome::FailedClosed
                     } else if decision.allow {
@@ -182,36 +197,22 @@ impl Releaser {
     fn decide_with_policy(
         &self,
         policy: &Policy,
-        indicator: &Indicator,
+        prepared: &mut Prepared<'_>,
         recipient: &Identity,
         channel: Channel,
         now: &str,
     ) -> (Decision, Option<Indicator>) {
-        let mut indicator_json = match serde_json::to_value(indicator) {
-            Ok(value) => value,
-            Err(error) => {
-                return (
-                    Decision::fail_closed(format!("indicator does not encode as JSON: {error}")),
-                    None,
-                );
-            }
-        };
-        // The policy decides on the indicator, not on its commitments: they stay out of its
-        // input (smaller to convert and to hash for the cache), and a redaction takes them
-        // from the indicator itself.
-        if let Some(signature) = indicator_json
-            .get_mut("signature")
-            .and_then(serde_json::Value::as_object_mut)
-        {
-            signature.remove("fields");
-        }
+        let indicator = prepared.indicator;
         let context = InputContext {
             gateway: &self.member,
             channel,
             now,
         };
-        let mut input = policy.decision_input(indicator_json, &recipient.to_string(), context);
-        let decision = policy.decide(&input);
+        let input = match prepared.input(policy, recipient, context) {
+            Ok(input) => input,
+            Err(error) => return (Decision::fail_closed(error), None),
+        };
+        let decision = policy.decide(input);
         if !decision.allow {
             return (decision, None);
         }
@@ -232,9 +233,8 @@ impl Releaser {
                 None,
             );
         }
-        // The input is done with: redact its copy of the indicator rather than clone it
-        // for every decision.
-        let mut indicator_json = input["indicator"].take();
+        // Redact a copy: the input serves this event's other recipients.
+        let mut indicator_json = input["indicator"].clone();
         if let Err(error) = self.schema.apply(&mut indicator_json, &decision.redact) {
             return (decision.into_fail_closed(error.to_string()), None);
         }
@@ -260,6 +260,71 @@ impl Releaser {
                 None,
             ),
         }
+    }
+}
+
+/// One indicator about to be decided for one or more recipients: its policy input (proto3
+/// JSON, without the signature's commitments) is built once, on the first decision past the
+/// hard floor, and only the recipient and context change between decisions.
+pub struct Prepared<'a> {
+    indicator: &'a Indicator,
+    input: Option<Result<serde_json::Value, String>>,
+}
+
+impl<'a> Prepared<'a> {
+    pub fn new(indicator: &'a Indicator) -> Prepared<'a> {
+        Prepared {
+            indicator,
+            input: None,
+        }
+    }
+
+    pub fn indicator(&self) -> &'a Indicator {
+        self.indicator
+    }
+
+    /// The input of deciding the indicator for `recipient` in `context`.
+    fn input(
+        &mut self,
+        policy: &Policy,
+        recipient: &Identity,
+        context: InputContext<'_>,
+    ) -> Result<&mut serde_json::Value, String> {
+        let indicator = self.indicator;
+        let input = self.input.get_or_insert_with(|| {
+            let mut indicator_json = serde_json::to_value(indicator)
+                .map_err(|error| format!("indicator does not encode as JSON: {error}"))?;
+            // The policy decides on the indicator, not on its commitments: they stay out of
+            // its input (smaller to convert and to hash for the cache), and a redaction takes
+            // them from the indicator itself.
+            if let Some(signature) = indicator_json
+                .get_mut("signature")
+                .and_then(serde_json::Value::as_object_mut)
+            {
+                signature.remove("fields");
+            }
+            Ok(cordon_policy::decision_input(
+                indicator_json,
+                serde_json::Value::Null,
+                context,
+            ))
+        });
+        let input = input.as_mut().map_err(|error| error.clone())?;
+        // Only the recipient and the context differ from one decision to the next.
+        let fresh = cordon_policy::decision_input(
+            serde_json::Value::Null,
+            policy.recipient_input(&recipient.to_string()),
+            context,
+        );
+        let serde_json::Value::Object(mut fresh) = fresh else {
+            unreachable!("decision_input builds an object")
+        };
+        for key in ["recipient", "context"] {
+            if let Some(value) = fresh.remove(key) {
+                input[key] = value;
+            }
+        }
+        Ok(input)
     }
 }
 
