@@ -103,6 +103,8 @@ pub(super) fn subscribe(
         let mut known_head = 0;
         // Set while the dispatcher serves this stream.
         let mut joined: Option<Joined> = None;
+        // The next page, being read while this one is decided and sent.
+        let mut read_ahead: Option<tokio::task::JoinHandle<Result<cordon_storage::EventBatch, cordon_storage::StorageError>>> = None;
         loop {
             let (scanned_to, caught_up) = if let Some(current) = joined.as_mut() {
                 // A checkpoint held back is sent when its interval is over, if nothing
@@ -156,17 +158,35 @@ pub(super) fn subscribe(
                     }
                 }
             } else {
-                // Mark the head seen before reading: a commit after this point
-                // changes the watch, so the wait below cannot miss it.
-                head.borrow_and_update();
                 // With a limit, read no more than can still be sent: every event
                 // read is decided and logged, and a logged release must be sent.
                 let page = match request.limit {
                     0 => SUBSCRIBE_PAGE,
                     limit => SUBSCRIBE_PAGE.min(u32::try_from(limit - sent).unwrap_or(u32::MAX)),
                 };
-                let batch = state.store.read_after(cursor, page, &kinds).await.map_err(storage_status)?;
+                let batch = match read_ahead.take() {
+                    Some(read) => read
+                        .await
+                        .map_err(|error| Status::internal(format!("read-ahead failed: {error}")))?
+                        .map_err(storage_status)?,
+                    None => {
+                        // Mark the head seen before reading: a commit after this point
+                        // changes the watch, so the wait below cannot miss it.
+                        head.borrow_and_update();
+                        state.store.read_after(cursor, page, &kinds).await.map_err(storage_status)?
+                    }
+                };
                 let page_full = batch.events.len() >= page as usize;
+                // Catching up: the next page is read while this one is decided and sent.
+                if page_full && request.limit == 0 {
+                    head.borrow_and_update();
+                    let store = state.store.clone();
+                    let kinds = kinds.clone();
+                    let from = batch.scanned_to.max(cursor);
+                    read_ahead = Some(tokio::spawn(async move {
+                        store.read_after(from, SUBSCRIBE_PAGE, &kinds).await
+                    }));
+                }
                 let released = state
                     .release_page(std::slice::from_ref(&recipient), batch.events)
                     .await?
