@@ -380,40 +380,45 @@ impl GatewayState {
                 match (stored.body, item) {
                     (EventBody::Published { .. }, PageItem::Published(indicator)) => {
                         let mut prepared = Prepared::new(&indicator);
-                        // The release of the whole indicator, made once for everyone it
-                        // goes to unredacted.
-                        let mut whole: Option<Arc<Delivered>> = None;
+                        // Each form released (the whole indicator, or it without some
+                        // paths), made once for everyone it goes to in that form.
+                        let mut forms: Vec<(Vec<String>, Arc<Delivered>)> = Vec::new();
                         for (index, recipient) in recipients.iter().enumerate() {
                             let channel = channel_for(&indicator.originator, recipient, &member);
                             let release =
                                 releaser.release_prepared(&mut prepared, recipient, channel, &now);
                             releaser.record(&release.record);
-                            let redacted = release.withheld();
-                            let unredacted = release.record.redact.is_empty();
-                            let revision = release.record.policy_revision.clone();
-                            records.push(release.record);
-                            let Some(visible) = release.indicator else {
+                            let Some(visible) = release.indicator.as_ref() else {
+                                records.push(release.record);
                                 continue;
                             };
-                            released_in_page[index].insert(indicator.id.clone(), revision);
-                            let deliver = |visible| {
-                                Arc::new(Delivered {
-                                    kind: kind.clone(),
-                                    event: Event {
-                                        sequence,
-                                        at,
-                                        body: Some(event::Body::Published(Published {
-                                            indicator: Some(visible),
-                                            redacted,
-                                        })),
-                                    },
-                                })
+                            released_in_page[index].insert(
+                                indicator.id.clone(),
+                                release.record.policy_revision.clone(),
+                            );
+                            // The same indicator less the same paths: the same event.
+                            let delivered = match forms
+                                .iter()
+                                .find(|(paths, _)| *paths == release.record.redact)
+                            {
+                                Some((_, delivered)) => delivered.clone(),
+                                None => {
+                                    let delivered = Arc::new(Delivered {
+                                        kind: kind.clone(),
+                                        event: Event {
+                                            sequence,
+                                            at,
+                                            body: Some(event::Body::Published(Published {
+                                                indicator: Some(visible.clone()),
+                                                redacted: release.withheld(),
+                                            })),
+                                        },
+                                    });
+                                    forms.push((release.record.redact.clone(), delivered.clone()));
+                                    delivered
+                                }
                             };
-                            let delivered = if unredacted {
-                                whole.get_or_insert_with(|| deliver(visible)).clone()
-                            } else {
-                                deliver(visible)
-                            };
+                            records.push(release.record);
                             released[index].push(delivered);
                         }
                     }

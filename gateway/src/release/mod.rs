@@ -233,33 +233,60 @@ impl Releaser {
                 None,
             );
         }
-        // Redact a copy: the input serves this event's other recipients.
-        let mut indicator_json = input["indicator"].clone();
-        if let Err(error) = self.schema.apply(&mut indicator_json, &decision.redact) {
-            return (decision.into_fail_closed(error.to_string()), None);
-        }
-        let present = commitments.then(|| disclosure::field_paths(&indicator_json));
-        match serde_json::from_value::<Indicator>(indicator_json) {
-            Ok(mut redacted) => {
-                redacted.signature = indicator.signature.clone();
-                match (present, redacted.signature.as_mut()) {
-                    // The commitments stay (the recipient verifies the rest against them);
-                    // the salts of the fields just removed go.
-                    (Some(present), Some(signature)) => {
-                        disclosure::withhold_absent(signature, &present)
-                    }
-                    // A version 1 signature covers the fields just removed: kept, it would
-                    // let a recipient confirm guesses of them offline, and it could never
-                    // verify anyway.
-                    _ => redacted.signature = None,
+        // The same paths redacted for another recipient of this indicator: the same result.
+        if let Some((_, redacted)) = prepared
+            .redacted
+            .iter()
+            .find(|(paths, _)| *paths == decision.redact)
+        {
+            return match redacted {
+                Ok(redacted) => (decision, Some(redacted.clone())),
+                Err(error) => {
+                    let error = error.clone();
+                    (decision.into_fail_closed(error), None)
                 }
-                (decision, Some(redacted))
-            }
-            Err(error) => (
-                decision.into_fail_closed(format!("redacted indicator does not decode: {error}")),
-                None,
-            ),
+            };
         }
+        // Redact a copy: the input serves this event's other recipients.
+        let indicator_json = prepared.indicator_json().cloned().unwrap_or_default();
+        let redacted = self.redact(indicator, indicator_json, &decision.redact);
+        prepared
+            .redacted
+            .push((decision.redact.clone(), redacted.clone()));
+        match redacted {
+            Ok(redacted) => (decision, Some(redacted)),
+            Err(error) => (decision.into_fail_closed(error), None),
+        }
+    }
+
+    /// `indicator` (whose proto3 JSON is `indicator_json`) without the fields at `paths`,
+    /// with its signature's commitments and only the salts of what it still holds.
+    fn redact(
+        &self,
+        indicator: &Indicator,
+        mut indicator_json: serde_json::Value,
+        paths: &[String],
+    ) -> Result<Indicator, String> {
+        let commitments = indicator
+            .signature
+            .as_ref()
+            .is_some_and(|signature| signature.version == SIGNATURE_VERSION);
+        self.schema
+            .apply(&mut indicator_json, paths)
+            .map_err(|error| error.to_string())?;
+        let present = commitments.then(|| disclosure::field_paths(&indicator_json));
+        let mut redacted = serde_json::from_value::<Indicator>(indicator_json)
+            .map_err(|error| format!("redacted indicator does not decode: {error}"))?;
+        redacted.signature = indicator.signature.clone();
+        match (present, redacted.signature.as_mut()) {
+            // The commitments stay (the recipient verifies the rest against them); the salts
+            // of the fields just removed go.
+            (Some(present), Some(signature)) => disclosure::withhold_absent(signature, &present),
+            // A version 1 signature covers the fields just removed: kept, it would let a
+            // recipient confirm guesses of them offline, and it could never verify anyway.
+            _ => redacted.signature = None,
+        }
+        Ok(redacted)
     }
 }
 
@@ -269,6 +296,9 @@ impl Releaser {
 pub struct Prepared<'a> {
     indicator: &'a Indicator,
     input: Option<Result<serde_json::Value, String>>,
+    /// The indicator redacted by each list of paths asked for so far (or why it could not
+    /// be): recipients whose decisions redact the same paths get the same indicator.
+    redacted: Vec<(Vec<String>, Result<Indicator, String>)>,
 }
 
 impl<'a> Prepared<'a> {
@@ -276,11 +306,20 @@ impl<'a> Prepared<'a> {
         Prepared {
             indicator,
             input: None,
+            redacted: Vec::new(),
         }
     }
 
     pub fn indicator(&self) -> &'a Indicator {
         self.indicator
+    }
+
+    /// The indicator's proto3 JSON as the policy's input holds it, once built.
+    fn indicator_json(&self) -> Option<&serde_json::Value> {
+        match &self.input {
+            Some(Ok(input)) => input.get("indicator"),
+            _ => None,
+        }
     }
 
     /// The input of deciding the indicator for `recipient` in `context`.
@@ -443,6 +482,48 @@ mod tests {
             false,
             true,
         );
+    }
+
+    #[test]
+    fn one_preparation_decides_every_recipient_as_each_alone() {
+        // Source withheld from agencies of NG only; a bad path for CI fails closed.
+        let releaser = Releaser::new(
+            "GH".into(),
+            policy(
+                r#"default decision := {"allow": true, "redact": [], "reasons": []}
+decision := {"allow": true, "redact": ["source"], "reasons": []} if input.recipient.member == "NG"
+decision := {"allow": true, "redact": ["sauce"], "reasons": []} if input.recipient.member == "CI""#,
+            ),
+            Vec::new(),
+        );
+        let subject = indicator("GH", Tlp::Green);
+        let recipients = [
+            "NG/customs",
+            "GH/police",
+            "NG/police",
+            "CI/customs",
+            "GH/customs",
+        ]
+        .map(|name| Identity::parse(name).unwrap());
+        let now = "2026-11-25T00:00:00Z";
+        let mut prepared = Prepared::new(&subject);
+        for recipient in &recipients {
+            let shared =
+                releaser.release_prepared(&mut prepared, recipient, Channel::Subscribe, now);
+            let alone = releaser.release(&subject, recipient, Channel::Subscribe, now);
+            assert_eq!(shared.indicator, alone.indicator, "{recipient}");
+            assert_eq!(shared.record.allow, alone.record.allow, "{recipient}");
+            assert_eq!(shared.record.redact, alone.record.redact, "{recipient}");
+            assert_eq!(shared.record.error, alone.record.error, "{recipient}");
+        }
+        // Redacted once per list of paths, whatever the number of recipients.
+        assert_eq!(prepared.redacted.len(), 2);
+        let for_ng =
+            releaser.release_prepared(&mut prepared, &recipients[0], Channel::Subscribe, now);
+        assert!(for_ng.indicator.unwrap().source.is_none());
+        let for_ci =
+            releaser.release_prepared(&mut prepared, &recipients[3], Channel::Subscribe, now);
+        assert!(for_ci.indicator.is_none() && for_ci.record.error.is_some());
     }
 
     #[test]
