@@ -542,34 +542,54 @@ impl Bench {
                 .and_then(|(_, process)| process.pid())
                 .and_then(memory_mib);
             if let (Some((member, process)), Target::Grpc { endpoint, .. }) = (&gateway, &target) {
-                // The gateway holding the feed, with 100 open (caught-up) subscriptions.
+                // The gateway holding the feed, with 100 open (caught-up) subscriptions: the
+                // first stalled (never read), the other 99 each reading every one of
+                // STALLED_RUN_EVENTS more indicators.
+                const STALLED_RUN_EVENTS: usize = 5_000;
                 let mut open = Vec::new();
                 for index in 0..100 {
                     open.push(target.subscribe(index, events).await?);
                 }
+                let stalled = open.remove(0);
+                let readers: Vec<_> = open
+                    .into_iter()
+                    .map(|mut stream| {
+                        tokio::spawn(async move {
+                            use futures::StreamExt;
+                            for _ in 0..STALLED_RUN_EVENTS {
+                                tokio::time::timeout(Duration::from_secs(120), stream.next())
+                                    .await
+                                    .context("an open subscription did not deliver")?
+                                    .context("subscription ended")??;
+                            }
+                            anyhow::Ok(())
+                        })
+                    })
+                    .collect();
                 let publisher = self
                     .federation
                     .identity(&format!("{}/customs", member.member))?;
                 let mut client =
                     cordon_gateway::cli::client::indicator_client(endpoint, &publisher).await?;
-                client
-                    .publish(cordon_proto::v1::PublishRequest {
-                        indicators: vec![scenario::bench_indicator(std::time::Instant::now())],
-                        ..Default::default()
-                    })
-                    .await?;
-                for stream in &mut open {
-                    use futures::StreamExt;
-                    tokio::time::timeout(Duration::from_secs(60), stream.next())
-                        .await
-                        .context("an open subscription did not deliver")?
-                        .context("subscription ended")??;
+                for _ in 0..STALLED_RUN_EVENTS / 100 {
+                    client
+                        .publish(cordon_proto::v1::PublishRequest {
+                            indicators: (0..100)
+                                .map(|_| scenario::bench_indicator(std::time::Instant::now()))
+                                .collect(),
+                            ..Default::default()
+                        })
+                        .await?;
+                }
+                for reader in readers {
+                    reader.await??;
                 }
                 memory = process.pid().and_then(memory_mib);
                 note.push_str(&format!(
-                    "; memory with {events} stored and 100 open subscriptions"
+                    "; memory with {events} stored and 100 open subscriptions, one stalled \
+                     while the other 99 each received {STALLED_RUN_EVENTS} more"
                 ));
-                drop(open);
+                drop(stalled);
             }
             self.push(Row {
                 scenario: "catch-up".into(),
