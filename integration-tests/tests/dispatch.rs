@@ -8,7 +8,9 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result, ensure};
-use cordon_integration_tests::{Federation, clear_vessel, indicator_client, patience, wait_until};
+use cordon_integration_tests::{
+    Federation, clear_vessel, indicator_client, patience, publish_ids, wait_until,
+};
 use cordon_proto::v1::policy_service_client::PolicyServiceClient;
 use cordon_proto::v1::{DecisionsRequest, Event, PublishRequest, SubscribeRequest, event};
 use tokio::task::JoinHandle;
@@ -107,25 +109,17 @@ async fn streams_of_one_identity_share_decisions_and_a_stalled_stream_holds_no_o
         indicator_client(&gateway.endpoint, &federation.identity("GH/customs")?).await?;
     let mut stalled = stalled_client.subscribe(follow()).await?.into_inner();
 
-    let mut publisher =
-        indicator_client(&gateway.endpoint, &federation.identity("GH/customs")?).await?;
+    let customs = federation.identity("GH/customs")?;
     let mut counted = HashSet::new();
     let mut published = 0;
     for batch in 0..BATCHES {
         let indicators = (0..PER_BATCH)
             .map(|item| clear_vessel(format!("batch {batch} item {item}")))
             .collect();
-        let accepted = publisher
-            .publish(PublishRequest {
-                indicators,
-                ..Default::default()
-            })
-            .await?
-            .into_inner()
-            .accepted;
+        let accepted = publish_ids(&gateway.endpoint, &customs, indicators).await?;
         published += accepted.len();
         if batch >= WARM_UP {
-            counted.extend(accepted.into_iter().map(|item| item.id));
+            counted.extend(accepted);
         }
         // In step: the next batch only once every police stream has this one, so none of
         // them falls behind (the stalled stream does).

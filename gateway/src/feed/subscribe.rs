@@ -109,13 +109,8 @@ pub(super) fn subscribe(
             let (scanned_to, caught_up) = if let Some(current) = joined.as_mut() {
                 // A checkpoint held back is sent when its interval is over, if nothing
                 // else has come by then.
-                let held_back = cursor > checkpointed.max(sent_to);
-                let interval_over = async {
-                    match last_checkpoint {
-                        Some(at) if held_back => tokio::time::sleep_until(at + CHECKPOINT_INTERVAL).await,
-                        _ => std::future::pending().await,
-                    }
-                };
+                let interval_over =
+                    checkpoint_interval_over(last_checkpoint, cursor > checkpointed.max(sent_to));
                 let received = tokio::select! {
                     page = current.pages.recv() => Some(Some(page)),
                     () = interval_over => Some(None),
@@ -240,13 +235,8 @@ pub(super) fn subscribe(
                     continue;
                 }
             }
-            let held_back = scanned_to > checkpointed.max(sent_to);
-            let interval_over = async {
-                match last_checkpoint {
-                    Some(at) if held_back => tokio::time::sleep_until(at + CHECKPOINT_INTERVAL).await,
-                    _ => std::future::pending().await,
-                }
-            };
+            let interval_over =
+                checkpoint_interval_over(last_checkpoint, scanned_to > checkpointed.max(sent_to));
             let stopping = tokio::select! {
                 changed = head.changed() => changed.is_err(),
                 () = interval_over => false,
@@ -258,6 +248,15 @@ pub(super) fn subscribe(
         }
     };
     Ok(Box::pin(stream))
+}
+
+/// Ends when the interval after the last checkpoint is over, if a checkpoint is held back;
+/// never otherwise.
+async fn checkpoint_interval_over(last_checkpoint: Option<tokio::time::Instant>, held_back: bool) {
+    match last_checkpoint {
+        Some(at) if held_back => tokio::time::sleep_until(at + CHECKPOINT_INTERVAL).await,
+        _ => std::future::pending().await,
+    }
 }
 
 /// Whether a stream filtering on `kinds` (sorted names; none is every kind) wants `kind`.
