@@ -31,8 +31,6 @@ const RING_PAGES: usize = 32;
 /// the same form.
 #[derive(Debug)]
 pub(super) struct Delivered {
-    /// The indicator kind's name, for a stream's kinds filter.
-    pub kind: String,
     pub event: Event,
 }
 
@@ -58,13 +56,15 @@ struct Registry {
     position: u64,
     /// Identities with joined streams, and how many.
     listening: HashMap<String, (Identity, usize)>,
+    /// The ring; gone once [`Dispatcher::run`] has ended, so that joined streams see it
+    /// closed and read on their own, and no stream joins any more.
+    pages: Option<broadcast::Sender<Arc<Page>>>,
 }
 
 /// The gateway's dispatcher (see the module documentation).
 #[derive(Debug)]
 pub struct Dispatcher {
     registry: Mutex<Registry>,
-    pages: broadcast::Sender<Arc<Page>>,
 }
 
 /// A stream's place with the dispatcher; leaving is dropping it.
@@ -99,8 +99,8 @@ impl Dispatcher {
             registry: Mutex::new(Registry {
                 position,
                 listening: HashMap::new(),
+                pages: Some(pages),
             }),
-            pages,
         })
     }
 
@@ -117,14 +117,14 @@ impl Dispatcher {
         if registry.position > cursor {
             return None;
         }
+        // Subscribed under the lock: every page after `position` reaches this receiver.
+        let pages = registry.pages.as_ref()?.subscribe();
         let key = identity.to_string();
         registry
             .listening
             .entry(key.clone())
             .or_insert_with(|| (identity.clone(), 0))
             .1 += 1;
-        // Subscribed under the lock: every page after `position` reaches this receiver.
-        let pages = self.pages.subscribe();
         Some(Joined {
             pages,
             _membership: Membership {
@@ -155,24 +155,36 @@ impl Dispatcher {
         let mut registry = self.lock();
         registry.position = registry.position.max(page.scanned_to);
         // No receiver is not an error: everyone may have left meanwhile.
-        let _ = self.pages.send(Arc::new(page));
+        if let Some(pages) = &registry.pages {
+            let _ = pages.send(Arc::new(page));
+        }
     }
 
     /// Sends every joined stream back to reading on its own (after a failed read).
     fn release_everyone(&self, after: u64) {
-        let _ = self.pages.send(Arc::new(Page {
-            after,
-            scanned_to: u64::MAX,
-            head: 0,
-            full: false,
-            released: HashMap::new(),
-        }));
+        if let Some(pages) = &self.lock().pages {
+            let _ = pages.send(Arc::new(Page {
+                after,
+                scanned_to: u64::MAX,
+                head: 0,
+                full: false,
+                released: HashMap::new(),
+            }));
+        }
     }
 
     /// Dispatches every new page until the gateway stops. The decisions of one page are
     /// committed while the next is read and decided; a page is handed out only once its own
     /// decisions are stored.
     pub async fn run(self: Arc<Self>, state: Arc<GatewayState>) {
+        /// Closes the ring however `run` ends (a panic included).
+        struct Closing<'a>(&'a Dispatcher);
+        impl Drop for Closing<'_> {
+            fn drop(&mut self) {
+                self.0.lock().pages = None;
+            }
+        }
+        let _closing = Closing(&self);
         let mut head = state.store.watch_head();
         let mut shutdown = state.shutdown.clone();
         // Where the next read starts: past the page whose decisions are being stored.
@@ -190,6 +202,13 @@ impl Dispatcher {
             {
                 match state.store.read_after(next, DISPATCH_PAGE, &[]).await {
                     Ok(batch) => {
+                        // A retraction goes to those whose allow decision is stored: the
+                        // previous page's decisions must be, before it is decided.
+                        if batch.events.iter().any(|event| {
+                            matches!(event.body, cordon_storage::EventBody::Retracted { .. })
+                        }) {
+                            self.hand_out(storing.take()).await;
+                        }
                         let full = batch.events.len() >= DISPATCH_PAGE as usize;
                         let page = Page {
                             after: next,

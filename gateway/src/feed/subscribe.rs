@@ -103,14 +103,18 @@ pub(super) fn subscribe(
         let mut known_head = 0;
         // Set while the dispatcher serves this stream.
         let mut joined: Option<Joined> = None;
+        // Whether the last page the dispatcher handed this stream reached the head.
+        let mut at_head = true;
         // The next page, being read while this one is decided and sent.
         let mut read_ahead: Option<tokio::task::JoinHandle<Result<cordon_storage::EventBatch, cordon_storage::StorageError>>> = None;
         loop {
             let (scanned_to, caught_up) = if let Some(current) = joined.as_mut() {
                 // A checkpoint held back is sent when its interval is over, if nothing
                 // else has come by then.
-                let interval_over =
-                    checkpoint_interval_over(last_checkpoint, cursor > checkpointed.max(sent_to));
+                let interval_over = checkpoint_interval_over(
+                    last_checkpoint,
+                    at_head && cursor > checkpointed.max(sent_to),
+                );
                 let received = tokio::select! {
                     page = current.pages.recv() => Some(Some(page)),
                     () = interval_over => Some(None),
@@ -136,7 +140,7 @@ pub(super) fn subscribe(
                             continue;
                         };
                         for delivered in mine {
-                            if delivered.event.sequence <= cursor || !wanted(&kinds, &delivered.kind) {
+                            if delivered.event.sequence <= cursor {
                                 continue;
                             }
                             sent_to = delivered.event.sequence;
@@ -144,6 +148,9 @@ pub(super) fn subscribe(
                             position.advance(sent_to);
                         }
                         known_head = known_head.max(page.head);
+                        // Within the feed (a full page), no checkpoint may be sent, not
+                        // even by the timer: it would show where a withheld event is.
+                        at_head = !page.full;
                         (page.scanned_to, !page.full)
                     }
                     // Fell behind the ring, or the dispatcher is gone: read on its own.
@@ -227,11 +234,13 @@ pub(super) fn subscribe(
             if joined.is_some() {
                 continue;
             }
-            // Caught up: from here the dispatcher serves a stream without a limit (a
-            // stream with one reads only what it can still send, on its own).
-            if request.limit == 0 {
+            // Caught up: from here the dispatcher serves a stream without a limit or a kinds
+            // filter (the dispatcher logs a decision for every event it releases to an
+            // identity, which such a stream would not all send).
+            if request.limit == 0 && kinds.is_empty() {
                 joined = state.dispatcher.join(&recipient, cursor);
                 if joined.is_some() {
+                    at_head = true;
                     continue;
                 }
             }
@@ -257,14 +266,6 @@ async fn checkpoint_interval_over(last_checkpoint: Option<tokio::time::Instant>,
         Some(at) if held_back => tokio::time::sleep_until(at + CHECKPOINT_INTERVAL).await,
         _ => std::future::pending().await,
     }
-}
-
-/// Whether a stream filtering on `kinds` (sorted names; none is every kind) wants `kind`.
-fn wanted(kinds: &[String], kind: &str) -> bool {
-    kinds.is_empty()
-        || kinds
-            .binary_search_by(|name| name.as_str().cmp(kind))
-            .is_ok()
 }
 
 fn kinds_filter(kinds: &[i32]) -> Result<Vec<String>, Status> {
@@ -375,7 +376,6 @@ impl GatewayState {
             for (stored, item) in work {
                 let at = Some(timestamp_from_micros(stored.at_micros));
                 let sequence = stored.sequence;
-                let kind = stored.kind;
                 match (stored.body, item) {
                     (EventBody::Published { .. }, PageItem::Published(indicator)) => {
                         let mut prepared = Prepared::new(&indicator);
@@ -403,7 +403,6 @@ impl GatewayState {
                                 Some((_, delivered)) => delivered.clone(),
                                 None => {
                                     let delivered = Arc::new(Delivered {
-                                        kind: kind.clone(),
                                         event: Event {
                                             sequence,
                                             at,
@@ -436,7 +435,6 @@ impl GatewayState {
                             cordon_proto::v1::Signature::decode(bytes.as_slice()).ok()
                         });
                         let retraction = Arc::new(Delivered {
-                            kind: kind.clone(),
                             event: Event {
                                 sequence,
                                 at,
