@@ -105,7 +105,6 @@ impl Bench {
                     system: systems[index].clone(),
                     subscribers,
                     batch,
-                    offered_per_s: None,
                     events: turns[index].events,
                     rate_per_s: turns[index].rate(),
                     p50_us: quantile(0.5),
@@ -113,13 +112,8 @@ impl Bench {
                     p999_us: quantile(0.999),
                     rss_mib: memory[index].map(|(rss, _)| rss),
                     peak_rss_mib: memory[index].map(|(_, peak)| peak),
-                    vs_bare: None,
-                    vs_nats: None,
-                    acked_per_s: None,
-                    vs_ordinary: None,
-                    vs_no_audit_log: None,
-                    vs_no_commitments: None,
                     note: note.clone(),
+                    ..Row::default()
                 });
             }
         }

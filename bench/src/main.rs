@@ -118,7 +118,7 @@ struct Args {
 }
 
 /// One measured figure with its baselines.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 struct Row {
     scenario: String,
     system: String,
@@ -423,21 +423,13 @@ impl Bench {
             system: format!("in process, {size} entries"),
             subscribers: 0,
             batch: 1,
-            offered_per_s: None,
             events: proofs,
             rate_per_s: rate,
             p50_us: Some(p50),
             p99_us: Some(latency.value_at_quantile(0.99)),
             p999_us: Some(latency.value_at_quantile(0.999)),
-            rss_mib: None,
-            peak_rss_mib: None,
-            vs_bare: None,
-            vs_nats: None,
-            acked_per_s: None,
-            vs_ordinary: None,
-            vs_no_audit_log: None,
-            vs_no_commitments: None,
             note,
+            ..Row::default()
         });
         Ok(())
     }
@@ -504,12 +496,6 @@ impl Bench {
                     p999_us: Some(measured.latency.value_at_quantile(0.999)),
                     rss_mib: memory.map(|(rss, _)| rss),
                     peak_rss_mib: memory.map(|(_, peak)| peak),
-                    vs_bare: None,
-                    vs_nats: None,
-                    acked_per_s: None,
-                    vs_ordinary: None,
-                    vs_no_audit_log: None,
-                    vs_no_commitments: None,
                     note: match load {
                         Load::Closed { .. } => {
                             "closed loop, batches of 100, 2 in flight; rate per subscriber".into()
@@ -518,6 +504,7 @@ impl Bench {
                             format!("open loop for {seconds} s; publish-to-delivery latency")
                         }
                     },
+                    ..Row::default()
                 });
                 finish(&target, gateway).await?;
             }
@@ -596,21 +583,12 @@ impl Bench {
                 system,
                 subscribers: 1,
                 batch: 0,
-                offered_per_s: None,
                 events,
                 rate_per_s: rate,
-                p50_us: None,
-                p99_us: None,
-                p999_us: None,
                 rss_mib: memory.map(|(rss, _)| rss),
                 peak_rss_mib: memory.map(|(_, peak)| peak),
-                vs_bare: None,
-                vs_nats: None,
-                acked_per_s: None,
-                vs_ordinary: None,
-                vs_no_audit_log: None,
-                vs_no_commitments: None,
                 note,
+                ..Row::default()
             });
             finish(&target, gateway).await?;
         }
@@ -675,13 +653,8 @@ impl Bench {
                 p999_us: Some(measured.latency.value_at_quantile(0.999)),
                 rss_mib: Some(memory.0),
                 peak_rss_mib: Some(memory.1),
-                vs_bare: None,
-                vs_nats: None,
-                acked_per_s: None,
-                vs_ordinary: None,
-                vs_no_audit_log: None,
-                vs_no_commitments: None,
                 note: "published at GH, received by an agency subscribed at NG; memory of both gateways; baselines: one hop of the same scenario".into(),
+                ..Row::default()
             });
             follower_process.stop().await?;
             origin_process.stop().await?;
@@ -846,7 +819,6 @@ impl Bench {
             system,
             subscribers: others,
             batch,
-            offered_per_s: None,
             events: measured.events,
             rate_per_s: measured.per_subscriber_rate(),
             p50_us: Some(measured.latency.value_at_quantile(0.5)),
@@ -854,12 +826,7 @@ impl Bench {
             p999_us: Some(measured.latency.value_at_quantile(0.999)),
             rss_mib: memory.first().map(|(rss, _)| *rss),
             peak_rss_mib: memory.first().map(|(_, peak)| *peak),
-            vs_bare: None,
-            vs_nats: None,
             acked_per_s: Some(measured.acked_rate),
-            vs_ordinary: None,
-            vs_no_audit_log: None,
-            vs_no_commitments: None,
             note: format!(
                 "closed loop, batches of {batch}, {in_flight} in flight; rate: indicators per \
                  second seen by one agency subscribed at each of the {others} receiving \
@@ -874,6 +841,7 @@ impl Bench {
                 others_cpu.iter().copied().fold(0.0, f64::max),
                 cpu_used[CIRCLE_GATEWAYS],
             ),
+            ..Row::default()
         })
     }
 
@@ -1304,7 +1272,6 @@ fn publish_row(
         system,
         subscribers: 0,
         batch,
-        offered_per_s: None,
         events,
         rate_per_s: rate,
         p50_us: quantile(0.5),
@@ -1312,12 +1279,7 @@ fn publish_row(
         p999_us: quantile(0.999),
         rss_mib: memory.map(|(rss, _)| rss),
         peak_rss_mib: memory.map(|(_, peak)| peak),
-        vs_bare: None,
-        vs_nats: None,
-        acked_per_s: None,
-        vs_ordinary: None,
-        vs_no_audit_log: None,
-        vs_no_commitments: None,
         note,
+        ..Row::default()
     }
 }

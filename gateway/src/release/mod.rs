@@ -310,10 +310,6 @@ impl<'a> Prepared<'a> {
         }
     }
 
-    pub fn indicator(&self) -> &'a Indicator {
-        self.indicator
-    }
-
     /// The indicator's proto3 JSON as the policy's input holds it, once built.
     fn indicator_json(&self) -> Option<&serde_json::Value> {
         match &self.input {
