@@ -1,0 +1,216 @@
+//! MISP events (the JSON MISP exports, `{"Event": {...}}`) read as Cordon indicators.
+//!
+//! What maps:
+//! - attributes of type `iban` and `bic`, each an account indicator;
+//! - objects `bank-account` (relations `iban`, `swift`/`bic`, `holder-name`/`account-name`) and
+//!   `legal-entity` (relations `name`, `registration-number`, `lei`, `country`/`country-code`);
+//! - objects named after Cordon's STIX observable types (`salw-vessel`, `salw-euc`,
+//!   `salw-firearm`...), whose attributes' `object_relation` are the STIX property names
+//!   (`imo`, `issuing_country`, `serial_number`...);
+//! - the event's `tlp:` tags to TLP (TLP 1.0's `tlp:white` is TLP:CLEAR), its `info` to the
+//!   narrative (with the attribute's comment), its date to `validFrom`.
+//!
+//! Every attribute and object that does not map is reported, with the reason.
+
+use serde_json::{Map, Value, json};
+
+use crate::kinds::{self, FieldType};
+use crate::{BundleError, Import, Imported, Unmapped};
+
+pub fn read_event(document: &Value) -> Result<Import, BundleError> {
+    let event = document
+        .get("Event")
+        .or_else(|| document.get("event"))
+        .unwrap_or(document);
+    let event = event
+        .as_object()
+        .ok_or_else(|| BundleError("Event: expected a JSON object".into()))?;
+    let mut tlp = None;
+    for tag in list(event, "Tag")? {
+        let name = tag["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let label = match name.as_str() {
+            "tlp:clear" | "tlp:white" => "TLP_CLEAR",
+            "tlp:green" => "TLP_GREEN",
+            "tlp:amber" => "TLP_AMBER",
+            "tlp:amber+strict" => "TLP_AMBER_STRICT",
+            "tlp:red" => "TLP_RED",
+            _ => continue,
+        };
+        if tlp.is_some_and(|t| t != label) {
+            return Err(BundleError("Event.Tag: more than one TLP tag".into()));
+        }
+        tlp = Some(label);
+    }
+    let info = event
+        .get("info")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let date = event
+        .get("date")
+        .and_then(Value::as_str)
+        .filter(|d| d.len() == 10 && d.as_bytes()[4] == b'-' && d.as_bytes()[7] == b'-');
+    let base = |comment: &str| {
+        let mut ind = Map::new();
+        if let Some(tlp) = tlp {
+            ind.insert("tlp".into(), json!(tlp));
+        }
+        let narrative = match (info.is_empty(), comment.is_empty()) {
+            (false, false) => format!("{info}: {comment}"),
+            (false, true) => info.to_string(),
+            (true, _) => comment.to_string(),
+        };
+        if !narrative.is_empty() {
+            ind.insert("narrative".into(), json!(narrative));
+        }
+        if let Some(date) = date {
+            ind.insert("validFrom".into(), json!(format!("{date}T00:00:00Z")));
+        }
+        ind
+    };
+    let mut import = Import::default();
+    for attribute in list(event, "Attribute")? {
+        let kind_type = attribute["type"].as_str().unwrap_or_default();
+        let value = attribute["value"].as_str().unwrap_or_default();
+        let id = attribute["uuid"]
+            .as_str()
+            .map_or_else(|| format!("attribute {kind_type}"), String::from);
+        let field = match kind_type {
+            "iban" => "iban",
+            "bic" => "bic",
+            _ => {
+                import.unmapped.push(Unmapped {
+                    id,
+                    reason: format!("attribute type {kind_type} has no Cordon mapping"),
+                });
+                continue;
+            }
+        };
+        let mut ind = base(attribute["comment"].as_str().unwrap_or_default());
+        ind.insert("account".into(), json!({ field: value }));
+        import.indicators.push(imported(id, ind));
+    }
+    for object in list(event, "Object")? {
+        let name = object["name"].as_str().unwrap_or_default();
+        let id = object["uuid"]
+            .as_str()
+            .map_or_else(|| format!("object {name}"), String::from);
+        let attributes = object["Attribute"].as_array().cloned().unwrap_or_default();
+        let mapped = match name {
+            "bank-account" => map_relations(
+                "account",
+                &attributes,
+                &[
+                    ("iban", "iban"),
+                    ("swift", "bic"),
+                    ("bic", "bic"),
+                    ("holder-name", "holder"),
+                    ("account-name", "holder"),
+                ],
+            ),
+            "legal-entity" => map_relations(
+                "entity",
+                &attributes,
+                &[
+                    ("name", "name"),
+                    ("registration-number", "registrationNumber"),
+                    ("lei", "lei"),
+                    ("country", "country"),
+                    ("country-code", "country"),
+                ],
+            ),
+            other => match kinds::by_sco(other) {
+                Some(kind) => salw_object(kind, &attributes),
+                None => {
+                    import.unmapped.push(Unmapped {
+                        id,
+                        reason: format!("object {other} has no Cordon mapping"),
+                    });
+                    continue;
+                }
+            },
+        };
+        let (observed, kind_json, rest) = mapped;
+        for relation in rest {
+            import.unmapped.push(Unmapped {
+                id: format!("{id} {relation}"),
+                reason: format!("object relation {relation} of {name} has no Cordon field"),
+            });
+        }
+        if observed.is_empty() {
+            import.unmapped.push(Unmapped {
+                id,
+                reason: format!("object {name} has no attribute Cordon maps"),
+            });
+            continue;
+        }
+        let mut ind = base(object["comment"].as_str().unwrap_or_default());
+        ind.insert(kind_json.into(), Value::Object(observed));
+        import.indicators.push(imported(id, ind));
+    }
+    Ok(import)
+}
+
+fn imported(id: String, indicator: Map<String, Value>) -> Imported {
+    Imported {
+        stix_id: id,
+        indicator: Value::Object(indicator),
+        withheld: Vec::new(),
+        revoked: false,
+    }
+}
+
+fn list<'a>(event: &'a Map<String, Value>, key: &str) -> Result<&'a [Value], BundleError> {
+    match event.get(key) {
+        None | Some(Value::Null) => Ok(&[]),
+        Some(Value::Array(items)) => Ok(items),
+        Some(_) => Err(BundleError(format!("Event.{key}: expected a list"))),
+    }
+}
+
+type Mapped = (Map<String, Value>, &'static str, Vec<String>);
+
+fn map_relations(kind: &'static str, attributes: &[Value], table: &[(&str, &str)]) -> Mapped {
+    let mut observed = Map::new();
+    let mut rest = Vec::new();
+    for attribute in attributes {
+        let relation = attribute["object_relation"].as_str().unwrap_or_default();
+        let value = attribute["value"].as_str().unwrap_or_default();
+        match table.iter().find(|(r, _)| *r == relation) {
+            Some((_, field)) => {
+                observed.insert((*field).into(), json!(value));
+            }
+            None => rest.push(relation.to_string()),
+        }
+    }
+    (observed, kind, rest)
+}
+
+fn salw_object(kind: &'static kinds::Kind, attributes: &[Value]) -> Mapped {
+    let mut observed = Map::new();
+    let mut rest = Vec::new();
+    for attribute in attributes {
+        let relation = attribute["object_relation"].as_str().unwrap_or_default();
+        let value = attribute["value"].as_str().unwrap_or_default();
+        let Some(field) = kind.field_by_stix(relation) else {
+            rest.push(relation.to_string());
+            continue;
+        };
+        let value = match field.ty {
+            FieldType::Str => json!(value),
+            FieldType::Bool => json!(value == "1" || value.eq_ignore_ascii_case("true")),
+            FieldType::List => {
+                let list = observed.entry(field.json).or_insert_with(|| json!([]));
+                if let Some(list) = list.as_array_mut() {
+                    list.push(json!(value));
+                }
+                continue;
+            }
+            FieldType::Enum(prefix) => json!(format!("{prefix}{}", value.to_ascii_uppercase())),
+        };
+        observed.insert(field.json.into(), value);
+    }
+    (observed, kind.json, rest)
+}
