@@ -53,6 +53,9 @@ pub struct ConfigFile {
     /// The admin listener (plain HTTP, `GET /metrics` only); absent, there is none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin: Option<AdminFile>,
+    /// The TAXII 2.1 listener (HTTPS, HTTP/1.1, mutual TLS); absent, there is none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub taxii: Option<TaxiiFile>,
     #[serde(default)]
     pub screening: ScreeningFile,
     #[serde(default)]
@@ -114,6 +117,14 @@ fn default_suppress_below() -> u64 {
 #[serde(deny_unknown_fields)]
 pub struct AdminFile {
     /// For example `127.0.0.1:9464`; port 0 picks a free port.
+    pub listen: String,
+}
+
+/// `[taxii]`: the TAXII 2.1 server, on its own HTTPS listener with the gateway's mutual TLS.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaxiiFile {
+    /// For example `127.0.0.1:9443`; port 0 picks a free port.
     pub listen: String,
 }
 
@@ -311,6 +322,10 @@ pub struct GatewayConfig {
     pub peers: Vec<PeerConfig>,
     /// Where the admin listener (`GET /metrics`, plain HTTP) binds; `None`: no admin listener.
     pub admin_listen: Option<SocketAddr>,
+    /// Where the TAXII 2.1 listener binds (`[taxii] listen`); `None`: no TAXII server.
+    pub taxii_listen: Option<SocketAddr>,
+    /// Every member the federation data names (`[[members]]`), this one included.
+    pub members: Vec<String>,
     /// How long a screened declaration stays watched.
     pub watch_for: Duration,
     /// Agencies that may retract or supersede any of this member's indicators.
@@ -325,7 +340,7 @@ pub struct GatewayConfig {
 
 impl GatewayConfig {
     /// Reads `path`, applies overrides from `environment` (`CORDON_DATABASE_URL`,
-    /// `CORDON_LISTEN`, `CORDON_ADMIN_LISTEN`) and validates.
+    /// `CORDON_LISTEN`, `CORDON_ADMIN_LISTEN`, `CORDON_TAXII_LISTEN`) and validates.
     pub fn load(path: &Path, environment: &HashMap<String, String>) -> Result<GatewayConfig> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading config {}", path.display()))?;
@@ -377,9 +392,32 @@ impl GatewayConfig {
         if admin_listen.is_some_and(|admin| admin == listen && admin.port() != 0) {
             bail!("admin.listen: {listen} is already the gRPC listen address");
         }
+        let taxii_text = environment
+            .get("CORDON_TAXII_LISTEN")
+            .or(file.taxii.as_ref().map(|taxii| &taxii.listen));
+        let taxii_listen = taxii_text
+            .map(|text| {
+                text.parse::<SocketAddr>().with_context(|| {
+                    format!("taxii.listen: {text:?} is not an address such as 127.0.0.1:9443")
+                })
+            })
+            .transpose()?;
+        if let Some(taxii) = taxii_listen.filter(|taxii| taxii.port() != 0) {
+            if taxii == listen {
+                bail!("taxii.listen: {listen} is already the gRPC listen address");
+            }
+            if admin_listen == Some(taxii) {
+                bail!("taxii.listen: {taxii} is already the admin listen address");
+            }
+        }
         if !(1..=1_000).contains(&file.oversight.suppress_below) {
             bail!("oversight.suppress_below: must be between 1 and 1000");
         }
+        let mut members: Vec<String> = file.members.iter().map(|m| m.id.clone()).collect();
+        if !members.contains(&file.member) {
+            members.push(file.member.clone());
+        }
+        members.sort();
         if file.screening.watch_days > MAX_WATCH_DAYS {
             bail!("screening.watch_days: at most {MAX_WATCH_DAYS} (ten years)");
         }
@@ -414,6 +452,8 @@ impl GatewayConfig {
             federation_keys,
             peers,
             admin_listen,
+            taxii_listen,
+            members,
             watch_for: Duration::from_secs(u64::from(file.screening.watch_days) * 86_400),
             administrators,
             rate_limits: RateLimits {

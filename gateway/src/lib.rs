@@ -5,7 +5,7 @@
 //! Rooms by capability (see ARCHITECTURE.md): [`feed`] (the IndicatorService), [`release`]
 //! (hard floor, policy, redaction, decision log), [`federation`] (following partner
 //! gateways), [`circle`] (MLS circles), [`policy`] (reloads and the PolicyService), [`cli`]
-//! (commands, demo, development CA), [`metrics`]; small shared modules beside them
+//! (commands, demo, development CA), [`metrics`], [`taxii`] (the TAXII 2.1 server); small shared modules beside them
 //! ([`clock`], [`identity`], [`config`], [`signing`], [`status`]) and [`server`], which wires
 //! them together.
 //!
@@ -30,5 +30,6 @@ pub mod screening;
 pub mod server;
 pub mod signing;
 pub(crate) mod status;
+pub(crate) mod taxii;
 
 pub use feed::MAX_SUBSCRIPTIONS_PER_IDENTITY;

@@ -54,6 +54,9 @@ pub enum ServerTls {
     WithCrl(SharedAcceptor),
 }
 
+/// The application protocol of the TAXII listener.
+const TAXII_ALPN: &[u8] = b"http/1.1";
+
 /// The TLS acceptor in use; each new connection takes the one current when it arrives.
 pub type SharedAcceptor = Arc<std::sync::RwLock<tokio_rustls::TlsAcceptor>>;
 
@@ -84,6 +87,12 @@ pub fn server_tls(config: &GatewayConfig) -> Result<ServerTls> {
 
 /// A TLS acceptor for `files`, refusing client certificates revoked by `files.crl`.
 fn crl_acceptor(files: &TlsFiles) -> Result<tokio_rustls::TlsAcceptor> {
+    acceptor(files, b"h2")
+}
+
+/// A TLS acceptor for `files` that requires a client certificate of the federation CA (not
+/// revoked by `files.crl`, when set) and offers the application protocol `alpn`.
+fn acceptor(files: &TlsFiles, alpn: &[u8]) -> Result<tokio_rustls::TlsAcceptor> {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::PrivateKeyDer;
     use rustls::pki_types::pem::PemObject;
@@ -102,33 +111,51 @@ fn crl_acceptor(files: &TlsFiles) -> Result<tokio_rustls::TlsAcceptor> {
             .add(ca.map_err(pem_error(&files.ca))?)
             .with_context(|| format!("{}: not a CA certificate", files.ca.display()))?;
     }
-    let crl_path = files.crl.as_ref().context("tls.crl: not set")?;
-    let crls = crate::federation::peer_tls::read_crls(crl_path)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+    let mut verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
         Arc::new(roots),
         provider.clone(),
-    )
-    .with_crls(crls)
-    .build()
-    .with_context(|| format!("tls.crl: {}", crl_path.display()))?;
+    );
+    if let Some(crl_path) = &files.crl {
+        verifier = verifier.with_crls(crate::federation::peer_tls::read_crls(crl_path)?);
+    }
+    let verifier = verifier.build().with_context(|| match &files.crl {
+        Some(crl_path) => format!("tls.crl: {}", crl_path.display()),
+        None => "the client certificate verifier".to_string(),
+    })?;
     let mut server = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .context("TLS versions")?
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain, key)
         .context("the gateway's TLS certificate and key")?;
-    server.alpn_protocols = vec![b"h2".to_vec()];
+    server.alpn_protocols = vec![alpn.to_vec()];
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(server)))
 }
 
 /// Watches the `[tls] crl` file: each change that reads as a CRL replaces the acceptor, so
 /// that certificates revoked since the start are refused from the next handshake on; one that
 /// does not read keeps the acceptor in use (logged).
-fn watch_crl(files: TlsFiles, acceptor: SharedAcceptor) -> Result<notify::RecommendedWatcher> {
+fn watch_crl(
+    files: TlsFiles,
+    acceptors: Vec<(SharedAcceptor, &'static [u8])>,
+) -> Result<notify::RecommendedWatcher> {
     let crl_path = files.crl.clone().context("tls.crl: not set")?;
     let watched = crl_path.clone();
-    crate::file_watch::watch_file(&watched, move || match crl_acceptor(&files) {
+    crate::file_watch::watch_file(&watched, move || {
+        for (acceptor, alpn) in &acceptors {
+            replace_acceptor(&files, acceptor, alpn, &crl_path);
+        }
+    })
+}
+
+fn replace_acceptor(
+    files: &TlsFiles,
+    acceptor: &SharedAcceptor,
+    alpn: &[u8],
+    crl_path: &std::path::Path,
+) {
+    match self::acceptor(files, alpn) {
         Ok(fresh) => {
             *acceptor
                 .write()
@@ -140,12 +167,12 @@ fn watch_crl(files: TlsFiles, acceptor: SharedAcceptor) -> Result<notify::Recomm
             error = format!("{error:#}"),
             "the changed CRL does not read; the one read before stays in use"
         ),
-    })
+    }
 }
 
 /// TLS connections accepted by `acceptor`, each handshake on its own task and bounded by
 /// [`TLS_HANDSHAKE_TIMEOUT`], so that a slow or refused client holds up no one.
-fn tls_incoming(
+pub(crate) fn tls_incoming(
     listener: TcpListener,
     acceptor: SharedAcceptor,
 ) -> impl futures::Stream<Item = std::io::Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>>
@@ -197,6 +224,9 @@ pub struct RunningGateway {
     pub address: SocketAddr,
     /// The admin listener's address (`GET /metrics`), when `[admin]` configures one.
     pub admin_address: Option<SocketAddr>,
+    /// The TAXII 2.1 listener's address, when `[taxii]` configures one.
+    pub taxii_address: Option<SocketAddr>,
+    taxii_task: Option<JoinHandle<()>>,
     pub metrics: Arc<Metrics>,
     pub state: Arc<GatewayState>,
     pub policy_manager: Arc<PolicyManager>,
@@ -228,6 +258,16 @@ impl RunningGateway {
             // A scraper's idle keep-alive connection must not hold up shutdown.
             let abort = admin.abort_handle();
             if tokio::time::timeout(Duration::from_secs(2), admin)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
+        }
+        if let Some(taxii) = self.taxii_task.take() {
+            // An idle keep-alive connection must not hold up shutdown.
+            let abort = taxii.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(2), taxii)
                 .await
                 .is_err()
             {
@@ -299,21 +339,33 @@ async fn start_with(
         &config.member,
     )?);
     let tls = server_tls(config)?;
+    let tls_files = TlsFiles {
+        cert: config.tls_cert.clone(),
+        key: config.tls_key.clone(),
+        ca: config.tls_ca.clone(),
+        crl: config.tls_crl.clone(),
+    };
+    // The TAXII listener's acceptor: the same identities, HTTP/1.1.
+    let taxii_acceptor: Option<SharedAcceptor> = match config.taxii_listen {
+        Some(_) => Some(Arc::new(std::sync::RwLock::new(acceptor(
+            &tls_files, TAXII_ALPN,
+        )?))),
+        None => None,
+    };
     // A CRL replaced while the gateway runs is checked from the next handshake on.
-    let crl_watcher = match &tls {
-        ServerTls::WithCrl(acceptor) => Some(
-            watch_crl(
-                TlsFiles {
-                    cert: config.tls_cert.clone(),
-                    key: config.tls_key.clone(),
-                    ca: config.tls_ca.clone(),
-                    crl: config.tls_crl.clone(),
-                },
-                acceptor.clone(),
-            )
-            .context("watching tls.crl")?,
-        ),
-        ServerTls::Tonic(_) => None,
+    let mut watched_acceptors: Vec<(SharedAcceptor, &'static [u8])> = Vec::new();
+    if let ServerTls::WithCrl(acceptor) = &tls {
+        watched_acceptors.push((acceptor.clone(), b"h2"));
+    }
+    if let Some(acceptor) = &taxii_acceptor
+        && config.tls_crl.is_some()
+    {
+        watched_acceptors.push((acceptor.clone(), TAXII_ALPN));
+    }
+    let crl_watcher = if watched_acceptors.is_empty() {
+        None
+    } else {
+        Some(watch_crl(tls_files.clone(), watched_acceptors).context("watching tls.crl")?)
     };
     let store = Store::connect(&config.database_url)
         .await
@@ -330,6 +382,18 @@ async fn start_with(
         None => None,
     };
     let admin_address = admin_listener
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()?;
+    let taxii_listener = match config.taxii_listen {
+        Some(taxii) => Some(
+            TcpListener::bind(taxii)
+                .await
+                .with_context(|| format!("binding taxii.listen {taxii}"))?,
+        ),
+        None => None,
+    };
+    let taxii_address = taxii_listener
         .as_ref()
         .map(TcpListener::local_addr)
         .transpose()?;
@@ -482,6 +546,13 @@ async fn start_with(
                 }
             })
         });
+    let taxii_task = taxii_listener
+        .zip(taxii_acceptor)
+        .map(|(listener, acceptor)| {
+            tracing::info!(address = ?taxii_address, "TAXII 2.1 listener (HTTPS, mutual TLS)");
+            let taxii = crate::taxii::Taxii::new(state.clone(), config.members.clone());
+            crate::taxii::serve(listener, acceptor, taxii, state.shutdown.clone())
+        });
     let federation_api = FederationApi {
         member: config.member.clone(),
         federation_name: config.federation.clone(),
@@ -517,6 +588,8 @@ async fn start_with(
     Ok(RunningGateway {
         address,
         admin_address,
+        taxii_address,
+        taxii_task,
         metrics,
         state,
         policy_manager,

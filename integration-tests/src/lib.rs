@@ -329,6 +329,8 @@ pub struct GatewayProcess {
     pub endpoint: String,
     /// The admin listener's `host:port` (plain HTTP, `GET /metrics`), when `[admin]` is configured.
     pub admin: Option<String>,
+    /// The TAXII listener's `host:port` (HTTPS, mutual TLS), when `[taxii]` is configured.
+    pub taxii: Option<String>,
     pub log: PathBuf,
 }
 
@@ -381,12 +383,14 @@ impl GatewayProcess {
             .as_str()
             .context("no listening address")?;
         let admin = value["admin"].as_str().map(str::to_string);
+        let taxii = value["taxii"].as_str().map(str::to_string);
         // Keep draining stdout so the process never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         Ok(GatewayProcess {
             child,
             endpoint: format!("https://{address}"),
             admin,
+            taxii,
             log,
         })
     }
@@ -781,6 +785,102 @@ pub async fn http(address: &str, method: &str, path: &str) -> Result<(u16, Strin
         bail!("unexpected chunked response: {response:?}");
     }
     Ok((status, headers.to_string(), body.to_string()))
+}
+
+/// One HTTPS/1.1 exchange with a TAXII listener at `address`, as the identity in
+/// `identity` (its `cert.pem`, `key.pem` and the federation's `ca.pem`): (status, headers as
+/// lower-case `name: value` lines, body). `accept` and `content_type` set those headers when
+/// given.
+pub async fn taxii_request(
+    address: &str,
+    identity: &Path,
+    method: &str,
+    path: &str,
+    accept: Option<&str>,
+    body: Option<(&str, &[u8])>,
+) -> Result<(u16, String, String)> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    let chain =
+        CertificateDer::pem_file_iter(identity.join("cert.pem"))?.collect::<Result<Vec<_>, _>>()?;
+    let key = PrivateKeyDer::from_pem_file(identity.join("key.pem"))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in CertificateDer::pem_file_iter(identity.join("ca.pem"))? {
+        roots.add(ca?)?;
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(address)
+        .await
+        .with_context(|| format!("connecting to the TAXII listener {address}"))?;
+    let host = address.rsplit_once(':').map_or(address, |(host, _)| host);
+    let server_name = ServerName::try_from(host.to_string())?;
+    let mut stream = connector.connect(server_name, tcp).await?;
+    let mut request =
+        format!("{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n");
+    if let Some(accept) = accept {
+        request.push_str(&format!("Accept: {accept}\r\n"));
+    }
+    if let Some((content_type, body)) = body {
+        request.push_str(&format!(
+            "Content-Type: {content_type}\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    request.push_str("\r\n");
+    let mut bytes = request.into_bytes();
+    if let Some((_, body)) = body {
+        bytes.extend_from_slice(body);
+    }
+    tokio::io::AsyncWriteExt::write_all(&mut stream, &bytes).await?;
+    let mut response = Vec::new();
+    // The server may close without a TLS close_notify once it has answered.
+    let read = tokio::time::timeout(
+        patience(),
+        tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut response),
+    )
+    .await
+    .context("the TAXII listener did not answer in time")?;
+    if let Err(error) = read
+        && response.is_empty()
+    {
+        return Err(error.into());
+    }
+    let response = String::from_utf8(response)?;
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .with_context(|| format!("no end of headers in {response:?}"))?;
+    let (status_line, headers) = head.split_once("\r\n").unwrap_or((head, ""));
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .with_context(|| format!("status line {status_line:?}"))?;
+    let headers = headers.to_ascii_lowercase();
+    let body = if headers.contains("transfer-encoding: chunked") {
+        dechunk(body)?
+    } else {
+        body.to_string()
+    };
+    Ok((status, headers, body))
+}
+
+fn dechunk(mut body: &str) -> Result<String> {
+    let mut out = String::new();
+    loop {
+        let (size, rest) = body.split_once("\r\n").context("chunk size line")?;
+        let size = usize::from_str_radix(size.trim(), 16).context("chunk size")?;
+        if size == 0 {
+            return Ok(out);
+        }
+        out.push_str(rest.get(..size).context("chunk shorter than its size")?);
+        body = rest.get(size + 2..).context("chunk without its end")?;
+    }
 }
 
 /// Publishes `indicators` as `identity`; returns the ids the gateway accepted, in order.

@@ -16,7 +16,9 @@ pub mod pattern;
 
 use serde_json::Value;
 
-pub use mapping::{Export, Imported, MapError, from_stix, indicator_id, to_stix};
+pub use mapping::{
+    Export, Imported, MapError, cordon_id_candidates, from_stix, indicator_id, to_stix,
+};
 
 /// Something in an import that did not become a Cordon indicator, and why.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]

@@ -47,9 +47,34 @@ pub struct Export<'a> {
     pub revoked_at: Option<&'a str>,
 }
 
-/// The STIX id of the `indicator` a Cordon indicator maps to.
+/// The STIX id of the `indicator` a Cordon indicator maps to. Cordon's UUIDv7 ids keep their
+/// 122 free bits with the version set to 4 (a valid, deterministic UUIDv4 that
+/// [`cordon_id_candidates`] turns back); a UUIDv4 id is kept as it is; any other id is hashed.
 pub fn indicator_id(cordon_id: &str) -> String {
-    domain_id("indicator", cordon_id)
+    match uuid::Uuid::try_parse(cordon_id) {
+        Ok(uuid) if uuid.get_version_num() == 7 => {
+            let mut bytes = *uuid.as_bytes();
+            bytes[6] = (bytes[6] & 0x0f) | 0x40;
+            format!("indicator--{}", uuid::Uuid::from_bytes(bytes))
+        }
+        Ok(uuid) if uuid.get_version_num() == 4 => format!("indicator--{uuid}"),
+        _ => domain_id("indicator", cordon_id),
+    }
+}
+
+/// The Cordon ids whose [`indicator_id`] may be `stix_id`: the UUIDv7 it was made from, or
+/// the same UUIDv4. Empty for anything else (a hashed id cannot be turned back).
+pub fn cordon_id_candidates(stix_id: &str) -> Vec<String> {
+    let Some(uuid) = stix_id
+        .strip_prefix("indicator--")
+        .and_then(|u| uuid::Uuid::try_parse(u).ok())
+        .filter(|u| u.get_version_num() == 4)
+    else {
+        return Vec::new();
+    };
+    let mut bytes = *uuid.as_bytes();
+    bytes[6] = (bytes[6] & 0x0f) | 0x70;
+    vec![uuid::Uuid::from_bytes(bytes).to_string(), uuid.to_string()]
 }
 
 const TOP_LEVEL: &[&str] = &[
@@ -154,10 +179,10 @@ pub fn to_stix(indicator: &Value, export: Export<'_>) -> Result<Vec<Value>, MapE
     let valid_from = string(fields, "validFrom")?;
     sdo.insert(
         "valid_from".into(),
-        json!(valid_from.unwrap_or(created.as_str())),
+        json!(valid_from.map_or_else(|| created.clone(), utc)),
     );
     if let Some(until) = string(fields, "validUntil")? {
-        sdo.insert("valid_until".into(), json!(until));
+        sdo.insert("valid_until".into(), json!(utc(until)));
     }
     if let Some(confidence) = fields.get("confidence") {
         let confidence = confidence
@@ -222,11 +247,24 @@ pub fn to_stix(indicator: &Value, export: Export<'_>) -> Result<Vec<Value>, MapE
 /// An RFC 3339 UTC timestamp with at least three fraction digits (STIX's millisecond
 /// precision for created and modified): `2026-11-01T00:00:00Z` -> `2026-11-01T00:00:00.000Z`.
 pub fn stix_timestamp(timestamp: &str) -> String {
+    let timestamp = utc(timestamp);
     let Some(body) = timestamp.strip_suffix('Z') else {
-        return timestamp.to_string();
+        return timestamp;
     };
     let (seconds, fraction) = body.split_once('.').unwrap_or((body, ""));
     format!("{seconds}.{fraction:0<3}Z")
+}
+
+/// `Z` for a UTC offset written `+00:00` (as the proto3 JSON mapping of this gateway writes
+/// it): STIX timestamps end in `Z`.
+pub fn utc(timestamp: &str) -> String {
+    match timestamp
+        .strip_suffix("+00:00")
+        .or_else(|| timestamp.strip_suffix("-00:00"))
+    {
+        Some(body) => format!("{body}Z"),
+        None => timestamp.to_string(),
+    }
 }
 
 /// The form the proto3 JSON mapping writes (0, 3, 6 or 9 fraction digits), so that a

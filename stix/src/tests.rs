@@ -440,3 +440,19 @@ fn timestamps_get_millisecond_precision_and_read_back_as_cordon_wrote_them() {
         "2026-11-01T00:00:00.123450Z"
     );
 }
+
+#[test]
+fn indicator_ids_turn_back_into_cordon_ids() {
+    let v7 = "0193a0c4-5e1f-7a2b-8c3d-4e5f60718293";
+    let stix = indicator_id(v7);
+    assert_eq!(stix, "indicator--0193a0c4-5e1f-4a2b-8c3d-4e5f60718293");
+    assert!(cordon_id_candidates(&stix).contains(&v7.to_string()));
+    let v4 = "8e2e2d2b-17d4-4cbf-938f-98ee46b3cd3f";
+    assert_eq!(indicator_id(v4), format!("indicator--{v4}"));
+    assert!(cordon_id_candidates(&indicator_id(v4)).contains(&v4.to_string()));
+    // Not a UUID: hashed, and it cannot be turned back.
+    let other = indicator_id("not-a-uuid");
+    assert!(ids::is_valid(&other, "indicator"));
+    assert!(!cordon_id_candidates(&other).contains(&"not-a-uuid".to_string()));
+    assert!(cordon_id_candidates("malware--8e2e2d2b-17d4-4cbf-938f-98ee46b3cd3f").is_empty());
+}

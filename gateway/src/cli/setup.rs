@@ -78,6 +78,7 @@ pub(super) fn init(args: InitArgs) -> Result<()> {
         members: Vec::new(),
         peers: Vec::new(),
         admin: None,
+        taxii: None,
         screening: ScreeningFile::default(),
         oversight: crate::config::OversightFile::default(),
         administrators: Vec::new(),
@@ -151,6 +152,9 @@ pub(super) async fn serve(config_path: &Path) -> Result<()> {
         serde_json::json!({"listening": gateway.address.to_string(), "member": config.member});
     if let Some(admin) = gateway.admin_address {
         first_line["admin"] = serde_json::Value::String(admin.to_string());
+    }
+    if let Some(taxii) = gateway.taxii_address {
+        first_line["taxii"] = serde_json::Value::String(taxii.to_string());
     }
     println!("{first_line}");
     std::io::stdout().flush()?;

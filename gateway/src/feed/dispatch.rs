@@ -30,7 +30,7 @@ const RING_PAGES: usize = 32;
 /// One released event, shared by every stream (of every identity) it was released to in
 /// the same form.
 #[derive(Debug)]
-pub(super) struct Delivered {
+pub(crate) struct Delivered {
     pub event: Event,
 }
 

@@ -21,7 +21,7 @@ const NOT_YOURS: &str = "names no indicator you published (only the publishing a
      administrator of the member may retract or supersede an indicator)";
 
 impl GatewayState {
-    pub(super) async fn publish(
+    pub(crate) async fn publish(
         &self,
         caller: &Identity,
         indicators: Vec<Indicator>,

@@ -312,7 +312,7 @@ impl GatewayState {
     /// Releases one page of stored events to each of `recipients`, in order: what each
     /// may see, an event released alike to several shared between them. Every decision is
     /// stored, in one write, before this returns.
-    async fn release_page(
+    pub(crate) async fn release_page(
         &self,
         recipients: &[Identity],
         events: Vec<StoredEvent>,
@@ -489,7 +489,7 @@ impl GatewayState {
     /// lookup reveals nothing the policy withholds: both store one decision (a deny, for an
     /// absent id) before answering, and the revision that superseded an indicator is named
     /// only when the recipient may see it (that decision is stored too).
-    pub(super) async fn get(
+    pub(crate) async fn get(
         &self,
         recipient: &Identity,
         id: String,

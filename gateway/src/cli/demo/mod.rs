@@ -336,6 +336,8 @@ async fn start_member(
         suspended: Default::default(),
         oversight_suppress_below: 5,
         admin_listen: None,
+        taxii_listen: None,
+        members: Vec::new(),
     };
     let decisions = Arc::new(MemoryDecisionSink::default());
     let gateway = crate::server::start_on(

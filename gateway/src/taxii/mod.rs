@@ -1,0 +1,604 @@
+//! The TAXII 2.1 server: each caller's collection is its release view, in STIX 2.1.
+//!
+//! Its own HTTPS listener (`[taxii] listen`) speaks HTTP/1.1, because TAXII clients such as
+//! Python's `requests` do not speak HTTP/2, with the same mutual TLS as the gRPC listener: the
+//! caller is the identity its client certificate names, never anything in the request. Each
+//! caller sees one collection, what Subscribe would release to it: every object comes from an
+//! event released through [`crate::release`] (hard floor, policy, decision stored before the
+//! response), mapped by [`cordon_stix`]. The member's own agencies may add objects to it; they
+//! are published as a Publish call would be (validated, signed by the gateway).
+//!
+//! Routes, under the API root `/cordon/`: discovery `/taxii2/`, the API root, `status/{id}/`,
+//! `collections/`, `collections/{id}/`, `collections/{id}/objects/` (GET, POST),
+//! `collections/{id}/objects/{object_id}/`, `.../versions/` and `collections/{id}/manifest/`.
+
+mod status;
+mod view;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use cordon_proto::v1::Indicator;
+use serde_json::{Value, json};
+use tokio::task::JoinHandle;
+
+use crate::feed::GatewayState;
+use crate::identity::Identity;
+use crate::metrics::RateLimitedCall;
+
+/// The TAXII 2.1 media type of every response and of added objects.
+pub const TAXII_MEDIA_TYPE: &str = "application/taxii+json;version=2.1";
+/// The media type of the STIX objects a collection holds.
+pub const STIX_MEDIA_TYPE: &str = "application/stix+json;version=2.1";
+/// The API root's path.
+pub const API_ROOT: &str = "/cordon/";
+/// The largest request body accepted (an add-objects envelope).
+pub const MAX_CONTENT_LENGTH: usize = 10 * 1024 * 1024;
+/// Objects per page when the client sets no `limit`, and the most it may ask for.
+pub const DEFAULT_PAGE: usize = 1_000;
+pub const MAX_PAGE: usize = 10_000;
+
+/// Who is on the other end of a TAXII connection: the identity its verified client
+/// certificate names, or why it names none this gateway accepts.
+#[derive(Debug, Clone)]
+pub struct Peer(Result<Identity, String>);
+
+/// What every handler shares.
+#[derive(Debug)]
+pub struct Taxii {
+    pub state: Arc<GatewayState>,
+    /// Members whose identities the collection holds (`[[members]]` and this one).
+    pub members: Vec<String>,
+    statuses: status::Statuses,
+}
+
+/// A TAXII error response: an error object with the HTTP status.
+#[derive(Debug)]
+pub struct TaxiiError {
+    status: StatusCode,
+    title: &'static str,
+    description: String,
+}
+
+impl TaxiiError {
+    pub fn new(status: StatusCode, title: &'static str, description: impl Into<String>) -> Self {
+        TaxiiError {
+            status,
+            title,
+            description: description.into(),
+        }
+    }
+
+    fn not_found(description: impl Into<String>) -> Self {
+        TaxiiError::new(StatusCode::NOT_FOUND, "Not found", description)
+    }
+
+    fn bad_request(description: impl Into<String>) -> Self {
+        TaxiiError::new(StatusCode::BAD_REQUEST, "Bad request", description)
+    }
+}
+
+impl From<tonic::Status> for TaxiiError {
+    fn from(status: tonic::Status) -> Self {
+        use tonic::Code;
+        let (code, title) = match status.code() {
+            Code::InvalidArgument | Code::FailedPrecondition | Code::AlreadyExists => {
+                (StatusCode::BAD_REQUEST, "Bad request")
+            }
+            Code::Unauthenticated => (StatusCode::UNAUTHORIZED, "Unauthenticated"),
+            Code::PermissionDenied => (StatusCode::FORBIDDEN, "Forbidden"),
+            Code::NotFound => (StatusCode::NOT_FOUND, "Not found"),
+            Code::ResourceExhausted => (StatusCode::TOO_MANY_REQUESTS, "Too many requests"),
+            Code::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "Unavailable"),
+            _ => (StatusCode::INTERNAL_SERVER_ERROR, "Internal error"),
+        };
+        TaxiiError::new(code, title, status.message())
+    }
+}
+
+impl IntoResponse for TaxiiError {
+    fn into_response(self) -> Response {
+        let body = json!({
+            "title": self.title,
+            "description": self.description,
+            "http_status": self.status.as_u16().to_string(),
+        });
+        taxii_json(self.status, &body, HeaderMap::new())
+    }
+}
+
+fn taxii_json(status: StatusCode, body: &Value, mut headers: HeaderMap) -> Response {
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(TAXII_MEDIA_TYPE),
+    );
+    (status, headers, body.to_string()).into_response()
+}
+
+type Reply = Result<Response, TaxiiError>;
+
+/// Serves TAXII on `listener` until `shutdown` turns true. Each connection's TLS handshake
+/// runs on its own task (`crate::server::tls_incoming`).
+pub fn serve(
+    listener: tokio::net::TcpListener,
+    acceptor: crate::server::SharedAcceptor,
+    taxii: Arc<Taxii>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    let federation = taxii.state.federation.clone();
+    let connections = TaxiiListener {
+        incoming: Box::pin(crate::server::tls_incoming(listener, acceptor)),
+        federation,
+    };
+    let router = router(taxii);
+    tokio::spawn(async move {
+        let app = router.into_make_service_with_connect_info::<Peer>();
+        let stopped = async move {
+            let _ = shutdown.wait_for(|stopping| *stopping).await;
+        };
+        if let Err(error) = axum::serve(connections, app)
+            .with_graceful_shutdown(stopped)
+            .await
+        {
+            tracing::error!(%error, "TAXII listener failed");
+        }
+    })
+}
+
+impl Taxii {
+    pub fn new(state: Arc<GatewayState>, members: Vec<String>) -> Arc<Taxii> {
+        Arc::new(Taxii {
+            state,
+            members,
+            statuses: status::Statuses::default(),
+        })
+    }
+}
+
+type TlsStream = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+
+/// The TLS connections of the TAXII listener, each with the identity of its client.
+struct TaxiiListener {
+    incoming:
+        std::pin::Pin<Box<dyn futures::Stream<Item = std::io::Result<TlsStream>> + Send + 'static>>,
+    federation: String,
+}
+
+impl axum::serve::Listener for TaxiiListener {
+    type Io = TlsStream;
+    type Addr = Peer;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        use futures::StreamExt as _;
+        loop {
+            match self.incoming.next().await {
+                Some(Ok(stream)) => {
+                    let identity = match stream.get_ref().1.peer_certificates() {
+                        Some([leaf, ..]) => {
+                            Identity::from_verified_certificate(leaf, &self.federation)
+                                .map_err(|error| format!("client certificate refused: {error}"))
+                        }
+                        _ => Err("a client certificate is required".to_string()),
+                    };
+                    return (stream, Peer(identity));
+                }
+                Some(Err(error)) => tracing::warn!(%error, "TAXII connection failed"),
+                // The accept loop ended: the gateway is stopping.
+                None => std::future::pending::<()>().await,
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(Peer(Err("the listener itself".into())))
+    }
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TaxiiListener>>
+    for Peer
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, TaxiiListener>) -> Self {
+        stream.remote_addr().clone()
+    }
+}
+
+fn router(taxii: Arc<Taxii>) -> Router {
+    Router::new()
+        .route("/taxii2/", get(discovery))
+        .route(API_ROOT, get(api_root))
+        .route("/cordon/status/{status}/", get(status_resource))
+        .route("/cordon/collections/", get(collections))
+        .route("/cordon/collections/{collection}/", get(collection))
+        .route(
+            "/cordon/collections/{collection}/objects/",
+            get(get_objects).post(add_objects),
+        )
+        .route(
+            "/cordon/collections/{collection}/objects/{object}/",
+            get(get_object),
+        )
+        .route(
+            "/cordon/collections/{collection}/objects/{object}/versions/",
+            get(object_versions),
+        )
+        .route("/cordon/collections/{collection}/manifest/", get(manifest))
+        .fallback(|| async {
+            TaxiiError::not_found("no such TAXII resource; discovery is at /taxii2/")
+        })
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_CONTENT_LENGTH))
+        .with_state(taxii)
+}
+
+/// The caller, admitted: a verified identity of a member not suspended, and a request that
+/// accepts TAXII 2.1.
+fn admit(taxii: &Taxii, peer: &Peer, headers: &HeaderMap) -> Result<Identity, TaxiiError> {
+    let caller = peer
+        .0
+        .clone()
+        .map_err(|reason| TaxiiError::new(StatusCode::FORBIDDEN, "Forbidden", reason))?;
+    taxii.state.roster.admit(caller.member())?;
+    if let Some(accept) = headers.get(header::ACCEPT) {
+        let accept = accept.to_str().unwrap_or_default();
+        let ok = accept.split(',').any(|item| {
+            let item: String = item.chars().filter(|c| !c.is_whitespace()).collect();
+            item == TAXII_MEDIA_TYPE
+                || item.starts_with(&format!("{TAXII_MEDIA_TYPE};"))
+                || item == "application/taxii+json"
+                || item.starts_with("*/*")
+                || item.starts_with("application/*")
+        });
+        if !ok {
+            return Err(TaxiiError::new(
+                StatusCode::NOT_ACCEPTABLE,
+                "Not acceptable",
+                format!("Accept: this server answers in {TAXII_MEDIA_TYPE}"),
+            ));
+        }
+    }
+    Ok(caller)
+}
+
+/// The one collection of `caller`: its release view. The id is derived from the member and
+/// the caller, so it stays the same across restarts.
+fn collection_id(member: &str, caller: &Identity) -> String {
+    let id = cordon_stix::ids::domain_id("x-taxii-collection", &format!("{member}\n{caller}"));
+    id.trim_start_matches("x-taxii-collection--").to_string()
+}
+
+fn own_collection(taxii: &Taxii, caller: &Identity, id: &str) -> Result<(), TaxiiError> {
+    if id == collection_id(&taxii.state.member, caller) {
+        Ok(())
+    } else {
+        Err(TaxiiError::not_found(format!(
+            "no collection {id} for {caller}; GET {API_ROOT}collections/ lists yours"
+        )))
+    }
+}
+
+fn collection_resource(taxii: &Taxii, caller: &Identity) -> Value {
+    let member = &taxii.state.member;
+    json!({
+        "id": collection_id(member, caller),
+        "title": format!("{member} release view for {caller}"),
+        "description": format!(
+            "The indicators gateway {member} releases to {caller} under its sharing policy, \
+             as STIX 2.1. Every read is decided and logged as a Subscribe would be."
+        ),
+        "can_read": true,
+        "can_write": caller.is_agency_of(member),
+        "media_types": [STIX_MEDIA_TYPE],
+    })
+}
+
+async fn discovery(
+    State(taxii): State<Arc<Taxii>>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    headers: HeaderMap,
+) -> Reply {
+    admit(&taxii, &peer, &headers)?;
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    let root = format!("https://{host}{API_ROOT}");
+    let member = &taxii.state.member;
+    let body = json!({
+        "title": format!("Cordon gateway {member}"),
+        "description": "TAXII 2.1 view of a Cordon gateway's releases; mutual TLS required",
+        "default": root,
+        "api_roots": [root],
+    });
+    Ok(taxii_json(StatusCode::OK, &body, HeaderMap::new()))
+}
+
+async fn api_root(
+    State(taxii): State<Arc<Taxii>>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    headers: HeaderMap,
+) -> Reply {
+    admit(&taxii, &peer, &headers)?;
+    let body = json!({
+        "title": format!("Cordon gateway {}", taxii.state.member),
+        "versions": [TAXII_MEDIA_TYPE],
+        "max_content_length": MAX_CONTENT_LENGTH,
+    });
+    Ok(taxii_json(StatusCode::OK, &body, HeaderMap::new()))
+}
+
+async fn collections(
+    State(taxii): State<Arc<Taxii>>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    headers: HeaderMap,
+) -> Reply {
+    let caller = admit(&taxii, &peer, &headers)?;
+    let body = json!({ "collections": [collection_resource(&taxii, &caller)] });
+    Ok(taxii_json(StatusCode::OK, &body, HeaderMap::new()))
+}
+
+async fn collection(
+    State(taxii): State<Arc<Taxii>>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Reply {
+    let caller = admit(&taxii, &peer, &headers)?;
+    own_collection(&taxii, &caller, &id)?;
+    Ok(taxii_json(
+        StatusCode::OK,
+        &collection_resource(&taxii, &caller),
+        HeaderMap::new(),
+    ))
+}
+
+/// `X-TAXII-Date-Added-First` and `-Last` for a page.
+fn date_headers(first: Option<&str>, last: Option<&str>) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    for (name, value) in [
+        ("x-taxii-date-added-first", first),
+        ("x-taxii-date-added-last", last),
+    ] {
+        if let Some(value) = value.and_then(|v| HeaderValue::from_str(v).ok()) {
+            headers.insert(name, value);
+        }
+    }
+    headers
+}
+
+async fn get_objects(
+    State(taxii): State<Arc<Taxii>>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Reply {
+    let caller = admit(&taxii, &peer, &headers)?;
+    own_collection(&taxii, &caller, &id)?;
+    let query = view::Query::parse(query.as_deref())?;
+    let page = read_page(&taxii, &caller, &query).await?;
+    let objects: Vec<&Value> = page.items.iter().map(|item| &item.object).collect();
+    let mut body = json!({ "more": page.more, "objects": objects });
+    if let Some(next) = &page.next {
+        body["next"] = json!(next);
+    }
+    let (first, last) = page.date_range();
+    Ok(taxii_json(
+        StatusCode::OK,
+        &body,
+        date_headers(first.as_deref(), last.as_deref()),
+    ))
+}
+
+async fn manifest(
+    State(taxii): State<Arc<Taxii>>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Reply {
+    let caller = admit(&taxii, &peer, &headers)?;
+    own_collection(&taxii, &caller, &id)?;
+    let query = view::Query::parse(query.as_deref())?;
+    let page = read_page(&taxii, &caller, &query).await?;
+    let records: Vec<Value> = page
+        .items
+        .iter()
+        .map(|item| {
+            json!({
+                "id": item.object["id"],
+                "date_added": item.date_added(),
+                "version": item.version(),
+                "media_type": STIX_MEDIA_TYPE,
+            })
+        })
+        .collect();
+    let mut body = json!({ "more": page.more, "objects": records });
+    if let Some(next) = &page.next {
+        body["next"] = json!(next);
+    }
+    let (first, last) = page.date_range();
+    Ok(taxii_json(
+        StatusCode::OK,
+        &body,
+        date_headers(first.as_deref(), last.as_deref()),
+    ))
+}
+
+/// A page of the view; a read that starts from the beginning (no `next`) decides again what
+/// it reads, so it takes from the caller's quota of re-reads as a Subscribe would.
+async fn read_page(
+    taxii: &Taxii,
+    caller: &Identity,
+    query: &view::Query,
+) -> Result<view::Page, TaxiiError> {
+    if query.next.is_none() {
+        taxii.state.rates.admit(
+            RateLimitedCall::SubscribeReread,
+            caller,
+            &taxii.state.metrics,
+        )?;
+    }
+    view::page(taxii, caller, query).await
+}
+
+async fn get_object(
+    State(taxii): State<Arc<Taxii>>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    Path((id, object)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Reply {
+    let caller = admit(&taxii, &peer, &headers)?;
+    own_collection(&taxii, &caller, &id)?;
+    let query = view::Query::parse(query.as_deref())?;
+    let versions = view::object_versions(&taxii, &caller, &object, &query).await?;
+    let objects: Vec<&Value> = versions.iter().map(|item| &item.object).collect();
+    let first = versions.first().map(view::Item::date_added);
+    let last = versions.last().map(view::Item::date_added);
+    Ok(taxii_json(
+        StatusCode::OK,
+        &json!({ "more": false, "objects": objects }),
+        date_headers(first.as_deref(), last.as_deref()),
+    ))
+}
+
+async fn object_versions(
+    State(taxii): State<Arc<Taxii>>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    Path((id, object)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Reply {
+    let caller = admit(&taxii, &peer, &headers)?;
+    own_collection(&taxii, &caller, &id)?;
+    let all = view::Query {
+        version: view::Versions::All,
+        ..view::Query::default()
+    };
+    let versions = view::object_versions(&taxii, &caller, &object, &all).await?;
+    let list: Vec<String> = versions.iter().map(view::Item::version).collect();
+    let first = versions.first().map(view::Item::date_added);
+    let last = versions.last().map(view::Item::date_added);
+    Ok(taxii_json(
+        StatusCode::OK,
+        &json!({ "more": false, "versions": list }),
+        date_headers(first.as_deref(), last.as_deref()),
+    ))
+}
+
+async fn status_resource(
+    State(taxii): State<Arc<Taxii>>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Reply {
+    let caller = admit(&taxii, &peer, &headers)?;
+    let status = taxii
+        .statuses
+        .get(&caller, &id)
+        .ok_or_else(|| TaxiiError::not_found(format!("no status {id} for {caller}")))?;
+    Ok(taxii_json(StatusCode::OK, &status, HeaderMap::new()))
+}
+
+/// Adds objects: the envelope's indicators are published as one Publish call of the caller
+/// (validated, signed by this gateway, all or nothing); what does not map is reported in the
+/// status resource's failures. A body that is not a STIX 2.1 envelope stores nothing.
+async fn add_objects(
+    State(taxii): State<Arc<Taxii>>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Reply {
+    let caller = admit(&taxii, &peer, &headers)?;
+    own_collection(&taxii, &caller, &id)?;
+    if !caller.is_agency_of(&taxii.state.member) {
+        return Err(TaxiiError::new(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            format!(
+                "the collection is read-only for {caller}: only agencies of member {} add objects",
+                taxii.state.member
+            ),
+        ));
+    }
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect::<String>();
+    if content_type != TAXII_MEDIA_TYPE {
+        return Err(TaxiiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Unsupported media type",
+            format!("Content-Type: objects are added as {TAXII_MEDIA_TYPE}, not {content_type:?}"),
+        ));
+    }
+    let envelope: Value = serde_json::from_slice(&body)
+        .map_err(|error| TaxiiError::bad_request(format!("body: not JSON: {error}")))?;
+    let import = cordon_stix::read_envelope(&envelope)
+        .map_err(|error| TaxiiError::bad_request(error.to_string()))?;
+    let mut failures: Vec<Value> = import
+        .unmapped
+        .iter()
+        .map(|u| json!({"id": u.id, "message": u.reason}))
+        .collect();
+    let mut indicators = Vec::new();
+    let mut stix_ids = Vec::new();
+    for imported in import.indicators {
+        if imported.revoked {
+            failures.push(json!({
+                "id": imported.stix_id,
+                "message": "a revoked indicator is not published; retract with `cordon retract`",
+            }));
+            continue;
+        }
+        match serde_json::from_value::<Indicator>(imported.indicator) {
+            Ok(indicator) => {
+                indicators.push(indicator);
+                stix_ids.push(imported.stix_id);
+            }
+            Err(error) => failures.push(json!({
+                "id": imported.stix_id,
+                "message": format!("not a Cordon indicator: {error}"),
+            })),
+        }
+    }
+    let total = stix_ids.len() + failures.len();
+    let mut successes = Vec::new();
+    if !indicators.is_empty() {
+        let published = taxii.state.publish(&caller, indicators).await?;
+        for (stix_id, accepted) in stix_ids.iter().zip(&published.accepted) {
+            let mut message = format!(
+                "published as Cordon indicator {} (sequence {}, STIX id {})",
+                accepted.id,
+                accepted.sequence,
+                cordon_stix::indicator_id(&accepted.id)
+            );
+            for warning in &accepted.warnings {
+                message.push_str("; warning: ");
+                message.push_str(warning);
+            }
+            successes.push(json!({ "id": stix_id, "message": message }));
+        }
+    }
+    let status = taxii.statuses.insert(
+        &caller,
+        json!({
+            "status": "complete",
+            "request_timestamp": crate::clock::now_rfc3339(),
+            "total_count": total,
+            "success_count": successes.len(),
+            "successes": successes,
+            "failure_count": failures.len(),
+            "failures": failures,
+            "pending_count": 0,
+        }),
+    );
+    Ok(taxii_json(StatusCode::ACCEPTED, &status, HeaderMap::new()))
+}
