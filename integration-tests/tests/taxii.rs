@@ -621,3 +621,223 @@ async fn the_python_taxii2_client_discovers_pages_adds_and_polls() -> Result<()>
     );
     Ok(())
 }
+
+fn cordon_json(args: &[&str]) -> Result<Value> {
+    Ok(serde_json::from_str(&cordon_integration_tests::cordon(
+        args,
+    )?)?)
+}
+
+fn test_file(name: &str) -> String {
+    format!("{}/tests/interop/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[tokio::test]
+async fn a_stix_bundle_and_a_misp_event_import_with_a_report_of_the_rest() -> Result<()> {
+    let federation = Federation::new()?;
+    let member = federation.member("GH")?;
+    let gateway = member.start(&[]).await?;
+    let customs = federation.identity("GH/customs")?;
+    let identity = customs.to_str().context("path")?;
+    let connection = [
+        "--endpoint",
+        gateway.endpoint.as_str(),
+        "--identity",
+        identity,
+    ];
+
+    let bundle = test_file("bundle.json");
+    let mut args = vec!["import", "stix", bundle.as_str()];
+    args.extend(connection);
+    let report = cordon_json(&args)?;
+    let sources: Vec<&str> = report["published"]
+        .as_array()
+        .context("published")?
+        .iter()
+        .filter_map(|p| p["source"].as_str())
+        .collect();
+    assert_eq!(
+        sources,
+        [
+            "indicator--d1e2f3a4-b5c6-4d7e-8f90-a1b2c3d4e5f6",
+            "indicator--e2f3a4b5-c6d7-4e8f-9a01-b2c3d4e5f6a7"
+        ]
+    );
+    let unmapped: Vec<(String, String)> = report["unmapped"]
+        .as_array()
+        .context("unmapped")?
+        .iter()
+        .map(|u| {
+            (
+                u["id"].as_str().unwrap_or_default().into(),
+                u["reason"].as_str().unwrap_or_default().into(),
+            )
+        })
+        .collect();
+    let reason_of = |id: &str| {
+        unmapped
+            .iter()
+            .find(|(i, _)| i == id)
+            .map(|(_, r)| r.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(unmapped.len(), 4, "{unmapped:?}");
+    ensure!(reason_of("indicator--f3a4b5c6-d7e8-4f90-8b12-c3d4e5f6a7b8").contains("ipv4-addr"));
+    ensure!(reason_of("indicator--a4b5c6d7-e8f9-4a01-9c23-d4e5f6a7b8c9").contains("OR"));
+    ensure!(
+        reason_of("threat-actor--b5c6d7e8-f9a0-4b12-8d34-e5f6a7b8c9d0")
+            .contains("no Cordon mapping")
+    );
+    ensure!(reason_of("relationship--c6d7e8f9-a0b1-4c23-9e45-f6a7b8c9d0e1").contains("indicates"));
+
+    let misp = test_file("misp-event.json");
+    let mut args = vec!["import", "misp", misp.as_str()];
+    args.extend(connection);
+    let report = cordon_json(&args)?;
+    ensure!(
+        report["published"].as_array().map(Vec::len) == Some(3),
+        "{report}"
+    );
+    let unmapped: Vec<&str> = report["unmapped"]
+        .as_array()
+        .context("unmapped")?
+        .iter()
+        .filter_map(|u| u["reason"].as_str())
+        .collect();
+    assert_eq!(
+        unmapped,
+        [
+            "attribute type email-src has no Cordon mapping",
+            "object relation currency of bank-account has no Cordon field",
+            "object domain-ip has no Cordon mapping",
+        ]
+    );
+
+    // What was published is what the files said, signed by GH for GH/customs.
+    let events = read_all(&gateway.endpoint, &customs, 0, 0).await?;
+    let stored: Vec<Value> = published(&events)
+        .into_iter()
+        .map(|(_, indicator, _)| serde_json::to_value(indicator))
+        .collect::<Result<_, _>>()?;
+    ensure!(stored.len() == 5, "{stored:?}");
+    let vessel = &stored[0];
+    ensure!(
+        vessel["vessel"] == json!({"imo": "9319466", "mmsi": "636092001", "flag": "LR"}),
+        "{vessel}"
+    );
+    ensure!(
+        vessel["tlp"] == "TLP_GREEN"
+            && vessel["confidence"] == 70
+            && vessel["publisher"] == "GH/customs",
+        "{vessel}"
+    );
+    ensure!(
+        vessel["tags"] == json!(["ais-gap", "loitering"]),
+        "{vessel}"
+    );
+    ensure!(
+        stored[1]["endUserCertificate"]["status"] == "EUC_STATUS_SUSPICIOUS"
+            && stored[1]["tlp"] == "TLP_GREEN",
+        "{}",
+        stored[1]
+    );
+    ensure!(
+        stored[2]["account"]["iban"] == "FR1420041010050500013M02606"
+            && stored[2]["tlp"] == "TLP_AMBER",
+        "{}",
+        stored[2]
+    );
+    ensure!(
+        stored[3]["account"]
+            == json!({"iban": "NL91ABNA0417164300", "bic": "ABNANL2A", "holder": "Example Forwarding BV"}),
+        "{}",
+        stored[3]
+    );
+    ensure!(
+        stored[4]["consignment"]["containerNumber"] == "MSCU1234566",
+        "{}",
+        stored[4]
+    );
+
+    // A bundle that cannot be read stores nothing.
+    let bad = customs.join("bad-bundle.json");
+    let mut text = std::fs::read_to_string(&bundle)?;
+    text = text.replacen(
+        "\"spec_version\": \"2.1\",\n      \"id\": \"indicator--d1e2",
+        "\"spec_version\": \"2.0\",\n      \"id\": \"indicator--d1e2",
+        1,
+    );
+    ensure!(text.contains("\"2.0\""));
+    std::fs::write(&bad, text)?;
+    let bad = bad.to_str().context("path")?;
+    let mut args = vec!["import", "stix", bad];
+    args.extend(connection);
+    let error = cordon_integration_tests::cordon(&args)
+        .unwrap_err()
+        .to_string();
+    ensure!(error.contains("objects[1].spec_version"), "{error}");
+    let after = read_all(&gateway.endpoint, &customs, 0, 0).await?;
+    ensure!(
+        published(&after).len() == 5,
+        "the refused bundle stored something"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn export_writes_the_release_view_as_a_bundle_that_validates() -> Result<()> {
+    let Setup {
+        _federation,
+        gateway,
+        taxii: _,
+        ids,
+        customs: _,
+        partner,
+    } = setup().await?;
+    let out = partner.join("export.json");
+    cordon_integration_tests::cordon(&[
+        "export",
+        "stix",
+        "--endpoint",
+        &gateway.endpoint,
+        "--identity",
+        partner.to_str().context("path")?,
+        "--out",
+        out.to_str().context("path")?,
+    ])?;
+    let bundle: Value = serde_json::from_slice(&std::fs::read(&out)?)?;
+    ensure!(bundle["type"] == "bundle", "{bundle}");
+    let objects = bundle["objects"].as_array().context("objects")?;
+    let exported: BTreeSet<String> = indicators(objects)
+        .into_iter()
+        .filter_map(cordon_id)
+        .collect();
+    let events = read_all(&gateway.endpoint, &partner, 0, 0).await?;
+    let subscribed: BTreeSet<String> = published(&events)
+        .into_iter()
+        .map(|(_, i, _)| i.id)
+        .collect();
+    assert_eq!(exported, subscribed);
+    let line_1 = cordon_stix::indicator_id(&ids[0]);
+    let revoked: Vec<&Value> = objects
+        .iter()
+        .filter(|o| o["id"] == line_1.as_str())
+        .collect();
+    ensure!(
+        revoked.len() == 1 && revoked[0]["revoked"] == true,
+        "{revoked:?}"
+    );
+    // The bundle reads back: the same indicators, as CI received them.
+    let import = cordon_stix::read_bundle(&bundle)?;
+    ensure!(import.unmapped.is_empty(), "{:?}", import.unmapped);
+    for (_, indicator, _) in published(&events) {
+        let back = import
+            .indicators
+            .iter()
+            .find(|i| i.indicator["id"] == indicator.id.as_str())
+            .context("exported indicator")?;
+        let back: cordon_proto::v1::Indicator = serde_json::from_value(back.indicator.clone())?;
+        assert_eq!(back, indicator, "Cordon -> STIX -> Cordon");
+    }
+    validate(objects)
+}

@@ -10,6 +10,7 @@ mod circle;
 pub mod client;
 pub mod demo;
 mod feed;
+mod interop;
 pub mod policy;
 pub(crate) mod screen;
 mod setup;
@@ -140,6 +141,13 @@ pub enum Command {
         #[arg(long, default_value_t = screen::DEFAULT_BATCH)]
         batch: usize,
     },
+    /// Import a STIX 2.1 bundle or a MISP event: what maps is published (validated and signed
+    /// like any publish), the rest reported.
+    #[command(subcommand)]
+    Import(interop::ImportCommand),
+    /// Export what the gateway releases to this identity as a STIX 2.1 bundle.
+    #[command(subcommand)]
+    Export(interop::ExportCommand),
     /// Print this agency's alerts, one JSON object per line; resume with --after CURSOR.
     Alerts {
         #[command(flatten)]
@@ -325,6 +333,8 @@ pub async fn run(cli: Cli) -> Result<()> {
             file,
             batch,
         } => screen::screen(&connection, &file, batch).await,
+        Command::Import(command) => interop::import(command).await,
+        Command::Export(command) => interop::export(command).await,
         Command::Alerts {
             connection,
             after,
