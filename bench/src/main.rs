@@ -8,6 +8,7 @@ mod engine;
 mod scenario;
 mod screening;
 mod target;
+mod taxii;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -46,6 +47,10 @@ enum Scenario {
     /// and one at a time) against the matching alone in process; the watchers of new
     /// indicators among 1,000,000 watched declarations, index against scan. Not part of `all`.
     Screening,
+    /// TAXII 2.1: adding objects over TAXII against gRPC publish at the same batch size,
+    /// paging 100,000 objects back against a gRPC catch-up, and medallion (the OASIS
+    /// reference server) doing both in the same run. Not part of `all`.
+    Taxii,
     All,
 }
 
@@ -112,6 +117,10 @@ struct Args {
     /// The NATS server (JetStream enabled).
     #[arg(long, default_value = "127.0.0.1:4222")]
     nats: String,
+    /// The Python interpreter with medallion (the TAXII scenario's baseline): `.ci/run`'s
+    /// virtual environment, or any with `pip install -r .ci/requirements.txt`.
+    #[arg(long, env = "CORDON_CI_PYTHON", default_value = "python3")]
+    python: String,
     /// Where results.json and results.md are written.
     #[arg(long, default_value = "bench-results")]
     out: PathBuf,
@@ -154,6 +163,13 @@ struct Row {
     /// field commitments (`CORDON_BENCH_COMMITMENTS=off`), same load, same run.
     #[serde(skip_serializing_if = "Option::is_none")]
     vs_no_commitments: Option<f64>,
+    /// TAXII rows of the gateway: rate / the same gateway's gRPC rate (publish at the same
+    /// batch size, or catch-up of the same feed), same run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vs_grpc: Option<f64>,
+    /// TAXII rows of the gateway: rate / medallion's rate, same run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vs_medallion: Option<f64>,
     note: String,
 }
 
@@ -937,6 +953,16 @@ impl Bench {
                     row.vs_no_audit_log = ratio(find(&without));
                 }
             }
+            if row.scenario.starts_with("taxii ") && row.system.ends_with(", TAXII") {
+                let grpc = row.system.replace(", TAXII", ", gRPC");
+                let of = |system: &dyn Fn(&str) -> bool| {
+                    rows.iter()
+                        .find(|other| other.scenario == row.scenario && system(&other.system))
+                        .map(|base| row.rate_per_s / base.rate_per_s)
+                };
+                row.vs_grpc = of(&|system| system == grpc);
+                row.vs_medallion = of(&|system| system.starts_with("medallion"));
+            }
             if row.scenario.starts_with("commitments ")
                 && !row.system.ends_with("no field commitments")
             {
@@ -1215,6 +1241,9 @@ async fn main() -> Result<()> {
     }
     if scenario == Scenario::Screening {
         bench.screening().await?;
+    }
+    if scenario == Scenario::Taxii {
+        bench.taxii().await?;
     }
     bench.ratios();
     let report = Report {

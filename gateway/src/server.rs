@@ -172,7 +172,7 @@ fn replace_acceptor(
 
 /// TLS connections accepted by `acceptor`, each handshake on its own task and bounded by
 /// [`TLS_HANDSHAKE_TIMEOUT`], so that a slow or refused client holds up no one.
-pub(crate) fn tls_incoming(
+fn tls_incoming(
     listener: TcpListener,
     acceptor: SharedAcceptor,
 ) -> impl futures::Stream<Item = std::io::Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>>
@@ -551,7 +551,11 @@ async fn start_with(
         .map(|(listener, acceptor)| {
             tracing::info!(address = ?taxii_address, "TAXII 2.1 listener (HTTPS, mutual TLS)");
             let taxii = crate::taxii::Taxii::new(state.clone(), config.members.clone());
-            crate::taxii::serve(listener, acceptor, taxii, state.shutdown.clone())
+            crate::taxii::serve(
+                tls_incoming(listener, acceptor),
+                taxii,
+                state.shutdown.clone(),
+            )
         });
     let federation_api = FederationApi {
         member: config.member.clone(),

@@ -841,3 +841,83 @@ async fn export_writes_the_release_view_as_a_bundle_that_validates() -> Result<(
     }
     validate(objects)
 }
+
+/// A TLS connection to the TAXII listener with `client` as the client configuration; the
+/// first line of its answer to a discovery request, or the error.
+async fn discover_with(address: &str, ca: &Path, client: Option<(&Path, &Path)>) -> Result<String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in CertificateDer::pem_file_iter(ca)? {
+        roots.add(certificate?)?;
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots);
+    let config = match client {
+        Some((cert, key)) => builder.with_client_auth_cert(
+            CertificateDer::pem_file_iter(cert)?.collect::<Result<Vec<_>, _>>()?,
+            PrivateKeyDer::from_pem_file(key)?,
+        )?,
+        None => builder.with_no_client_auth(),
+    };
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(address).await?;
+    let mut stream = connector
+        .connect(ServerName::try_from("127.0.0.1")?, tcp)
+        .await?;
+    stream
+        .write_all(
+            format!("GET /taxii2/ HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await?;
+    Ok(String::from_utf8_lossy(&response)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string())
+}
+
+#[tokio::test]
+async fn taxii_refuses_callers_without_a_federation_certificate() -> Result<()> {
+    let federation = Federation::new()?;
+    let member = federation.member("GH")?;
+    enable_taxii(&member)?;
+    let gateway = member.start(&[]).await?;
+    let taxii = gateway.taxii.clone().context("taxii address")?;
+    let partner = federation.identity("CI")?;
+    let ca = partner.join("ca.pem");
+    // The federation's own identity is answered.
+    let answered = discover_with(
+        &taxii,
+        &ca,
+        Some((&partner.join("cert.pem"), &partner.join("key.pem"))),
+    )
+    .await?;
+    ensure!(answered.contains(" 200 "), "{answered}");
+    // No client certificate: no answer.
+    let anonymous = discover_with(&taxii, &ca, None).await;
+    ensure!(
+        anonymous.as_ref().map_or(true, |line| line.is_empty()),
+        "{anonymous:?}"
+    );
+    // A certificate of another CA (another federation): no answer.
+    let stranger = Federation::new()?;
+    let outsider = stranger.identity("CI")?;
+    let refused = discover_with(
+        &taxii,
+        &ca,
+        Some((&outsider.join("cert.pem"), &outsider.join("key.pem"))),
+    )
+    .await;
+    ensure!(
+        refused.as_ref().map_or(true, |line| line.is_empty()),
+        "{refused:?}"
+    );
+    Ok(())
+}

@@ -122,17 +122,16 @@ fn taxii_json(status: StatusCode, body: &Value, mut headers: HeaderMap) -> Respo
 
 type Reply = Result<Response, TaxiiError>;
 
-/// Serves TAXII on `listener` until `shutdown` turns true. Each connection's TLS handshake
-/// runs on its own task (`crate::server::tls_incoming`).
+/// Serves TAXII on the TLS connections of `incoming` (each handshake done on its own task by
+/// the server's listener) until `shutdown` turns true.
 pub fn serve(
-    listener: tokio::net::TcpListener,
-    acceptor: crate::server::SharedAcceptor,
+    incoming: impl futures::Stream<Item = std::io::Result<TlsStream>> + Send + 'static,
     taxii: Arc<Taxii>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     let federation = taxii.state.federation.clone();
     let connections = TaxiiListener {
-        incoming: Box::pin(crate::server::tls_incoming(listener, acceptor)),
+        incoming: Box::pin(incoming),
         federation,
     };
     let router = router(taxii);
@@ -160,7 +159,7 @@ impl Taxii {
     }
 }
 
-type TlsStream = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+pub type TlsStream = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
 
 /// The TLS connections of the TAXII listener, each with the identity of its client.
 struct TaxiiListener {

@@ -300,8 +300,17 @@ pub async fn page(taxii: &Taxii, caller: &Identity, query: &Query) -> Result<Pag
         }
     }
     let mut after = start.at.saturating_sub(1);
+    // Objects per event, to read no more events than the page can take (every event read is
+    // decided and logged): three (observable, indicator, relationship) until a read says.
+    let mut per_event = if query.types.is_some() || query.ids.is_some() {
+        1.0
+    } else {
+        3.0
+    };
     loop {
-        let want = (limit - items.len()).clamp(1, EVENTS_PER_READ);
+        let remaining = limit - items.len();
+        let want = ((remaining as f64 / per_event).ceil() as usize).clamp(1, EVENTS_PER_READ);
+        let before = items.len();
         let batch = taxii
             .state
             .store
@@ -337,6 +346,9 @@ pub async fn page(taxii: &Taxii, caller: &Identity, query: &Query) -> Result<Pag
             }
         }
         after = batch.scanned_to.max(after);
+        if items.len() > before {
+            per_event = (items.len() - before) as f64 / want as f64;
+        }
         if !full {
             return Ok(Page {
                 items,
