@@ -550,7 +550,7 @@ async fn start_with(
         .zip(taxii_acceptor)
         .map(|(listener, acceptor)| {
             tracing::info!(address = ?taxii_address, "TAXII 2.1 listener (HTTPS, mutual TLS)");
-            let taxii = crate::taxii::Taxii::new(state.clone(), config.members.clone());
+            let taxii = crate::taxii::Taxii::new(&state, config.members.clone());
             crate::taxii::serve(
                 tls_incoming(listener, acceptor),
                 taxii,

@@ -206,8 +206,20 @@ async fn a_collection_is_the_callers_release_view() -> Result<()> {
         .map(|line| ids[line - 1].clone())
         .collect();
     assert_eq!(subscribed, expected);
-    let (objects, pages) = page_all(&taxii, &partner, &path, "", 7).await?;
-    ensure!(pages > 3, "{pages} pages");
+    // Every page size gives the same objects, once each.
+    let (objects, pages) = page_all(&taxii, &partner, &path, "", 1000).await?;
+    ensure!(pages == 1, "{pages} pages");
+    for limit in [1, 7, 10, 23, 24] {
+        let (paged, pages) = page_all(&taxii, &partner, &path, "", limit).await?;
+        ensure!(pages > 1, "{pages} pages of {limit}");
+        let ids = |objects: &[Value]| -> Vec<String> {
+            objects
+                .iter()
+                .map(|o| format!("{} {}", o["id"], o["modified"]))
+                .collect()
+        };
+        assert_eq!(ids(&paged), ids(&objects), "pages of {limit}");
+    }
     let viewed: BTreeSet<String> = indicators(&objects)
         .into_iter()
         .filter_map(cordon_id)
@@ -308,6 +320,39 @@ async fn a_collection_is_the_callers_release_view() -> Result<()> {
         "{absent_error}"
     );
 
+    // A page resumes only where this gateway said, for the caller it said it to: a made-up
+    // `next` (a re-read from the start that would escape the re-read quota) or another
+    // caller's is refused.
+    for forged in [
+        "0.0",
+        "1.0.00",
+        "0.0.0000000000000000000000000000000000000000000000000000000000000000",
+    ] {
+        let (status, _, error) =
+            get_json(&taxii, &partner, &format!("{path}?next={forged}")).await?;
+        ensure!(
+            status == 400
+                && error["description"]
+                    .as_str()
+                    .is_some_and(|d| d.starts_with("next:")),
+            "{error}"
+        );
+    }
+    let (_, _, first_page) = get_json(&taxii, &partner, &format!("{path}?limit=3")).await?;
+    let given = first_page["next"].as_str().context("next")?.to_string();
+    let (status, _, _) =
+        get_json(&taxii, &partner, &format!("{path}?limit=3&next={given}")).await?;
+    ensure!(status == 200);
+    let other = _federation.identity("CI/customs")?;
+    let other_path = objects_path(&taxii, &other).await?;
+    let (status, _, _) = get_json(
+        &taxii,
+        &other,
+        &format!("{other_path}?limit=3&next={given}"),
+    )
+    .await?;
+    ensure!(status == 400, "another caller's token");
+
     // `added_after`: nothing was added after the last object's date_added.
     let last = manifest.last().context("manifest")?["date_added"]
         .as_str()
@@ -385,7 +430,8 @@ async fn bad_requests_get_taxii_errors_and_store_nothing() -> Result<()> {
         "[".repeat(5_000_000),
         "]".repeat(5_000_000)
     );
-    let cases: [(Vec<u8>, &str); 4] = [
+    let cases: [(Vec<u8>, &str); 5] = [
+        (b"{\"objects\": []}".to_vec(), "objects: empty"),
         (
             serde_json::to_vec(&json!({"objects": [foreign.clone(), old]}))?,
             "objects[1].spec_version",
@@ -586,9 +632,13 @@ async fn the_python_taxii2_client_discovers_pages_adds_and_polls() -> Result<()>
         .into_iter()
         .map(|(_, i, _)| i.id)
         .collect();
+    let revoked: Vec<&Value> = objects.iter().filter(|o| o["revoked"] == true).collect();
     assert_eq!(
-        viewed, subscribed,
-        "taxii2-client reads what Subscribe releases"
+        viewed,
+        subscribed,
+        "taxii2-client reads what Subscribe releases (revoked: {revoked:?}, {} objects in {} pages)",
+        objects.len(),
+        read["pages"]
     );
     ensure!(
         read["manifest"].as_array().map(Vec::len) == Some(objects.len()),

@@ -16,7 +16,8 @@ use crate::ids::{self, domain_id, observable_id};
 use crate::kinds::{self, FieldType, Kind};
 use crate::objects::{
     HANDLING_CODES, TLP1_MARKINGS, TLP2_MARKINGS, handling_marking_id, indicator_extension_id,
-    member_identity_id, no_reshare_marking_id, observable_extension_id, tlp_marking_id,
+    member_identity_id, no_reshare_marking_id, observable_extension_id,
+    source_protected_marking_id, tlp_marking_id,
 };
 use crate::pattern::{self, Comparison, Literal};
 
@@ -47,23 +48,23 @@ pub struct Export<'a> {
     pub revoked_at: Option<&'a str>,
 }
 
-/// The STIX id of the `indicator` a Cordon indicator maps to. Cordon's UUIDv7 ids keep their
-/// 122 free bits with the version set to 4 (a valid, deterministic UUIDv4 that
-/// [`cordon_id_candidates`] turns back); a UUIDv4 id is kept as it is; any other id is hashed.
+/// The STIX id of the `indicator` a Cordon indicator maps to. A Cordon UUIDv7 (what gateways
+/// assign) keeps its 122 free bits with the version set to 4: a valid, deterministic UUIDv4
+/// that [`cordon_id_candidates`] turns back. Any other id (a client may choose its own) is
+/// hashed, so that no id can be chosen to collide with a UUIDv7's STIX id.
 pub fn indicator_id(cordon_id: &str) -> String {
     match uuid::Uuid::try_parse(cordon_id) {
-        Ok(uuid) if uuid.get_version_num() == 7 => {
+        Ok(uuid) if uuid.get_version_num() == 7 && cordon_id == uuid.to_string() => {
             let mut bytes = *uuid.as_bytes();
             bytes[6] = (bytes[6] & 0x0f) | 0x40;
             format!("indicator--{}", uuid::Uuid::from_bytes(bytes))
         }
-        Ok(uuid) if uuid.get_version_num() == 4 => format!("indicator--{uuid}"),
         _ => domain_id("indicator", cordon_id),
     }
 }
 
-/// The Cordon ids whose [`indicator_id`] may be `stix_id`: the UUIDv7 it was made from, or
-/// the same UUIDv4. Empty for anything else (a hashed id cannot be turned back).
+/// The Cordon id whose [`indicator_id`] may be `stix_id`: the UUIDv7 it was made from. Empty
+/// for anything else (a hashed id cannot be turned back).
 pub fn cordon_id_candidates(stix_id: &str) -> Vec<String> {
     let Some(uuid) = stix_id
         .strip_prefix("indicator--")
@@ -74,7 +75,12 @@ pub fn cordon_id_candidates(stix_id: &str) -> Vec<String> {
     };
     let mut bytes = *uuid.as_bytes();
     bytes[6] = (bytes[6] & 0x0f) | 0x70;
-    vec![uuid::Uuid::from_bytes(bytes).to_string(), uuid.to_string()]
+    let candidate = uuid::Uuid::from_bytes(bytes).to_string();
+    if indicator_id(&candidate) == stix_id {
+        vec![candidate]
+    } else {
+        Vec::new()
+    }
 }
 
 const TOP_LEVEL: &[&str] = &[
@@ -157,6 +163,9 @@ pub fn to_stix(indicator: &Value, export: Export<'_>) -> Result<Vec<Value>, MapE
     }
     if fields.get("noReshare") == Some(&Value::Bool(true)) {
         markings.push(json!(no_reshare_marking_id()));
+    }
+    if fields.get("protection") == Some(&json!("PROTECTION_SOURCE_PROTECTED")) {
+        markings.push(json!(source_protected_marking_id()));
     }
     let created_by = string(fields, "originator")?.map(member_identity_id);
 
@@ -538,6 +547,12 @@ pub fn from_stix(object: &Value) -> Result<Imported, MapError> {
         }
         None => return Err(invalid("pattern_type: required")),
     }
+    if fields.contains_key("granular_markings") {
+        return Err(invalid(
+            "granular_markings: markings of parts of an object have no Cordon mapping; the \
+             object is refused rather than imported without them",
+        ));
+    }
     let pattern = string(fields, "pattern")?.ok_or_else(|| invalid("pattern: required"))?;
     let comparisons = pattern::parse(pattern)?;
     let (kind_name, observed) = observable_from_pattern(&comparisons)?;
@@ -634,6 +649,8 @@ fn read_marking(id: &str, out: &mut Map<String, Value>) -> Result<(), MapError> 
         out.insert("tlp".into(), json!(tlp));
     } else if id == no_reshare_marking_id() {
         out.insert("noReshare".into(), json!(true));
+    } else if id == source_protected_marking_id() {
+        out.insert("protection".into(), json!("PROTECTION_SOURCE_PROTECTED"));
     } else if let Some((name, _, _)) = HANDLING_CODES
         .iter()
         .find(|(_, code, _)| handling_marking_id(code) == id)

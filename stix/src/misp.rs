@@ -25,25 +25,7 @@ pub fn read_event(document: &Value) -> Result<Import, BundleError> {
     let event = event
         .as_object()
         .ok_or_else(|| BundleError("Event: expected a JSON object".into()))?;
-    let mut tlp = None;
-    for tag in list(event, "Tag")? {
-        let name = tag["name"]
-            .as_str()
-            .unwrap_or_default()
-            .to_ascii_lowercase();
-        let label = match name.as_str() {
-            "tlp:clear" | "tlp:white" => "TLP_CLEAR",
-            "tlp:green" => "TLP_GREEN",
-            "tlp:amber" => "TLP_AMBER",
-            "tlp:amber+strict" => "TLP_AMBER_STRICT",
-            "tlp:red" => "TLP_RED",
-            _ => continue,
-        };
-        if tlp.is_some_and(|t| t != label) {
-            return Err(BundleError("Event.Tag: more than one TLP tag".into()));
-        }
-        tlp = Some(label);
-    }
+    let tlp = tlp_of(list(event, "Tag")?, None).map_err(|e| BundleError(format!("Event.{e}")))?;
     let info = event
         .get("info")
         .and_then(Value::as_str)
@@ -52,8 +34,14 @@ pub fn read_event(document: &Value) -> Result<Import, BundleError> {
         .get("date")
         .and_then(Value::as_str)
         .filter(|d| d.len() == 10 && d.as_bytes()[4] == b'-' && d.as_bytes()[7] == b'-');
-    let base = |comment: &str| {
+    // An attribute's or object's own TLP tags can only make it stricter than the event's.
+    let base = |comment: &str, item: &Value| -> Result<Map<String, Value>, BundleError> {
         let mut ind = Map::new();
+        let own = item["Tag"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let tlp = tlp_of(own, tlp).map_err(|e| BundleError(format!("Event: {e}")))?;
         if let Some(tlp) = tlp {
             ind.insert("tlp".into(), json!(tlp));
         }
@@ -68,7 +56,7 @@ pub fn read_event(document: &Value) -> Result<Import, BundleError> {
         if let Some(date) = date {
             ind.insert("validFrom".into(), json!(format!("{date}T00:00:00Z")));
         }
-        ind
+        Ok(ind)
     };
     let mut import = Import::default();
     for attribute in list(event, "Attribute")? {
@@ -88,7 +76,7 @@ pub fn read_event(document: &Value) -> Result<Import, BundleError> {
                 continue;
             }
         };
-        let mut ind = base(attribute["comment"].as_str().unwrap_or_default());
+        let mut ind = base(attribute["comment"].as_str().unwrap_or_default(), attribute)?;
         ind.insert("account".into(), json!({ field: value }));
         import.indicators.push(imported(id, ind));
     }
@@ -146,11 +134,50 @@ pub fn read_event(document: &Value) -> Result<Import, BundleError> {
             });
             continue;
         }
-        let mut ind = base(object["comment"].as_str().unwrap_or_default());
+        let mut ind = base(object["comment"].as_str().unwrap_or_default(), object)?;
         ind.insert(kind_json.into(), Value::Object(observed));
         import.indicators.push(imported(id, ind));
     }
     Ok(import)
+}
+
+/// TLP labels from least to most restrictive.
+const TLP_ORDER: [&str; 5] = [
+    "TLP_CLEAR",
+    "TLP_GREEN",
+    "TLP_AMBER",
+    "TLP_AMBER_STRICT",
+    "TLP_RED",
+];
+
+/// The TLP of `tags` (MISP `tlp:` tags; `tlp:white` is TLP:CLEAR), never less restrictive than
+/// `floor`; more than one TLP tag in one list is an error.
+fn tlp_of(tags: &[Value], floor: Option<&'static str>) -> Result<Option<&'static str>, String> {
+    let mut found: Option<&'static str> = None;
+    for tag in tags {
+        let name = tag["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let label = match name.as_str() {
+            "tlp:clear" | "tlp:white" => "TLP_CLEAR",
+            "tlp:green" => "TLP_GREEN",
+            "tlp:amber" => "TLP_AMBER",
+            "tlp:amber+strict" => "TLP_AMBER_STRICT",
+            "tlp:red" => "TLP_RED",
+            _ => continue,
+        };
+        if found.is_some_and(|t| t != label) {
+            return Err("Tag: more than one TLP tag".into());
+        }
+        found = Some(label);
+    }
+    let rank = |label: &str| TLP_ORDER.iter().position(|t| *t == label);
+    Ok(match (found, floor) {
+        (Some(own), Some(floor)) if rank(floor) > rank(own) => Some(floor),
+        (Some(own), _) => Some(own),
+        (None, floor) => floor,
+    })
 }
 
 fn imported(id: String, indicator: Map<String, Value>) -> Imported {

@@ -110,6 +110,11 @@ pub fn no_reshare_marking_id() -> String {
     domain_id("marking-definition", "no-reshare")
 }
 
+/// Source protection is not a TLP label: its own marking, so that tools downstream see it.
+pub fn source_protected_marking_id() -> String {
+    domain_id("marking-definition", "source-protected")
+}
+
 pub fn tlp_marking_id(tlp: &str) -> Option<&'static str> {
     TLP2_MARKINGS
         .iter()
@@ -176,7 +181,7 @@ pub fn vocabulary() -> Vec<Value> {
         &handling_extension_id(),
         "Cordon handling marking",
         "A handling restriction on marked objects: handling_code (Europol H0 to H3, or \
-         no-reshare for the third-party rule) and statement.",
+         no-reshare for the third-party rule, or source-protected) and statement.",
         "property-extension",
     ));
     for (_, code, meaning) in HANDLING_CODES {
@@ -186,6 +191,11 @@ pub fn vocabulary() -> Vec<Value> {
         &no_reshare_marking_id(),
         "no-reshare",
         "never passed on by a recipient (third-party rule)",
+    ));
+    objects.push(handling_marking(
+        &source_protected_marking_id(),
+        "source-protected",
+        "source-protected: shared only inside a circle of trusted partners, never further",
     ));
     for kind in KINDS {
         let properties: Vec<&str> = kind.fields.iter().map(|f| f.stix).collect();

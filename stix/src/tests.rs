@@ -279,6 +279,15 @@ fn unmappable_indicators_say_why() {
             "in order",
         ),
         (base("alert tcp any any", "snort"), "pattern_type"),
+        (
+            {
+                let mut marked = base("[salw-vessel:imo = '9319466']", "stix");
+                marked["granular_markings"] = json!([{"selectors": ["pattern"],
+                    "marking_ref": "marking-definition--e828b379-4e03-4974-9ac4-e53a884c97c1"}]);
+                marked
+            },
+            "granular_markings",
+        ),
     ];
     for (object, wanted) in cases {
         let err = from_stix(&object).unwrap_err().to_string();
@@ -362,7 +371,9 @@ fn a_misp_event_maps_what_it_can_and_reports_the_rest() {
         "Tag": [{"name": "tlp:amber"}, {"name": "misp:tool=\"cordon-test\""}],
         "Attribute": [
             {"uuid": "a1", "type": "iban", "value": "DE89370400440532013000", "comment": "paid the broker"},
-            {"uuid": "a2", "type": "ip-dst", "value": "198.51.100.7"}
+            {"uuid": "a2", "type": "ip-dst", "value": "198.51.100.7"},
+            {"uuid": "a3", "type": "bic", "value": "NWBKGB2L", "Tag": [{"name": "tlp:red"}]},
+            {"uuid": "a4", "type": "bic", "value": "COBADEFF", "Tag": [{"name": "tlp:clear"}]}
         ],
         "Object": [
             {"uuid": "o1", "name": "bank-account", "Attribute": [
@@ -385,6 +396,11 @@ fn a_misp_event_maps_what_it_can_and_reports_the_rest() {
         [
             &json!({"tlp": "TLP_AMBER", "narrative": "Payments for a diverted consignment: paid the broker",
                     "validFrom": "2026-11-20T00:00:00Z", "account": {"iban": "DE89370400440532013000"}}),
+            // An attribute's own tag makes it stricter, never looser, than the event.
+            &json!({"tlp": "TLP_RED", "narrative": "Payments for a diverted consignment",
+                    "validFrom": "2026-11-20T00:00:00Z", "account": {"bic": "NWBKGB2L"}}),
+            &json!({"tlp": "TLP_AMBER", "narrative": "Payments for a diverted consignment",
+                    "validFrom": "2026-11-20T00:00:00Z", "account": {"bic": "COBADEFF"}}),
             &json!({"tlp": "TLP_AMBER", "narrative": "Payments for a diverted consignment",
                     "validFrom": "2026-11-20T00:00:00Z",
                     "account": {"iban": "GB29NWBK60161331926819", "bic": "NWBKGB2L", "holder": "Example Ltd"}}),
@@ -446,10 +462,12 @@ fn indicator_ids_turn_back_into_cordon_ids() {
     let v7 = "0193a0c4-5e1f-7a2b-8c3d-4e5f60718293";
     let stix = indicator_id(v7);
     assert_eq!(stix, "indicator--0193a0c4-5e1f-4a2b-8c3d-4e5f60718293");
-    assert!(cordon_id_candidates(&stix).contains(&v7.to_string()));
-    let v4 = "8e2e2d2b-17d4-4cbf-938f-98ee46b3cd3f";
-    assert_eq!(indicator_id(v4), format!("indicator--{v4}"));
-    assert!(cordon_id_candidates(&indicator_id(v4)).contains(&v4.to_string()));
+    assert_eq!(cordon_id_candidates(&stix), [v7.to_string()]);
+    // A client's UUIDv4 chosen to equal a UUIDv7's STIX id does not collide with it.
+    let squatter = stix.trim_start_matches("indicator--");
+    assert_ne!(indicator_id(squatter), stix);
+    assert!(ids::is_valid(&indicator_id(squatter), "indicator"));
+    assert!(!cordon_id_candidates(&indicator_id(squatter)).contains(&squatter.to_string()));
     // Not a UUID: hashed, and it cannot be turned back.
     let other = indicator_id("not-a-uuid");
     assert!(ids::is_valid(&other, "indicator"));

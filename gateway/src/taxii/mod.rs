@@ -18,7 +18,6 @@ mod view;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -39,6 +38,8 @@ pub const STIX_MEDIA_TYPE: &str = "application/stix+json;version=2.1";
 pub const API_ROOT: &str = "/cordon/";
 /// The largest request body accepted (an add-objects envelope).
 pub const MAX_CONTENT_LENGTH: usize = 10 * 1024 * 1024;
+/// Objects one add-objects request may carry.
+pub const MAX_OBJECTS_PER_ADD: usize = 10_000;
 /// Objects per page when the client sets no `limit`, and the most it may ask for.
 pub const DEFAULT_PAGE: usize = 1_000;
 pub const MAX_PAGE: usize = 10_000;
@@ -48,13 +49,28 @@ pub const MAX_PAGE: usize = 10_000;
 #[derive(Debug, Clone)]
 pub struct Peer(Result<Identity, String>);
 
-/// What every handler shares.
-#[derive(Debug)]
+/// What every handler shares. The gateway state is held weakly: a connection left open (a
+/// body trickled in, a keep-alive) never keeps a stopping gateway's state, and so its decision
+/// log, alive; a request arriving after the state is gone gets 503.
 pub struct Taxii {
-    pub state: Arc<GatewayState>,
+    state: std::sync::Weak<GatewayState>,
+    member: String,
+    federation: String,
     /// Members whose identities the collection holds (`[[members]]` and this one).
     pub members: Vec<String>,
     statuses: status::Statuses,
+    /// Signs `next` tokens, so that a page can be resumed only where this gateway said, by
+    /// the caller it said it to (a new key each start).
+    tokens: ring::hmac::Key,
+}
+
+impl std::fmt::Debug for Taxii {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Taxii")
+            .field("member", &self.member)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A TAXII error response: an error object with the HTTP status.
@@ -129,7 +145,7 @@ pub fn serve(
     taxii: Arc<Taxii>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> JoinHandle<()> {
-    let federation = taxii.state.federation.clone();
+    let federation = taxii.federation.clone();
     let connections = TaxiiListener {
         incoming: Box::pin(incoming),
         federation,
@@ -150,11 +166,27 @@ pub fn serve(
 }
 
 impl Taxii {
-    pub fn new(state: Arc<GatewayState>, members: Vec<String>) -> Arc<Taxii> {
+    pub fn new(state: &Arc<GatewayState>, members: Vec<String>) -> Arc<Taxii> {
+        let rng = ring::rand::SystemRandom::new();
+        let tokens = ring::hmac::Key::generate(ring::hmac::HMAC_SHA256, &rng)
+            .expect("the system's random number generator");
         Arc::new(Taxii {
-            state,
+            state: Arc::downgrade(state),
+            member: state.member.clone(),
+            federation: state.federation.clone(),
             members,
             statuses: status::Statuses::default(),
+            tokens,
+        })
+    }
+
+    fn state(&self) -> Result<Arc<GatewayState>, TaxiiError> {
+        self.state.upgrade().ok_or_else(|| {
+            TaxiiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Unavailable",
+                "the gateway is stopping",
+            )
         })
     }
 }
@@ -235,12 +267,17 @@ fn router(taxii: Arc<Taxii>) -> Router {
 
 /// The caller, admitted: a verified identity of a member not suspended, and a request that
 /// accepts TAXII 2.1.
-fn admit(taxii: &Taxii, peer: &Peer, headers: &HeaderMap) -> Result<Identity, TaxiiError> {
+fn admit(
+    taxii: &Taxii,
+    peer: &Peer,
+    headers: &HeaderMap,
+) -> Result<(Identity, Arc<GatewayState>), TaxiiError> {
     let caller = peer
         .0
         .clone()
         .map_err(|reason| TaxiiError::new(StatusCode::FORBIDDEN, "Forbidden", reason))?;
-    taxii.state.roster.admit(caller.member())?;
+    let state = taxii.state()?;
+    state.roster.admit(caller.member())?;
     if let Some(accept) = headers.get(header::ACCEPT) {
         let accept = accept.to_str().unwrap_or_default();
         let ok = accept.split(',').any(|item| {
@@ -259,7 +296,7 @@ fn admit(taxii: &Taxii, peer: &Peer, headers: &HeaderMap) -> Result<Identity, Ta
             ));
         }
     }
-    Ok(caller)
+    Ok((caller, state))
 }
 
 /// The one collection of `caller`: its release view. The id is derived from the member and
@@ -270,7 +307,7 @@ fn collection_id(member: &str, caller: &Identity) -> String {
 }
 
 fn own_collection(taxii: &Taxii, caller: &Identity, id: &str) -> Result<(), TaxiiError> {
-    if id == collection_id(&taxii.state.member, caller) {
+    if id == collection_id(&taxii.member, caller) {
         Ok(())
     } else {
         Err(TaxiiError::not_found(format!(
@@ -280,7 +317,7 @@ fn own_collection(taxii: &Taxii, caller: &Identity, id: &str) -> Result<(), Taxi
 }
 
 fn collection_resource(taxii: &Taxii, caller: &Identity) -> Value {
-    let member = &taxii.state.member;
+    let member = &taxii.member;
     json!({
         "id": collection_id(member, caller),
         "title": format!("{member} release view for {caller}"),
@@ -305,7 +342,7 @@ async fn discovery(
         .and_then(|h| h.to_str().ok())
         .unwrap_or("localhost");
     let root = format!("https://{host}{API_ROOT}");
-    let member = &taxii.state.member;
+    let member = &taxii.member;
     let body = json!({
         "title": format!("Cordon gateway {member}"),
         "description": "TAXII 2.1 view of a Cordon gateway's releases; mutual TLS required",
@@ -322,7 +359,7 @@ async fn api_root(
 ) -> Reply {
     admit(&taxii, &peer, &headers)?;
     let body = json!({
-        "title": format!("Cordon gateway {}", taxii.state.member),
+        "title": format!("Cordon gateway {}", taxii.member),
         "versions": [TAXII_MEDIA_TYPE],
         "max_content_length": MAX_CONTENT_LENGTH,
     });
@@ -334,7 +371,7 @@ async fn collections(
     ConnectInfo(peer): ConnectInfo<Peer>,
     headers: HeaderMap,
 ) -> Reply {
-    let caller = admit(&taxii, &peer, &headers)?;
+    let (caller, _) = admit(&taxii, &peer, &headers)?;
     let body = json!({ "collections": [collection_resource(&taxii, &caller)] });
     Ok(taxii_json(StatusCode::OK, &body, HeaderMap::new()))
 }
@@ -345,7 +382,7 @@ async fn collection(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Reply {
-    let caller = admit(&taxii, &peer, &headers)?;
+    let (caller, _) = admit(&taxii, &peer, &headers)?;
     own_collection(&taxii, &caller, &id)?;
     Ok(taxii_json(
         StatusCode::OK,
@@ -375,10 +412,10 @@ async fn get_objects(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Reply {
-    let caller = admit(&taxii, &peer, &headers)?;
+    let (caller, state) = admit(&taxii, &peer, &headers)?;
     own_collection(&taxii, &caller, &id)?;
-    let query = view::Query::parse(query.as_deref())?;
-    let page = read_page(&taxii, &caller, &query).await?;
+    let query = view::Query::parse(query.as_deref(), &taxii.tokens, &caller.to_string())?;
+    let page = read_page(&taxii, &state, &caller, &query).await?;
     let objects: Vec<&Value> = page.items.iter().map(|item| &item.object).collect();
     let mut body = json!({ "more": page.more, "objects": objects });
     if let Some(next) = &page.next {
@@ -399,10 +436,10 @@ async fn manifest(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Reply {
-    let caller = admit(&taxii, &peer, &headers)?;
+    let (caller, state) = admit(&taxii, &peer, &headers)?;
     own_collection(&taxii, &caller, &id)?;
-    let query = view::Query::parse(query.as_deref())?;
-    let page = read_page(&taxii, &caller, &query).await?;
+    let query = view::Query::parse(query.as_deref(), &taxii.tokens, &caller.to_string())?;
+    let page = read_page(&taxii, &state, &caller, &query).await?;
     let records: Vec<Value> = page
         .items
         .iter()
@@ -431,17 +468,16 @@ async fn manifest(
 /// it reads, so it takes from the caller's quota of re-reads as a Subscribe would.
 async fn read_page(
     taxii: &Taxii,
+    state: &GatewayState,
     caller: &Identity,
     query: &view::Query,
 ) -> Result<view::Page, TaxiiError> {
     if query.next.is_none() {
-        taxii.state.rates.admit(
-            RateLimitedCall::SubscribeReread,
-            caller,
-            &taxii.state.metrics,
-        )?;
+        state
+            .rates
+            .admit(RateLimitedCall::SubscribeReread, caller, &state.metrics)?;
     }
-    view::page(taxii, caller, query).await
+    view::page(taxii, state, caller, query).await
 }
 
 async fn get_object(
@@ -451,10 +487,10 @@ async fn get_object(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Reply {
-    let caller = admit(&taxii, &peer, &headers)?;
+    let (caller, state) = admit(&taxii, &peer, &headers)?;
     own_collection(&taxii, &caller, &id)?;
-    let query = view::Query::parse(query.as_deref())?;
-    let versions = view::object_versions(&taxii, &caller, &object, &query).await?;
+    let query = view::Query::parse(query.as_deref(), &taxii.tokens, &caller.to_string())?;
+    let versions = view::object_versions(&taxii, &state, &caller, &object, &query).await?;
     let objects: Vec<&Value> = versions.iter().map(|item| &item.object).collect();
     let first = versions.first().map(view::Item::date_added);
     let last = versions.last().map(view::Item::date_added);
@@ -471,13 +507,13 @@ async fn object_versions(
     Path((id, object)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Reply {
-    let caller = admit(&taxii, &peer, &headers)?;
+    let (caller, state) = admit(&taxii, &peer, &headers)?;
     own_collection(&taxii, &caller, &id)?;
     let all = view::Query {
         version: view::Versions::All,
         ..view::Query::default()
     };
-    let versions = view::object_versions(&taxii, &caller, &object, &all).await?;
+    let versions = view::object_versions(&taxii, &state, &caller, &object, &all).await?;
     let list: Vec<String> = versions.iter().map(view::Item::version).collect();
     let first = versions.first().map(view::Item::date_added);
     let last = versions.last().map(view::Item::date_added);
@@ -494,7 +530,7 @@ async fn status_resource(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Reply {
-    let caller = admit(&taxii, &peer, &headers)?;
+    let (caller, _) = admit(&taxii, &peer, &headers)?;
     let status = taxii
         .statuses
         .get(&caller, &id)
@@ -510,17 +546,17 @@ async fn add_objects(
     ConnectInfo(peer): ConnectInfo<Peer>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    request: axum::extract::Request,
 ) -> Reply {
-    let caller = admit(&taxii, &peer, &headers)?;
+    let (caller, state) = admit(&taxii, &peer, &headers)?;
     own_collection(&taxii, &caller, &id)?;
-    if !caller.is_agency_of(&taxii.state.member) {
+    if !caller.is_agency_of(&taxii.member) {
         return Err(TaxiiError::new(
             StatusCode::FORBIDDEN,
             "Forbidden",
             format!(
                 "the collection is read-only for {caller}: only agencies of member {} add objects",
-                taxii.state.member
+                taxii.member
             ),
         ));
     }
@@ -538,8 +574,27 @@ async fn add_objects(
             format!("Content-Type: objects are added as {TAXII_MEDIA_TYPE}, not {content_type:?}"),
         ));
     }
+    // The body is read only once the caller may add, and only up to max_content_length.
+    let body = axum::body::to_bytes(request.into_body(), MAX_CONTENT_LENGTH)
+        .await
+        .map_err(|_| {
+            TaxiiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "Request too large",
+                format!("body: not read within max_content_length ({MAX_CONTENT_LENGTH} bytes)"),
+            )
+        })?;
     let envelope: Value = serde_json::from_slice(&body)
         .map_err(|error| TaxiiError::bad_request(format!("body: not JSON: {error}")))?;
+    match envelope["objects"].as_array().map(Vec::len) {
+        Some(0) => return Err(TaxiiError::bad_request("objects: empty")),
+        Some(count) if count > MAX_OBJECTS_PER_ADD => {
+            return Err(TaxiiError::bad_request(format!(
+                "objects: {count} objects; at most {MAX_OBJECTS_PER_ADD} per request"
+            )));
+        }
+        _ => {}
+    }
     let import = cordon_stix::read_envelope(&envelope)
         .map_err(|error| TaxiiError::bad_request(error.to_string()))?;
     let mut failures: Vec<Value> = import
@@ -571,7 +626,7 @@ async fn add_objects(
     let total = stix_ids.len() + failures.len();
     let mut successes = Vec::new();
     if !indicators.is_empty() {
-        let published = taxii.state.publish(&caller, indicators).await?;
+        let published = state.publish(&caller, indicators).await?;
         for (stix_id, accepted) in stix_ids.iter().zip(&published.accepted) {
             let mut message = format!(
                 "published as Cordon indicator {} (sequence {}, STIX id {})",

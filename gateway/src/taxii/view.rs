@@ -20,12 +20,15 @@ use cordon_storage::{EventBody, StoredEvent};
 use serde_json::Value;
 
 use super::{DEFAULT_PAGE, MAX_PAGE, Taxii, TaxiiError};
+use crate::feed::GatewayState;
 use crate::identity::Identity;
 use crate::metrics::RateLimitedCall;
 use crate::status::storage_status;
 
 /// Events read per storage page while filling a page of objects.
 const EVENTS_PER_READ: usize = 1_000;
+/// Events one request reads at most: a filter matching little ends the page early.
+const MAX_EVENTS_PER_REQUEST: usize = 10_000;
 
 /// Where a page starts.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -35,16 +38,23 @@ pub struct Cursor {
 }
 
 impl Cursor {
-    fn parse(text: &str) -> Option<Cursor> {
-        let (at, skip) = text.split_once('.')?;
+    /// A token this gateway gave `caller`: `{at}.{skip}.{mac}`, the MAC over the caller and
+    /// the position (a forged or another caller's token does not verify).
+    fn parse(text: &str, key: &ring::hmac::Key, caller: &str) -> Option<Cursor> {
+        let (position, mac) = text.rsplit_once('.')?;
+        let mac = hex::decode(mac).ok()?;
+        ring::hmac::verify(key, format!("{caller}\n{position}").as_bytes(), &mac).ok()?;
+        let (at, skip) = position.split_once('.')?;
         Some(Cursor {
             at: at.parse().ok()?,
             skip: skip.parse().ok()?,
         })
     }
 
-    fn token(self) -> String {
-        format!("{}.{}", self.at, self.skip)
+    fn token(self, key: &ring::hmac::Key, caller: &str) -> String {
+        let position = format!("{}.{}", self.at, self.skip);
+        let mac = ring::hmac::sign(key, format!("{caller}\n{position}").as_bytes());
+        format!("{position}.{}", hex::encode(mac.as_ref()))
     }
 }
 
@@ -90,7 +100,13 @@ fn micros_of_text(text: &str) -> Option<i64> {
 }
 
 impl Query {
-    pub fn parse(query: Option<&str>) -> Result<Query, TaxiiError> {
+    /// The query of `caller`'s request; `next` must be a token given to `caller` (signed with
+    /// `tokens`).
+    pub fn parse(
+        query: Option<&str>,
+        tokens: &ring::hmac::Key,
+        caller: &str,
+    ) -> Result<Query, TaxiiError> {
         let mut parsed = Query::default();
         let list = |value: &str| -> HashSet<String> {
             value
@@ -115,7 +131,7 @@ impl Query {
                         .min(MAX_PAGE);
                 }
                 "next" => {
-                    parsed.next = Some(Cursor::parse(&value).ok_or_else(|| {
+                    parsed.next = Some(Cursor::parse(&value, tokens, caller).ok_or_else(|| {
                         TaxiiError::bad_request(format!(
                             "next: {value:?} is not a token this server gave"
                         ))
@@ -186,10 +202,11 @@ impl Query {
             return false;
         }
         if let Versions::At(at) = &self.version {
-            let version = object["modified"]
-                .as_str()
-                .or(object["created"].as_str())
-                .and_then(micros_of_text);
+            // An observable has neither: its version is its date_added (as in the manifest).
+            let version = match object["modified"].as_str().or(object["created"].as_str()) {
+                Some(text) => micros_of_text(text),
+                None => Some(added_micros),
+            };
             if !version.is_some_and(|v| at.contains(&v)) {
                 return false;
             }
@@ -254,9 +271,17 @@ impl Page {
     }
 }
 
-/// When Cordon's vocabulary was defined: the `date_added` of the objects every view starts with.
+/// The `date_added` of the objects every view starts with: before any event, so that a client
+/// resuming with `added_after` the first page's last date misses no event.
 fn vocabulary_micros() -> i64 {
-    micros_of_text(cordon_stix::objects::DEFINED).unwrap_or(0)
+    0
+}
+
+/// When an event was added, as `date_added` says: its time, but never later than now (a
+/// peer's clock, or a retraction it dated, cannot push clients' `added_after` past what is
+/// still to come).
+fn added_micros(event: &StoredEvent, now: i64) -> i64 {
+    event.at_micros.min(now)
 }
 
 /// The objects every view starts with.
@@ -271,9 +296,16 @@ pub fn prefix(members: &[String]) -> Vec<Value> {
 }
 
 /// One page of `caller`'s view.
-pub async fn page(taxii: &Taxii, caller: &Identity, query: &Query) -> Result<Page, TaxiiError> {
+pub async fn page(
+    taxii: &Taxii,
+    state: &GatewayState,
+    caller: &Identity,
+    query: &Query,
+) -> Result<Page, TaxiiError> {
     let limit = query.limit;
     let start = query.next.unwrap_or_default();
+    let caller_name = caller.to_string();
+    let token = |cursor: Cursor| Some(cursor.token(&taxii.tokens, &caller_name));
     let mut items = Vec::new();
     if start.at == 0 {
         let added = vocabulary_micros();
@@ -286,11 +318,10 @@ pub async fn page(taxii: &Taxii, caller: &Identity, query: &Query) -> Result<Pag
                 continue;
             }
             if items.len() == limit {
-                let next = Cursor { at: 0, skip: k };
                 return Ok(Page {
                     items,
                     more: true,
-                    next: Some(next.token()),
+                    next: token(Cursor { at: 0, skip: k }),
                 });
             }
             items.push(Item {
@@ -300,6 +331,7 @@ pub async fn page(taxii: &Taxii, caller: &Identity, query: &Query) -> Result<Pag
         }
     }
     let mut after = start.at.saturating_sub(1);
+    let mut scanned = 0usize;
     // Objects per event, to read no more events than the page can take (every event read is
     // decided and logged): three (observable, indicator, relationship) until a read says.
     let mut per_event = if query.types.is_some() || query.ids.is_some() {
@@ -308,19 +340,31 @@ pub async fn page(taxii: &Taxii, caller: &Identity, query: &Query) -> Result<Pag
         3.0
     };
     loop {
+        // One request reads a bounded part of the feed: a filter that matches little ends the
+        // page early, with `more` and where to go on.
+        if scanned >= MAX_EVENTS_PER_REQUEST {
+            return Ok(Page {
+                items,
+                more: true,
+                next: token(Cursor {
+                    at: after + 1,
+                    skip: 0,
+                }),
+            });
+        }
         let remaining = limit - items.len();
-        let want = ((remaining as f64 / per_event).ceil() as usize).clamp(1, EVENTS_PER_READ);
+        let want = ((remaining as f64 / per_event).ceil() as usize)
+            .clamp(1, EVENTS_PER_READ)
+            .min(MAX_EVENTS_PER_REQUEST - scanned);
         let before = items.len();
-        let batch = taxii
-            .state
+        let batch = state
             .store
             .read_after(after, u32::try_from(want).unwrap_or(u32::MAX), &[])
             .await
             .map_err(storage_status)?;
+        scanned += batch.events.len().max(1);
         let full = batch.events.len() >= want;
-        for (sequence, added, objects) in
-            release(taxii, caller, batch.events, &query.version).await?
-        {
+        for (sequence, added, objects) in release(state, caller, batch.events, query).await? {
             for (k, object) in objects.into_iter().enumerate() {
                 if sequence == start.at && k < start.skip {
                     continue;
@@ -329,14 +373,13 @@ pub async fn page(taxii: &Taxii, caller: &Identity, query: &Query) -> Result<Pag
                     continue;
                 }
                 if items.len() == limit {
-                    let next = Cursor {
-                        at: sequence,
-                        skip: k,
-                    };
                     return Ok(Page {
                         items,
                         more: true,
-                        next: Some(next.token()),
+                        next: token(Cursor {
+                            at: sequence,
+                            skip: k,
+                        }),
                     });
                 }
                 items.push(Item {
@@ -359,15 +402,41 @@ pub async fn page(taxii: &Taxii, caller: &Identity, query: &Query) -> Result<Pag
     }
 }
 
-/// The STIX objects of each released event of `events`: (sequence, added, objects).
+/// Whether an event can give an object `query` selects, judged before it is decided (so that
+/// what the filters drop is neither decided nor logged): its time against `added_after`, its
+/// indicator against `match[id]` when every id asked for is an indicator's, and its kind
+/// (publication or retraction) against `match[version]`.
+fn may_match(query: &Query, event: &StoredEvent, added: i64, retracted: &HashSet<u64>) -> bool {
+    if query.added_after.is_some_and(|after| added <= after) {
+        return false;
+    }
+    let (indicator_id, published) = match &event.body {
+        EventBody::Published { indicator_id, .. } => (indicator_id, true),
+        EventBody::Retracted { indicator_id, .. } => (indicator_id, false),
+    };
+    if let Some(ids) = &query.ids
+        && ids.iter().all(|id| id.starts_with("indicator--"))
+        && !ids.contains(&cordon_stix::indicator_id(indicator_id))
+    {
+        return false;
+    }
+    match query.version {
+        Versions::Last => !(published && retracted.contains(&event.sequence)),
+        Versions::First => published,
+        Versions::All | Versions::At(_) => true,
+    }
+}
+
+/// The STIX objects of each released event of `events` that `query` may select:
+/// (sequence, added, objects).
 async fn release(
-    taxii: &Taxii,
+    state: &GatewayState,
     caller: &Identity,
     events: Vec<StoredEvent>,
-    versions: &Versions,
+    query: &Query,
 ) -> Result<Vec<(u64, i64, Vec<Value>)>, TaxiiError> {
-    let state = &taxii.state;
-    let added: HashMap<u64, i64> = events.iter().map(|e| (e.sequence, e.at_micros)).collect();
+    let versions = &query.version;
+    let now = crate::clock::now_micros();
     // Under `last`, an indicator retracted since is served at its retraction only.
     let retracted: HashSet<u64> = if *versions == Versions::Last {
         let published: Vec<u64> = events
@@ -387,63 +456,72 @@ async fn release(
     } else {
         HashSet::new()
     };
-    let released = state
-        .release_page(std::slice::from_ref(caller), events)
-        .await?
-        .pop()
-        .unwrap_or_default();
-    let mut out = Vec::with_capacity(released.len());
+    let events: Vec<StoredEvent> = events
+        .into_iter()
+        .filter(|e| may_match(query, e, added_micros(e, now), &retracted))
+        .collect();
+    let added: HashMap<u64, i64> = events
+        .iter()
+        .map(|e| (e.sequence, added_micros(e, now)))
+        .collect();
+    // A retraction is served as the revoked version of the indicator, released to the caller
+    // now (whether or not it read the version published: under `last` it never does).
+    let (retractions, publications): (Vec<StoredEvent>, Vec<StoredEvent>) = events
+        .into_iter()
+        .partition(|e| matches!(e.body, EventBody::Retracted { .. }));
+    let released = if publications.is_empty() {
+        Vec::new()
+    } else {
+        state
+            .release_page(std::slice::from_ref(caller), publications)
+            .await?
+            .pop()
+            .unwrap_or_default()
+    };
+    let mut out = Vec::with_capacity(released.len() + retractions.len());
     for delivered in released {
         let sequence = delivered.event.sequence;
         let at = added.get(&sequence).copied().unwrap_or_default();
-        match &delivered.event.body {
-            Some(event::Body::Published(published)) => {
-                if retracted.contains(&sequence) {
-                    continue;
-                }
-                let Some(indicator) = &published.indicator else {
-                    continue;
-                };
-                if let Some(objects) = stix_objects(indicator, &published.redacted, None) {
-                    out.push((sequence, at, objects));
-                }
-            }
-            Some(event::Body::Retracted(retraction)) => {
-                if *versions == Versions::First {
-                    continue;
-                }
-                let Some(objects) =
-                    revoked(taxii, caller, &retraction.indicator_id, sequence, at).await?
-                else {
-                    continue;
-                };
-                // Under `all` the observable came with the published version already.
-                let objects = if *versions == Versions::All {
-                    objects
-                        .into_iter()
-                        .filter(|o| !o["type"].as_str().unwrap_or_default().starts_with("salw-"))
-                        .collect()
-                } else {
-                    objects
-                };
-                out.push((sequence, at, objects));
-            }
-            _ => {}
+        if let Some(event::Body::Published(published)) = &delivered.event.body
+            && let Some(indicator) = &published.indicator
+            && let Some(objects) = stix_objects(indicator, &published.redacted, None)
+        {
+            out.push((sequence, at, objects));
         }
     }
+    for retraction in retractions {
+        let EventBody::Retracted { indicator_id, .. } = &retraction.body else {
+            continue;
+        };
+        let sequence = retraction.sequence;
+        let at = added.get(&sequence).copied().unwrap_or_default();
+        let Some(objects) = revoked(state, caller, indicator_id, sequence, at).await? else {
+            continue;
+        };
+        // Under `all` the observable came with the published version already.
+        let objects = if *versions == Versions::All {
+            objects
+                .into_iter()
+                .filter(|o| !o["type"].as_str().unwrap_or_default().starts_with("salw-"))
+                .collect()
+        } else {
+            objects
+        };
+        out.push((sequence, at, objects));
+    }
+    out.sort_by_key(|(sequence, _, _)| *sequence);
     Ok(out)
 }
 
 /// The revoked version of a retracted indicator, as released to `caller` now (decided and
 /// logged like any release): `None` if the policy no longer releases it.
 async fn revoked(
-    taxii: &Taxii,
+    state: &GatewayState,
     caller: &Identity,
     indicator_id: &str,
     sequence: u64,
     at: i64,
 ) -> Result<Option<Vec<Value>>, TaxiiError> {
-    let state = &taxii.state;
     let Some(stored) = state
         .store
         .indicator(indicator_id)
@@ -467,25 +545,32 @@ async fn revoked(
         .await?
         .pop()
         .unwrap_or_default();
-    let revoked_at = taxii_timestamp(at);
     Ok(released
         .into_iter()
         .find_map(|delivered| match &delivered.event.body {
             Some(event::Body::Published(published)) => published
                 .indicator
                 .as_ref()
-                .and_then(|i| stix_objects(i, &published.redacted, Some(&revoked_at))),
+                .and_then(|i| stix_objects(i, &published.redacted, Some(at))),
             _ => None,
         }))
 }
 
 /// The STIX objects of one released indicator; `None` (logged) if it cannot be mapped, for
 /// example when every observable property was withheld.
+/// `revoked`: the retraction's time; the revoked version's `modified`, never before `created`.
 fn stix_objects(
     indicator: &Indicator,
     withheld: &[String],
-    revoked_at: Option<&str>,
+    revoked: Option<i64>,
 ) -> Option<Vec<Value>> {
+    let created = indicator
+        .created
+        .as_ref()
+        .map(crate::clock::micros_of)
+        .unwrap_or_default();
+    let revoked_at = revoked.map(|at| taxii_timestamp(at.max(created)));
+    let revoked_at = revoked_at.as_deref();
     let json = match serde_json::to_value(indicator) {
         Ok(json) => json,
         Err(error) => {
@@ -513,6 +598,7 @@ fn stix_objects(
 /// relationships are found by paging with `match[id]`).
 pub async fn object_versions(
     taxii: &Taxii,
+    state: &GatewayState,
     caller: &Identity,
     object_id: &str,
     query: &Query,
@@ -537,7 +623,6 @@ pub async fn object_versions(
     let Some(first) = candidates.first() else {
         return Err(not_found());
     };
-    let state = &taxii.state;
     state
         .rates
         .admit(RateLimitedCall::Get, caller, &state.metrics)?;
@@ -589,16 +674,14 @@ pub async fn object_versions(
             .audit_retraction(&indicator.id)
             .await
             .map_err(storage_status)?
+        && let Some(object) =
+            stix_objects(&indicator, &response.redacted, Some(retraction.at_micros))
+                .and_then(only_indicator)
     {
-        let revoked_at = taxii_timestamp(retraction.at_micros);
-        if let Some(object) =
-            stix_objects(&indicator, &response.redacted, Some(&revoked_at)).and_then(only_indicator)
-        {
-            items.push(Item {
-                object,
-                added_micros: retraction.at_micros,
-            });
-        }
+        items.push(Item {
+            object,
+            added_micros: retraction.at_micros.min(crate::clock::now_micros()),
+        });
     }
     if items.is_empty() {
         return Err(not_found());
@@ -625,19 +708,44 @@ mod tests {
     use axum::http::StatusCode;
     use serde_json::json;
 
+    fn key() -> &'static ring::hmac::Key {
+        static KEY: std::sync::OnceLock<ring::hmac::Key> = std::sync::OnceLock::new();
+        KEY.get_or_init(|| ring::hmac::Key::new(ring::hmac::HMAC_SHA256, b"test key"))
+    }
+
+    fn parse(query: Option<&str>) -> Result<Query, TaxiiError> {
+        Query::parse(query, key(), "CI")
+    }
+
+    #[test]
+    fn next_tokens_verify_only_for_the_caller_they_were_given_to() {
+        let token = Cursor { at: 12, skip: 3 }.token(key(), "CI");
+        assert_eq!(
+            Cursor::parse(&token, key(), "CI"),
+            Some(Cursor { at: 12, skip: 3 })
+        );
+        assert_eq!(Cursor::parse(&token, key(), "NG"), None);
+        let other_key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, b"another gateway");
+        assert_eq!(Cursor::parse(&token, &other_key, "CI"), None);
+        let moved = token.replacen("12.3", "0.0", 1);
+        assert_eq!(Cursor::parse(&moved, key(), "CI"), None);
+        assert_eq!(Cursor::parse("12.3", key(), "CI"), None);
+    }
+
     #[test]
     fn queries_read_every_parameter_and_name_the_bad_one() {
-        let q = Query::parse(Some(
-            "limit=5&next=12.3&added_after=2026-11-01T00:00:00Z&match%5Btype%5D=indicator,salw-vessel\
-             &match[id]=indicator--8e2e2d2b-17d4-4cbf-938f-98ee46b3cd3f&match[version]=all",
-        ))
+        let next = Cursor { at: 12, skip: 3 }.token(key(), "CI");
+        let q = parse(Some(&format!(
+            "limit=5&next={next}&added_after=2026-11-01T00:00:00Z&match%5Btype%5D=indicator,salw-vessel\
+             &match[id]=indicator--8e2e2d2b-17d4-4cbf-938f-98ee46b3cd3f&match[version]=all"
+        )))
         .unwrap();
         assert_eq!(q.limit, 5);
         assert_eq!(q.next, Some(Cursor { at: 12, skip: 3 }));
         assert_eq!(q.added_after, micros_of_text("2026-11-01T00:00:00Z"));
         assert_eq!(q.types.as_ref().map(HashSet::len), Some(2));
         assert_eq!(q.version, Versions::All);
-        assert_eq!(Query::parse(Some("limit=99999")).unwrap().limit, MAX_PAGE);
+        assert_eq!(parse(Some("limit=99999")).unwrap().limit, MAX_PAGE);
         for (bad, named) in [
             ("limit=0", "limit"),
             ("limit=x", "limit"),
@@ -646,7 +754,7 @@ mod tests {
             ("match[version]=soon", "match[version]"),
             ("match[color]=red", "match[color]"),
         ] {
-            let error = Query::parse(Some(bad)).unwrap_err();
+            let error = parse(Some(bad)).unwrap_err();
             assert_eq!(error.status, StatusCode::BAD_REQUEST);
             assert!(
                 error.description.contains(named),
@@ -668,11 +776,11 @@ mod tests {
             ..Query::default()
         };
         assert!(!later.accepts(&object, at));
-        let types = Query::parse(Some("match[type]=salw-vessel")).unwrap();
+        let types = parse(Some("match[type]=salw-vessel")).unwrap();
         assert!(!types.accepts(&object, at));
-        let version = Query::parse(Some("match[version]=2026-11-02T00:00:00.000Z")).unwrap();
+        let version = parse(Some("match[version]=2026-11-02T00:00:00.000Z")).unwrap();
         assert!(version.accepts(&object, at));
-        let other = Query::parse(Some("match[version]=2026-11-01T00:00:00.000Z")).unwrap();
+        let other = parse(Some("match[version]=2026-11-01T00:00:00.000Z")).unwrap();
         assert!(!other.accepts(&object, at));
     }
 
