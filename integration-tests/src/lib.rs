@@ -769,15 +769,7 @@ pub async fn http(address: &str, method: &str, path: &str) -> Result<(u16, Strin
     .await
     .context("the admin listener did not answer in time")??;
     let response = String::from_utf8(response)?;
-    let (head, body) = response
-        .split_once("\r\n\r\n")
-        .with_context(|| format!("no end of headers in {response:?}"))?;
-    let (status_line, headers) = head.split_once("\r\n").unwrap_or((head, ""));
-    let status = status_line
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .with_context(|| format!("status line {status_line:?}"))?;
+    let (status, headers, body) = split_response(&response)?;
     if headers
         .to_ascii_lowercase()
         .contains("transfer-encoding: chunked")
@@ -852,6 +844,18 @@ pub async fn taxii_request(
         return Err(error.into());
     }
     let response = String::from_utf8(response)?;
+    let (status, headers, body) = split_response(&response)?;
+    let headers = headers.to_ascii_lowercase();
+    let body = if headers.contains("transfer-encoding: chunked") {
+        dechunk(body)?
+    } else {
+        body.to_string()
+    };
+    Ok((status, headers, body))
+}
+
+/// An HTTP/1.1 response's status, header lines and body.
+fn split_response(response: &str) -> Result<(u16, &str, &str)> {
     let (head, body) = response
         .split_once("\r\n\r\n")
         .with_context(|| format!("no end of headers in {response:?}"))?;
@@ -861,12 +865,6 @@ pub async fn taxii_request(
         .nth(1)
         .and_then(|code| code.parse().ok())
         .with_context(|| format!("status line {status_line:?}"))?;
-    let headers = headers.to_ascii_lowercase();
-    let body = if headers.contains("transfer-encoding: chunked") {
-        dechunk(body)?
-    } else {
-        body.to_string()
-    };
     Ok((status, headers, body))
 }
 

@@ -115,6 +115,23 @@ fn cordon_id(indicator: &Value) -> Option<String> {
     extension["cordon_id"].as_str().map(String::from)
 }
 
+/// The Cordon ids of the STIX indicators among `objects`.
+fn cordon_ids(objects: &[Value]) -> BTreeSet<String> {
+    indicators(objects)
+        .into_iter()
+        .filter_map(cordon_id)
+        .collect()
+}
+
+/// The ids of the indicators a Subscribe from 0 releases to `identity`.
+async fn subscribed_ids(endpoint: &str, identity: &Path) -> Result<BTreeSet<String>> {
+    let events = read_all(endpoint, identity, 0, 0).await?;
+    Ok(published(&events)
+        .into_iter()
+        .map(|(_, i, _)| i.id)
+        .collect())
+}
+
 fn indicators(objects: &[Value]) -> Vec<&Value> {
     objects
         .iter()
@@ -196,11 +213,7 @@ async fn a_collection_is_the_callers_release_view() -> Result<()> {
     let path = objects_path(&taxii, &partner).await?;
 
     // Subscribe's view of CI, and the TAXII view, page by page.
-    let events = read_all(&gateway.endpoint, &partner, 0, 0).await?;
-    let subscribed: BTreeSet<String> = published(&events)
-        .into_iter()
-        .map(|(_, i, _)| i.id)
-        .collect();
+    let subscribed = subscribed_ids(&gateway.endpoint, &partner).await?;
     let expected: BTreeSet<String> = [1, 2, 6, 7, 8, 10]
         .iter()
         .map(|line| ids[line - 1].clone())
@@ -220,12 +233,9 @@ async fn a_collection_is_the_callers_release_view() -> Result<()> {
         };
         assert_eq!(ids(&paged), ids(&objects), "pages of {limit}");
     }
-    let viewed: BTreeSet<String> = indicators(&objects)
-        .into_iter()
-        .filter_map(cordon_id)
-        .collect();
     assert_eq!(
-        viewed, subscribed,
+        cordon_ids(&objects),
+        subscribed,
         "TAXII and Subscribe release the same indicators"
     );
     let mut seen = BTreeSet::new();
@@ -623,15 +633,8 @@ async fn the_python_taxii2_client_discovers_pages_adds_and_polls() -> Result<()>
         read["collections"][0]["can_read"] == true && read["collections"][0]["can_write"] == false
     );
     let objects = read["objects"].as_array().context("objects")?;
-    let viewed: BTreeSet<String> = indicators(objects)
-        .into_iter()
-        .filter_map(cordon_id)
-        .collect();
-    let events = read_all(&gateway.endpoint, &partner, 0, 0).await?;
-    let subscribed: BTreeSet<String> = published(&events)
-        .into_iter()
-        .map(|(_, i, _)| i.id)
-        .collect();
+    let viewed = cordon_ids(objects);
+    let subscribed = subscribed_ids(&gateway.endpoint, &partner).await?;
     let revoked: Vec<&Value> = objects.iter().filter(|o| o["revoked"] == true).collect();
     assert_eq!(
         viewed,
@@ -858,10 +861,7 @@ async fn export_writes_the_release_view_as_a_bundle_that_validates() -> Result<(
     let bundle: Value = serde_json::from_slice(&std::fs::read(&out)?)?;
     ensure!(bundle["type"] == "bundle", "{bundle}");
     let objects = bundle["objects"].as_array().context("objects")?;
-    let exported: BTreeSet<String> = indicators(objects)
-        .into_iter()
-        .filter_map(cordon_id)
-        .collect();
+    let exported = cordon_ids(objects);
     let events = read_all(&gateway.endpoint, &partner, 0, 0).await?;
     let subscribed: BTreeSet<String> = published(&events)
         .into_iter()

@@ -416,17 +416,23 @@ async fn get_objects(
     own_collection(&taxii, &caller, &id)?;
     let query = view::Query::parse(query.as_deref(), &taxii.tokens, &caller.to_string())?;
     let page = read_page(&taxii, &state, &caller, &query).await?;
-    let objects: Vec<&Value> = page.items.iter().map(|item| &item.object).collect();
+    let objects = page.items.iter().map(|item| item.object.clone()).collect();
+    Ok(envelope(&page, objects))
+}
+
+/// An envelope (get objects) or manifest of `page`: `more`, `next`, and the page's first and
+/// last `date_added` in the headers.
+fn envelope(page: &view::Page, objects: Vec<Value>) -> Response {
     let mut body = json!({ "more": page.more, "objects": objects });
     if let Some(next) = &page.next {
         body["next"] = json!(next);
     }
     let (first, last) = page.date_range();
-    Ok(taxii_json(
+    taxii_json(
         StatusCode::OK,
         &body,
         date_headers(first.as_deref(), last.as_deref()),
-    ))
+    )
 }
 
 async fn manifest(
@@ -452,16 +458,7 @@ async fn manifest(
             })
         })
         .collect();
-    let mut body = json!({ "more": page.more, "objects": records });
-    if let Some(next) = &page.next {
-        body["next"] = json!(next);
-    }
-    let (first, last) = page.date_range();
-    Ok(taxii_json(
-        StatusCode::OK,
-        &body,
-        date_headers(first.as_deref(), last.as_deref()),
-    ))
+    Ok(envelope(&page, records))
 }
 
 /// A page of the view; a read that starts from the beginning (no `next`) decides again what
