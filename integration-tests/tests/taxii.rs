@@ -971,3 +971,41 @@ async fn taxii_refuses_callers_without_a_federation_certificate() -> Result<()> 
     );
     Ok(())
 }
+
+/// One request reads a bounded part of the feed: a filter that matches nothing does not make
+/// the gateway decide the whole feed in one request, and paging on from the `next` it gives
+/// still reaches the end.
+#[tokio::test]
+async fn one_request_reads_a_bounded_part_of_the_feed() -> Result<()> {
+    let federation = Federation::new()?;
+    let member = federation.member("GH")?;
+    enable_taxii(&member)?;
+    let gateway = member.start(&[]).await?;
+    let taxii = gateway.taxii.clone().context("taxii address")?;
+    let customs = federation.identity("GH/customs")?;
+    for batch in 0..11 {
+        let indicators = (0..1_000)
+            .map(|i| cordon_integration_tests::clear_vessel(format!("bulk {batch}.{i}")))
+            .collect();
+        publish_ids(&gateway.endpoint, &customs, indicators).await?;
+    }
+    let path = objects_path(&taxii, &customs).await?;
+    // An id that matches nothing: the first page stops after 10,000 events, empty, with more.
+    let nothing = "&match[id]=malware--0c7b5b88-8ff7-4a4d-aa9d-feb398cd0061";
+    let (status, _, first) =
+        get_json(&taxii, &customs, &format!("{path}?limit=10{nothing}")).await?;
+    ensure!(status == 200, "{first}");
+    ensure!(first["more"] == true, "{first}");
+    ensure!(
+        first["objects"].as_array().is_none_or(Vec::is_empty),
+        "{first}"
+    );
+    // Paging on reaches the end, nothing found.
+    let (found, pages) = page_all(&taxii, &customs, &path, nothing, 10).await?;
+    ensure!(
+        found.is_empty() && pages == 2,
+        "{pages} pages, {} objects",
+        found.len()
+    );
+    Ok(())
+}
