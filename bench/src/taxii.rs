@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use cordon_integration_tests::{GatewayProcess, MemberDir, taxii_request};
+use cordon_integration_tests::{GatewayProcess, MemberDir, TaxiiConnection, taxii_request};
 use serde_json::{Value, json};
 
 use crate::scenario::{self, memory_mib};
@@ -111,7 +111,7 @@ impl Bench {
             (grpc_system.clone(), "gRPC Publish"),
             (
                 taxii_system.clone(),
-                "TAXII add objects (POST, one TLS connection per request)",
+                "TAXII add objects (POST, one kept-alive TLS connection per request in flight)",
             ),
         ]
         .into_iter()
@@ -403,21 +403,17 @@ async fn taxii_add(
             );
             tokio::spawn(async move {
                 let mut latency = scenario::histogram();
+                // One kept-alive connection per request in flight, as gRPC keeps its channel.
+                let mut connection = TaxiiConnection::open(&address, &identity).await?;
                 loop {
                     let Some(body) = queue.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.pop()
                     else {
                         return anyhow::Ok(latency);
                     };
                     let sent = Instant::now();
-                    let (status, _, text) = taxii_request(
-                        &address,
-                        &identity,
-                        "POST",
-                        &path,
-                        Some(TAXII),
-                        Some((TAXII, &body)),
-                    )
-                    .await?;
+                    let (status, _, text) = connection
+                        .request("POST", &path, Some(TAXII), Some((TAXII, &body)))
+                        .await?;
                     ensure!(status == 202, "TAXII add: {status} {text}");
                     ensure!(
                         text.contains(&format!("\"success_count\":{BATCH}")),
@@ -442,13 +438,13 @@ async fn taxii_add(
 async fn page_all(address: &str, identity: &std::path::Path, path: &str) -> Result<(usize, usize)> {
     let mut next: Option<String> = None;
     let (mut objects, mut indicators) = (0, 0);
+    let mut connection = TaxiiConnection::open(address, identity).await?;
     loop {
         let url = match &next {
             Some(next) => format!("{path}?limit={PAGE}&next={next}"),
             None => format!("{path}?limit={PAGE}"),
         };
-        let (status, _, text) =
-            taxii_request(address, identity, "GET", &url, Some(TAXII), None).await?;
+        let (status, _, text) = connection.request("GET", &url, Some(TAXII), None).await?;
         ensure!(status == 200, "TAXII get objects: {status} {text}");
         // Every object is read, for its type only (as a client that files objects by type).
         let envelope: Envelope = serde_json::from_str(&text)?;

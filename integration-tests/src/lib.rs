@@ -780,9 +780,9 @@ pub async fn http(address: &str, method: &str, path: &str) -> Result<(u16, Strin
 }
 
 /// One HTTPS/1.1 exchange with a TAXII listener at `address`, as the identity in
-/// `identity` (its `cert.pem`, `key.pem` and the federation's `ca.pem`): (status, headers as
-/// lower-case `name: value` lines, body). `accept` and `content_type` set those headers when
-/// given.
+/// `identity` (its `cert.pem`, `key.pem` and the federation's `ca.pem`), on a connection of
+/// its own: (status, headers as lower-case `name: value` lines, body). `accept` and
+/// `content_type` set those headers when given.
 pub async fn taxii_request(
     address: &str,
     identity: &Path,
@@ -791,67 +791,126 @@ pub async fn taxii_request(
     accept: Option<&str>,
     body: Option<(&str, &[u8])>,
 ) -> Result<(u16, String, String)> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-    let chain =
-        CertificateDer::pem_file_iter(identity.join("cert.pem"))?.collect::<Result<Vec<_>, _>>()?;
-    let key = PrivateKeyDer::from_pem_file(identity.join("key.pem"))?;
-    let mut roots = rustls::RootCertStore::empty();
-    for ca in CertificateDer::pem_file_iter(identity.join("ca.pem"))? {
-        roots.add(ca?)?;
-    }
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_client_auth_cert(chain, key)?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
-    let tcp = tokio::net::TcpStream::connect(address)
+    TaxiiConnection::open(address, identity)
+        .await?
+        .request(method, path, accept, body)
         .await
-        .with_context(|| format!("connecting to the TAXII listener {address}"))?;
-    let host = address.rsplit_once(':').map_or(address, |(host, _)| host);
-    let server_name = ServerName::try_from(host.to_string())?;
-    let mut stream = connector.connect(server_name, tcp).await?;
-    let mut request =
-        format!("{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n");
-    if let Some(accept) = accept {
-        request.push_str(&format!("Accept: {accept}\r\n"));
+}
+
+/// A kept-alive HTTPS/1.1 connection to a TAXII listener, as a TAXII client such as Python's
+/// `requests.Session` keeps one.
+#[derive(Debug)]
+pub struct TaxiiConnection {
+    stream: tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    address: String,
+}
+
+impl TaxiiConnection {
+    /// Connects to `address` as the identity in `identity` (see [`taxii_request`]).
+    pub async fn open(address: &str, identity: &Path) -> Result<TaxiiConnection> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+        let chain = CertificateDer::pem_file_iter(identity.join("cert.pem"))?
+            .collect::<Result<Vec<_>, _>>()?;
+        let key = PrivateKeyDer::from_pem_file(identity.join("key.pem"))?;
+        let mut roots = rustls::RootCertStore::empty();
+        for ca in CertificateDer::pem_file_iter(identity.join("ca.pem"))? {
+            roots.add(ca?)?;
+        }
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_client_auth_cert(chain, key)?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+        let tcp = tokio::net::TcpStream::connect(address)
+            .await
+            .with_context(|| format!("connecting to the TAXII listener {address}"))?;
+        let host = address.rsplit_once(':').map_or(address, |(host, _)| host);
+        let server_name = ServerName::try_from(host.to_string())?;
+        Ok(TaxiiConnection {
+            stream: connector.connect(server_name, tcp).await?,
+            address: address.to_string(),
+        })
     }
-    if let Some((content_type, body)) = body {
-        request.push_str(&format!(
-            "Content-Type: {content_type}\r\nContent-Length: {}\r\n",
-            body.len()
-        ));
+
+    /// One exchange on this connection: (status, headers as lower-case lines, body).
+    pub async fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        accept: Option<&str>,
+        body: Option<(&str, &[u8])>,
+    ) -> Result<(u16, String, String)> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\n", self.address);
+        if let Some(accept) = accept {
+            request.push_str(&format!("Accept: {accept}\r\n"));
+        }
+        if let Some((content_type, body)) = body {
+            request.push_str(&format!(
+                "Content-Type: {content_type}\r\nContent-Length: {}\r\n",
+                body.len()
+            ));
+        }
+        request.push_str("\r\n");
+        let mut bytes = request.into_bytes();
+        if let Some((_, body)) = body {
+            bytes.extend_from_slice(body);
+        }
+        self.stream.write_all(&bytes).await?;
+        // Read the head, then the body by its Content-Length (or to the end of the chunks).
+        let mut response = Vec::new();
+        let read = async {
+            let mut buffer = [0u8; 16 * 1024];
+            // Where the head ends and the body's length (None: chunked), once the head is in.
+            let mut framing: Option<(usize, Option<usize>)> = None;
+            loop {
+                if framing.is_none()
+                    && let Some(end) = find(&response, b"\r\n\r\n")
+                {
+                    let head = String::from_utf8_lossy(&response[..end]).to_ascii_lowercase();
+                    let length = head
+                        .lines()
+                        .find_map(|line| line.strip_prefix("content-length:"))
+                        .and_then(|n| n.trim().parse::<usize>().ok());
+                    framing = Some((end + 4, length));
+                }
+                let complete = match framing {
+                    Some((start, Some(length))) => response.len() >= start + length,
+                    Some((start, None)) => response[start..].ends_with(b"0\r\n\r\n"),
+                    None => false,
+                };
+                if complete {
+                    return anyhow::Ok(());
+                }
+                let read = self.stream.read(&mut buffer).await?;
+                if read == 0 {
+                    return anyhow::Ok(());
+                }
+                response.extend_from_slice(&buffer[..read]);
+            }
+        };
+        tokio::time::timeout(patience(), read)
+            .await
+            .context("the TAXII listener did not answer in time")??;
+        let response = String::from_utf8(response)?;
+        let (status, headers, body) = split_response(&response)?;
+        let headers = headers.to_ascii_lowercase();
+        let body = if headers.contains("transfer-encoding: chunked") {
+            dechunk(body)?
+        } else {
+            body.to_string()
+        };
+        Ok((status, headers, body))
     }
-    request.push_str("\r\n");
-    let mut bytes = request.into_bytes();
-    if let Some((_, body)) = body {
-        bytes.extend_from_slice(body);
-    }
-    tokio::io::AsyncWriteExt::write_all(&mut stream, &bytes).await?;
-    let mut response = Vec::new();
-    // The server may close without a TLS close_notify once it has answered.
-    let read = tokio::time::timeout(
-        patience(),
-        tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut response),
-    )
-    .await
-    .context("the TAXII listener did not answer in time")?;
-    if let Err(error) = read
-        && response.is_empty()
-    {
-        return Err(error.into());
-    }
-    let response = String::from_utf8(response)?;
-    let (status, headers, body) = split_response(&response)?;
-    let headers = headers.to_ascii_lowercase();
-    let body = if headers.contains("transfer-encoding: chunked") {
-        dechunk(body)?
-    } else {
-        body.to_string()
-    };
-    Ok((status, headers, body))
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack
+        .windows(needle.len())
+        .position(|window| window == needle)
 }
 
 /// An HTTP/1.1 response's status, header lines and body.
