@@ -864,7 +864,8 @@ impl TaxiiConnection {
         let mut response = Vec::new();
         let read = async {
             let mut buffer = [0u8; 16 * 1024];
-            // Where the head ends and the body's length (None: chunked), once the head is in.
+            // Where the head ends and the body's length (None: chunked; usize::MAX: to the end
+            // of the connection), once the head is in.
             let mut framing: Option<(usize, Option<usize>)> = None;
             loop {
                 if framing.is_none()
@@ -875,9 +876,17 @@ impl TaxiiConnection {
                         .lines()
                         .find_map(|line| line.strip_prefix("content-length:"))
                         .and_then(|n| n.trim().parse::<usize>().ok());
-                    framing = Some((end + 4, length));
+                    // Neither a length nor chunks: no body (204, 304), else to the end.
+                    let chunked = head.contains("transfer-encoding: chunked");
+                    let bodiless = [" 204 ", " 304 "].iter().any(|code| head.contains(code));
+                    let length = length.or(bodiless.then_some(0));
+                    framing = Some((
+                        end + 4,
+                        length.map(Some).unwrap_or((!chunked).then_some(usize::MAX)),
+                    ));
                 }
                 let complete = match framing {
+                    Some((_, Some(usize::MAX))) => false,
                     Some((start, Some(length))) => response.len() >= start + length,
                     Some((start, None)) => response[start..].ends_with(b"0\r\n\r\n"),
                     None => false,

@@ -1009,3 +1009,30 @@ async fn one_request_reads_a_bounded_part_of_the_feed() -> Result<()> {
     );
     Ok(())
 }
+
+/// A `next` token resumes a read for free once: used again it counts against the caller's
+/// re-read quota, as a read from the start does, so paging cannot re-read the feed past it.
+#[tokio::test]
+async fn a_replayed_next_token_counts_against_the_reread_quota() -> Result<()> {
+    let federation = Federation::new()?;
+    let member = federation.member("GH")?;
+    enable_taxii(&member)?;
+    member.set_limit("subscribe_rereads_per_minute", 2)?;
+    let gateway = member.start(&[]).await?;
+    let taxii = gateway.taxii.clone().context("taxii address")?;
+    let partner = federation.identity("CI")?;
+    let path = objects_path(&taxii, &partner).await?;
+    // A read from the start: one of two.
+    let (status, _, first) = get_json(&taxii, &partner, &format!("{path}?limit=3")).await?;
+    ensure!(status == 200, "{first}");
+    let token = first["next"].as_str().context("next")?.to_string();
+    // Its token, first use: free. Then twice more: the second of two, then refused.
+    let page = format!("{path}?limit=3&next={token}");
+    for expected in [200, 200, 429] {
+        let (status, _, body) = get_json(&taxii, &partner, &page).await?;
+        ensure!(status == expected, "{expected}: {status} {body}");
+    }
+    let (status, _, error) = get_json(&taxii, &partner, &page).await?;
+    ensure!(status == 429 && error["http_status"] == "429", "{error}");
+    Ok(())
+}

@@ -34,14 +34,27 @@ pub fn read_event(document: &Value) -> Result<Import, BundleError> {
         .get("date")
         .and_then(Value::as_str)
         .filter(|d| d.len() == 10 && d.as_bytes()[4] == b'-' && d.as_bytes()[7] == b'-');
-    // An attribute's or object's own TLP tags can only make it stricter than the event's.
+    // An attribute's, an object's or an object's attributes' own TLP tags can only make it
+    // stricter than the event's.
     let base = |comment: &str, item: &Value| -> Result<Map<String, Value>, BundleError> {
         let mut ind = Map::new();
         let own = item["Tag"]
             .as_array()
             .map(Vec::as_slice)
             .unwrap_or_default();
-        let tlp = tlp_of(own, tlp).map_err(|e| BundleError(format!("Event: {e}")))?;
+        let mut tlp = tlp_of(own, tlp).map_err(|e| BundleError(format!("Event: {e}")))?;
+        // An object's attributes carry their own tags: the strictest of them applies.
+        for attribute in item["Attribute"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+        {
+            let tags = attribute["Tag"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            tlp = tlp_of(tags, tlp).map_err(|e| BundleError(format!("Event: {e}")))?;
+        }
         if let Some(tlp) = tlp {
             ind.insert("tlp".into(), json!(tlp));
         }

@@ -379,7 +379,8 @@ fn a_misp_event_maps_what_it_can_and_reports_the_rest() {
             {"uuid": "o1", "name": "bank-account", "Attribute": [
                 {"object_relation": "iban", "type": "iban", "value": "GB29NWBK60161331926819"},
                 {"object_relation": "swift", "type": "bic", "value": "NWBKGB2L"},
-                {"object_relation": "holder-name", "type": "text", "value": "Example Ltd"},
+                {"object_relation": "holder-name", "type": "text", "value": "Example Ltd",
+                 "Tag": [{"name": "tlp:amber+strict"}]},
                 {"object_relation": "currency", "type": "text", "value": "GBP"}
             ]},
             {"uuid": "o2", "name": "salw-vessel", "Attribute": [
@@ -401,7 +402,8 @@ fn a_misp_event_maps_what_it_can_and_reports_the_rest() {
                     "validFrom": "2026-11-20T00:00:00Z", "account": {"bic": "NWBKGB2L"}}),
             &json!({"tlp": "TLP_AMBER", "narrative": "Payments for a diverted consignment",
                     "validFrom": "2026-11-20T00:00:00Z", "account": {"bic": "COBADEFF"}}),
-            &json!({"tlp": "TLP_AMBER", "narrative": "Payments for a diverted consignment",
+            // An object's attribute tagged stricter makes the whole object stricter.
+            &json!({"tlp": "TLP_AMBER_STRICT", "narrative": "Payments for a diverted consignment",
                     "validFrom": "2026-11-20T00:00:00Z",
                     "account": {"iban": "GB29NWBK60161331926819", "bic": "NWBKGB2L", "holder": "Example Ltd"}}),
             &json!({"tlp": "TLP_AMBER", "narrative": "Payments for a diverted consignment",

@@ -38,6 +38,8 @@ pub const STIX_MEDIA_TYPE: &str = "application/stix+json;version=2.1";
 pub const API_ROOT: &str = "/cordon/";
 /// The largest request body accepted (an add-objects envelope).
 pub const MAX_CONTENT_LENGTH: usize = 10 * 1024 * 1024;
+/// How long an add-objects body may take to arrive.
+pub const BODY_TIME: std::time::Duration = std::time::Duration::from_secs(60);
 /// Objects one add-objects request may carry.
 pub const MAX_OBJECTS_PER_ADD: usize = 10_000;
 /// Objects per page when the client sets no `limit`, and the most it may ask for.
@@ -60,9 +62,18 @@ pub struct Taxii {
     pub members: Vec<String>,
     statuses: status::Statuses,
     /// Signs `next` tokens, so that a page can be resumed only where this gateway said, by
-    /// the caller it said it to (a new key each start).
+    /// the caller it said it to. Derived from the gateway's signing key (an Ed25519 signature
+    /// is deterministic), so replicas of one member accept each other's tokens.
     tokens: ring::hmac::Key,
+    /// Tokens already used, per caller: a token used again (or older than [`TOKEN_FREE_FOR`])
+    /// counts against the re-read quota, as a read from the start does.
+    used: std::sync::Mutex<std::collections::HashMap<String, std::collections::VecDeque<String>>>,
 }
+
+/// How long a `next` token resumes a read without counting against the re-read quota.
+pub const TOKEN_FREE_FOR: std::time::Duration = std::time::Duration::from_secs(600);
+/// Tokens remembered per caller as used.
+const USED_TOKENS_KEPT: usize = 4_096;
 
 impl std::fmt::Debug for Taxii {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -167,9 +178,13 @@ pub fn serve(
 
 impl Taxii {
     pub fn new(state: &Arc<GatewayState>, members: Vec<String>) -> Arc<Taxii> {
-        let rng = ring::rand::SystemRandom::new();
-        let tokens = ring::hmac::Key::generate(ring::hmac::HMAC_SHA256, &rng)
-            .expect("the system's random number generator");
+        let seed = state
+            .signing_key
+            .sign_bytes(b"cordon taxii next tokens/1\n");
+        let tokens = ring::hmac::Key::new(
+            ring::hmac::HMAC_SHA256,
+            ring::digest::digest(&ring::digest::SHA256, &seed).as_ref(),
+        );
         Arc::new(Taxii {
             state: Arc::downgrade(state),
             member: state.member.clone(),
@@ -177,7 +192,28 @@ impl Taxii {
             members,
             statuses: status::Statuses::default(),
             tokens,
+            used: Default::default(),
         })
+    }
+
+    /// Whether `token`, from `caller`, resumes a read for free: first use, and recent.
+    fn first_use(&self, caller: &Identity, token: &str, issued: u64) -> bool {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_secs());
+        if now.saturating_sub(issued) > TOKEN_FREE_FOR.as_secs() {
+            return false;
+        }
+        let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
+        let mine = used.entry(caller.to_string()).or_default();
+        if mine.iter().any(|seen| seen == token) {
+            return false;
+        }
+        if mine.len() >= USED_TOKENS_KEPT {
+            mine.pop_front();
+        }
+        mine.push_back(token.to_string());
+        true
     }
 
     fn state(&self) -> Result<Arc<GatewayState>, TaxiiError> {
@@ -461,15 +497,20 @@ async fn manifest(
     Ok(envelope(&page, records))
 }
 
-/// A page of the view; a read that starts from the beginning (no `next`) decides again what
-/// it reads, so it takes from the caller's quota of re-reads as a Subscribe would.
+/// A page of the view. A read that starts from the beginning (no `next`) decides again what
+/// it reads, so it takes from the caller's quota of re-reads as a Subscribe would; so does one
+/// that resumes with a token used before or given more than [`TOKEN_FREE_FOR`] ago.
 async fn read_page(
     taxii: &Taxii,
     state: &GatewayState,
     caller: &Identity,
     query: &view::Query,
 ) -> Result<view::Page, TaxiiError> {
-    if query.next.is_none() {
+    let free = query
+        .next
+        .as_ref()
+        .is_some_and(|next| taxii.first_use(caller, &next.token, next.issued));
+    if !free {
         state
             .rates
             .admit(RateLimitedCall::SubscribeReread, caller, &state.metrics)?;
@@ -571,16 +612,30 @@ async fn add_objects(
             format!("Content-Type: objects are added as {TAXII_MEDIA_TYPE}, not {content_type:?}"),
         ));
     }
-    // The body is read only once the caller may add, and only up to max_content_length.
-    let body = axum::body::to_bytes(request.into_body(), MAX_CONTENT_LENGTH)
-        .await
-        .map_err(|_| {
-            TaxiiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "Request too large",
-                format!("body: not read within max_content_length ({MAX_CONTENT_LENGTH} bytes)"),
-            )
-        })?;
+    // The body is read only once the caller may add, only up to max_content_length and
+    // within BODY_TIME, and without holding the gateway's state (a body trickled in must not
+    // keep a stopping gateway alive).
+    drop(state);
+    let body = tokio::time::timeout(
+        BODY_TIME,
+        axum::body::to_bytes(request.into_body(), MAX_CONTENT_LENGTH),
+    )
+    .await
+    .map_err(|_| {
+        TaxiiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "Request timeout",
+            format!("body: not received within {} s", BODY_TIME.as_secs()),
+        )
+    })?
+    .map_err(|_| {
+        TaxiiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "Request too large",
+            format!("body: not read within max_content_length ({MAX_CONTENT_LENGTH} bytes)"),
+        )
+    })?;
+    let state = taxii.state()?;
     let envelope: Value = serde_json::from_slice(&body)
         .map_err(|error| TaxiiError::bad_request(format!("body: not JSON: {error}")))?;
     match envelope["objects"].as_array().map(Vec::len) {

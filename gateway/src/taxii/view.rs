@@ -37,24 +37,43 @@ pub struct Cursor {
     pub skip: usize,
 }
 
+/// A `next` token as a request gave it: where it resumes, when it was given (Unix seconds),
+/// and the token itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Next {
+    pub cursor: Cursor,
+    pub issued: u64,
+    pub token: String,
+}
+
 impl Cursor {
-    /// A token this gateway gave `caller`: `{at}.{skip}.{mac}`, the MAC over the caller and
-    /// the position (a forged or another caller's token does not verify).
-    fn parse(text: &str, key: &ring::hmac::Key, caller: &str) -> Option<Cursor> {
-        let (position, mac) = text.rsplit_once('.')?;
+    /// A token this gateway gave `caller`: `{at}.{skip}.{issued}.{mac}`, the MAC over the
+    /// caller, the position and the time it was given (a forged or another caller's token
+    /// does not verify).
+    fn parse(text: &str, key: &ring::hmac::Key, caller: &str) -> Option<Next> {
+        let (signed, mac) = text.rsplit_once('.')?;
         let mac = hex::decode(mac).ok()?;
-        ring::hmac::verify(key, format!("{caller}\n{position}").as_bytes(), &mac).ok()?;
-        let (at, skip) = position.split_once('.')?;
-        Some(Cursor {
-            at: at.parse().ok()?,
-            skip: skip.parse().ok()?,
+        ring::hmac::verify(key, format!("{caller}\n{signed}").as_bytes(), &mac).ok()?;
+        let mut parts = signed.split('.');
+        let cursor = Cursor {
+            at: parts.next()?.parse().ok()?,
+            skip: parts.next()?.parse().ok()?,
+        };
+        let issued = parts.next()?.parse().ok()?;
+        parts.next().is_none().then(|| Next {
+            cursor,
+            issued,
+            token: text.to_string(),
         })
     }
 
     fn token(self, key: &ring::hmac::Key, caller: &str) -> String {
-        let position = format!("{}.{}", self.at, self.skip);
-        let mac = ring::hmac::sign(key, format!("{caller}\n{position}").as_bytes());
-        format!("{position}.{}", hex::encode(mac.as_ref()))
+        let issued = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_secs());
+        let signed = format!("{}.{}.{issued}", self.at, self.skip);
+        let mac = ring::hmac::sign(key, format!("{caller}\n{signed}").as_bytes());
+        format!("{signed}.{}", hex::encode(mac.as_ref()))
     }
 }
 
@@ -72,7 +91,7 @@ pub enum Versions {
 #[derive(Clone, Debug)]
 pub struct Query {
     pub limit: usize,
-    pub next: Option<Cursor>,
+    pub next: Option<Next>,
     /// Only objects added after this time (microseconds).
     pub added_after: Option<i64>,
     pub ids: Option<HashSet<String>>,
@@ -303,7 +322,11 @@ pub async fn page(
     query: &Query,
 ) -> Result<Page, TaxiiError> {
     let limit = query.limit;
-    let start = query.next.unwrap_or_default();
+    let start = query
+        .next
+        .as_ref()
+        .map(|next| next.cursor)
+        .unwrap_or_default();
     let caller_name = caller.to_string();
     let token = |cursor: Cursor| Some(cursor.token(&taxii.tokens, &caller_name));
     let mut items = Vec::new();
@@ -352,7 +375,9 @@ pub async fn page(
                 }),
             });
         }
-        let remaining = limit - items.len();
+        // At least one object is still wanted: a full page reads on to learn whether more
+        // follows.
+        let remaining = (limit - items.len()).max(1);
         let want = ((remaining as f64 / per_event).ceil() as usize)
             .clamp(1, EVENTS_PER_READ)
             .min(MAX_EVENTS_PER_REQUEST - scanned);
@@ -389,9 +414,12 @@ pub async fn page(
             }
         }
         after = batch.scanned_to.max(after);
-        if items.len() > before {
-            per_event = (items.len() - before) as f64 / want as f64;
-        }
+        per_event = if items.len() > before {
+            (items.len() - before) as f64 / want as f64
+        } else {
+            // Nothing came of that read (withheld, filtered out): read more at a time.
+            (per_event / 2.0).max(1.0 / EVENTS_PER_READ as f64)
+        };
         if !full {
             return Ok(Page {
                 items,
@@ -703,89 +731,4 @@ fn select(mut items: Vec<Item>, query: &Query) -> Vec<Item> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use axum::http::StatusCode;
-    use serde_json::json;
-
-    fn key() -> &'static ring::hmac::Key {
-        static KEY: std::sync::OnceLock<ring::hmac::Key> = std::sync::OnceLock::new();
-        KEY.get_or_init(|| ring::hmac::Key::new(ring::hmac::HMAC_SHA256, b"test key"))
-    }
-
-    fn parse(query: Option<&str>) -> Result<Query, TaxiiError> {
-        Query::parse(query, key(), "CI")
-    }
-
-    #[test]
-    fn next_tokens_verify_only_for_the_caller_they_were_given_to() {
-        let token = Cursor { at: 12, skip: 3 }.token(key(), "CI");
-        assert_eq!(
-            Cursor::parse(&token, key(), "CI"),
-            Some(Cursor { at: 12, skip: 3 })
-        );
-        assert_eq!(Cursor::parse(&token, key(), "NG"), None);
-        let other_key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, b"another gateway");
-        assert_eq!(Cursor::parse(&token, &other_key, "CI"), None);
-        let moved = token.replacen("12.3", "0.0", 1);
-        assert_eq!(Cursor::parse(&moved, key(), "CI"), None);
-        assert_eq!(Cursor::parse("12.3", key(), "CI"), None);
-    }
-
-    #[test]
-    fn queries_read_every_parameter_and_name_the_bad_one() {
-        let next = Cursor { at: 12, skip: 3 }.token(key(), "CI");
-        let q = parse(Some(&format!(
-            "limit=5&next={next}&added_after=2026-11-01T00:00:00Z&match%5Btype%5D=indicator,salw-vessel\
-             &match[id]=indicator--8e2e2d2b-17d4-4cbf-938f-98ee46b3cd3f&match[version]=all"
-        )))
-        .unwrap();
-        assert_eq!(q.limit, 5);
-        assert_eq!(q.next, Some(Cursor { at: 12, skip: 3 }));
-        assert_eq!(q.added_after, micros_of_text("2026-11-01T00:00:00Z"));
-        assert_eq!(q.types.as_ref().map(HashSet::len), Some(2));
-        assert_eq!(q.version, Versions::All);
-        assert_eq!(parse(Some("limit=99999")).unwrap().limit, MAX_PAGE);
-        for (bad, named) in [
-            ("limit=0", "limit"),
-            ("limit=x", "limit"),
-            ("next=abc", "next"),
-            ("added_after=yesterday", "added_after"),
-            ("match[version]=soon", "match[version]"),
-            ("match[color]=red", "match[color]"),
-        ] {
-            let error = parse(Some(bad)).unwrap_err();
-            assert_eq!(error.status, StatusCode::BAD_REQUEST);
-            assert!(
-                error.description.contains(named),
-                "{bad}: {}",
-                error.description
-            );
-        }
-    }
-
-    #[test]
-    fn filters_select_by_time_type_id_and_version() {
-        let object = json!({"type": "indicator", "id": "indicator--1", "spec_version": "2.1",
-                            "created": "2026-11-01T00:00:00.000Z", "modified": "2026-11-02T00:00:00.000Z"});
-        let at = micros_of_text("2026-11-03T00:00:00Z").unwrap();
-        let all = Query::default();
-        assert!(all.accepts(&object, at));
-        let later = Query {
-            added_after: Some(at),
-            ..Query::default()
-        };
-        assert!(!later.accepts(&object, at));
-        let types = parse(Some("match[type]=salw-vessel")).unwrap();
-        assert!(!types.accepts(&object, at));
-        let version = parse(Some("match[version]=2026-11-02T00:00:00.000Z")).unwrap();
-        assert!(version.accepts(&object, at));
-        let other = parse(Some("match[version]=2026-11-01T00:00:00.000Z")).unwrap();
-        assert!(!other.accepts(&object, at));
-    }
-
-    #[test]
-    fn taxii_timestamps_have_microseconds() {
-        assert_eq!(taxii_timestamp(1_000_001), "1970-01-01T00:00:01.000001Z");
-    }
-}
+mod tests;
