@@ -58,8 +58,9 @@ pub struct Taxii {
     state: std::sync::Weak<GatewayState>,
     member: String,
     federation: String,
-    /// Members whose identities the collection holds (`[[members]]` and this one).
-    pub members: Vec<String>,
+    /// The objects every view starts with (the vocabulary and the identities of the members
+    /// `[[members]]` names, this one included), built once.
+    pub prefix: Vec<Value>,
     statuses: status::Statuses,
     /// Signs `next` tokens, so that a page can be resumed only where this gateway said, by
     /// the caller it said it to. Derived from the gateway's signing key (an Ed25519 signature
@@ -189,7 +190,7 @@ impl Taxii {
             state: Arc::downgrade(state),
             member: state.member.clone(),
             federation: state.federation.clone(),
-            members,
+            prefix: view::prefix(&members),
             statuses: status::Statuses::default(),
             tokens,
             used: Default::default(),
@@ -530,13 +531,21 @@ async fn get_object(
     let query = view::Query::parse(query.as_deref(), &taxii.tokens, &caller.to_string())?;
     let versions = view::object_versions(&taxii, &state, &caller, &object, &query).await?;
     let objects: Vec<&Value> = versions.iter().map(|item| &item.object).collect();
+    Ok(dated(
+        &versions,
+        &json!({ "more": false, "objects": objects }),
+    ))
+}
+
+/// `body` with the first and last `date_added` of `versions` in the headers.
+fn dated(versions: &[view::Item], body: &Value) -> Response {
     let first = versions.first().map(view::Item::date_added);
     let last = versions.last().map(view::Item::date_added);
-    Ok(taxii_json(
+    taxii_json(
         StatusCode::OK,
-        &json!({ "more": false, "objects": objects }),
+        body,
         date_headers(first.as_deref(), last.as_deref()),
-    ))
+    )
 }
 
 async fn object_versions(
@@ -553,12 +562,9 @@ async fn object_versions(
     };
     let versions = view::object_versions(&taxii, &state, &caller, &object, &all).await?;
     let list: Vec<String> = versions.iter().map(view::Item::version).collect();
-    let first = versions.first().map(view::Item::date_added);
-    let last = versions.last().map(view::Item::date_added);
-    Ok(taxii_json(
-        StatusCode::OK,
+    Ok(dated(
+        &versions,
         &json!({ "more": false, "versions": list }),
-        date_headers(first.as_deref(), last.as_deref()),
     ))
 }
 

@@ -332,12 +332,8 @@ pub async fn page(
     let mut items = Vec::new();
     if start.at == 0 {
         let added = vocabulary_micros();
-        for (k, object) in prefix(&taxii.members)
-            .into_iter()
-            .enumerate()
-            .skip(start.skip)
-        {
-            if !query.accepts(&object, added) {
+        for (k, object) in taxii.prefix.iter().enumerate().skip(start.skip) {
+            if !query.accepts(object, added) {
                 continue;
             }
             if items.len() == limit {
@@ -348,7 +344,7 @@ pub async fn page(
                 });
             }
             items.push(Item {
-                object,
+                object: object.clone(),
                 added_micros: added,
             });
         }
@@ -637,12 +633,9 @@ pub async fn object_versions(
              found by paging with match[id])"
         ))
     };
-    if let Some(object) = prefix(&taxii.members)
-        .into_iter()
-        .find(|o| o["id"] == object_id)
-    {
+    if let Some(object) = taxii.prefix.iter().find(|o| o["id"] == object_id) {
         let item = Item {
-            object,
+            object: object.clone(),
             added_micros: vocabulary_micros(),
         };
         return Ok(select(vec![item], query));
