@@ -31,7 +31,7 @@ const PAGE_TURNS: usize = 2;
 /// [`MEDALLION_ADD_TIME`]: its add rate falls as its collection grows (each add compares the
 /// new object with every stored one: 3,146/s for 2,000, about 700/s for 12,000 here). Then it
 /// pages its collection back for at most [`MEDALLION_PAGE_TIME`] (one run without the limit
-/// waited over 7 minutes for its first page of 12,000). Each rate is what it did over
+/// had not paged its 12,000 back after 7 minutes). Each rate is what it did over
 /// that time; a request still running when the time is up counts as not done (and no page at
 /// all as one page at the end of the time).
 const MEDALLION_ADD_TIME: Duration = Duration::from_secs(60);
