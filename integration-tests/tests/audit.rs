@@ -241,7 +241,7 @@ async fn audit_verify_passes_names_a_changed_entry_and_detects_a_rewritten_log()
     ensure!(reloaded.contains(revision), "{reloaded} / {newest}");
 
     // Release decisions are in the log by batch: an agency reads the feed, the batch's entry
-    // verifies, and a decision row changed by hand no longer does.
+    // verifies, and once a decision is slipped into the batch by hand it no longer does.
     cordon_integration_tests::read_all(&gateway.endpoint, &customs, 0, 0).await?;
     cordon_integration_tests::wait_until("a batch of decisions in the log", || async {
         let entries = entries_of(&gateway.endpoint, &gateway_identity).await?;
@@ -261,16 +261,24 @@ async fn audit_verify_passes_names_a_changed_entry_and_detects_a_rewritten_log()
         use sqlx::Connection;
         let mut connection =
             sqlx::SqliteConnection::connect(&format!("sqlite:{}", database.display())).await?;
-        let (decision_id, position): (String, i64) = sqlx::query_as(
-            "SELECT decision_id, audit_position FROM decisions \
+        let position: i64 = sqlx::query_scalar(
+            "SELECT audit_position FROM decision_batches \
              WHERE audit_position IS NOT NULL LIMIT 1",
         )
         .fetch_one(&mut connection)
         .await?;
-        sqlx::query("UPDATE decisions SET allow = 1 - allow WHERE decision_id = ?")
-            .bind(&decision_id)
-            .execute(&mut connection)
-            .await?;
+        // A row as the decision log stored them before its compact form, read with the
+        // batch it names (as recent as the batch, so that retention keeps it).
+        sqlx::query(
+            "INSERT INTO decisions (decision_id, at_micros, recipient, indicator_id, channel, \
+             policy_revision, allow, redact, reasons, error, audit_position) \
+             SELECT '0196f1a2-0000-7000-8000-00000000f00d', first_micros, 'GH/customs', \
+             'forged', 'subscribe', 'r', 1, '[]', '[]', NULL, audit_position \
+             FROM decision_batches WHERE audit_position = ?",
+        )
+        .bind(position)
+        .execute(&mut connection)
+        .await?;
         connection.close().await?;
         position
     };
@@ -290,10 +298,14 @@ async fn audit_verify_passes_names_a_changed_entry_and_detects_a_rewritten_log()
         use sqlx::Connection;
         let mut connection =
             sqlx::SqliteConnection::connect(&format!("sqlite:{}", database.display())).await?;
-        sqlx::query("DELETE FROM decisions WHERE audit_position = ?")
+        for table in ["decisions", "decision_batches"] {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DELETE FROM {table} WHERE audit_position = ?"
+            )))
             .bind(batch_position)
             .execute(&mut connection)
             .await?;
+        }
         connection.close().await?;
     }
     let gateway = member.start(&[]).await?;

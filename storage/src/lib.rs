@@ -27,13 +27,17 @@
 //! originator's signature ([`EventBody::Retracted`]).
 //!
 //! **Decision log.** [`Store::record_decisions`] appends a batch of [`DecisionRow`]s in one
-//! transaction, all or nothing (`decision_id` is the primary key, so a repeated id refuses the
-//! batch). [`Store::decisions`] filters by indicator, recipient and time (`since`), alone or
-//! combined, and pages in the keyset order `(at_micros, decision_id)` through
-//! [`DecisionQuery::after_decision`], at most [`MAX_DECISIONS_PER_QUERY`] rows a page; each
-//! filter has an index ending in that order, so a page is one range scan. Redactions and
-//! reasons are stored as JSON arrays of strings. [`Store::purge_decisions_before`] applies
-//! the retention in short transactions. The decision log does not touch the feed head.
+//! transaction, all or nothing (an id repeated within the batch refuses it). It is stored in
+//! compact form: one row holding the batch's decisions, encoded once, with a narrow key row per
+//! indicator and per recipient it names, and the oversight counts kept beside it; rows stored
+//! before that form (one per decision) are read beside the batches. [`Store::decisions`]
+//! filters by indicator, recipient and time (`since`), alone or combined, and pages in the
+//! keyset order `(at_micros, decision_id)` through [`DecisionQuery::after_decision`], at most
+//! [`MAX_DECISIONS_PER_QUERY`] rows a page. [`Store::record_page_decisions`] also notes the feed
+//! pages a write decides ([`DecidedPage`]), and [`Store::page_decisions`] finds them again, so
+//! that a re-read of the feed need not store the same decisions twice.
+//! [`Store::purge_decisions_before`] applies the retention in short transactions. The
+//! decision log does not touch the feed head.
 //!
 //! **Circles.** [`Store::circle_write`] writes everything one MLS operation changes in one
 //! transaction ([`CircleWrite`]): the openmls key-value store (opaque bytes, read back whole
@@ -76,8 +80,8 @@ pub use error::StorageError;
 pub use feed::plan::judge_same_indicator_by;
 pub use model::{
     AlertCursors, AlertRow, CircleLogEntry, CircleRow, CircleWrite, CircleWriteOutcome,
-    DecisionQuery, DecisionRow, EventBatch, EventBody, KeyPackageRow, NewAlert, NewIndicator,
-    NewWatch, PeerCheckpoint, PeerCursor, PendingWelcome, ReceiveOutcome, Received,
+    DecidedPage, DecisionQuery, DecisionRow, EventBatch, EventBody, KeyPackageRow, NewAlert,
+    NewIndicator, NewWatch, PeerCheckpoint, PeerCursor, PendingWelcome, ReceiveOutcome, Received,
     RetractionRecord, ScreeningRow, StoredEvent, StoredIndicator, WatchKind, WatchRow,
 };
 pub use oversight::{DecisionGroup, OversightIndicator, OversightPage};

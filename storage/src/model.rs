@@ -152,7 +152,7 @@ pub struct StoredIndicator {
 }
 
 /// One release decision of the sharing policy, as the decision log stores it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct DecisionRow {
     /// A UUID made by the gateway; the primary key. Compared bytewise in the keyset order.
     pub decision_id: String,
@@ -169,6 +169,17 @@ pub struct DecisionRow {
     pub reasons: Vec<String>,
     /// Why the evaluation failed (and so denied), if it did.
     pub error: Option<String>,
+}
+
+/// A page of the feed whose decisions for one recipient under one policy revision a write of
+/// decisions holds: the events after `after` up to `to`. A later read of the same events finds
+/// them with [`crate::Store::page_decisions`].
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DecidedPage {
+    pub recipient: String,
+    pub policy_revision: String,
+    pub after: u64,
+    pub to: u64,
 }
 
 /// Which decisions [`crate::Store::decisions`] returns. Every filter that is set must match;

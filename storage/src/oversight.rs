@@ -51,12 +51,17 @@ const SELECT_INDICATORS: &str = "SELECT e.sequence, e.at_micros, e.kind, i.via, 
 const SELECT_ALERT_TIMES: &str =
     "SELECT sequence, at_micros FROM alerts WHERE sequence > $1 ORDER BY sequence LIMIT $2";
 
-/// Circle decisions are left out: their count would show a circle's traffic.
+/// Circle decisions are left out: their count would show a circle's traffic. Rows stored
+/// before the compact form (migration 0009) are counted here; later ones in `decision_groups`.
 const SELECT_DECISION_GROUPS: &str = "SELECT recipient, channel, policy_revision, allow, \
      CASE WHEN redact = '[]' THEN 0 ELSE 1 END AS redacted, \
      CASE WHEN error IS NULL THEN 0 ELSE 1 END AS failed, \
      COUNT(*), MIN(at_micros), MAX(at_micros) FROM decisions WHERE channel <> 'circle' \
      GROUP BY recipient, channel, policy_revision, allow, redacted, failed";
+const SELECT_KEPT_GROUPS: &str = "SELECT recipient, channel, policy_revision, allow, \
+     CASE WHEN redacted THEN 1 ELSE 0 END, CASE WHEN failed THEN 1 ELSE 0 END, \
+     count, first_micros, last_micros FROM decision_groups \
+     WHERE channel <> 'circle' AND count > 0";
 
 type IndicatorRow = (i64, i64, String, Option<String>, Option<Vec<u8>>);
 type GroupRow = (String, String, String, bool, i32, i32, i64, i64, i64);
@@ -88,6 +93,33 @@ fn indicator_page(
         indicators,
         scanned_to,
     })
+}
+
+/// One group per recipient, channel, revision and outcome, counting both sources.
+fn merge_groups(groups: Vec<DecisionGroup>) -> Vec<DecisionGroup> {
+    let mut merged: std::collections::BTreeMap<_, DecisionGroup> = Default::default();
+    for group in groups {
+        let key = (
+            group.recipient.clone(),
+            group.channel.clone(),
+            group.policy_revision.clone(),
+            group.allow,
+            group.redacted,
+            group.failed,
+        );
+        match merged.entry(key) {
+            std::collections::btree_map::Entry::Vacant(entry) => {
+                entry.insert(group);
+            }
+            std::collections::btree_map::Entry::Occupied(mut entry) => {
+                let kept = entry.get_mut();
+                kept.count += group.count;
+                kept.first_micros = kept.first_micros.min(group.first_micros);
+                kept.last_micros = kept.last_micros.max(group.last_micros);
+            }
+        }
+    }
+    merged.into_values().collect()
 }
 
 fn decision_group(row: GroupRow) -> Result<DecisionGroup, StorageError> {
@@ -158,11 +190,21 @@ macro_rules! oversight_operations {
             pub(crate) async fn decision_groups(
                 pool: &Pool<Database>,
             ) -> Result<Vec<DecisionGroup>, StorageError> {
-                let rows: Vec<GroupRow> = sqlx::query_as(SELECT_DECISION_GROUPS)
+                let mut rows: Vec<GroupRow> = sqlx::query_as(SELECT_DECISION_GROUPS)
                     .fetch_all(pool)
                     .await
                     .map_err(failed("count decisions"))?;
-                rows.into_iter().map(decision_group).collect()
+                rows.extend(
+                    sqlx::query_as::<_, GroupRow>(SELECT_KEPT_GROUPS)
+                        .fetch_all(pool)
+                        .await
+                        .map_err(failed("read decision counts"))?,
+                );
+                let groups = rows
+                    .into_iter()
+                    .map(decision_group)
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(merge_groups(groups))
             }
         }
     };

@@ -445,12 +445,51 @@ impl Store {
     /// which waits meanwhile: the lists are encoded before the transaction starts and the
     /// transaction only inserts, but keep batches to hundreds or a few thousand rows.
     pub async fn record_decisions(&self, rows: &[DecisionRow]) -> Result<(), StorageError> {
+        self.record_page_decisions(rows, &[]).await
+    }
+
+    /// Like [`Store::record_decisions`], noting that the write holds decisions on the events
+    /// of `pages` (for their recipients, under their revisions), so that
+    /// [`Store::page_decisions`] finds them when those events are read again.
+    pub async fn record_page_decisions(
+        &self,
+        rows: &[DecisionRow],
+        pages: &[crate::model::DecidedPage],
+    ) -> Result<(), StorageError> {
         match &self.inner.pools {
             Pools::Sqlite(pools) => {
-                sqlite_decisions::record(&pools.write, &self.inner.audit, rows).await
+                sqlite_decisions::record(&pools.write, &self.inner.audit, rows, pages).await
             }
             Pools::Postgres(pools) => {
-                postgres_decisions::record(&pools.pool, &self.inner.audit, rows).await
+                postgres_decisions::record(&pools.pool, &self.inner.audit, rows, pages).await
+            }
+        }
+    }
+
+    /// The stored decisions of `recipient` under `policy_revision` on the events after `after`
+    /// up to `to`, as far as [`Store::record_page_decisions`] noted them, in no order. A
+    /// purge may have removed some.
+    pub async fn page_decisions(
+        &self,
+        recipient: &str,
+        policy_revision: &str,
+        after: u64,
+        to: u64,
+    ) -> Result<Vec<DecisionRow>, StorageError> {
+        match &self.inner.pools {
+            Pools::Sqlite(pools) => {
+                sqlite_decisions::page_decisions(&pools.read, recipient, policy_revision, after, to)
+                    .await
+            }
+            Pools::Postgres(pools) => {
+                postgres_decisions::page_decisions(
+                    &pools.pool,
+                    recipient,
+                    policy_revision,
+                    after,
+                    to,
+                )
+                .await
             }
         }
     }

@@ -221,7 +221,12 @@ impl Dispatcher {
                         let stored = match decided {
                             Ok((released, records)) => {
                                 let log = state.decision_log.clone();
-                                let write = tokio::spawn(async move { log.write(&records).await });
+                                let pages =
+                                    crate::release::pages_of(&records, page.after, page.scanned_to);
+                                let write =
+                                    tokio::spawn(
+                                        async move { log.write_page(&records, pages).await },
+                                    );
                                 let released = identities
                                     .iter()
                                     .map(Identity::to_string)

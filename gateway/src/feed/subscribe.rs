@@ -298,6 +298,13 @@ fn kinds_filter(kinds: &[i32]) -> Result<Vec<String>, Status> {
     Ok(names)
 }
 
+/// What makes two logged decisions the same decision: all but their id and time.
+fn same_decision(mut row: cordon_storage::DecisionRow) -> cordon_storage::DecisionRow {
+    row.decision_id = String::new();
+    row.at_micros = 0;
+    row
+}
+
 /// One stored event of a page, prepared for release.
 enum PageItem {
     Published(Box<Indicator>),
@@ -317,9 +324,55 @@ impl GatewayState {
         recipients: &[Identity],
         events: Vec<StoredEvent>,
     ) -> Result<Vec<Vec<Arc<Delivered>>>, Status> {
+        let range = events.iter().map(|event| event.sequence).fold(
+            None,
+            |range: Option<(u64, u64)>, sequence| match range {
+                None => Some((sequence, sequence)),
+                Some((first, last)) => Some((first.min(sequence), last.max(sequence))),
+            },
+        );
         let (released, records) = self.decide_page(recipients, events).await?;
-        self.log_decisions(&records).await?;
+        match range {
+            Some((first, last)) => {
+                let after = first.saturating_sub(1);
+                let records = self.not_yet_logged(records, after, last).await?;
+                let pages = crate::release::pages_of(&records, after, last);
+                self.decision_log
+                    .write_page(&records, pages)
+                    .await
+                    .map_err(storage_status)?;
+            }
+            None => self.log_decisions(&records).await?,
+        }
         Ok(released)
+    }
+
+    /// `records` less those the log already holds the same (recipient, indicator, channel,
+    /// revision and outcome) on the events after `after` up to `to`: a re-read of the feed
+    /// under the same policy revision stores only what it decided differently.
+    async fn not_yet_logged(
+        &self,
+        records: Vec<DecisionRecord>,
+        after: u64,
+        to: u64,
+    ) -> Result<Vec<DecisionRecord>, Status> {
+        let pages = crate::release::pages_of(&records, after, to);
+        let mut logged = std::collections::HashSet::new();
+        for page in &pages {
+            let rows = self
+                .store
+                .page_decisions(&page.recipient, &page.policy_revision, after, to)
+                .await
+                .map_err(storage_status)?;
+            logged.extend(rows.into_iter().map(same_decision));
+        }
+        if logged.is_empty() {
+            return Ok(records);
+        }
+        Ok(records
+            .into_iter()
+            .filter(|record| !logged.contains(&same_decision(crate::release::row_of(record))))
+            .collect())
     }
 
     /// Decides one page of stored events for each of `recipients` (see

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use cordon_storage::{DecisionRow, StorageError, Store};
+use cordon_storage::{DecidedPage, DecisionRow, StorageError, Store};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -22,6 +22,7 @@ const QUEUE_DEPTH: usize = 1024;
 
 struct WriteRequest {
     rows: Vec<DecisionRow>,
+    pages: Vec<DecidedPage>,
     done: oneshot::Sender<Result<(), StorageError>>,
 }
 
@@ -60,13 +61,23 @@ impl DecisionLog {
     /// Stores `records`; returns once they are committed. A release must not
     /// be sent before its decision is stored: "every decision is logged".
     pub async fn write(&self, records: &[DecisionRecord]) -> Result<(), StorageError> {
+        self.write_page(records, Vec::new()).await
+    }
+
+    /// Like [`DecisionLog::write`], noting the feed pages the records decide (see
+    /// [`pages_of`]), so that a re-read of those events finds them.
+    pub async fn write_page(
+        &self,
+        records: &[DecisionRecord],
+        pages: Vec<DecidedPage>,
+    ) -> Result<(), StorageError> {
         if records.is_empty() {
             return Ok(());
         }
         let (done, wait) = oneshot::channel();
         let rows = records.iter().map(row_of).collect();
         self.sender
-            .send(WriteRequest { rows, done })
+            .send(WriteRequest { rows, pages, done })
             .await
             .map_err(|_| StorageError::Unavailable("decision log writer stopped".into()))?;
         wait.await
@@ -80,9 +91,12 @@ async fn write_loop(
     retention: Option<Duration>,
     metrics: Arc<Metrics>,
 ) {
-    let record = async |rows: &[DecisionRow]| {
+    let record = async |rows: &[DecisionRow], pages: &[DecidedPage]| {
         metrics
-            .time_storage(StorageOperation::Decisions, store.record_decisions(rows))
+            .time_storage(
+                StorageOperation::Decisions,
+                store.record_page_decisions(rows, pages),
+            )
             .await
     };
     let mut purge = tokio::time::interval(Duration::from_secs(3600));
@@ -115,7 +129,11 @@ async fn write_loop(
             .iter()
             .flat_map(|request| request.rows.iter().cloned())
             .collect();
-        match record(&all_rows).await {
+        let all_pages: Vec<DecidedPage> = batch
+            .iter()
+            .flat_map(|request| request.pages.iter().cloned())
+            .collect();
+        match record(&all_rows, &all_pages).await {
             Ok(()) => {
                 for request in batch {
                     let _ = request.done.send(Ok(()));
@@ -126,7 +144,7 @@ async fn write_loop(
             Err(error) if batch.len() > 1 => {
                 tracing::warn!(%error, requests = batch.len(), "group commit failed; writing requests one by one");
                 for request in batch {
-                    let result = record(&request.rows).await;
+                    let result = record(&request.rows, &request.pages).await;
                     if let Err(error) = &result {
                         tracing::error!(%error, rows = request.rows.len(), "decision log write failed; those releases fail");
                     }
@@ -158,7 +176,25 @@ fn text(value: &str) -> String {
     value.replace('\0', "\u{FFFD}")
 }
 
-fn row_of(record: &DecisionRecord) -> DecisionRow {
+/// The pages the records decide on the feed's events after `after` up to `to`: one per
+/// recipient and policy revision among them.
+pub fn pages_of(records: &[DecisionRecord], after: u64, to: u64) -> Vec<DecidedPage> {
+    let mut pages: Vec<DecidedPage> = records
+        .iter()
+        .map(|record| DecidedPage {
+            recipient: record.recipient.clone(),
+            policy_revision: text(&record.policy_revision),
+            after,
+            to,
+        })
+        .collect();
+    pages.sort();
+    pages.dedup();
+    pages
+}
+
+/// The row the log stores for `record`.
+pub fn row_of(record: &DecisionRecord) -> DecisionRow {
     DecisionRow {
         decision_id: record.decision_id.clone(),
         at_micros: record.at_micros,
@@ -229,7 +265,8 @@ mod tests {
         let first = "0196f1a2-0000-7000-8000-0000000000a1";
         log.write(&[record(first, "first")]).await.unwrap();
         // Queue both before the writer runs, so that they can share one transaction.
-        let duplicate = [record(first, "again")];
+        let repeated = "0196f1a2-0000-7000-8000-0000000000a3";
+        let duplicate = [record(repeated, "once"), record(repeated, "twice")];
         let fresh = [record(
             "0196f1a2-0000-7000-8000-0000000000a2",
             "with a NUL \0 inside",

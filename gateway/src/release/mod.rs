@@ -19,7 +19,7 @@ use cordon_proto::v1::{Indicator, Protection};
 
 use crate::identity::Identity;
 use crate::metrics::{Metrics, Outcome};
-pub use decision_log::DecisionLog;
+pub use decision_log::{DecisionLog, pages_of, row_of};
 pub use hard_floor::{channel_for, handling_label, hard_floor};
 pub use record::{DecisionRecord, DecisionSink, MemoryDecisionSink};
 use redaction::RedactionSchema;
