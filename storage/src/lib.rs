@@ -28,7 +28,8 @@
 //!
 //! **Decision log.** [`Store::record_decisions`] appends a batch of [`DecisionRow`]s in one
 //! transaction, all or nothing (an id repeated within the batch refuses it). It is stored in
-//! compact form: one row holding the batch's decisions, encoded once, with a narrow key row per
+//! compact form: one row holding the batch's decisions (a few, if they span more than ten
+//! minutes), encoded once, with a narrow key row per
 //! indicator and per recipient it names, and the oversight counts kept beside it; rows stored
 //! before that form (one per decision) are read beside the batches. [`Store::decisions`]
 //! filters by indicator, recipient and time (`since`), alone or combined, and pages in the

@@ -154,7 +154,8 @@ pub struct StoredIndicator {
 /// One release decision of the sharing policy, as the decision log stores it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct DecisionRow {
-    /// A UUID made by the gateway; the primary key. Compared bytewise in the keyset order.
+    /// A UUID made by the gateway (unique by construction). Compared bytewise in the keyset
+    /// order.
     pub decision_id: String,
     /// Unix time in microseconds when the decision was made.
     pub at_micros: i64,

@@ -438,7 +438,8 @@ impl Store {
     }
 
     /// Appends decisions in one transaction: all of them, or none if any `decision_id` is
-    /// repeated within `rows` or already stored (then [`StorageError::Database`]). Does not
+    /// repeated within `rows` (then [`StorageError::Database`]; ids are not checked against
+    /// earlier writes: the gateway makes them unique). Does not
     /// move the feed head. The gateway buffers decisions and writes them in batches.
     ///
     /// On SQLite this goes through the same single writer connection as [`Store::publish`],
@@ -466,28 +467,36 @@ impl Store {
         }
     }
 
-    /// The stored decisions of `recipient` under `policy_revision` on the events after `after`
-    /// up to `to`, as far as [`Store::record_page_decisions`] noted them, in no order. A
-    /// purge may have removed some.
+    /// The stored decisions of `recipient` under `policy_revision`, made at or after
+    /// `since_micros`, on the events after `after` up to `to`, as far as
+    /// [`Store::record_page_decisions`] noted them (pages wider than 65,536 sequences are not
+    /// noted), in no order. A purge may have removed some.
     pub async fn page_decisions(
         &self,
         recipient: &str,
         policy_revision: &str,
-        after: u64,
-        to: u64,
+        (after, to): (u64, u64),
+        since_micros: i64,
     ) -> Result<Vec<DecisionRow>, StorageError> {
+        let page = (after, to);
         match &self.inner.pools {
             Pools::Sqlite(pools) => {
-                sqlite_decisions::page_decisions(&pools.read, recipient, policy_revision, after, to)
-                    .await
+                sqlite_decisions::page_decisions(
+                    &pools.read,
+                    recipient,
+                    policy_revision,
+                    page,
+                    since_micros,
+                )
+                .await
             }
             Pools::Postgres(pools) => {
                 postgres_decisions::page_decisions(
                     &pools.pool,
                     recipient,
                     policy_revision,
-                    after,
-                    to,
+                    page,
+                    since_micros,
                 )
                 .await
             }

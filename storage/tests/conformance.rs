@@ -2050,6 +2050,25 @@ async fn purge_decisions_before_cutoff(fixture: &Fixture) {
         .filter(|row| row.at_micros >= 200)
         .collect();
     assert_eq!(kept, expected, "the rest is untouched");
+    // A batch that straddled the cutoff was rewritten: read by its keys, it holds what it kept.
+    for (indicator, recipient) in [
+        (Some("I1"), None),
+        (None, Some("R1")),
+        (Some("I2"), Some("R2")),
+    ] {
+        let query = DecisionQuery {
+            indicator_id: indicator.map(str::to_owned),
+            recipient: recipient.map(str::to_owned),
+            ..all_decisions_query()
+        };
+        let keyed: Vec<DecisionRow> = expected
+            .iter()
+            .filter(|row| indicator.is_none_or(|id| row.indicator_id == id))
+            .filter(|row| recipient.is_none_or(|name| row.recipient == name))
+            .cloned()
+            .collect();
+        assert_eq!(query_decisions(&store, &query).await, keyed, "{query:?}");
+    }
     assert_eq!(
         store.purge_decisions_before(200).await,
         Ok(0),
@@ -2139,8 +2158,16 @@ async fn insert_rows_of_the_old_form(fixture: &Fixture, rows: &[DecisionRow]) {
 async fn decisions_of_the_old_form_are_read_beside_the_batches(fixture: &Fixture) {
     let store = fixture.open().await;
     let rows = filter_fixture();
-    let (old, new) = rows.split_at(rows.len() / 2);
-    insert_rows_of_the_old_form(fixture, old).await;
+    // Both forms at every time, so that the purge takes from both.
+    let (mut old, mut new) = (Vec::new(), Vec::new());
+    for (index, row) in rows.iter().cloned().enumerate() {
+        if index % 2 == 0 {
+            old.push(row);
+        } else {
+            new.push(row);
+        }
+    }
+    insert_rows_of_the_old_form(fixture, &old).await;
     store.record_decisions(&new[..3]).await.expect("record");
     store.record_decisions(&new[3..]).await.expect("record");
 
@@ -2256,11 +2283,16 @@ async fn page_decisions_find_what_a_write_noted(fixture: &Fixture) {
     store
         .record_page_decisions(
             &first,
-            // R1's page twice (two streams of one identity in one group write): kept once.
+            // R1's page twice (two streams of one identity in one group write), and pages
+            // ending elsewhere over the same events: the batch is found once.
             &[
                 page("R1", "rev-1", 0, 3),
                 page("R1", "rev-1", 0, 3),
+                page("R1", "rev-1", 1, 3),
+                page("R1", "rev-1", 2, 4),
                 page("R2", "rev-2", 0, 3),
+                // Wider than a page may be: not noted.
+                page("R3", "rev-1", 0, 1_000_000),
             ],
         )
         .await
@@ -2279,7 +2311,7 @@ async fn page_decisions_find_what_a_write_noted(fixture: &Fixture) {
         let store = store.clone();
         async move {
             let mut rows = store
-                .page_decisions(recipient, revision, after, to)
+                .page_decisions(recipient, revision, (after, to), i64::MIN)
                 .await
                 .expect("page decisions");
             rows.sort_by(|a, b| a.decision_id.cmp(&b.decision_id));
@@ -2294,7 +2326,9 @@ async fn page_decisions_find_what_a_write_noted(fixture: &Fixture) {
         id_list(&[1, 2, 3, 5]),
         "two pages overlap"
     );
-    assert_eq!(found("R1", "rev-1", 3, 7).await, id_list(&[5]));
+    // The first write also noted (2, 4], which overlaps.
+    assert_eq!(found("R1", "rev-1", 3, 7).await, id_list(&[1, 2, 3, 5]));
+    assert_eq!(found("R1", "rev-1", 4, 7).await, id_list(&[5]));
     assert_eq!(
         found("R1", "rev-1", 7, 100).await,
         id_list(&[]),
@@ -2311,6 +2345,13 @@ async fn page_decisions_find_what_a_write_noted(fixture: &Fixture) {
         id_list(&[]),
         "another recipient"
     );
+    let since_3 = store
+        .page_decisions("R1", "rev-1", (0, 7), 3)
+        .await
+        .expect("page decisions since");
+    let mut since_3: Vec<String> = since_3.into_iter().map(|row| row.decision_id).collect();
+    since_3.sort();
+    assert_eq!(since_3, id_list(&[3, 5]), "only decisions made since");
 
     assert_eq!(store.purge_decisions_before(5).await, Ok(4));
     assert_eq!(

@@ -348,8 +348,11 @@ impl GatewayState {
     }
 
     /// `records` less those the log already holds the same (recipient, indicator, channel,
-    /// revision and outcome) on the events after `after` up to `to`: a re-read of the feed
-    /// under the same policy revision stores only what it decided differently.
+    /// revision and outcome), made within the log's reuse window, on the events after `after`
+    /// up to `to`: a re-read of the feed under the same policy revision within that window
+    /// stores only what it decided differently. (The decision that stands for a dropped one is
+    /// an earlier identical decision of the same recipient on the same indicator, not
+    /// necessarily made for this very event.)
     async fn not_yet_logged(
         &self,
         records: Vec<DecisionRecord>,
@@ -357,11 +360,14 @@ impl GatewayState {
         to: u64,
     ) -> Result<Vec<DecisionRecord>, Status> {
         let pages = crate::release::pages_of(&records, after, to);
+        let window =
+            i64::try_from(self.decision_log.reuse_window().as_micros()).unwrap_or(i64::MAX);
+        let since = crate::clock::now_micros().saturating_sub(window);
         let mut logged = std::collections::HashSet::new();
         for page in &pages {
             let rows = self
                 .store
-                .page_decisions(&page.recipient, &page.policy_revision, after, to)
+                .page_decisions(&page.recipient, &page.policy_revision, (after, to), since)
                 .await
                 .map_err(storage_status)?;
             logged.extend(rows.into_iter().map(same_decision));

@@ -30,6 +30,7 @@ struct WriteRequest {
 #[derive(Debug, Clone)]
 pub struct DecisionLog {
     sender: mpsc::Sender<WriteRequest>,
+    retention: Option<Duration>,
 }
 
 impl std::fmt::Debug for WriteRequest {
@@ -55,7 +56,17 @@ impl DecisionLog {
     ) -> (DecisionLog, JoinHandle<()>) {
         let (sender, receiver) = mpsc::channel(QUEUE_DEPTH);
         let task = tokio::spawn(write_loop(store, receiver, retention, metrics));
-        (DecisionLog { sender }, task)
+        (DecisionLog { sender, retention }, task)
+    }
+
+    /// How old a stored decision may be and still stand for the same decision made again
+    /// (a re-read of a page under the same revision): an hour, or half the retention if that
+    /// is shorter, so that a release's decision outlives it by nearly the whole retention and
+    /// the purge never removes one between its look-up and the send.
+    pub fn reuse_window(&self) -> Duration {
+        const AN_HOUR: Duration = Duration::from_secs(3600);
+        self.retention
+            .map_or(AN_HOUR, |retention| AN_HOUR.min(retention / 2))
     }
 
     /// Stores `records`; returns once they are committed. A release must not

@@ -55,3 +55,5 @@ CREATE TABLE decision_pages (
     batch_id INTEGER NOT NULL,
     PRIMARY KEY (recipient, policy_revision, to_sequence, batch_id)
 ) STRICT, WITHOUT ROWID;
+-- A purge deletes the pages of the batches it deletes.
+CREATE INDEX decision_pages_batch ON decision_pages (batch_id);

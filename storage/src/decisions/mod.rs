@@ -195,23 +195,32 @@ const INSERT_BATCH: &str = "INSERT INTO decision_batches \
 /// Batches in the order reads take them, from a cursor `(first_micros, batch_id)`.
 const SELECT_BATCHES: &str = "SELECT batch_id, first_micros, body FROM decision_batches \
      WHERE (first_micros, batch_id) > ($1, $2) ORDER BY first_micros, batch_id LIMIT $3";
-const SELECT_KEYED_BATCHES: &str = "SELECT b.batch_id, b.first_micros, b.body \
+const SELECT_KEYED_BATCHES: &str = "SELECT k.batch_id, k.first_micros, b.body \
      FROM decision_keys k JOIN decision_batches b ON b.batch_id = k.batch_id \
      WHERE k.key = $1 AND (k.first_micros, k.batch_id) > ($2, $3) \
      ORDER BY k.first_micros, k.batch_id LIMIT $4";
 const SELECT_AUDITED_BATCHES: &str =
     "SELECT batch_id, body FROM decision_batches WHERE audit_position = $1";
-const SELECT_PURGED_BATCHES: &str = "SELECT batch_id, first_micros, body FROM decision_batches \
-     WHERE first_micros < $1 ORDER BY first_micros, batch_id LIMIT $2";
+/// The oldest batches that hold a decision before the cutoff. On PostgreSQL locked (`FOR
+/// UPDATE`): a purge by another replica waits, then reads what this one left (a row it
+/// deleted is skipped, a row it rewrote is read as rewritten). SQLite's one writer serializes
+/// purges already.
+const SQLITE_PURGED_BATCHES: &str = "SELECT batch_id, first_micros, last_micros, body \
+     FROM decision_batches WHERE first_micros < $1 ORDER BY first_micros, batch_id LIMIT $2";
+const POSTGRES_PURGED_BATCHES: &str = "SELECT batch_id, first_micros, last_micros, body \
+     FROM decision_batches WHERE first_micros < $1 ORDER BY first_micros, batch_id LIMIT $2 \
+     FOR UPDATE";
 /// The batches holding decisions of a recipient under a revision on events after `$3` up to
 /// `$4`.
-const SELECT_PAGE_BATCHES: &str = "SELECT b.batch_id, b.body \
-     FROM decision_pages p JOIN decision_batches b ON b.batch_id = p.batch_id \
-     WHERE p.recipient = $1 AND p.policy_revision = $2 AND p.to_sequence > $3 \
-     AND p.from_sequence < $4";
-/// Pages of batches a purge deleted.
-const DROP_PURGED_PAGES: &str = "DELETE FROM decision_pages \
-     WHERE batch_id NOT IN (SELECT batch_id FROM decision_batches)";
+/// The batches holding decisions of a recipient under a revision on events after `$3` up to
+/// `$4`, each once. Pages span at most [`MAX_PAGE_SPAN`] sequences, which bounds the scan of
+/// the key from above.
+const SELECT_PAGE_BATCHES: &str = "SELECT batch_id, body FROM decision_batches \
+     WHERE batch_id IN (SELECT batch_id FROM decision_pages \
+     WHERE recipient = $1 AND policy_revision = $2 AND to_sequence > $3 \
+     AND to_sequence < $5 AND from_sequence < $4)";
+/// The pages of a deleted batch.
+const DELETE_PAGES: &str = "DELETE FROM decision_pages WHERE batch_id = $1";
 const DELETE_KEY: &str =
     "DELETE FROM decision_keys WHERE key = $1 AND first_micros = $2 AND batch_id = $3";
 const DELETE_BATCH: &str = "DELETE FROM decision_batches WHERE batch_id = $1";
@@ -222,6 +231,10 @@ const SHRINK_GROUP: &str = "UPDATE decision_groups SET count = count - $1, \
      WHERE recipient = $3 AND channel = $4 AND policy_revision = $5 AND allow = $6 \
      AND redacted = $7 AND failed = $8";
 const DROP_EMPTY_GROUPS: &str = "DELETE FROM decision_groups WHERE count = 0";
+
+/// The widest page noted (in feed sequences); a wider read (a kinds filter over a long stretch
+/// of the feed) is not noted, and its events are decided again if read again.
+pub(crate) const MAX_PAGE_SPAN: u64 = 65_536;
 
 const KEY_COLUMNS: usize = 3;
 const PAGE_COLUMNS: usize = 5;
@@ -243,10 +256,14 @@ fn insert_pages_sql(rows: usize) -> String {
     sql
 }
 
-/// Each page once (the earliest start of those that end at the same place); empty ones
-/// dropped.
+/// The pages to note: empty ones and ones wider than [`MAX_PAGE_SPAN`] dropped, each page
+/// once (of those that end at the same place, the conflict clause keeps the first inserted,
+/// which starts earliest).
 fn distinct_pages(pages: &[DecidedPage]) -> Vec<&DecidedPage> {
-    let mut sorted: Vec<&DecidedPage> = pages.iter().filter(|page| page.after < page.to).collect();
+    let mut sorted: Vec<&DecidedPage> = pages
+        .iter()
+        .filter(|page| page.after < page.to && page.to - page.after <= MAX_PAGE_SPAN)
+        .collect();
     sorted.sort();
     sorted.dedup_by(|later, earlier| {
         (&later.recipient, &later.policy_revision, later.to)
@@ -282,6 +299,7 @@ macro_rules! decision_operations {
         $backend:expr,
         begin_write = $begin_write:literal,
         purge_chunk = $purge_chunk:expr,
+        purged_batches = $purged_batches:expr,
         least = $least:literal,
         greatest = $greatest:literal,
         audit = $audit:ident $(,)?
@@ -429,20 +447,24 @@ macro_rules! decision_operations {
                 Ok(())
             }
 
-            /// The stored decisions of `recipient` under `policy_revision` on events after
-            /// `after` up to `to`, as far as writes named their pages (in no order).
+            /// The stored decisions of `recipient` under `policy_revision` made at or after
+            /// `since_micros` on events after `after` up to `to`, as far as writes noted their
+            /// pages (in no order).
             pub(crate) async fn page_decisions(
                 pool: &Pool<Database>,
                 recipient: &str,
                 policy_revision: &str,
-                after: u64,
-                to: u64,
+                (after, to): (u64, u64),
+                since_micros: i64,
             ) -> Result<Vec<DecisionRow>, StorageError> {
                 let batches: Vec<(i64, Vec<u8>)> = sqlx::query_as(SELECT_PAGE_BATCHES)
                     .bind(recipient)
                     .bind(policy_revision)
                     .bind(crate::values::sequence_to_database(after))
                     .bind(crate::values::sequence_to_database(to))
+                    .bind(crate::values::sequence_to_database(
+                        to.saturating_add(MAX_PAGE_SPAN + 1),
+                    ))
                     .fetch_all(pool)
                     .await
                     .map_err(failed("read the decisions of a page"))?;
@@ -451,7 +473,10 @@ macro_rules! decision_operations {
                     rows.extend(
                         packed::decode_where(batch_id, &body, Some(recipient), None)?
                             .into_iter()
-                            .filter(|row| row.policy_revision == policy_revision),
+                            .filter(|row| {
+                                row.policy_revision == policy_revision
+                                    && row.at_micros >= since_micros
+                            }),
                     );
                 }
                 Ok(rows)
@@ -533,6 +558,8 @@ macro_rules! decision_operations {
                     (None, None) => None,
                 };
                 let mut after = (packed::scan_from(query), i64::MIN);
+                // A batch a concurrent purge rewrote moves later and may be met again.
+                let mut seen = HashSet::new();
                 loop {
                     let chunk: Vec<(i64, i64, Vec<u8>)> = match &key {
                         Some(key) => {
@@ -559,13 +586,16 @@ macro_rules! decision_operations {
                         if !page.wants(first_micros) {
                             return Ok(page.into_rows());
                         }
+                        after = (first_micros, batch_id);
+                        if !seen.insert(batch_id) {
+                            continue;
+                        }
                         page.offer(packed::decode_where(
                             batch_id,
                             &body,
                             query.recipient.as_deref(),
                             query.indicator_id.as_deref(),
                         )?);
-                        after = (first_micros, batch_id);
                     }
                     if !full {
                         return Ok(page.into_rows());
@@ -621,11 +651,25 @@ macro_rules! decision_operations {
                 }
             }
 
+            async fn delete_batch(
+                transaction: &mut Transaction<'_>,
+                batch_id: i64,
+            ) -> Result<(), StorageError> {
+                for statement in [DELETE_PAGES, DELETE_BATCH] {
+                    sqlx::query(statement)
+                        .bind(batch_id)
+                        .execute(&mut **transaction)
+                        .await
+                        .map_err(failed("purge a decision batch"))?;
+                }
+                Ok(())
+            }
+
             async fn purge_batches(
                 transaction: &mut Transaction<'_>,
                 cutoff_micros: i64,
             ) -> Result<u64, StorageError> {
-                let chunk: Vec<(i64, i64, Vec<u8>)> = sqlx::query_as(SELECT_PURGED_BATCHES)
+                let chunk: Vec<(i64, i64, i64, Vec<u8>)> = sqlx::query_as($purged_batches)
                     .bind(cutoff_micros)
                     .bind(BATCHES_PER_PURGE)
                     .fetch_all(&mut **transaction)
@@ -633,8 +677,21 @@ macro_rules! decision_operations {
                     .map_err(failed("read decision batches to purge"))?;
                 let mut deleted = 0;
                 let mut gone = Vec::new();
-                for (batch_id, first_micros, body) in chunk {
-                    let rows = packed::decode(batch_id, &body)?;
+                for (batch_id, first_micros, last_micros, body) in chunk {
+                    let rows = match packed::decode(batch_id, &body) {
+                        Ok(rows) => rows,
+                        // Unreadable and wholly past the cutoff: deleted as it would have
+                        // been (its keys stay, pointing at nothing, and its counts stay).
+                        // Unreadable and not wholly past: the purge stops here, as on any
+                        // storage error, until it is.
+                        Err(error) if last_micros < cutoff_micros => {
+                            tracing::error!(%error, batch_id, "purging an unreadable decision batch");
+                            delete_batch(transaction, batch_id).await?;
+                            deleted += 1;
+                            continue;
+                        }
+                        Err(error) => return Err(error),
+                    };
                     for key in packed::keys_of(&rows) {
                         sqlx::query(DELETE_KEY)
                             .bind(key.as_str())
@@ -651,13 +708,7 @@ macro_rules! decision_operations {
                     gone.extend(old);
                     // What a batch keeps spans no more than it did: one batch.
                     match packed::batches(&kept)?.pop() {
-                        None => {
-                            sqlx::query(DELETE_BATCH)
-                                .bind(batch_id)
-                                .execute(&mut **transaction)
-                                .await
-                                .map_err(failed("purge a decision batch"))?;
-                        }
+                        None => delete_batch(transaction, batch_id).await?,
                         Some(rest) => {
                             sqlx::query(REWRITE_BATCH)
                                 .bind(rest.first_micros)
@@ -690,10 +741,6 @@ macro_rules! decision_operations {
                         .map_err(failed("uncount purged decisions"))?;
                 }
                 if deleted > 0 {
-                    sqlx::query(DROP_PURGED_PAGES)
-                        .execute(&mut **transaction)
-                        .await
-                        .map_err(failed("drop the pages of purged decision batches"))?;
                     sqlx::query(DROP_EMPTY_GROUPS)
                         .execute(&mut **transaction)
                         .await
@@ -712,6 +759,7 @@ decision_operations!(
     Backend::Sqlite,
     begin_write = "BEGIN IMMEDIATE",
     purge_chunk = SQLITE_PURGE_CHUNK,
+    purged_batches = SQLITE_PURGED_BATCHES,
     least = "min",
     greatest = "max",
     audit = sqlite_audit,
@@ -722,6 +770,7 @@ decision_operations!(
     Backend::Postgres,
     begin_write = "BEGIN",
     purge_chunk = POSTGRES_PURGE_CHUNK,
+    purged_batches = POSTGRES_PURGED_BATCHES,
     least = "LEAST",
     greatest = "GREATEST",
     audit = postgres_audit,

@@ -40,8 +40,8 @@ struct Body {
     strings: Vec<String>,
     /// Every distinct list of strings (redactions, reasons) once, as indexes into `strings`.
     lists: Vec<Vec<u32>>,
-    /// Fixed-size, so that a read decodes them without allocating and builds rows only for
-    /// those it returns.
+    /// Fixed-size, so that decoding them allocates only the one vector; a read builds rows
+    /// (with their strings) only for those it returns.
     decisions: Vec<Packed>,
 }
 
@@ -482,7 +482,11 @@ mod tests {
         assert_eq!(ids(Some("NG"), None), ["a", "c", "d"]);
         assert_eq!(ids(Some("NG"), Some("i-1")), ["a", "d"]);
         assert_eq!(ids(None, Some("i-2")), ["c"]);
-        assert_eq!(ids(Some("GH"), None), Vec::<String>::new(), "not in the batch");
+        assert_eq!(
+            ids(Some("GH"), None),
+            Vec::<String>::new(),
+            "not in the batch"
+        );
         // A string the batch holds, but not as a recipient.
         assert_eq!(ids(Some("i-1"), None), Vec::<String>::new());
     }
