@@ -1713,6 +1713,19 @@ fn decision(id: &str, at_micros: i64, recipient: &str, indicator_id: &str) -> De
     }
 }
 
+/// The decisions of `rows` on `indicator` and for `recipient` (each when set), in their order.
+fn decisions_of(
+    rows: &[DecisionRow],
+    indicator: Option<&str>,
+    recipient: Option<&str>,
+) -> Vec<DecisionRow> {
+    rows.iter()
+        .filter(|row| indicator.is_none_or(|id| row.indicator_id == id))
+        .filter(|row| recipient.is_none_or(|name| row.recipient == name))
+        .cloned()
+        .collect()
+}
+
 fn sorted_by_keyset(mut rows: Vec<DecisionRow>) -> Vec<DecisionRow> {
     rows.sort_by(|a, b| (a.at_micros, &a.decision_id).cmp(&(b.at_micros, &b.decision_id)));
     rows
@@ -2061,12 +2074,7 @@ async fn purge_decisions_before_cutoff(fixture: &Fixture) {
             recipient: recipient.map(str::to_owned),
             ..all_decisions_query()
         };
-        let keyed: Vec<DecisionRow> = expected
-            .iter()
-            .filter(|row| indicator.is_none_or(|id| row.indicator_id == id))
-            .filter(|row| recipient.is_none_or(|name| row.recipient == name))
-            .cloned()
-            .collect();
+        let keyed = decisions_of(&expected, indicator, recipient);
         assert_eq!(query_decisions(&store, &query).await, keyed, "{query:?}");
     }
     assert_eq!(
@@ -2192,12 +2200,7 @@ async fn decisions_of_the_old_form_are_read_beside_the_batches(fixture: &Fixture
             limit: 3,
             ..all_decisions_query()
         };
-        let expected: Vec<DecisionRow> = all
-            .iter()
-            .filter(|row| indicator.is_none_or(|id| row.indicator_id == id))
-            .filter(|row| recipient.is_none_or(|name| row.recipient == name))
-            .cloned()
-            .collect();
+        let expected = decisions_of(&all, indicator, recipient);
         assert_eq!(
             every_decision(&store, query).await,
             expected,

@@ -68,39 +68,31 @@ struct Packed {
     error: Option<u32>,
 }
 
-#[derive(Default)]
-struct Strings<'a> {
-    index: HashMap<&'a str, u32>,
-    list: Vec<&'a str>,
+/// Each distinct value once, numbered in the order first seen (the batch's strings, and its
+/// lists of strings).
+struct Interned<T> {
+    index: HashMap<T, u32>,
+    list: Vec<T>,
 }
 
-impl<'a> Strings<'a> {
-    fn of(&mut self, text: &'a str) -> u32 {
-        if let Some(&index) = self.index.get(text) {
-            return index;
+impl<T> Default for Interned<T> {
+    fn default() -> Self {
+        Interned {
+            index: HashMap::new(),
+            list: Vec::new(),
         }
-        // A batch holds far fewer than 2^32 strings (a write is bounded in rows).
-        let index = self.list.len() as u32;
-        self.list.push(text);
-        self.index.insert(text, index);
-        index
     }
 }
 
-#[derive(Default)]
-struct Lists {
-    index: HashMap<Vec<u32>, u32>,
-    list: Vec<Vec<u32>>,
-}
-
-impl Lists {
-    fn of(&mut self, list: Vec<u32>) -> u32 {
-        if let Some(&index) = self.index.get(&list) {
+impl<T: std::hash::Hash + Eq + Clone> Interned<T> {
+    fn of(&mut self, value: T) -> u32 {
+        if let Some(&index) = self.index.get(&value) {
             return index;
         }
+        // A batch holds far fewer than 2^32 values (a write is bounded in rows).
         let index = self.list.len() as u32;
-        self.list.push(list.clone());
-        self.index.insert(list, index);
+        self.list.push(value.clone());
+        self.index.insert(value, index);
         index
     }
 }
@@ -141,8 +133,8 @@ pub(crate) fn batches(rows: &[DecisionRow]) -> Result<Vec<Batch>, StorageError> 
 }
 
 fn encode(rows: &[&DecisionRow]) -> Result<Batch, StorageError> {
-    let mut strings = Strings::default();
-    let mut lists = Lists::default();
+    let mut strings: Interned<&str> = Interned::default();
+    let mut lists: Interned<Vec<u32>> = Interned::default();
     let mut decisions = Vec::with_capacity(rows.len());
     for row in rows {
         let id = match uuid_of(&row.decision_id) {
