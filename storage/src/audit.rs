@@ -223,6 +223,111 @@ fn positions_holding(indexes: &[u64]) -> Vec<u64> {
     positions
 }
 
+/// One entry's row in `audit_entries`, as an append writes it.
+pub(crate) struct AuditRow<'e> {
+    pub position: i64,
+    pub indicator_id: Option<&'e str>,
+    /// The entry's canonical bytes, unless they can be derived from the feed.
+    pub entry: Option<Vec<u8>>,
+    /// The hashes its append wrote, in index order.
+    pub hashes: Vec<u8>,
+}
+
+/// Plans the append of `entries` to a log of `size` entries whose right edge is `before` and
+/// whose stored hashes the append reads are `known`: moves `edge` past them and returns their
+/// rows.
+fn plan_rows<'e>(
+    edge: &mut TransactionEdge<'_>,
+    entries: &'e [Entry],
+    size: u64,
+    known: &ReadHashes,
+    before: &RightEdge,
+) -> Result<Vec<AuditRow<'e>>, StorageError> {
+    let count = entries.len() as u64;
+    let encoded: Vec<Vec<u8>> = entries.iter().map(Entry::canonical_bytes).collect();
+    let leaves: Vec<[u8; 32]> = encoded
+        .iter()
+        .map(|bytes| cordon_tlog::leaf_hash(bytes))
+        .collect();
+    let written = append_batch(size, &leaves, known).map_err(log_error)?;
+    edge.moved = before.after(size + count, &written);
+    // Each entry's row holds the hashes its append wrote, in index order.
+    let mut written = written.into_iter().map(|(_, hash)| hash);
+    let mut rows = Vec::with_capacity(entries.len());
+    for ((position, entry), bytes) in (size..).zip(entries).zip(encoded) {
+        let count = hashes_written_by(position);
+        let hashes: Vec<u8> = written.by_ref().take(count).flatten().collect();
+        if hashes.len() != count * 32 {
+            return Err(StorageError::corrupt(format!(
+                "audit log: the append of {position} wrote fewer hashes than {count}"
+            )));
+        }
+        rows.push(AuditRow {
+            position: to_database(position, "audit position")?,
+            indicator_id: entry.indicator_id(),
+            entry: (!derivable(entry)).then_some(bytes),
+            hashes,
+        });
+    }
+    Ok(rows)
+}
+
+/// The position of an append's first entry (none with the log switched off) and its rows.
+pub(crate) type PlannedAppend<'e> = (Option<u64>, Vec<AuditRow<'e>>);
+
+/// [`plan_rows`] for an append of `entries` that moved the log's size to `after`, from the
+/// kept edge alone: the first entry's position (none, and no rows, with the log switched
+/// off) and the rows; `Ok(None)` if the kept edge is not of the log's size or lacks a hash the
+/// append reads (the caller then appends with the reads, `sqlite_audit::append_numbered`).
+pub(crate) fn plan_kept<'e>(
+    edge: &mut TransactionEdge<'_>,
+    entries: &'e [Entry],
+    after: i64,
+) -> Result<Option<PlannedAppend<'e>>, StorageError> {
+    if entries.is_empty() || switched_off() {
+        return Ok(Some((None, Vec::new())));
+    }
+    let count = entries.len() as u64;
+    let size = from_database(after, "audit size")?
+        .checked_sub(count)
+        .ok_or_else(|| StorageError::corrupt("audit head below its entries".into()))?;
+    let needed = reads(Operation::Append { size, count }).map_err(log_error)?;
+    let Some((known, before)) = edge
+        .take(size)
+        .and_then(|edge| Some((edge.read(&needed)?, edge)))
+    else {
+        return Ok(None);
+    };
+    let rows = plan_rows(edge, entries, size, &known, &before)?;
+    Ok(Some((Some(size), rows)))
+}
+
+/// Inserts `rows` on the writer's own handle ([`crate::direct`]).
+pub(crate) fn insert_rows(
+    db: &rusqlite::Connection,
+    rows: &[AuditRow<'_>],
+) -> Result<(), StorageError> {
+    use crate::direct::{Values, blob, execute, int, optional_blob, optional_text};
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let mut values = Values::with_capacity(chunk.len() * 4);
+        for row in chunk {
+            values.extend([
+                int(row.position),
+                optional_text(row.indicator_id),
+                optional_blob(row.entry.as_deref()),
+                blob(&row.hashes),
+            ]);
+        }
+        execute(
+            db,
+            &insert_entries_sql(chunk.len()),
+            &values,
+            "insert audit entries",
+        )?;
+    }
+    Ok(())
+}
+
 /// Takes the feed head's row lock without moving it: an append of its own takes it first, as
 /// the feed's writers do (decision batches take the same row, for its `audit_size` only).
 const LOCK_FEED_HEAD: &str = "UPDATE feed_head SET head = head + $1 RETURNING head";
@@ -322,39 +427,18 @@ macro_rules! audit_operations {
                         (read, before)
                     }
                 };
-                let encoded: Vec<Vec<u8>> = entries.iter().map(Entry::canonical_bytes).collect();
-                let leaves: Vec<[u8; 32]> = encoded
-                    .iter()
-                    .map(|bytes| cordon_tlog::leaf_hash(bytes))
-                    .collect();
-                let written = append_batch(size, &leaves, &known).map_err(log_error)?;
-                edge.moved = before.after(size + count, &written);
-                // Each entry's row holds the hashes its append wrote, in index order.
-                let mut written = written.into_iter().map(|(_, hash)| hash);
-                let mut rows: Vec<(u64, &Entry, Option<&[u8]>, Vec<u8>)> =
-                    Vec::with_capacity(entries.len());
-                for ((position, entry), bytes) in (size..).zip(entries).zip(&encoded) {
-                    let count = hashes_written_by(position);
-                    let hashes: Vec<u8> = written.by_ref().take(count).flatten().collect();
-                    if hashes.len() != count * 32 {
-                        return Err(StorageError::corrupt(format!(
-                            "audit log: the append of {position} wrote fewer hashes than {count}"
-                        )));
-                    }
-                    let stored = (!derivable(entry)).then_some(bytes.as_slice());
-                    rows.push((position, entry, stored, hashes));
-                }
+                let rows = plan_rows(edge, entries, size, &known, &before)?;
                 for chunk in rows.chunks(ROWS_PER_STATEMENT) {
                     let mut query = sqlx::query(AssertSqlSafe(crate::placeholders::dialect(
                         BACKEND,
                         insert_entries_sql(chunk.len()),
                     )));
-                    for (position, entry, bytes, hashes) in chunk {
+                    for row in chunk {
                         query = query
-                            .bind(to_database(*position, "audit position")?)
-                            .bind(entry.indicator_id())
-                            .bind(*bytes)
-                            .bind(hashes.as_slice());
+                            .bind(row.position)
+                            .bind(row.indicator_id)
+                            .bind(row.entry.as_deref())
+                            .bind(row.hashes.as_slice());
                     }
                     query
                         .execute(&mut *connection)

@@ -25,9 +25,11 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::audit::KeptEdge;
+use crate::backend::HeadGate;
+use crate::decisions::WithPublish;
 use crate::error::StorageError;
-use crate::feed::{postgres_feed, sqlite_feed};
-use crate::model::NewIndicator;
+use crate::feed::{direct, postgres_feed, sqlite_feed};
+use crate::model::{DecisionRow, NewIndicator};
 
 /// The most indicators one shared transaction gathers (a single larger publish still goes
 /// alone).
@@ -44,16 +46,35 @@ impl Writer {
         &self,
         audit: &KeptEdge,
         batch: &[NewIndicator],
+        decided: &WithPublish,
     ) -> Result<Vec<u64>, StorageError> {
         match self {
-            Writer::Sqlite(pool) => sqlite_feed::publish(pool, audit, batch).await,
-            Writer::Postgres(pool) => postgres_feed::publish(pool, audit, batch).await,
+            // In one hand-off, unless the audit edge must be read first.
+            Writer::Sqlite(pool) => match direct::publish(pool, audit, batch, decided).await? {
+                direct::Published::Committed(sequences) => Ok(sequences),
+                direct::Published::EdgeNotHeld => {
+                    sqlite_feed::publish(pool, audit, batch, decided).await
+                }
+            },
+            Writer::Postgres(pool) => postgres_feed::publish(pool, audit, batch, decided).await,
         }
     }
 }
 
+/// Called with a publish's sequences once it has committed, before the feed head moves past
+/// them (so before any reader of the feed can see them).
+pub type OnCommit = Box<dyn FnOnce(&[u64]) + Send>;
+
+/// One caller's publish: its indicators, the release decisions to store with them, and what to
+/// do on commit.
+pub(crate) struct Publish {
+    pub batch: Vec<NewIndicator>,
+    pub decisions: Vec<DecisionRow>,
+    pub on_commit: Option<OnCommit>,
+}
+
 struct Request {
-    batch: Vec<NewIndicator>,
+    publish: Publish,
     reply: oneshot::Sender<Result<Vec<u64>, StorageError>>,
 }
 
@@ -68,18 +89,19 @@ impl PublishQueue {
         writer: Writer,
         audit: Arc<KeptEdge>,
         head: watch::Sender<u64>,
+        gate: Arc<HeadGate>,
     ) -> PublishQueue {
         let (requests, queue) = mpsc::unbounded_channel();
-        tokio::spawn(run(writer, audit, head, queue));
+        tokio::spawn(run(writer, audit, head, gate, queue));
         PublishQueue { requests }
     }
 
-    /// Stores `batch` in the next shared transaction; returns its sequences once committed.
-    pub(crate) async fn publish(&self, batch: Vec<NewIndicator>) -> Result<Vec<u64>, StorageError> {
+    /// Stores `publish` in the next shared transaction; returns its sequences once committed.
+    pub(crate) async fn publish(&self, publish: Publish) -> Result<Vec<u64>, StorageError> {
         let stopped = || StorageError::Database("the publish committer stopped".to_string());
         let (reply, answer) = oneshot::channel();
         self.requests
-            .send(Request { batch, reply })
+            .send(Request { publish, reply })
             .map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
@@ -89,38 +111,50 @@ async fn run(
     writer: Writer,
     audit: Arc<KeptEdge>,
     head: watch::Sender<u64>,
+    gate: Arc<HeadGate>,
     mut queue: mpsc::UnboundedReceiver<Request>,
 ) {
     while let Some(first) = queue.recv().await {
-        let mut rows = first.batch.len();
+        let mut rows = first.publish.batch.len();
         let mut group = vec![first];
         while rows < GROUP_ROWS {
             match queue.try_recv() {
                 Ok(request) => {
-                    rows += request.batch.len();
+                    rows += request.publish.batch.len();
                     group.push(request);
                 }
                 Err(_) => break,
             }
         }
+        let _held = gate.hold(&head);
         commit(&writer, &audit, &head, group).await;
     }
 }
 
-/// Stores `batch` in one transaction and raises the known head if it committed.
-async fn publish_and_raise(
+/// Stores one caller's publish in a transaction of its own and answers it.
+async fn commit_alone(
     writer: &Writer,
     audit: &KeptEdge,
     head: &watch::Sender<u64>,
-    batch: &[NewIndicator],
-) -> Result<Vec<u64>, StorageError> {
-    let result = writer.publish(audit, batch).await;
-    if let Ok(sequences) = &result
-        && let Some(&last) = sequences.last()
-    {
-        crate::backend::raise_known_head(head, last);
+    request: Request,
+) {
+    let Publish {
+        batch,
+        decisions,
+        on_commit,
+    } = request.publish;
+    let decided = WithPublish::single(batch.len(), decisions);
+    let result = writer.publish(audit, &batch, &decided).await;
+    if let Ok(sequences) = &result {
+        if let Some(on_commit) = on_commit {
+            on_commit(sequences);
+        }
+        if let Some(&last) = sequences.last() {
+            crate::backend::raise_known_head(head, last);
+        }
     }
-    result
+    // A caller that went away still had its publish stored, as after a lost reply.
+    let _ = request.reply.send(result);
 }
 
 async fn commit(
@@ -131,36 +165,60 @@ async fn commit(
 ) {
     if group.len() == 1 {
         let request = group.pop().expect("one request");
-        let result = publish_and_raise(writer, audit, head, &request.batch).await;
-        // A caller that went away still had its publish stored, as after a lost reply.
-        let _ = request.reply.send(result);
+        commit_alone(writer, audit, head, request).await;
         return;
     }
-    let lengths: Vec<usize> = group.iter().map(|request| request.batch.len()).collect();
-    let mut merged = Vec::with_capacity(lengths.iter().sum());
-    let mut replies = Vec::with_capacity(group.len());
+    let mut merged = Vec::with_capacity(group.iter().map(|r| r.publish.batch.len()).sum());
+    let mut decided = WithPublish::default();
+    let mut waiting = Vec::with_capacity(group.len());
     for request in group {
-        merged.extend(request.batch);
-        replies.push(request.reply);
+        let Publish {
+            batch,
+            decisions,
+            on_commit,
+        } = request.publish;
+        let length = batch.len();
+        decided.push(length, decisions);
+        merged.extend(batch);
+        waiting.push((length, on_commit, request.reply));
     }
-    match publish_and_raise(writer, audit, head, &merged).await {
+    match writer.publish(audit, &merged, &decided).await {
         Ok(sequences) => {
-            let mut sequences = sequences.into_iter();
-            for (reply, length) in replies.into_iter().zip(lengths) {
-                let _ = reply.send(Ok(sequences.by_ref().take(length).collect()));
+            let mut replies = Vec::with_capacity(waiting.len());
+            let mut rest = sequences.as_slice();
+            for (length, on_commit, reply) in waiting {
+                let (own, after) = rest.split_at(length.min(rest.len()));
+                rest = after;
+                if let Some(on_commit) = on_commit {
+                    on_commit(own);
+                }
+                replies.push((reply, own.to_vec()));
+            }
+            if let Some(&last) = sequences.last() {
+                crate::backend::raise_known_head(head, last);
+            }
+            for (reply, own) in replies {
+                let _ = reply.send(Ok(own));
             }
         }
         Err(StorageError::Duplicate { .. }) => {
             // Refused before the commit, so nothing was stored: each publish again on its
             // own, for its own answer.
             let mut merged = merged.into_iter();
-            for (reply, length) in replies.into_iter().zip(lengths) {
+            let mut rows = decided.rows.into_iter();
+            for ((length, on_commit, reply), (_, range)) in waiting.into_iter().zip(decided.parts) {
                 let batch: Vec<NewIndicator> = merged.by_ref().take(length).collect();
-                let _ = reply.send(publish_and_raise(writer, audit, head, &batch).await);
+                let decisions: Vec<DecisionRow> = rows.by_ref().take(range.len()).collect();
+                let publish = Publish {
+                    batch,
+                    decisions,
+                    on_commit,
+                };
+                commit_alone(writer, audit, head, Request { publish, reply }).await;
             }
         }
         Err(error) => {
-            for reply in replies {
+            for (_, _, reply) in waiting {
                 let _ = reply.send(Err(error.clone()));
             }
         }

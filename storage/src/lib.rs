@@ -61,6 +61,7 @@ mod audit;
 mod backend;
 mod circles;
 mod decisions;
+mod direct;
 mod error;
 mod feed;
 mod group_commit;
@@ -79,6 +80,7 @@ pub use backend::Backend;
 pub use decisions::MAX_DECISIONS_PER_QUERY;
 pub use error::StorageError;
 pub use feed::plan::judge_same_indicator_by;
+pub use group_commit::OnCommit;
 pub use model::{
     AlertCursors, AlertRow, CircleLogEntry, CircleRow, CircleWrite, CircleWriteOutcome,
     DecidedPage, DecisionQuery, DecisionRow, EventBatch, EventBody, KeyPackageRow, NewAlert,

@@ -1,7 +1,7 @@
 //! Opening a PostgreSQL feed, and the listener that turns other processes' commits into
 //! wake-ups of this process's followers.
 
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use sqlx::PgPool;
@@ -10,7 +10,7 @@ use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::backend::{Backend, READ_HEAD, raise_known_head};
+use crate::backend::{Backend, HeadGate, READ_HEAD};
 use crate::error::StorageError;
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
@@ -50,6 +50,7 @@ fn failed(action: &str) -> impl FnOnce(sqlx::Error) -> StorageError + '_ {
 pub(crate) async fn connect(
     options: PgConnectOptions,
     head: watch::Sender<u64>,
+    gate: Arc<HeadGate>,
 ) -> Result<PostgresPools, StorageError> {
     let pool = PgPoolOptions::new()
         .max_connections(MAX_CONNECTIONS)
@@ -64,7 +65,7 @@ pub(crate) async fn connect(
         .fetch_one(&pool)
         .await
         .map_err(failed("find the schema of table feed_head"))?;
-    let listener = HeadListener::start(options, schema, head).await?;
+    let listener = HeadListener::start(options, schema, head, gate).await?;
     Ok(PostgresPools { pool, listener })
 }
 
@@ -80,6 +81,7 @@ impl HeadListener {
         options: PgConnectOptions,
         schema: String,
         head: watch::Sender<u64>,
+        gate: Arc<HeadGate>,
     ) -> Result<HeadListener, StorageError> {
         // Its own pool of one, so the listening connection never serves queries and a lost
         // connection is replaced by the pool.
@@ -92,7 +94,13 @@ impl HeadListener {
             .await
             .map_err(failed("connect the feed listener to postgresql"))?;
         let listener = subscribe(&pool, &head).await?;
-        let task = tokio::spawn(follow_notifications(pool.clone(), listener, schema, head));
+        let task = tokio::spawn(follow_notifications(
+            pool.clone(),
+            listener,
+            schema,
+            head,
+            gate,
+        ));
         Ok(HeadListener {
             pool,
             task: Mutex::new(Some(task)),
@@ -157,9 +165,10 @@ async fn follow_notifications(
     mut listener: PgListener,
     schema: String,
     head: watch::Sender<u64>,
+    gate: Arc<HeadGate>,
 ) {
     loop {
-        let error = receive_until_failure(&mut listener, &schema, &head).await;
+        let error = receive_until_failure(&mut listener, &schema, &head, &gate).await;
         tracing::warn!(%error, "feed listener failed; reconnecting");
         // Its connection goes back to the pool (which tests it before reuse) before a new one
         // is asked for.
@@ -172,12 +181,13 @@ async fn receive_until_failure(
     listener: &mut PgListener,
     schema: &str,
     head: &watch::Sender<u64>,
+    gate: &HeadGate,
 ) -> sqlx::Error {
     loop {
         match listener.try_recv().await {
             Ok(Some(notification)) => {
                 if let Some(value) = head_from_payload(notification.payload(), schema) {
-                    raise_known_head(head, value);
+                    gate.raise(head, value);
                 }
             }
             // The connection was lost and sqlx has already reconnected and listened again.

@@ -67,6 +67,7 @@ pub(crate) async fn connect(path: &str) -> Result<SqlitePools, StorageError> {
         .synchronous(SqliteSynchronous::Full);
     let write = SqlitePoolOptions::new()
         .max_connections(1)
+        .after_connect(|connection, _| Box::pin(crate::direct::stable_plans(connection)))
         .connect_with(write_options)
         .await
         .map_err(failed(format!("open sqlite database {path}")))?;
@@ -79,6 +80,7 @@ pub(crate) async fn connect(path: &str) -> Result<SqlitePools, StorageError> {
     let read_options = options.pragma("query_only", "ON");
     let read = SqlitePoolOptions::new()
         .max_connections(READ_CONNECTIONS)
+        .after_connect(|connection, _| Box::pin(crate::direct::stable_plans(connection)))
         .connect_with(read_options)
         .await
         .map_err(failed(format!("open sqlite database {path} for reading")))?;

@@ -9,7 +9,7 @@ use sqlx::postgres::PgConnectOptions;
 use tokio::sync::watch;
 
 use crate::audit::{postgres_audit, sqlite_audit};
-use crate::backend::{Backend, now_micros, raise_known_head};
+use crate::backend::{Backend, HeadGate, now_micros, raise_known_head};
 use crate::circles::{self, postgres_circles, sqlite_circles};
 use crate::decisions::{postgres_decisions, sqlite_decisions};
 use crate::error::StorageError;
@@ -67,7 +67,12 @@ impl Store {
         {
             let pools = sqlite::connect(path).await?;
             let head = sqlite_feed::head(&pools.read).await?;
-            return Ok(Store::new(Pools::Sqlite(pools), watch::Sender::new(head)));
+            let gate = Arc::new(HeadGate::default());
+            return Ok(Store::new(
+                Pools::Sqlite(pools),
+                watch::Sender::new(head),
+                gate,
+            ));
         }
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             // The parser's message names the part that is wrong; the URL itself may hold a
@@ -86,18 +91,19 @@ impl Store {
     /// `search_path` that selects the schema holding the feed.
     pub async fn connect_postgres_with(options: PgConnectOptions) -> Result<Store, StorageError> {
         let head = watch::Sender::new(0);
-        let pools = postgres::connect(options, head.clone()).await?;
-        Ok(Store::new(Pools::Postgres(pools), head))
+        let gate = Arc::new(HeadGate::default());
+        let pools = postgres::connect(options, head.clone(), gate.clone()).await?;
+        Ok(Store::new(Pools::Postgres(pools), head, gate))
     }
 
-    fn new(pools: Pools, head: watch::Sender<u64>) -> Store {
+    fn new(pools: Pools, head: watch::Sender<u64>, gate: Arc<HeadGate>) -> Store {
         use crate::group_commit::{PublishQueue, Writer};
         let audit = Arc::new(crate::audit::KeptEdge::default());
         let writer = match &pools {
             Pools::Sqlite(pools) => Writer::Sqlite(pools.write.clone()),
             Pools::Postgres(pools) => Writer::Postgres(pools.pool.clone()),
         };
-        let publishes = PublishQueue::start(writer, audit.clone(), head.clone());
+        let publishes = PublishQueue::start(writer, audit.clone(), head.clone(), gate);
         Store {
             inner: Arc::new(StoreInner {
                 pools,
@@ -132,8 +138,29 @@ impl Store {
     /// Concurrent publishes share a transaction ([`crate::group_commit`]): each batch still
     /// gets its own answer, the one it would have had alone, and its sequences are consecutive.
     pub async fn publish(&self, batch: Vec<NewIndicator>) -> Result<Vec<u64>, StorageError> {
+        self.publish_decided(batch, Vec::new(), None).await
+    }
+
+    /// [`Store::publish`], storing in the same transaction `decisions`, the release
+    /// decisions already made on the batch's indicators (as [`Store::record_page_decisions`]
+    /// would, noting the batch's events as their page), and calling `on_commit` with the
+    /// sequences once committed and before the feed head moves past them. Decisions that
+    /// cannot be stored (a repeated id) fail the whole publish.
+    pub async fn publish_decided(
+        &self,
+        batch: Vec<NewIndicator>,
+        decisions: Vec<DecisionRow>,
+        on_commit: Option<crate::group_commit::OnCommit>,
+    ) -> Result<Vec<u64>, StorageError> {
         // The committer has raised the known head already.
-        self.inner.publishes.publish(batch).await
+        self.inner
+            .publishes
+            .publish(crate::group_commit::Publish {
+                batch,
+                decisions,
+                on_commit,
+            })
+            .await
     }
 
     /// Appends a `retracted` event (at `at_micros`, with the indicator's kind, `reason` and
@@ -829,6 +856,14 @@ mod tests {
             .await
             .expect("read synchronous");
         assert_eq!(synchronous, 2);
+        // Plans stay the same whatever is bound (no re-preparing at every bind).
+        for pool in [&pools.write, &pools.read] {
+            let mut connection = pool.acquire().await.expect("a connection");
+            let stable = crate::direct::stable_plans_on(&mut connection)
+                .await
+                .expect("read the planner setting");
+            assert!(stable, "query planner stability is off");
+        }
         let foreign_keys: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
             .fetch_one(&pools.read)
             .await

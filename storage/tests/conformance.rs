@@ -3622,6 +3622,146 @@ async fn indicators_are_read_by_the_sequence_that_published_them(fixture: &Fixtu
     store.close().await;
 }
 
+/// A publish that carries its release decisions stores them in its own transaction: they are
+/// read back per decision, noted for the batch's events (per caller, in a group commit), under
+/// an audit entry after the indicators' own, and `on_commit` sees the sequences before the feed
+/// head moves past them. A refused publish stores none of its decisions.
+async fn publish_decided_stores_decisions_with_the_batch(fixture: &Fixture) {
+    use std::sync::{Arc, Mutex};
+    let store = fixture.open().await;
+    store
+        .publish(vec![indicator("first", "ip")])
+        .await
+        .expect("publish first");
+    let rows = |prefix: &str, ids: &[&str]| -> Vec<DecisionRow> {
+        ids.iter()
+            .enumerate()
+            .flat_map(|(index, id)| {
+                ["NG/customs", "SN"]
+                    .into_iter()
+                    .enumerate()
+                    .map(move |(n, recipient)| {
+                        let number = (index * 2 + n) as u64;
+                        let mut row = decision(
+                            &format!("{prefix}{}", &decision_id(number)[prefix.len()..]),
+                            1_800_000_000_000_000 + number as i64,
+                            recipient,
+                            id,
+                        );
+                        row.allow = n == 0;
+                        row
+                    })
+            })
+            .collect()
+    };
+    // Each callback's sequences, and the head it saw.
+    type Seen = Arc<Mutex<Vec<(Vec<u64>, u64)>>>;
+    let seen: Seen = Arc::default();
+    let on_commit = |store: &Store| -> cordon_storage::OnCommit {
+        let seen = seen.clone();
+        let head = store.watch_head();
+        Box::new(move |sequences: &[u64]| {
+            seen.lock()
+                .unwrap()
+                .push((sequences.to_vec(), *head.borrow()));
+        })
+    };
+    // Two callers at once, so that a group commit may take both.
+    let (a, b) = tokio::join!(
+        store.publish_decided(
+            vec![indicator("a1", "ip"), indicator("a2", "ip")],
+            rows("a", &["a1", "a2"]),
+            Some(on_commit(&store)),
+        ),
+        store.publish_decided(
+            vec![indicator("b1", "ip")],
+            rows("b", &["b1"]),
+            Some(on_commit(&store)),
+        ),
+    );
+    let (a, b) = (a.expect("publish a"), b.expect("publish b"));
+    assert_eq!(a.len(), 2);
+    assert_eq!(b.len(), 1);
+    let mut seen = seen.lock().unwrap().clone();
+    seen.sort();
+    let mut expected = vec![a.clone(), b.clone()];
+    expected.sort();
+    assert_eq!(
+        seen.iter()
+            .map(|(sequences, _)| sequences.clone())
+            .collect::<Vec<_>>(),
+        expected
+    );
+    for (sequences, head) in &seen {
+        assert!(
+            *head < sequences[0],
+            "on_commit ran after the head moved past {sequences:?} (head {head})"
+        );
+    }
+
+    let mut all = rows("a", &["a1", "a2"]);
+    all.extend(rows("b", &["b1"]));
+    assert_eq!(
+        every_decision(&store, all_decisions_query()).await,
+        sorted_by_keyset(all.clone())
+    );
+    // Each caller's decisions are noted for its own events.
+    for (sequences, prefix, ids) in [(&a, "a", vec!["a1", "a2"]), (&b, "b", vec!["b1"])] {
+        let page = (sequences[0] - 1, *sequences.last().unwrap());
+        for recipient in ["NG/customs", "SN"] {
+            // (A write's batch may hold another caller's decisions too: a look-up filters
+            // what it finds.)
+            let found = store
+                .page_decisions(recipient, "rev-1", page, 0)
+                .await
+                .expect("page decisions");
+            for wanted in decisions_of(&rows(prefix, &ids), None, Some(recipient)) {
+                assert!(
+                    found.contains(&wanted),
+                    "{recipient}'s decisions on {page:?} lack {}",
+                    wanted.decision_id
+                );
+            }
+        }
+    }
+    // One audit entry per indicator, then one for each transaction's decisions (one or two,
+    // as the two publishes were committed together or not).
+    let size = store.audit_size().await.expect("audit size");
+    assert!(size == 1 + 3 + 1 || size == 1 + 3 + 2, "audit size {size}");
+    let mut covered = Vec::new();
+    for position in 0..size {
+        covered.extend(
+            store
+                .audit_decisions(position)
+                .await
+                .expect("audit decisions"),
+        );
+    }
+    assert_eq!(sorted_by_keyset(covered), sorted_by_keyset(all.clone()));
+
+    // A refused publish (a duplicate id) stores none of its decisions.
+    let refused = store
+        .publish_decided(
+            vec![indicator("c1", "ip"), indicator("a1", "ip")],
+            rows("c", &["c1", "a1"]),
+            None,
+        )
+        .await;
+    assert_eq!(
+        refused,
+        Err(StorageError::Duplicate {
+            id: "a1".to_owned()
+        })
+    );
+    assert_eq!(
+        every_decision(&store, all_decisions_query()).await.len(),
+        all.len(),
+        "a refused publish stored decisions"
+    );
+    assert_eq!(store.audit_size().await, Ok(size));
+    store.close().await;
+}
+
 /// Every publish, receive and retraction appends its entries to the audit log in its own
 /// transaction; a refused write appends nothing. The log's root and proofs are those of the
 /// same entries in memory, and each proof verifies.
@@ -3835,6 +3975,7 @@ conformance_suite! {
         publish_and_read_round_trip,
         sequences_are_consecutive_across_batches,
         duplicate_id_stores_nothing,
+        publish_decided_stores_decisions_with_the_batch,
         concurrent_duplicate_publish_stores_one,
         concurrent_publishes_through_one_store_each_get_their_own_answer,
         oversight_reads_count_the_feed_at_large_and_the_decisions,

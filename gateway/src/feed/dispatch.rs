@@ -12,7 +12,7 @@
 //! Memory is bounded by the ring ([`RING_PAGES`]): a stalled stream holds only its place in
 //! it, and the dispatcher never waits for anyone.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use cordon_proto::v1::Event;
@@ -26,6 +26,20 @@ const DISPATCH_PAGE: u32 = 1024;
 
 /// Pages kept for streams that are a little behind; one further behind reads on its own.
 const RING_PAGES: usize = 32;
+
+/// Releases (events times identities) decided at publication and not yet dispatched, kept at
+/// most (past it the dispatcher decides the events again, as it would any event).
+const MAX_PREDECIDED: usize = 1 << 20;
+
+/// An event decided at its publication for `identities` ([`super::predecide`]), its
+/// decisions stored with it: what each identity, by index, was released.
+pub(super) struct Predecided {
+    pub sequence: u64,
+    /// The policy revision of its decisions (none if they were made under two).
+    pub revision: Option<String>,
+    pub identities: Arc<[String]>,
+    pub released: Vec<Option<Arc<Delivered>>>,
+}
 
 /// One released event, shared by every stream (of every identity) it was released to in
 /// the same form.
@@ -65,6 +79,18 @@ struct Registry {
 #[derive(Debug)]
 pub struct Dispatcher {
     registry: Mutex<Registry>,
+    /// By sequence.
+    predecided: Mutex<BTreeMap<u64, Predecided>>,
+}
+
+impl std::fmt::Debug for Predecided {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Predecided")
+            .field("sequence", &self.sequence)
+            .field("identities", &self.identities.len())
+            .finish()
+    }
 }
 
 /// A stream's place with the dispatcher; leaving is dropping it.
@@ -101,7 +127,53 @@ impl Dispatcher {
                 listening: HashMap::new(),
                 pages: Some(pages),
             }),
+            predecided: Mutex::new(BTreeMap::new()),
         })
+    }
+
+    fn predecided(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Predecided>> {
+        self.predecided
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The identities with joined streams (none once the dispatcher has stopped).
+    pub(super) fn listeners(&self) -> Vec<Identity> {
+        let registry = self.lock();
+        if registry.pages.is_none() {
+            return Vec::new();
+        }
+        registry
+            .listening
+            .values()
+            .map(|(identity, _)| identity.clone())
+            .collect()
+    }
+
+    /// Keeps what a publish decided, until its events are dispatched (called on commit,
+    /// before the feed head moves past them).
+    pub(super) fn deposit(&self, decided: Vec<Predecided>) {
+        let position = self.lock().position;
+        let mut kept = self.predecided();
+        // Dispatched, or passed while no one listened.
+        *kept = kept.split_off(&position.saturating_add(1));
+        for item in decided {
+            // Bounded by releases kept (events times identities), not by events alone.
+            if item.sequence > position
+                && (kept.len() + 1) * item.released.len().max(1) <= MAX_PREDECIDED
+            {
+                kept.insert(item.sequence, item);
+            }
+        }
+    }
+
+    /// Takes what was decided at publication on the events after `after` up to `to`,
+    /// dropping what is older.
+    fn take_predecided(&self, after: u64, to: u64) -> BTreeMap<u64, Predecided> {
+        let mut kept = self.predecided();
+        let later = kept.split_off(&to.saturating_add(1));
+        let mut taken = std::mem::replace(&mut *kept, later);
+        taken.split_off(&after.saturating_add(1))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Registry> {
@@ -201,7 +273,14 @@ impl Dispatcher {
                 && target > next
             {
                 match state.store.read_after(next, DISPATCH_PAGE, &[]).await {
-                    Ok(batch) => {
+                    Ok(mut batch) => {
+                        // No further than the head this process knows: a publish's events
+                        // are known once its decisions made at publication are handed over.
+                        let truncated = batch.scanned_to > target;
+                        if truncated {
+                            batch.events.retain(|event| event.sequence <= target);
+                            batch.scanned_to = target;
+                        }
                         // A retraction goes to those whose allow decision is stored: the
                         // previous page's decisions must be, before it is decided.
                         if batch.events.iter().any(|event| {
@@ -209,7 +288,7 @@ impl Dispatcher {
                         }) {
                             self.hand_out(storing.take()).await;
                         }
-                        let full = batch.events.len() >= DISPATCH_PAGE as usize;
+                        let full = truncated || batch.events.len() >= DISPATCH_PAGE as usize;
                         let page = Page {
                             after: next,
                             scanned_to: batch.scanned_to.max(next),
@@ -217,30 +296,48 @@ impl Dispatcher {
                             full,
                             released: HashMap::new(),
                         };
-                        let decided = state.decide_page(&identities, batch.events).await;
-                        let stored = match decided {
-                            Ok((released, records)) => {
-                                let log = state.decision_log.clone();
-                                let pages =
-                                    crate::release::pages_of(&records, page.after, page.scanned_to);
-                                let write =
-                                    tokio::spawn(
-                                        async move { log.write_page(&records, pages).await },
+                        // Events decided at publication (under the policy now active) go as
+                        // they were decided; the others are decided here.
+                        let predecided = self.take_predecided(page.after, page.scanned_to);
+                        let revision = state.releaser.policy_revision();
+                        let (at_publication, undecided) =
+                            split_decided(&identities, batch.events, &predecided, &revision);
+                        let stored = if undecided.is_empty() {
+                            Some((None, at_publication))
+                        } else {
+                            match state.decide_page(&identities, undecided).await {
+                                Ok((decided, records)) => {
+                                    let log = state.decision_log.clone();
+                                    let pages = crate::release::pages_of(
+                                        &records,
+                                        page.after,
+                                        page.scanned_to,
                                     );
-                                let released = identities
-                                    .iter()
-                                    .map(Identity::to_string)
-                                    .zip(released)
-                                    .collect();
-                                Some((write, released))
-                            }
-                            Err(status) => {
-                                // Its streams read this page on their own, and meet the
-                                // failure there.
-                                tracing::warn!(%status, "dispatcher could not decide a page");
-                                None
+                                    let released = at_publication
+                                        .into_iter()
+                                        .zip(decided)
+                                        .map(|(published, decided)| merged(published, decided));
+                                    let write = tokio::spawn(async move {
+                                        log.write_page(&records, pages).await
+                                    });
+                                    Some((Some(write), released.collect()))
+                                }
+                                Err(status) => {
+                                    // Its streams read this page on their own, and meet the
+                                    // failure there.
+                                    tracing::warn!(%status, "dispatcher could not decide a page");
+                                    None
+                                }
                             }
                         };
+                        let stored = stored.map(|(write, released)| {
+                            let released = identities
+                                .iter()
+                                .map(Identity::to_string)
+                                .zip(released)
+                                .collect();
+                            (write, released)
+                        });
                         next = page.scanned_to;
                         self.hand_out(storing.take()).await;
                         storing = Some(Storing { page, stored });
@@ -271,12 +368,16 @@ impl Dispatcher {
             return;
         };
         if let Some((write, released)) = stored {
-            match write.await {
-                Ok(Ok(())) => page.released = released,
-                Ok(Err(error)) => {
-                    tracing::warn!(%error, "dispatcher could not store a page's decisions");
-                }
-                Err(error) => tracing::warn!(%error, "dispatcher's decision write failed"),
+            match write {
+                // Decided at publication, stored with the events.
+                None => page.released = released,
+                Some(write) => match write.await {
+                    Ok(Ok(())) => page.released = released,
+                    Ok(Err(error)) => {
+                        tracing::warn!(%error, "dispatcher could not store a page's decisions");
+                    }
+                    Err(error) => tracing::warn!(%error, "dispatcher's decision write failed"),
+                },
             }
         }
         self.publish(page);
@@ -286,8 +387,75 @@ impl Dispatcher {
 /// A page whose decisions are being stored.
 struct Storing {
     page: Page,
-    /// The write and, once it has committed, what each identity was released.
-    stored: Option<(DecisionWrite, Released)>,
+    /// The write of its decisions (none if they were stored at publication or could not be
+    /// made) and, once it has committed, what each identity was released.
+    stored: Option<(Option<DecisionWrite>, Released)>,
+}
+
+/// A publish's identities, and each one's index among them.
+type IdentityIndex<'a> = (Arc<[String]>, HashMap<&'a str, usize>);
+
+/// What was released at publication, per identity of `identities` and in order, on the events
+/// decided then for every one of them under `revision`; and the other events, to decide now.
+fn split_decided(
+    identities: &[Identity],
+    events: Vec<cordon_storage::StoredEvent>,
+    predecided: &BTreeMap<u64, Predecided>,
+    revision: &str,
+) -> (Vec<Vec<Arc<Delivered>>>, Vec<cordon_storage::StoredEvent>) {
+    let keys: Vec<String> = identities.iter().map(Identity::to_string).collect();
+    // The decisions of one publish share their identities: index each list once.
+    let mut indexes: Vec<IdentityIndex<'_>> = Vec::new();
+    let mut released = vec![Vec::new(); identities.len()];
+    let mut undecided = Vec::new();
+    for event in events {
+        let Some(item) = predecided
+            .get(&event.sequence)
+            .filter(|item| item.revision.as_deref() == Some(revision))
+        else {
+            undecided.push(event);
+            continue;
+        };
+        let index = match indexes
+            .iter()
+            .position(|(known, _)| Arc::ptr_eq(known, &item.identities))
+        {
+            Some(index) => index,
+            None => {
+                let index: HashMap<&str, usize> = item
+                    .identities
+                    .iter()
+                    .enumerate()
+                    .map(|(position, key)| (key.as_str(), position))
+                    .collect();
+                indexes.push((item.identities.clone(), index));
+                indexes.len() - 1
+            }
+        };
+        let positions: Option<Vec<usize>> = keys
+            .iter()
+            .map(|key| indexes[index].1.get(key.as_str()).copied())
+            .collect();
+        let Some(positions) = positions else {
+            undecided.push(event);
+            continue;
+        };
+        for (list, position) in released.iter_mut().zip(positions) {
+            list.extend(item.released[position].clone());
+        }
+    }
+    (released, undecided)
+}
+
+/// Two lists of released events, each in order of sequence, as one.
+fn merged(first: Vec<Arc<Delivered>>, second: Vec<Arc<Delivered>>) -> Vec<Arc<Delivered>> {
+    if second.is_empty() {
+        return first;
+    }
+    let mut all = first;
+    all.extend(second);
+    all.sort_by_key(|delivered| delivered.event.sequence);
+    all
 }
 
 type DecisionWrite = tokio::task::JoinHandle<Result<(), cordon_storage::StorageError>>;

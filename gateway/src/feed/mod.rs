@@ -8,6 +8,7 @@
 //! identity comes from the certificate, [`crate::identity::caller`]).
 
 pub mod dispatch;
+mod predecide;
 mod publish;
 pub mod rates;
 mod subscribe;

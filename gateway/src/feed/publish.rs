@@ -51,6 +51,7 @@ impl GatewayState {
         let created = now_timestamp();
         let mut ids = Vec::with_capacity(indicators.len());
         let mut batch = Vec::with_capacity(indicators.len());
+        let mut signed = Vec::with_capacity(indicators.len());
         for (index, mut indicator) in indicators.into_iter().enumerate() {
             if indicator.id.is_empty() {
                 indicator.id = uuid::Uuid::now_v7().to_string();
@@ -75,10 +76,22 @@ impl GatewayState {
                 via: None,
                 payload: indicator.encode_to_vec(),
             });
+            signed.push(indicator);
         }
+        // Decided now for the dispatcher's identities, stored with the batch.
+        let (decisions, on_commit) = match self.predecide(signed, micros_of(&created)).await? {
+            Some(decided) => (
+                decided.records.iter().map(crate::release::row_of).collect(),
+                Some(decided.on_commit),
+            ),
+            None => (Vec::new(), None),
+        };
         let sequences = self
             .metrics
-            .time_storage(StorageOperation::Publish, self.store.publish(batch))
+            .time_storage(
+                StorageOperation::Publish,
+                self.store.publish_decided(batch, decisions, on_commit),
+            )
             .await
             .map_err(storage_status)?;
         self.metrics.published(sequences.len() as u64);

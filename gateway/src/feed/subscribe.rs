@@ -6,8 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use cordon_proto::v1::{
-    Checkpoint, Event, GetResponse, Indicator, IndicatorKind, Published, Retracted,
-    SubscribeRequest, event,
+    Checkpoint, Event, GetResponse, Indicator, IndicatorKind, Retracted, SubscribeRequest, event,
 };
 use cordon_storage::{DecisionQuery, EventBody, MAX_DECISIONS_PER_QUERY, StoredEvent};
 use prost::Message;
@@ -17,7 +16,7 @@ use super::dispatch::{Delivered, Joined};
 use super::{EventStream, GatewayState};
 use crate::clock::{now_rfc3339, timestamp_from_micros};
 use crate::identity::Identity;
-use crate::release::{DecisionRecord, Prepared, channel_for};
+use crate::release::{DecisionRecord, channel_for};
 use crate::status::{invalid_field, storage_status};
 
 /// Events read from storage per page of a subscription.
@@ -433,50 +432,30 @@ impl GatewayState {
             let mut released_in_page: Vec<HashMap<String, String>> =
                 vec![HashMap::new(); recipients.len()];
             for (stored, item) in work {
-                let at = Some(timestamp_from_micros(stored.at_micros));
+                let at_micros = stored.at_micros;
+                let at = Some(timestamp_from_micros(at_micros));
                 let sequence = stored.sequence;
                 match (stored.body, item) {
                     (EventBody::Published { .. }, PageItem::Published(indicator)) => {
-                        let mut prepared = Prepared::new(&indicator);
-                        // Each form released (the whole indicator, or it without some
-                        // paths), made once for everyone it goes to in that form.
-                        let mut forms: Vec<(Vec<String>, Arc<Delivered>)> = Vec::new();
-                        for (index, recipient) in recipients.iter().enumerate() {
-                            let channel = channel_for(&indicator.originator, recipient, &member);
-                            let release =
-                                releaser.release_prepared(&mut prepared, recipient, channel, &now);
-                            releaser.record(&release.record);
-                            let Some(visible) = release.indicator.as_ref() else {
-                                records.push(release.record);
-                                continue;
-                            };
-                            released_in_page[index].insert(
-                                indicator.id.clone(),
-                                release.record.policy_revision.clone(),
-                            );
-                            // The same indicator less the same paths: the same event.
-                            let delivered = match forms
-                                .iter()
-                                .find(|(paths, _)| *paths == release.record.redact)
-                            {
-                                Some((_, delivered)) => delivered.clone(),
-                                None => {
-                                    let delivered = Arc::new(Delivered {
-                                        event: Event {
-                                            sequence,
-                                            at,
-                                            body: Some(event::Body::Published(Published {
-                                                indicator: Some(visible.clone()),
-                                                redacted: release.withheld(),
-                                            })),
-                                        },
-                                    });
-                                    forms.push((release.record.redact.clone(), delivered.clone()));
-                                    delivered
-                                }
-                            };
-                            records.push(release.record);
-                            released[index].push(delivered);
+                        let first = records.len();
+                        let forms = super::predecide::decide_published(
+                            &releaser,
+                            &member,
+                            &recipients,
+                            &indicator,
+                            at_micros,
+                            &now,
+                            &mut records,
+                        );
+                        for (index, delivered) in forms.delivered(sequence).into_iter().enumerate()
+                        {
+                            if let Some(delivered) = delivered {
+                                released_in_page[index].insert(
+                                    indicator.id.clone(),
+                                    records[first + index].policy_revision.clone(),
+                                );
+                                released[index].push(delivered);
+                            }
                         }
                     }
                     (

@@ -185,6 +185,11 @@ impl Releaser {
         }
     }
 
+    /// The revision of the active policy.
+    pub fn policy_revision(&self) -> String {
+        self.policy().revision().to_string()
+    }
+
     /// Passes a decision to the process log and every sink (the decision log stores it
     /// separately, before what it released is sent).
     pub fn record(&self, record: &DecisionRecord) {

@@ -259,7 +259,7 @@ fn insert_pages_sql(rows: usize) -> String {
 /// The pages to note: empty ones and ones wider than [`MAX_PAGE_SPAN`] dropped, each page
 /// once (of those that end at the same place, the conflict clause keeps the first inserted,
 /// which starts earliest).
-fn distinct_pages(pages: &[DecidedPage]) -> Vec<&DecidedPage> {
+pub(crate) fn distinct_pages(pages: &[DecidedPage]) -> Vec<&DecidedPage> {
     let mut sorted: Vec<&DecidedPage> = pages
         .iter()
         .filter(|page| page.after < page.to && page.to - page.after <= MAX_PAGE_SPAN)
@@ -270,6 +270,166 @@ fn distinct_pages(pages: &[DecidedPage]) -> Vec<&DecidedPage> {
             == (&earlier.recipient, &earlier.policy_revision, earlier.to)
     });
     sorted
+}
+
+/// Decisions stored in the transaction of a publish ([`crate::Store::publish_decided`]):
+/// `rows`, and for each part of the published batch (one caller's publish, of a group commit)
+/// how many indicators it holds and which of `rows` it decided, so that the pages noted for
+/// each part cover its own events.
+#[derive(Debug, Default)]
+pub(crate) struct WithPublish {
+    pub rows: Vec<DecisionRow>,
+    pub parts: Vec<(usize, std::ops::Range<usize>)>,
+}
+
+impl WithPublish {
+    /// The decisions of one caller's publish of `indicators` indicators.
+    pub(crate) fn single(indicators: usize, rows: Vec<DecisionRow>) -> WithPublish {
+        let parts = vec![(indicators, 0..rows.len())];
+        WithPublish { rows, parts }
+    }
+
+    /// Adds the decisions of the next caller's publish, of `indicators` indicators.
+    pub(crate) fn push(&mut self, indicators: usize, rows: Vec<DecisionRow>) {
+        let start = self.rows.len();
+        self.rows.extend(rows);
+        self.parts.push((indicators, start..self.rows.len()));
+    }
+
+    /// The pages the decisions cover, the batch's first event being `first`: each part's
+    /// events, for each recipient and revision it decided.
+    pub(crate) fn pages(&self, first: u64) -> Vec<DecidedPage> {
+        let mut pages = Vec::new();
+        let mut after = first.saturating_sub(1);
+        for (indicators, rows) in &self.parts {
+            let to = after + *indicators as u64;
+            let mut seen = std::collections::BTreeSet::new();
+            for row in &self.rows[rows.clone()] {
+                if seen.insert((row.recipient.as_str(), row.policy_revision.as_str())) {
+                    pages.push(DecidedPage {
+                        recipient: row.recipient.clone(),
+                        policy_revision: row.policy_revision.clone(),
+                        after,
+                        to,
+                    });
+                }
+            }
+            after = to;
+        }
+        pages
+    }
+}
+
+/// Decisions encoded for a write, before its transaction starts (so that it does nothing but
+/// insert): the batches, the oversight counts and the audit entry's forms.
+pub(crate) struct Encoded<'a> {
+    batches: Vec<packed::Batch>,
+    groups: Vec<(packed::GroupKey, (i64, i64, i64))>,
+    forms: Vec<cordon_tlog::entry::DecisionForm<'a>>,
+}
+
+impl<'a> Encoded<'a> {
+    /// Refuses repeated decision ids, naming one.
+    pub(crate) fn of(rows: &'a [DecisionRow]) -> Result<Encoded<'a>, StorageError> {
+        reject_duplicates_within(rows)?;
+        let mut forms: Vec<cordon_tlog::entry::DecisionForm<'_>> =
+            rows.iter().map(decision_form).collect();
+        forms.sort_by(|a, b| a.decision_id.as_bytes().cmp(b.decision_id.as_bytes()));
+        Ok(Encoded {
+            batches: packed::batches(rows)?,
+            groups: packed::group_counts(rows).into_iter().collect(),
+            forms,
+        })
+    }
+
+    /// The write's entry in the audit log.
+    pub(crate) fn entry(&self) -> cordon_tlog::Entry {
+        cordon_tlog::Entry::decisions(&self.forms)
+    }
+}
+
+/// [`sqlite_decisions::write_encoded`] on the writer's own handle ([`crate::direct`]).
+pub(crate) fn write_encoded_direct(
+    db: &rusqlite::Connection,
+    encoded: &Encoded<'_>,
+    position: Option<u64>,
+    pages: &[&DecidedPage],
+) -> Result<(), StorageError> {
+    use crate::direct::{Values, blob, execute, failed, int, numbered, text};
+    use crate::placeholders::ROWS_PER_STATEMENT;
+    let position = position.map(crate::values::sequence_to_database);
+    for batch in &encoded.batches {
+        let values: Values<'_> = vec![
+            int(batch.first_micros),
+            int(batch.last_micros),
+            position.map_or(
+                rusqlite::types::ToSqlOutput::Owned(rusqlite::types::Value::Null),
+                int,
+            ),
+            int(batch.decisions),
+            blob(&batch.body),
+        ];
+        let batch_id: i64 = db
+            .query_row(
+                &numbered(INSERT_BATCH),
+                rusqlite::params_from_iter(values.iter()),
+                |row| row.get(0),
+            )
+            .map_err(failed("record a decision batch"))?;
+        for chunk in batch.keys.chunks(ROWS_PER_STATEMENT) {
+            let mut values = Values::with_capacity(chunk.len() * KEY_COLUMNS);
+            for key in chunk {
+                values.extend([text(key), int(batch.first_micros), int(batch_id)]);
+            }
+            execute(
+                db,
+                &insert_keys_sql(chunk.len()),
+                &values,
+                "index a decision batch",
+            )?;
+        }
+        for chunk in pages.chunks(ROWS_PER_STATEMENT) {
+            let mut values = Values::with_capacity(chunk.len() * PAGE_COLUMNS);
+            for page in chunk {
+                values.extend([
+                    text(&page.recipient),
+                    text(&page.policy_revision),
+                    int(crate::values::sequence_to_database(page.to)),
+                    int(crate::values::sequence_to_database(page.after)),
+                    int(batch_id),
+                ]);
+            }
+            execute(
+                db,
+                &insert_pages_sql(chunk.len()),
+                &values,
+                "note a decision batch's pages",
+            )?;
+        }
+    }
+    for chunk in encoded.groups.chunks(ROWS_PER_STATEMENT) {
+        let mut values = Values::with_capacity(chunk.len() * GROUP_COLUMNS);
+        for ((recipient, channel, revision, allow, redacted, failed), counts) in chunk {
+            values.extend([
+                text(recipient),
+                text(channel),
+                text(revision),
+                int(i64::from(*allow)),
+                int(i64::from(*redacted)),
+                int(i64::from(*failed)),
+                int(counts.0),
+                int(counts.1),
+                int(counts.2),
+            ]);
+        }
+        execute(
+            db,
+            &upsert_groups_sql(chunk.len(), "min", "max"),
+            &values,
+            "count decisions for oversight",
+        )?;
+    }
+    Ok(())
 }
 
 /// Adds each group's decisions to its counts (`least`/`greatest` are the backend's two-argument
@@ -312,6 +472,7 @@ macro_rules! decision_operations {
 
             type Database = $database;
             type Transaction<'c> = sqlx::Transaction<'c, Database>;
+            type Connection = <Database as sqlx::Database>::Connection;
             const BACKEND: Backend = $backend;
 
             fn failed(action: &str) -> impl FnOnce(sqlx::Error) -> StorageError + '_ {
@@ -329,16 +490,8 @@ macro_rules! decision_operations {
                 if rows.is_empty() {
                     return Ok(());
                 }
-                reject_duplicates_within(rows)?;
-                // Encoded before the write transaction starts, so that it does nothing but
-                // insert.
-                let batches = packed::batches(rows)?;
-                let groups = packed::group_counts(rows);
+                let encoded = Encoded::of(rows)?;
                 let pages = distinct_pages(pages);
-                let mut forms: Vec<cordon_tlog::entry::DecisionForm<'_>> =
-                    rows.iter().map(decision_form).collect();
-                forms.sort_by(|a, b| a.decision_id.as_bytes().cmp(b.decision_id.as_bytes()));
-
                 let mut transaction = pool
                     .begin_with($begin_write)
                     .await
@@ -349,27 +502,43 @@ macro_rules! decision_operations {
                 let position = crate::audit::$audit::append(
                     &mut transaction,
                     &mut edge,
-                    &[cordon_tlog::Entry::decisions(&forms)],
+                    &[encoded.entry()],
                 )
-                .await?
-                .map(|position| crate::values::sequence_to_database(position));
+                .await?;
                 // On an error the transaction is dropped, which rolls it back.
-                for batch in &batches {
+                write_encoded(&mut transaction, &encoded, position, &pages).await?;
+                transaction
+                    .commit()
+                    .await
+                    .map_err(failed("commit record decisions transaction"))?;
+                edge.committed();
+                Ok(())
+            }
+
+            /// Writes `encoded` in the caller's transaction, under the audit entry at
+            /// `position` (appended by the caller: `None` with the log switched off), noting
+            /// `pages`.
+            pub(crate) async fn write_encoded(
+                connection: &mut Connection,
+                encoded: &Encoded<'_>,
+                position: Option<u64>,
+                pages: &[&DecidedPage],
+            ) -> Result<(), StorageError> {
+                let position = position.map(crate::values::sequence_to_database);
+                for batch in &encoded.batches {
                     let batch_id: i64 = sqlx::query_scalar(INSERT_BATCH)
                         .bind(batch.first_micros)
                         .bind(batch.last_micros)
                         .bind(position)
                         .bind(batch.decisions)
                         .bind(batch.body.as_slice())
-                        .fetch_one(&mut *transaction)
+                        .fetch_one(&mut *connection)
                         .await
                         .map_err(failed("record a decision batch"))?;
-                    insert_keys(&mut transaction, &batch.keys, batch.first_micros, batch_id)
-                        .await?;
-                    insert_pages(&mut transaction, &pages, batch_id).await?;
+                    insert_keys(connection, &batch.keys, batch.first_micros, batch_id).await?;
+                    insert_pages(connection, pages, batch_id).await?;
                 }
-                let groups: Vec<_> = groups.into_iter().collect();
-                for chunk in groups.chunks(crate::placeholders::ROWS_PER_STATEMENT) {
+                for chunk in encoded.groups.chunks(crate::placeholders::ROWS_PER_STATEMENT) {
                     let mut query = sqlx::query(AssertSqlSafe(crate::placeholders::dialect(
                         BACKEND,
                         upsert_groups_sql(chunk.len(), $least, $greatest),
@@ -387,20 +556,15 @@ macro_rules! decision_operations {
                             .bind(counts.2);
                     }
                     query
-                        .execute(&mut *transaction)
+                        .execute(&mut *connection)
                         .await
                         .map_err(failed("count decisions for oversight"))?;
                 }
-                transaction
-                    .commit()
-                    .await
-                    .map_err(failed("commit record decisions transaction"))?;
-                edge.committed();
                 Ok(())
             }
 
             async fn insert_keys(
-                transaction: &mut Transaction<'_>,
+                connection: &mut Connection,
                 keys: &[String],
                 first_micros: i64,
                 batch_id: i64,
@@ -414,7 +578,7 @@ macro_rules! decision_operations {
                         query = query.bind(key.as_str()).bind(first_micros).bind(batch_id);
                     }
                     query
-                        .execute(&mut **transaction)
+                        .execute(&mut *connection)
                         .await
                         .map_err(failed("index a decision batch"))?;
                 }
@@ -422,7 +586,7 @@ macro_rules! decision_operations {
             }
 
             async fn insert_pages(
-                transaction: &mut Transaction<'_>,
+                connection: &mut Connection,
                 pages: &[&DecidedPage],
                 batch_id: i64,
             ) -> Result<(), StorageError> {
@@ -440,7 +604,7 @@ macro_rules! decision_operations {
                             .bind(batch_id);
                     }
                     query
-                        .execute(&mut **transaction)
+                        .execute(&mut *connection)
                         .await
                         .map_err(failed("note a decision batch's pages"))?;
                 }
@@ -719,7 +883,7 @@ macro_rules! decision_operations {
                                 .execute(&mut **transaction)
                                 .await
                                 .map_err(failed("rewrite a decision batch"))?;
-                            insert_keys(transaction, &rest.keys, rest.first_micros, batch_id)
+                            insert_keys(&mut **transaction, &rest.keys, rest.first_micros, batch_id)
                                 .await?;
                         }
                     }

@@ -15,6 +15,7 @@
 //! Lists of rows travel as multi-row `VALUES` lists, whose columns both backends name
 //! `column1`, `column2`, ….
 
+pub(crate) mod direct;
 pub(crate) mod plan;
 mod sql;
 #[cfg(test)]
@@ -47,7 +48,7 @@ fn stored_entry(item: &NewIndicator) -> cordon_tlog::Entry {
 }
 
 macro_rules! feed_operations {
-    ($module:ident, $database:ty, $backend:expr, audit = $audit:ident, begin_write = $begin_write:literal) => {
+    ($module:ident, $database:ty, $backend:expr, audit = $audit:ident, decisions = $decisions:ident, begin_write = $begin_write:literal) => {
         pub(crate) mod $module {
             use sqlx::{AssertSqlSafe, Pool, Row};
 
@@ -227,17 +228,26 @@ macro_rules! feed_operations {
                 Ok(marked)
             }
 
-            /// Returns the batch's sequences, consecutive, after the commit.
+            /// Returns the batch's sequences, consecutive, after the commit. The release
+            /// decisions in `decided` are stored in the same transaction, under one audit entry
+            /// after the indicators' own.
             pub(crate) async fn publish(
                 pool: &Pool<Database>,
                 audit: &KeptEdge,
                 batch: &[NewIndicator],
+                decided: &crate::decisions::WithPublish,
             ) -> Result<Vec<u64>, StorageError> {
                 if batch.is_empty() {
                     return Ok(Vec::new());
                 }
                 reject_duplicates_within(batch)?;
                 let count = i64::try_from(batch.len()).unwrap_or(i64::MAX);
+                let decisions = if decided.rows.is_empty() {
+                    None
+                } else {
+                    Some(crate::decisions::Encoded::of(&decided.rows)?)
+                };
+                let entries_count = batch.len() + usize::from(decisions.is_some());
 
                 let mut transaction = pool
                     .begin_with($begin_write)
@@ -247,7 +257,7 @@ macro_rules! feed_operations {
                 // indicator.
                 let (head, audit_after): (i64, i64) = sqlx::query_as(ADVANCE_HEADS)
                     .bind(count)
-                    .bind(crate::audit::entries_to_number(batch.len()))
+                    .bind(crate::audit::entries_to_number(entries_count))
                     .fetch_one(&mut *transaction)
                     .await
                     .map_err(failed("advance feed head"))?;
@@ -265,15 +275,31 @@ macro_rules! feed_operations {
                 // After every indicator of the batch is stored, so one may revise another.
                 let revisions = latest_supersedes(batch.iter().filter_map(Supersede::of));
                 mark_superseded(&mut transaction, &revisions).await?;
-                let entries: Vec<cordon_tlog::Entry> = batch.iter().map(stored_entry).collect();
+                let mut entries: Vec<cordon_tlog::Entry> = batch.iter().map(stored_entry).collect();
+                if let Some(decisions) = &decisions {
+                    entries.push(decisions.entry());
+                }
                 let mut edge = audit.begin();
-                crate::audit::$audit::append_numbered(
+                let first_entry = crate::audit::$audit::append_numbered(
                     &mut transaction,
                     &mut edge,
                     &entries,
                     audit_after,
                 )
                 .await?;
+                if let Some(decisions) = &decisions {
+                    let first = sequence_from_database(first, "feed head")?;
+                    let pages = decided.pages(first);
+                    let pages = crate::decisions::distinct_pages(&pages);
+                    let position = first_entry.map(|position| position + batch.len() as u64);
+                    crate::decisions::$decisions::write_encoded(
+                        &mut transaction,
+                        decisions,
+                        position,
+                        &pages,
+                    )
+                    .await?;
+                }
 
                 transaction
                     .commit()
@@ -674,6 +700,7 @@ feed_operations!(
     sqlx::Sqlite,
     Backend::Sqlite,
     audit = sqlite_audit,
+    decisions = sqlite_decisions,
     begin_write = "BEGIN IMMEDIATE"
 );
 feed_operations!(
@@ -681,5 +708,6 @@ feed_operations!(
     sqlx::Postgres,
     Backend::Postgres,
     audit = postgres_audit,
+    decisions = postgres_decisions,
     begin_write = "BEGIN"
 );
