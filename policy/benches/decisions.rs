@@ -596,7 +596,11 @@ fn hand_written(data: &Value, input: &Value) -> Decision {
 
     let allowed = !releases.is_empty() && prohibitions.is_empty();
     if allowed {
-        let redact_source = has_source && !own_agency && number(&trust) < number(&source_min_trust);
+        // Inside a circle the source travels whole (the board chose every member).
+        let redact_source = has_source
+            && !own_agency
+            && channel != "circle"
+            && number(&trust) < number(&source_min_trust);
         let mut reasons: Vec<String> = releases.into_iter().collect();
         let mut redact = Vec::new();
         if redact_source {

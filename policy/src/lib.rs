@@ -24,6 +24,7 @@ mod policy;
 mod reference;
 mod risk;
 mod rvm;
+mod shape;
 mod source;
 mod testing;
 #[cfg(feature = "opa-wasm")]

@@ -117,12 +117,20 @@ struct CompiledPolicy {
     /// Decisions and assessments made by the VM, for sampling the live comparison.
     vm_decisions: std::sync::atomic::AtomicU64,
     vm_assessments: std::sync::atomic::AtomicU64,
+    /// The shapes ([`crate::shape`]) of the cache misses compared so far, at most
+    /// [`MAX_COMPARED_SHAPES`].
+    compared_shapes: Mutex<std::collections::HashSet<u64>>,
 }
 
-/// Without a decision cache, one decision (or risk assessment) in this many made by the VM is
-/// made again by the interpreter and compared; with the cache, every miss is (its answer is
-/// then kept, and misses are rare).
+/// One decision (or risk assessment) in this many made by the VM is made again by the
+/// interpreter and compared; with the cache, so is the first miss of every input shape
+/// ([`crate::shape`]).
 pub const LIVE_COMPARISON_EVERY: u64 = 64;
+
+/// Shapes of cache misses remembered as compared, per loaded policy; past this, a new shape
+/// is compared only when sampled (a few hundred are usual; a flood of crafted ones must not
+/// grow memory or make every decision an interpreter's).
+pub const MAX_COMPARED_SHAPES: usize = 16_384;
 
 const RVM_UNVERIFIED: u8 = 0;
 const RVM_ACTIVE: u8 = 1;
@@ -301,6 +309,7 @@ impl Policy {
                 risk_rvm_state: AtomicU8::new(RVM_UNVERIFIED),
                 vm_decisions: std::sync::atomic::AtomicU64::new(0),
                 vm_assessments: std::sync::atomic::AtomicU64::new(0),
+                compared_shapes: Mutex::new(std::collections::HashSet::new()),
             }),
             time_limit: DEFAULT_TIME_LIMIT,
             use_cache: true,
@@ -615,8 +624,7 @@ impl Policy {
         match cache.lookup(input) {
             Ok(decision) => decision,
             Err(key) => {
-                // What is kept is checked: every miss the VM answers is compared.
-                let decision = self.decide_compared(input, true);
+                let decision = self.decide_compared(input, self.compare_miss(input));
                 // Only answers the policy gave are kept: a time-out may not recur. An answer from
                 // a VM retired meanwhile is refused by the cache, which was emptied since.
                 if let Some(key) = key
@@ -627,6 +635,28 @@ impl Policy {
                 decision
             }
         }
+    }
+
+    /// Whether the VM's answer to this cache miss is compared with the interpreter's: the
+    /// first miss of each shape, and the sampled ones.
+    fn compare_miss(&self, input: &serde_json::Value) -> bool {
+        if self.shared.rvm_state.load(Ordering::Acquire) != RVM_ACTIVE {
+            return false;
+        }
+        let new_shape = {
+            let mut shapes = self
+                .shared
+                .compared_shapes
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            shapes.len() < MAX_COMPARED_SHAPES && shapes.insert(crate::shape::shape_of(input))
+        };
+        new_shape
+            || self
+                .shared
+                .vm_decisions
+                .fetch_add(1, Ordering::Relaxed)
+                .is_multiple_of(LIVE_COMPARISON_EVERY)
     }
 
     /// [`Policy::decide`] without the cache.

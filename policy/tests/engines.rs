@@ -243,6 +243,42 @@ decision := {"allow": true, "reasons": [sprintf("%d", [time.now_ns()])]} if inpu
 }
 
 #[test]
+fn the_first_miss_of_a_new_shape_is_compared_however_many_came_before() {
+    // As above, but the watched recipient comes after a few hundred misses of another shape:
+    // sampling alone (one in 64) would let the VM's allow through.
+    let policy = policy_from(
+        r#"package cordon.outbound
+import rego.v1
+
+attribute(name) := value if {
+	value := input.recipient[name]
+} else := value if {
+	value := data.watch[input.recipient.id][name]
+}
+
+default decision := {"allow": true, "reasons": ["open"]}
+
+decision := {"allow": false, "reasons": [input.indicator.vessel.name]} if attribute("watchlisted") == true
+"#,
+        json!({"watch": {"ZZ/customs": {"watchlisted": true}}}),
+    );
+    assert_eq!(policy.engine(), EngineKind::Rvm);
+    let input = |recipient: &str, member: &str, n: usize| {
+        json!({
+            "recipient": {"id": recipient, "kind": "agency", "member": member},
+            "indicator": {"tlp": "TLP_GREEN", "vessel": {"name": format!("VESSEL {n}")}},
+        })
+    };
+    for n in 0..300 {
+        assert!(policy.decide(&input("NG/customs", "NG", n)).allow);
+    }
+    assert_eq!(policy.engine(), EngineKind::Rvm, "agreement keeps the VM");
+    let decision = policy.decide(&input("ZZ/customs", "ZZ", 301));
+    assert!(!decision.allow, "{decision:?}");
+    assert_eq!(policy.engine(), EngineKind::Interpreter);
+}
+
+#[test]
 fn live_risk_assessments_are_sampled_and_a_disagreement_retires_the_vm() {
     let policy = Policy::from_modules(
         vec![
