@@ -114,17 +114,22 @@ struct CompiledPolicy {
     /// then, [`RVM_RETIRED`] for good after a disagreement).
     risk_rvm: Option<RvmEngine>,
     risk_rvm_state: AtomicU8,
-    /// Decisions and assessments made by the VM, for sampling the live comparison.
+    /// VM decisions (uncached, or cache misses of a shape compared already) and VM risk
+    /// assessments, for sampling the live comparison.
     vm_decisions: std::sync::atomic::AtomicU64,
     vm_assessments: std::sync::atomic::AtomicU64,
-    /// The shapes ([`crate::shape`]) of the cache misses compared so far, at most
-    /// [`MAX_COMPARED_SHAPES`].
+    /// The shapes ([`crate::shape`]) of the cache misses on which the VM agreed with the
+    /// interpreter, at most [`MAX_COMPARED_SHAPES`], and the key they are hashed with.
     compared_shapes: Mutex<std::collections::HashSet<u64>>,
+    shape_keys: foldhash::quality::RandomState,
+    /// Whether the warning that no more shapes are remembered was given.
+    shapes_full_warned: std::sync::atomic::AtomicBool,
 }
 
-/// One decision (or risk assessment) in this many made by the VM is made again by the
-/// interpreter and compared; with the cache, so is the first miss of every input shape
-/// ([`crate::shape`]).
+/// One in this many of the VM's uncached decisions, of its cache misses whose input shape
+/// ([`crate::shape`]) it has been compared on already, and of its risk assessments is made
+/// again by the interpreter and compared. Every miss of a shape not compared yet is (cache
+/// hits never are: their answer was the VM's on the same input).
 pub const LIVE_COMPARISON_EVERY: u64 = 64;
 
 /// Shapes of cache misses remembered as compared, per loaded policy; past this, a new shape
@@ -310,6 +315,8 @@ impl Policy {
                 vm_decisions: std::sync::atomic::AtomicU64::new(0),
                 vm_assessments: std::sync::atomic::AtomicU64::new(0),
                 compared_shapes: Mutex::new(std::collections::HashSet::new()),
+                shape_keys: foldhash::quality::RandomState::default(),
+                shapes_full_warned: std::sync::atomic::AtomicBool::new(false),
             }),
             time_limit: DEFAULT_TIME_LIMIT,
             use_cache: true,
@@ -624,7 +631,12 @@ impl Policy {
         match cache.lookup(input) {
             Ok(decision) => decision,
             Err(key) => {
-                let decision = self.decide_compared(input, self.compare_miss(input));
+                let shape = self.new_shape(input);
+                let compare = shape.is_some() || self.sampled_vm_decision();
+                let decision = self.decide_compared(input, compare);
+                if let Some(shape) = shape {
+                    self.shape_compared(shape, &decision);
+                }
                 // Only answers the policy gave are kept: a time-out may not recur. An answer from
                 // a VM retired meanwhile is refused by the cache, which was emptied since.
                 if let Some(key) = key
@@ -637,22 +649,49 @@ impl Policy {
         }
     }
 
-    /// Whether the VM's answer to this cache miss is compared with the interpreter's: the
-    /// first miss of each shape, and the sampled ones.
-    fn compare_miss(&self, input: &serde_json::Value) -> bool {
+    fn compared_shapes(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<u64>> {
+        self.shared
+            .compared_shapes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The shape of a cache miss the VM would decide and has not been compared on yet (so
+    /// this miss is), when there is room to remember it. Every miss of a shape is compared
+    /// until one agrees: misses that meet during the first comparison are compared too.
+    fn new_shape(&self, input: &serde_json::Value) -> Option<u64> {
         if self.shared.rvm_state.load(Ordering::Acquire) != RVM_ACTIVE {
-            return false;
+            return None;
         }
-        let new_shape = {
-            let mut shapes = self
-                .shared
-                .compared_shapes
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            shapes.len() < MAX_COMPARED_SHAPES && shapes.insert(crate::shape::shape_of(input))
-        };
-        new_shape
-            || self
+        if self.compared_shapes().len() >= MAX_COMPARED_SHAPES {
+            if !self.shared.shapes_full_warned.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    revision = %self.shared.revision,
+                    shapes = MAX_COMPARED_SHAPES,
+                    "the policy's VM has been compared on as many input shapes as are remembered; decisions of new shapes are compared one in {LIVE_COMPARISON_EVERY}"
+                );
+            }
+            return None;
+        }
+        let shape = crate::shape::shape_of(input, &self.shared.shape_keys);
+        (!self.compared_shapes().contains(&shape)).then_some(shape)
+    }
+
+    /// Remembers `shape` as compared when its comparison gave a decision both engines agreed
+    /// on (both failing alike checked nothing) and the VM still decides.
+    fn shape_compared(&self, shape: u64, decision: &Decision) {
+        if decision.error.is_none() && self.engine() == EngineKind::Rvm {
+            let mut shapes = self.compared_shapes();
+            if shapes.len() < MAX_COMPARED_SHAPES {
+                shapes.insert(shape);
+            }
+        }
+    }
+
+    /// Whether this VM decision is one of the sampled for the live comparison.
+    fn sampled_vm_decision(&self) -> bool {
+        self.shared.rvm_state.load(Ordering::Acquire) == RVM_ACTIVE
+            && self
                 .shared
                 .vm_decisions
                 .fetch_add(1, Ordering::Relaxed)
@@ -661,13 +700,7 @@ impl Policy {
 
     /// [`Policy::decide`] without the cache.
     pub fn decide_uncached(&self, input: &serde_json::Value) -> Decision {
-        let sampled = self.shared.rvm_state.load(Ordering::Acquire) == RVM_ACTIVE
-            && self
-                .shared
-                .vm_decisions
-                .fetch_add(1, Ordering::Relaxed)
-                .is_multiple_of(LIVE_COMPARISON_EVERY);
-        self.decide_compared(input, sampled)
+        self.decide_compared(input, self.sampled_vm_decision())
     }
 
     /// The decision of the engine in use; when `compare` and that is the VM, the interpreter

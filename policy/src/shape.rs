@@ -10,36 +10,36 @@
 //! label and which fields the indicator has, far more than the text in them. So the first
 //! miss of every shape is compared, and the sample covers the rest.
 //!
-//! A shape is a 64-bit hash of:
-//! - `input.recipient` and `input.context` whole, but for `context.now`;
-//! - the indicator's label, by value: the fields in [`LABEL_FIELDS`];
-//! - the rest of the indicator by structure: keys and value types, never the text or numbers.
+//! A shape is a 64-bit hash, keyed per process so that no one can craft an input whose shape
+//! collides with one not yet seen, of:
+//! - `input.recipient` and `input.context` whole (the recipient's facts from data included),
+//!   but for `context.now`;
+//! - the indicator's label, by value: the fields in [`LABEL_FIELDS`] (a list as the set of its
+//!   values, so its order makes no new shape);
+//! - the rest of the indicator by structure: keys and value types, never the text or numbers
+//!   (`tags`, `confidence`, the times and everything inside the kind's object included: a
+//!   policy that branches on those values is compared on the sample alone).
 
 use std::hash::{BuildHasher, Hash, Hasher};
 
+use foldhash::quality::{FoldHasher, RandomState};
+
 use serde_json::Value;
 
-/// Indicator fields whose values choose the policy's path (TLP, handling, who published it,
-/// to whom it may go, its kind's status): hashed by value.
-const LABEL_FIELDS: [&str; 7] = [
+/// Indicator fields whose values choose the policy's path (its TLP and protection, who
+/// published it and where from, to whom it may go, how severe): hashed by value.
+const LABEL_FIELDS: [&str; 6] = [
     "tlp",
     "protection",
     "severity",
     "originator",
     "publisher",
     "releasableTo",
-    "handling",
 ];
 
-/// The hasher of shapes: fixed, so shapes are stable within and across processes (nothing
-/// depends on that, but a shape seen in a log means the same thing twice).
-fn hasher() -> impl Hasher {
-    foldhash::quality::FixedState::with_seed(0x636f_7264_6f6e).build_hasher()
-}
-
-/// The shape of a decision input (see the module documentation).
-pub(crate) fn shape_of(input: &Value) -> u64 {
-    let mut state = hasher();
+/// The shape of a decision input (see the module documentation), hashed with `keys`.
+pub(crate) fn shape_of(input: &Value, keys: &RandomState) -> u64 {
+    let mut state = keys.build_hasher();
     for part in ["recipient", "context"] {
         part.hash(&mut state);
         match input.get(part) {
@@ -49,10 +49,10 @@ pub(crate) fn shape_of(input: &Value) -> u64 {
                         continue;
                     }
                     key.hash(&mut state);
-                    by_value(value, &mut state);
+                    by_value(value, keys, &mut state);
                 }
             }
-            other => by_value(other.unwrap_or(&Value::Null), &mut state),
+            other => by_value(other.unwrap_or(&Value::Null), keys, &mut state),
         }
     }
     "indicator".hash(&mut state);
@@ -61,52 +61,70 @@ pub(crate) fn shape_of(input: &Value) -> u64 {
             for (key, value) in fields {
                 key.hash(&mut state);
                 if LABEL_FIELDS.contains(&key.as_str()) {
-                    by_value(value, &mut state);
+                    by_value(value, keys, &mut state);
                 } else {
-                    by_structure(value, &mut state);
+                    by_structure(value, keys, &mut state);
                 }
             }
         }
-        other => by_structure(other.unwrap_or(&Value::Null), &mut state),
+        other => by_structure(other.unwrap_or(&Value::Null), keys, &mut state),
     }
     // Keys not among the three are rare and few: their structure is enough.
     if let Value::Object(fields) = input {
         for (key, value) in fields {
             if !matches!(key.as_str(), "recipient" | "context" | "indicator") {
                 key.hash(&mut state);
-                by_structure(value, &mut state);
+                by_structure(value, keys, &mut state);
             }
         }
     }
     state.finish()
 }
 
-/// The value itself (serde_json's maps iterate in key order, so this is canonical).
-fn by_value(value: &Value, state: &mut impl Hasher) {
+/// The value itself (serde_json's maps iterate in key order, so this is canonical); an array
+/// as the set of its items.
+fn by_value(value: &Value, keys: &RandomState, state: &mut FoldHasher<'static>) {
     match value {
         Value::Null => 0u8.hash(state),
         Value::Bool(flag) => (1u8, flag).hash(state),
         Value::Number(number) => (2u8, number.to_string()).hash(state),
         Value::String(text) => (3u8, text).hash(state),
         Value::Array(items) => {
-            (4u8, items.len()).hash(state);
-            for item in items {
-                by_value(item, state);
-            }
+            4u8.hash(state);
+            set_of(items, keys, by_value).hash(state);
         }
         Value::Object(fields) => {
             (5u8, fields.len()).hash(state);
             for (key, value) in fields {
                 key.hash(state);
-                by_value(value, state);
+                by_value(value, keys, state);
             }
         }
     }
 }
 
+/// The distinct hashes of `items`, sorted.
+fn set_of(
+    items: &[Value],
+    keys: &RandomState,
+    hash: fn(&Value, &RandomState, &mut FoldHasher<'static>),
+) -> Vec<u64> {
+    let mut hashes: Vec<u64> = items
+        .iter()
+        .map(|item| {
+            let mut inner = keys.build_hasher();
+            hash(item, keys, &mut inner);
+            inner.finish()
+        })
+        .collect();
+    hashes.sort_unstable();
+    hashes.dedup();
+    hashes
+}
+
 /// Keys and types, not values. An array is the set of its items' structures, so a list of
 /// ten containers and one of two have the same shape.
-fn by_structure(value: &Value, state: &mut impl Hasher) {
+fn by_structure(value: &Value, keys: &RandomState, state: &mut FoldHasher<'static>) {
     match value {
         Value::Null => 0u8.hash(state),
         Value::Bool(_) => 1u8.hash(state),
@@ -114,23 +132,13 @@ fn by_structure(value: &Value, state: &mut impl Hasher) {
         Value::String(_) => 3u8.hash(state),
         Value::Array(items) => {
             4u8.hash(state);
-            let mut shapes: Vec<u64> = items
-                .iter()
-                .map(|item| {
-                    let mut inner = hasher();
-                    by_structure(item, &mut inner);
-                    inner.finish()
-                })
-                .collect();
-            shapes.sort_unstable();
-            shapes.dedup();
-            shapes.hash(state);
+            set_of(items, keys, by_structure).hash(state);
         }
         Value::Object(fields) => {
             (5u8, fields.len()).hash(state);
             for (key, value) in fields {
                 key.hash(state);
-                by_structure(value, state);
+                by_structure(value, keys, state);
             }
         }
     }
@@ -140,7 +148,17 @@ fn by_structure(value: &Value, state: &mut impl Hasher) {
 mod tests {
     use serde_json::json;
 
-    use super::shape_of;
+    use foldhash::quality::RandomState;
+
+    use super::shape_of as keyed_shape_of;
+
+    thread_local! {
+        static KEYS: RandomState = RandomState::default();
+    }
+
+    fn shape_of(input: &serde_json::Value) -> u64 {
+        KEYS.with(|keys| keyed_shape_of(input, keys))
+    }
 
     fn input(indicator: serde_json::Value, recipient: &str, now: &str) -> serde_json::Value {
         json!({
@@ -151,18 +169,20 @@ mod tests {
     }
 
     #[test]
-    fn text_and_time_do_not_change_a_shape() {
+    fn text_time_and_list_order_do_not_change_a_shape() {
         let a = input(
             json!({"id": "a", "tlp": "TLP_GREEN", "narrative": "one",
                    "vessel": {"imo": "9234563", "name": "SEA STAR"},
-                   "consignment": {"containers": ["MSCU1234566"]}}),
+                   "consignment": {"containers": ["MSCU1234566"]},
+                   "releasableTo": ["NG", "SN"]}),
             "NG",
             "2026-12-01T00:00:00Z",
         );
         let b = input(
             json!({"id": "b", "tlp": "TLP_GREEN", "narrative": "another",
                    "vessel": {"imo": "9074729", "name": "OCEAN"},
-                   "consignment": {"containers": ["TGHU7654320", "MSCU1234566"]}}),
+                   "consignment": {"containers": ["TGHU7654320", "MSCU1234566"]},
+                   "releasableTo": ["SN", "NG", "SN"]}),
             "NG",
             "2026-12-07T00:00:00Z",
         );
@@ -193,6 +213,12 @@ mod tests {
             input(
                 json!({"id": "a", "tlp": "TLP_GREEN", "vessel": {"imo": "9234563"},
                        "source": {"description": "x"}}),
+                "NG",
+                "t",
+            ),
+            input(
+                json!({"id": "a", "tlp": "TLP_GREEN", "vessel": {"imo": "9234563"},
+                       "releasableTo": ["NG"]}),
                 "NG",
                 "t",
             ),

@@ -263,6 +263,14 @@ decision := {"allow": false, "reasons": [input.indicator.vessel.name]} if attrib
         json!({"watch": {"ZZ/customs": {"watchlisted": true}}}),
     );
     assert_eq!(policy.engine(), EngineKind::Rvm);
+    let watched = json!({
+        "recipient": {"id": "ZZ/customs", "kind": "agency", "member": "ZZ"},
+        "indicator": {"tlp": "TLP_GREEN", "vessel": {"name": "VESSEL 0"}},
+    });
+    assert!(
+        policy.decide_with(EngineKind::Rvm, &watched).allow,
+        "the VM bug this test is about seems fixed"
+    );
     let input = |recipient: &str, member: &str, n: usize| {
         json!({
             "recipient": {"id": recipient, "kind": "agency", "member": member},
@@ -274,6 +282,57 @@ decision := {"allow": false, "reasons": [input.indicator.vessel.name]} if attrib
     }
     assert_eq!(policy.engine(), EngineKind::Rvm, "agreement keeps the VM");
     let decision = policy.decide(&input("ZZ/customs", "ZZ", 301));
+    assert!(!decision.allow, "{decision:?}");
+    assert_eq!(policy.engine(), EngineKind::Interpreter);
+}
+
+#[test]
+fn a_shape_whose_comparison_failed_on_both_engines_is_compared_again() {
+    // The VM's `else` bug again, reached by a vessel the data watches: a value inside the
+    // indicator, so the same shape as any other vessel. The first miss of that shape fails on
+    // both engines alike (a malformed decision), which checks nothing; the next one must
+    // still be compared.
+    let policy = policy_from(
+        r#"package cordon.outbound
+import rego.v1
+
+attribute(name) := value if {
+	value := input.recipient[name]
+} else := value if {
+	value := data.watch[input.indicator.vessel.name][name]
+}
+
+default decision := {"allow": true, "reasons": ["open"]}
+
+decision := {"allow": false, "reasons": ["watchlisted"]} if attribute("watchlisted") == true
+
+decision := {"allow": "perhaps", "reasons": ["broken"]} if input.indicator.vessel.name == "BROKEN"
+"#,
+        json!({"watch": {"WATCHED": {"watchlisted": true}}}),
+    );
+    assert_eq!(policy.engine(), EngineKind::Rvm);
+    let vessel = |name: &str| {
+        json!({
+            "recipient": {"id": "NG/customs", "kind": "agency", "member": "NG"},
+            "indicator": {"tlp": "TLP_GREEN", "vessel": {"name": name}},
+        })
+    };
+    assert!(
+        policy
+            .decide_with(EngineKind::Rvm, &vessel("WATCHED"))
+            .allow,
+        "the VM bug this test is about seems fixed"
+    );
+    // Past the sample's first turn, so that only a new shape is compared next.
+    assert!(policy.decide_uncached(&vessel("UNRELATED")).allow);
+    let broken = policy.decide(&vessel("BROKEN"));
+    assert!(broken.error.is_some(), "{broken:?}");
+    assert_eq!(
+        policy.engine(),
+        EngineKind::Rvm,
+        "both engines failed alike"
+    );
+    let decision = policy.decide(&vessel("WATCHED"));
     assert!(!decision.allow, "{decision:?}");
     assert_eq!(policy.engine(), EngineKind::Interpreter);
 }
