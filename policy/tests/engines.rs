@@ -60,25 +60,37 @@ fn policies_the_vm_cannot_compile_run_on_the_interpreter() {
     assert!(!forced.allow && forced.error.is_some());
 }
 
+/// A policy on the `else` bug of regorus' VM (see below): `attribute(name)` falls back to
+/// `data.<fallback>[name]`, a branch the VM makes undefined; `rules` decide beside an open
+/// default.
+fn else_policy(fallback: &str, rules: &str) -> String {
+    format!(
+        r#"package cordon.outbound
+import rego.v1
+
+attribute(name) := value if {{
+	value := input.recipient[name]
+}} else := value if {{
+	value := data.{fallback}[name]
+}}
+
+default decision := {{"allow": true, "reasons": ["open"]}}
+
+{rules}
+"#
+    )
+}
+
 /// The VM of regorus 0.14.1 gets a function's `else` branch wrong: it makes the call
 /// undefined. Here that would turn an embargo into a release; the load-time comparison keeps
 /// such a policy on the interpreter.
 #[test]
 fn a_vm_that_answers_differently_is_not_used() {
     let policy = policy_from(
-        r#"package cordon.outbound
-import rego.v1
-
-attribute(name) := value if {
-	value := input.recipient[name]
-} else := value if {
-	value := data.recipients[input.recipient.member][name]
-}
-
-default decision := {"allow": true, "reasons": ["open"]}
-
-decision := {"allow": false, "reasons": ["embargo"]} if attribute("country") in data.embargoed
-"#,
+        &else_policy(
+            "recipients[input.recipient.member]",
+            r#"decision := {"allow": false, "reasons": ["embargo"]} if attribute("country") in data.embargoed"#,
+        ),
         json!({"recipients": {"SS": {"country": "SS"}}, "embargoed": ["SS"]}),
     );
     let agency = json!({"recipient": {"id": "SS/customs", "kind": "agency", "member": "SS"}});
@@ -185,19 +197,10 @@ fn live_decisions_are_compared_and_a_disagreement_retires_the_vm() {
     // The VM's `else` bug (see above), on a path the load corpus never takes: only a recipient
     // the data watches reaches the `else` branch.
     let policy = policy_from(
-        r#"package cordon.outbound
-import rego.v1
-
-attribute(name) := value if {
-	value := input.recipient[name]
-} else := value if {
-	value := data.watch[input.recipient.id][name]
-}
-
-default decision := {"allow": true, "reasons": ["open"]}
-
-decision := {"allow": false, "reasons": ["watchlisted"]} if attribute("watchlisted") == true
-"#,
+        &else_policy(
+            "watch[input.recipient.id]",
+            r#"decision := {"allow": false, "reasons": ["watchlisted"]} if attribute("watchlisted") == true"#,
+        ),
         json!({"watch": {"ZZ/customs": {"watchlisted": true}}}),
     );
     assert_eq!(
@@ -247,19 +250,10 @@ fn the_first_miss_of_a_new_shape_is_compared_however_many_came_before() {
     // As above, but the watched recipient comes after a few hundred misses of another shape:
     // sampling alone (one in 64) would let the VM's allow through.
     let policy = policy_from(
-        r#"package cordon.outbound
-import rego.v1
-
-attribute(name) := value if {
-	value := input.recipient[name]
-} else := value if {
-	value := data.watch[input.recipient.id][name]
-}
-
-default decision := {"allow": true, "reasons": ["open"]}
-
-decision := {"allow": false, "reasons": [input.indicator.vessel.name]} if attribute("watchlisted") == true
-"#,
+        &else_policy(
+            "watch[input.recipient.id]",
+            r#"decision := {"allow": false, "reasons": [input.indicator.vessel.name]} if attribute("watchlisted") == true"#,
+        ),
         json!({"watch": {"ZZ/customs": {"watchlisted": true}}}),
     );
     assert_eq!(policy.engine(), EngineKind::Rvm);
@@ -293,21 +287,12 @@ fn a_shape_whose_comparison_failed_on_both_engines_is_compared_again() {
     // both engines alike (a malformed decision), which checks nothing; the next one must
     // still be compared.
     let policy = policy_from(
-        r#"package cordon.outbound
-import rego.v1
+        &else_policy(
+            "watch[input.indicator.vessel.name]",
+            r#"decision := {"allow": false, "reasons": ["watchlisted"]} if attribute("watchlisted") == true
 
-attribute(name) := value if {
-	value := input.recipient[name]
-} else := value if {
-	value := data.watch[input.indicator.vessel.name][name]
-}
-
-default decision := {"allow": true, "reasons": ["open"]}
-
-decision := {"allow": false, "reasons": ["watchlisted"]} if attribute("watchlisted") == true
-
-decision := {"allow": "perhaps", "reasons": ["broken"]} if input.indicator.vessel.name == "BROKEN"
-"#,
+decision := {"allow": "perhaps", "reasons": ["broken"]} if input.indicator.vessel.name == "BROKEN""#,
+        ),
         json!({"watch": {"WATCHED": {"watchlisted": true}}}),
     );
     assert_eq!(policy.engine(), EngineKind::Rvm);
