@@ -81,64 +81,60 @@ pub(crate) fn shape_of(input: &Value, keys: &RandomState) -> u64 {
     state.finish()
 }
 
-/// The value itself (serde_json's maps iterate in key order, so this is canonical); an array
-/// as the set of its items.
+/// How much of a JSON value makes a shape.
+#[derive(Clone, Copy)]
+enum Part {
+    /// The value itself (serde_json's maps iterate in key order, so this is canonical).
+    Value,
+    /// Keys and types, not the text or numbers.
+    Structure,
+}
+
 fn by_value(value: &Value, keys: &RandomState, state: &mut FoldHasher<'static>) {
+    hash_json(value, Part::Value, keys, state);
+}
+
+fn by_structure(value: &Value, keys: &RandomState, state: &mut FoldHasher<'static>) {
+    hash_json(value, Part::Structure, keys, state);
+}
+
+/// Hashes `part` of `value`. An array is the set of its items, so a list of ten containers
+/// and one of two have the same structure, and a list in another order the same value.
+fn hash_json(value: &Value, part: Part, keys: &RandomState, state: &mut FoldHasher<'static>) {
+    let by_value = matches!(part, Part::Value);
     match value {
         Value::Null => 0u8.hash(state),
-        Value::Bool(flag) => (1u8, flag).hash(state),
-        Value::Number(number) => (2u8, number.to_string()).hash(state),
-        Value::String(text) => (3u8, text).hash(state),
-        Value::Array(items) => {
-            4u8.hash(state);
-            set_of(items, keys, by_value).hash(state);
-        }
-        Value::Object(fields) => {
-            (5u8, fields.len()).hash(state);
-            for (key, value) in fields {
-                key.hash(state);
-                by_value(value, keys, state);
+        Value::Bool(flag) => (1u8, by_value && *flag).hash(state),
+        Value::Number(number) => {
+            2u8.hash(state);
+            if by_value {
+                number.to_string().hash(state);
             }
         }
-    }
-}
-
-/// The distinct hashes of `items`, sorted.
-fn set_of(
-    items: &[Value],
-    keys: &RandomState,
-    hash: fn(&Value, &RandomState, &mut FoldHasher<'static>),
-) -> Vec<u64> {
-    let mut hashes: Vec<u64> = items
-        .iter()
-        .map(|item| {
-            let mut inner = keys.build_hasher();
-            hash(item, keys, &mut inner);
-            inner.finish()
-        })
-        .collect();
-    hashes.sort_unstable();
-    hashes.dedup();
-    hashes
-}
-
-/// Keys and types, not values. An array is the set of its items' structures, so a list of
-/// ten containers and one of two have the same shape.
-fn by_structure(value: &Value, keys: &RandomState, state: &mut FoldHasher<'static>) {
-    match value {
-        Value::Null => 0u8.hash(state),
-        Value::Bool(_) => 1u8.hash(state),
-        Value::Number(_) => 2u8.hash(state),
-        Value::String(_) => 3u8.hash(state),
+        Value::String(text) => {
+            3u8.hash(state);
+            if by_value {
+                text.hash(state);
+            }
+        }
         Value::Array(items) => {
-            4u8.hash(state);
-            set_of(items, keys, by_structure).hash(state);
+            let mut hashes: Vec<u64> = items
+                .iter()
+                .map(|item| {
+                    let mut inner = keys.build_hasher();
+                    hash_json(item, part, keys, &mut inner);
+                    inner.finish()
+                })
+                .collect();
+            hashes.sort_unstable();
+            hashes.dedup();
+            (4u8, hashes).hash(state);
         }
         Value::Object(fields) => {
             (5u8, fields.len()).hash(state);
             for (key, value) in fields {
                 key.hash(state);
-                by_structure(value, keys, state);
+                hash_json(value, part, keys, state);
             }
         }
     }
