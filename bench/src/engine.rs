@@ -1,6 +1,6 @@
 //! The circle engine in process: adding and removing a member of an MLS group of N members
 //! with the gateway's own ciphersuite, provider, credentials and signing keys, persisted as
-//! `Circles::apply` persists them (snapshot, operation, the key-value diff and the circle's
+//! `Circles::apply` persists them (a journal around the operation, the keys it changed and the circle's
 //! rows in one `Store::circle_write` transaction on SQLite, a WAL checkpoint after a write
 //! that deletes keys). No network: hundreds of gateway processes do not fit on two cores.
 
@@ -83,17 +83,14 @@ struct Side {
 }
 
 impl Side {
-    /// Writes what the operation since `before` changed, with the circle's rows, as
+    /// Writes what the operation in the open journal changed, with the circle's rows, as
     /// `Circles::apply` does. Returns the key-value changes and the checkpoint's time.
-    async fn persist(
-        &mut self,
-        before: mls::Snapshot,
-        mut write: CircleWrite,
-    ) -> Result<(usize, Duration)> {
-        write.kv = mls::diff(&before, &self.provider);
+    async fn persist(&mut self, mut write: CircleWrite) -> Result<(usize, Duration)> {
+        write.kv = self.provider.storage().changes();
         let changes = write.kv.len();
         let deletes_keys = write.kv.iter().any(|(_, value)| value.is_none());
         self.store.circle_write(write).await?;
+        self.provider.storage().commit();
         let started = Instant::now();
         if deletes_keys {
             self.store.checkpoint().await?;
@@ -118,7 +115,6 @@ fn log_entry(position: u64, epoch: u64, message: Vec<u8>) -> CircleLogEntry {
 /// appends it to the log and persists. Returns the commit's bytes and the key-value changes.
 async fn hub_commit(
     hub: &mut Side,
-    before: mls::Snapshot,
     commit: &MlsMessageOut,
     departure: (String, Option<u64>),
 ) -> Result<(Vec<u8>, (usize, Duration))> {
@@ -138,14 +134,14 @@ async fn hub_commit(
         departures: vec![(CIRCLE.into(), member, last.map(|_| position))],
         ..CircleWrite::default()
     };
-    let changes = hub.persist(before, write).await?;
+    let changes = hub.persist(write).await?;
     Ok((message, changes))
 }
 
 /// A member applies the hub's commit as its follower does: decrypt and verify, check the
 /// credentials, merge, and persist the state with its position.
 async fn member_applies(member: &mut Side, commit: &[u8]) -> Result<(usize, Duration)> {
-    let before = mls::snapshot(&member.provider);
+    member.provider.storage().begin();
     match process(&member.provider, &mut member.group, commit).map_err(anyhow::Error::msg)? {
         ProcessedMessageContent::StagedCommitMessage(staged) => {
             for credential in staged.credentials_to_verify() {
@@ -166,7 +162,7 @@ async fn member_applies(member: &mut Side, commit: &[u8]) -> Result<(usize, Dura
         circle: Some(member.row.clone()),
         ..CircleWrite::default()
     };
-    member.persist(before, write).await
+    member.persist(write).await
 }
 
 fn circle_row(hub: &str, group: &MlsGroup, position: u64) -> CircleRow {
@@ -257,7 +253,7 @@ pub async fn measure(size: usize, repetitions: usize) -> Result<Vec<EngineRow>> 
 
     // The hub creates the circle and adds everyone but the joiners in one commit.
     let provider = mls::provider_with(Vec::new());
-    let before = mls::snapshot(&provider);
+    provider.storage().begin();
     let group = MlsGroup::builder()
         .with_group_id(GroupId::from_slice(format!("{HUB}/{CIRCLE}").as_bytes()))
         .ciphersuite(mls::CIPHERSUITE)
@@ -270,13 +266,10 @@ pub async fn measure(size: usize, repetitions: usize) -> Result<Vec<EngineRow>> 
         store: Store::connect(&url("hub.db")).await?,
         row,
     };
-    hub.persist(
-        before,
-        CircleWrite {
-            circle: Some(hub.row.clone()),
-            ..CircleWrite::default()
-        },
-    )
+    hub.persist(CircleWrite {
+        circle: Some(hub.row.clone()),
+        ..CircleWrite::default()
+    })
     .await?;
     let observer_provider = mls::provider_with(Vec::new());
     let observer_package = KeyPackage::builder()
@@ -298,9 +291,9 @@ pub async fn measure(size: usize, repetitions: usize) -> Result<Vec<EngineRow>> 
                 .map_err(anyhow::Error::msg)?,
         );
     }
-    let before = mls::snapshot(&hub.provider);
+    hub.provider.storage().begin();
     let (commit, welcome, _) = hub.group.add_members(&hub.provider, &hub_key, &initial)?;
-    hub_commit(&mut hub, before, &commit, (OBSERVER.into(), None)).await?;
+    hub_commit(&mut hub, &commit, (OBSERVER.into(), None)).await?;
 
     // The observer joins from the Welcome at the hub's position.
     let welcome = mls::deserialize(&mls::serialize(&welcome).map_err(anyhow::Error::msg)?)
@@ -308,7 +301,7 @@ pub async fn measure(size: usize, repetitions: usize) -> Result<Vec<EngineRow>> 
     let MlsMessageBodyIn::Welcome(welcome) = welcome.extract() else {
         bail!("not a Welcome");
     };
-    let before = mls::snapshot(&observer_provider);
+    observer_provider.storage().begin();
     let join_config = MlsGroupJoinConfig::builder()
         .use_ratchet_tree_extension(true)
         .build();
@@ -322,13 +315,10 @@ pub async fn measure(size: usize, repetitions: usize) -> Result<Vec<EngineRow>> 
         row,
     };
     observer
-        .persist(
-            before,
-            CircleWrite {
-                circle: Some(observer.row.clone()),
-                ..CircleWrite::default()
-            },
-        )
+        .persist(CircleWrite {
+            circle: Some(observer.row.clone()),
+            ..CircleWrite::default()
+        })
         .await?;
     if hub.group.members().count() != size || observer.group.members().count() != size {
         bail!("the circle does not have {size} members");
@@ -342,7 +332,7 @@ pub async fn measure(size: usize, repetitions: usize) -> Result<Vec<EngineRow>> 
         // (a) The hub adds a member: the KeyPackage checked against the pinned keys, the
         // commit made, merged, encoded and persisted with the log entry.
         let started = Instant::now();
-        let before = mls::snapshot(&hub.provider);
+        hub.provider.storage().begin();
         let key_package =
             mls::check_key_package(&hub.provider, &joiner.key_package, &joiner.member, &pinned)
                 .map_err(anyhow::Error::msg)?;
@@ -351,7 +341,7 @@ pub async fn measure(size: usize, repetitions: usize) -> Result<Vec<EngineRow>> 
                 .add_members(&hub.provider, &hub_key, &[key_package])?;
         let welcome = mls::serialize(&welcome).map_err(anyhow::Error::msg)?;
         let (commit, changes) =
-            hub_commit(&mut hub, before, &commit, (joiner.member.clone(), None)).await?;
+            hub_commit(&mut hub, &commit, (joiner.member.clone(), None)).await?;
         hub_add.push(started.elapsed(), commit.len(), changes);
         drop(welcome);
 
@@ -362,11 +352,11 @@ pub async fn measure(size: usize, repetitions: usize) -> Result<Vec<EngineRow>> 
 
         // (c) The hub removes it again, and the member applies the removal.
         let started = Instant::now();
-        let before = mls::snapshot(&hub.provider);
+        hub.provider.storage().begin();
         let leaf = mls::leaf_of(&hub.group, &joiner.member).context("the joiner's leaf")?;
         let (commit, _, _) = hub.group.remove_members(&hub.provider, &hub_key, &[leaf])?;
         let (commit, changes) =
-            hub_commit(&mut hub, before, &commit, (joiner.member.clone(), Some(0))).await?;
+            hub_commit(&mut hub, &commit, (joiner.member.clone(), Some(0))).await?;
         hub_remove.push(started.elapsed(), commit.len(), changes);
         let started = Instant::now();
         let changes = member_applies(&mut observer, &commit).await?;
@@ -393,7 +383,7 @@ pub async fn measure(size: usize, repetitions: usize) -> Result<Vec<EngineRow>> 
         hub_key.sign(&mut indicator)?;
         let payload = prost::Message::encode_to_vec(&indicator);
         let started = Instant::now();
-        let before = mls::snapshot(&hub.provider);
+        hub.provider.storage().begin();
         let epoch = hub.group.epoch().as_u64();
         let message = hub
             .group
@@ -409,11 +399,11 @@ pub async fn measure(size: usize, repetitions: usize) -> Result<Vec<EngineRow>> 
             indicators_circle: Some(CIRCLE.into()),
             ..CircleWrite::default()
         };
-        let persisted = hub.persist(before, write).await?;
+        let persisted = hub.persist(write).await?;
         hub_message.push(started.elapsed(), message.len(), persisted);
 
         let started = Instant::now();
-        let before = mls::snapshot(&observer.provider);
+        observer.provider.storage().begin();
         let ProcessedMessageContent::ApplicationMessage(application) =
             process(&observer.provider, &mut observer.group, &message)
                 .map_err(anyhow::Error::msg)?
@@ -429,7 +419,7 @@ pub async fn measure(size: usize, repetitions: usize) -> Result<Vec<EngineRow>> 
             indicators_circle: Some(CIRCLE.into()),
             ..CircleWrite::default()
         };
-        let persisted = observer.persist(before, write).await?;
+        let persisted = observer.persist(write).await?;
         member_message.push(started.elapsed(), message.len(), persisted);
     }
     Ok(vec![

@@ -2,16 +2,14 @@
 //! the circle journal wraps), the ciphersuite, this gateway's credential, and the checks of
 //! other members' credentials against the federation's pinned keys.
 //!
-//! Storage: openmls writes its state synchronously into [`MemoryStorage`]. Each MLS operation
-//! runs under the circles lock between a snapshot of that store and a diff against it; the
-//! diff (upserts and deletions) is written to the database in the same transaction as the
-//! circle's own rows. If that transaction fails the snapshot is put back, so memory never gets
-//! ahead of the database.
-
-use std::collections::HashMap;
+//! Storage: openmls writes its state synchronously into the journaled store of
+//! `cordon-mls-store`. Each MLS operation runs under the circles lock inside a journal of that
+//! store; the keys it changed (upserts and deletions) are written to the database in the same
+//! transaction as the circle's own rows. If that transaction fails the journal is rolled back,
+//! so memory never gets ahead of the database. The cost is the keys the operation touched, not
+//! the size of the store.
 
 use openmls::prelude::*;
-use openmls_rust_crypto::OpenMlsRustCrypto;
 
 use crate::signing::{FederationKeys, SigningKey};
 
@@ -19,62 +17,12 @@ use crate::signing::{FederationKeys, SigningKey};
 /// signing key is an Ed25519 key.
 pub const CIPHERSUITE: Ciphersuite = Ciphersuite::MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519;
 
-/// The provider: RustCrypto and the in-memory key-value store.
-pub type Provider = OpenMlsRustCrypto;
-
-/// A copy of the key-value store taken before an operation.
-#[derive(Debug)]
-pub struct Snapshot(HashMap<Vec<u8>, Vec<u8>>);
-
-pub fn snapshot(provider: &Provider) -> Snapshot {
-    Snapshot(read_values(provider).clone())
-}
-
-fn read_values(provider: &Provider) -> std::sync::RwLockReadGuard<'_, HashMap<Vec<u8>, Vec<u8>>> {
-    provider
-        .storage()
-        .values
-        .read()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// What changed since `before`: `Some(value)` written, `None` deleted.
-pub fn diff(before: &Snapshot, provider: &Provider) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
-    let now = read_values(provider);
-    let mut changes = Vec::new();
-    for (key, value) in now.iter() {
-        if before.0.get(key) != Some(value) {
-            changes.push((key.clone(), Some(value.clone())));
-        }
-    }
-    for key in before.0.keys() {
-        if !now.contains_key(key) {
-            changes.push((key.clone(), None));
-        }
-    }
-    changes
-}
-
-/// Puts the store back as it was at `before`.
-pub fn restore(provider: &Provider, before: Snapshot) {
-    let mut values = provider
-        .storage()
-        .values
-        .write()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    *values = before.0;
-}
+/// The provider: RustCrypto and the journaled in-memory key-value store.
+pub type Provider = cordon_mls_store::Provider;
 
 /// Fills a fresh provider with the values read from the database.
 pub fn provider_with(values: Vec<(Vec<u8>, Vec<u8>)>) -> Provider {
-    let provider = Provider::default();
-    provider
-        .storage()
-        .values
-        .write()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .extend(values);
-    provider
+    Provider::with_values(values)
 }
 
 /// This gateway's MLS credential: its member id, with its pinned signing key.
@@ -227,7 +175,7 @@ mod tests {
         crate::signing::generate_signing_key(&path).unwrap();
         let key = SigningKey::load(&path, "GH").unwrap();
         let provider = Provider::default();
-        let empty = snapshot(&provider);
+        provider.storage().begin();
         let bundle = KeyPackage::builder()
             .build(CIPHERSUITE, &provider, &key, own_credential("GH", &key))
             .unwrap();
@@ -237,45 +185,18 @@ mod tests {
             .unwrap()
             .as_slice()
             .to_vec();
-        let made = diff(&empty, &provider);
+        let mut made = provider.storage().changes();
+        made.sort();
         assert!(
             !made.is_empty(),
             "the KeyPackage and its private keys are stored"
         );
         // Another reference forgets nothing; its own forgets everything it stored.
         forget_key_package(&provider, &[7; 32]).unwrap();
-        assert_eq!(diff(&empty, &provider), made);
+        let mut now = provider.storage().changes();
+        now.sort();
+        assert_eq!(now, made);
         forget_key_package(&provider, &hash_ref).unwrap();
-        assert!(diff(&empty, &provider).is_empty());
-    }
-
-    #[test]
-    fn diff_and_restore_track_writes_and_deletions() {
-        let provider = provider_with(vec![
-            (b"a".to_vec(), b"1".to_vec()),
-            (b"b".to_vec(), b"2".to_vec()),
-        ]);
-        let before = snapshot(&provider);
-        {
-            let mut values = provider.storage().values.write().unwrap();
-            values.insert(b"a".to_vec(), b"changed".to_vec());
-            values.remove(b"b".as_slice());
-            values.insert(b"c".to_vec(), b"3".to_vec());
-        }
-        let mut changes = diff(&before, &provider);
-        changes.sort();
-        assert_eq!(
-            changes,
-            vec![
-                (b"a".to_vec(), Some(b"changed".to_vec())),
-                (b"b".to_vec(), None),
-                (b"c".to_vec(), Some(b"3".to_vec())),
-            ]
-        );
-        restore(&provider, before);
-        assert!(diff(&snapshot(&provider), &provider).is_empty());
-        let values = provider.storage().values.read().unwrap();
-        assert_eq!(values.get(b"b".as_slice()), Some(&b"2".to_vec()));
-        assert!(!values.contains_key(b"c".as_slice()));
+        assert!(provider.storage().changes().is_empty());
     }
 }

@@ -254,21 +254,22 @@ impl Circles {
         inner: &mut MutexGuard<'_, Inner>,
         operation: impl FnOnce(&mut Inner) -> OpResult<T>,
     ) -> Result<(T, CircleWriteOutcome), CircleError> {
-        let before = mls::snapshot(&inner.provider);
+        inner.provider.storage().begin();
         let rows_before = inner.rows.clone();
         let (value, mut write) = match operation(inner) {
             Ok(done) => done,
             Err(error) => {
-                mls::restore(&inner.provider, before);
+                inner.provider.storage().rollback();
                 inner.rows = rows_before;
                 inner.reload_groups();
                 return Err(error);
             }
         };
-        write.kv = mls::diff(&before, &inner.provider);
+        write.kv = inner.provider.storage().changes();
         let replaces_keys = !write.kv.is_empty();
         match self.context.store.circle_write(write).await {
             Ok(outcome) => {
+                inner.provider.storage().commit();
                 self.changed.send_modify(|count| *count += 1);
                 if replaces_keys {
                     // Deleted and overwritten MLS secrets must not linger in the WAL.
@@ -277,7 +278,7 @@ impl Circles {
                 Ok((value, outcome))
             }
             Err(error) => {
-                mls::restore(&inner.provider, before);
+                inner.provider.storage().rollback();
                 inner.rows = rows_before;
                 inner.reload_groups();
                 Err(error.into())
