@@ -1169,7 +1169,7 @@ fn circle_markdown(report: &Report, text: &mut String) {
                 row.kv_changes
             ));
         }
-        text.push_str("\nmembers: before the add and after the remove. Each time is one MLS operation as `Circles::apply` runs it: snapshot, the operation, the key-value diff and the circle's rows in one SQLite transaction, a WAL checkpoint when keys were deleted.\n");
+        text.push_str("\nmembers: before the add and after the remove. Each time is one MLS operation as `Circles::apply` runs it: a journal of the MLS store around the operation, the keys it changed and the circle's rows in one SQLite transaction, a WAL checkpoint when keys were deleted.\n");
     }
 }
 

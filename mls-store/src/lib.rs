@@ -35,6 +35,8 @@ pub type Change = (Vec<u8>, Option<Vec<u8>>);
 pub enum StoreError {
     #[error("encoding an MLS store value: {0}")]
     Encode(serde_json::Error),
+    #[error("the MLS store lacks the {label} its list of them names")]
+    Missing { label: String },
     #[error("a stored MLS value under label {label} does not decode: {source}")]
     Decode {
         label: String,
@@ -75,7 +77,8 @@ impl JournalStorage {
     }
 
     /// What changed since [`begin`](Self::begin): every key whose value now differs from its
-    /// value then, in no particular order. Empty without an open journal.
+    /// value then, in no particular order. Empty without an open journal: writes made with
+    /// none open are not recorded anywhere (a caller persisting them must begin first).
     pub fn changes(&self) -> Vec<Change> {
         let state = self.read();
         let Some(journal) = &state.journal else {
@@ -132,45 +135,39 @@ impl JournalStorage {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Runs `change` on the value under `label` and `key`, noting the value before it in the
-    /// open journal (if this is the key's first change in it).
-    fn update<T>(
+    /// Replaces the value under `label` and `key` with what `change` makes of it (`None`:
+    /// deleted), noting the value before it in the open journal if this is the key's first
+    /// change in it. Neither value is copied.
+    fn update(
         &self,
         label: &[u8],
         key: &[u8],
-        change: impl FnOnce(&mut Option<Vec<u8>>) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
+        change: impl FnOnce(Option<&[u8]>) -> Result<Option<Vec<u8>>, StoreError>,
+    ) -> Result<(), StoreError> {
         let storage_key = storage_key(label, key);
         let mut state = self.write();
         let State { values, journal } = &mut *state;
-        let mut value = values.get(&storage_key).cloned();
-        let before = value.clone();
-        let result = change(&mut value)?;
-        if value == before {
-            return Ok(result);
+        let current = values.get(&storage_key).map(Vec::as_slice);
+        let value = change(current)?;
+        if value.as_deref() == current {
+            return Ok(());
         }
-        if let Some(journal) = journal {
-            journal.entry(storage_key.clone()).or_insert(before);
-        }
-        match value {
-            Some(value) => values.insert(storage_key, value),
+        let before = match value {
+            Some(value) => values.insert(storage_key.clone(), value),
             None => values.remove(&storage_key),
         };
-        Ok(result)
+        if let Some(journal) = journal {
+            journal.entry(storage_key).or_insert(before);
+        }
+        Ok(())
     }
 
     fn put(&self, label: &[u8], key: &[u8], value: Vec<u8>) -> Result<(), StoreError> {
-        self.update(label, key, |slot| {
-            *slot = Some(value);
-            Ok(())
-        })
+        self.update(label, key, |_| Ok(Some(value)))
     }
 
     fn delete(&self, label: &[u8], key: &[u8]) -> Result<(), StoreError> {
-        self.update(label, key, |slot| {
-            *slot = None;
-            Ok(())
-        })
+        self.update(label, key, |_| Ok(None))
     }
 
     fn get<V: DeserializeOwned>(&self, label: &[u8], key: &[u8]) -> Result<Option<V>, StoreError> {
@@ -202,14 +199,13 @@ impl JournalStorage {
         key: &[u8],
         edit: impl FnOnce(&mut Vec<Vec<u8>>),
     ) -> Result<(), StoreError> {
-        self.update(label, key, |slot| {
-            let mut items: Vec<Vec<u8>> = match slot {
+        self.update(label, key, |current| {
+            let mut items: Vec<Vec<u8>> = match current {
                 Some(bytes) => decode(label, bytes)?,
                 None => Vec::new(),
             };
             edit(&mut items);
-            *slot = Some(json(&items)?);
-            Ok(())
+            Ok(Some(json(&items)?))
         })
     }
 }

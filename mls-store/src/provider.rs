@@ -384,12 +384,15 @@ impl StorageProvider<V> for JournalStorage {
         group_id: &GroupId,
     ) -> Result<Vec<(ProposalRef, QueuedProposal)>, Self::Error> {
         let refs: Vec<ProposalRef> = self.get_list(PROPOSAL_QUEUE_REFS, &json(group_id)?)?;
-        // A reference whose proposal is missing is skipped: the queue holds what can be read.
         let mut proposals = Vec::with_capacity(refs.len());
         for proposal_ref in refs {
-            if let Some(proposal) = self.get_json(QUEUED_PROPOSAL, &(group_id, &proposal_ref))? {
-                proposals.push((proposal_ref, proposal));
-            }
+            // A reference without its proposal is a damaged store, not an empty slot.
+            let proposal = self
+                .get_json(QUEUED_PROPOSAL, &(group_id, &proposal_ref))?
+                .ok_or_else(|| StoreError::Missing {
+                    label: String::from_utf8_lossy(QUEUED_PROPOSAL).into_owned(),
+                })?;
+            proposals.push((proposal_ref, proposal));
         }
         Ok(proposals)
     }

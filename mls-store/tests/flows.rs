@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 
 use cordon_mls_store::{Change, Provider};
+use openmls::ciphersuite::hash_ref::ProposalRef;
 use openmls::prelude::*;
 use openmls_rust_crypto::OpenMlsRustCrypto;
 use openmls_traits::signatures::{Signer, SignerError};
@@ -166,7 +167,7 @@ fn every_operation_of_a_circle_is_journaled_exactly() {
     let (mut group, _) = journaled(&hub, || create(&hub, &hub_key, "GH"));
     let ((_, welcome_message, _), _) = journaled(&hub, || {
         group
-            .add_members(&hub, &hub_key, &[package.clone()])
+            .add_members(&hub, &hub_key, std::slice::from_ref(&package))
             .unwrap()
     });
     journaled(&hub, || group.merge_pending_commit(&hub).unwrap());
@@ -306,4 +307,99 @@ fn a_group_is_stored_under_the_keys_memory_storage_uses() {
         "the group's state is stored under several labels"
     );
     assert_eq!(journaled_keys, stock_keys);
+}
+
+#[test]
+fn a_queued_proposal_is_journaled_committed_and_cleared() {
+    let (hub, member) = (Provider::default(), Provider::default());
+    let (hub_key, member_key) = (Key::generate(), Key::generate());
+    let package = key_package(&member, &member_key, "NG");
+    let mut group = create(&hub, &hub_key, "GH");
+    let (_, welcome_message, _) = group.add_members(&hub, &hub_key, &[package]).unwrap();
+    group.merge_pending_commit(&hub).unwrap();
+    let mut joined = join(&member, &welcome_message);
+
+    // The member proposes to update its keys; the hub queues the proposal...
+    let ((proposal, _), _) = journaled(&member, || {
+        joined
+            .propose_self_update(&member, &member_key, LeafNodeParameters::default())
+            .unwrap()
+    });
+    let (_, queued) = journaled(&hub, || {
+        match group
+            .process_message(&hub, wire(&proposal))
+            .unwrap()
+            .into_content()
+        {
+            ProcessedMessageContent::ProposalMessage(queued) => group
+                .store_pending_proposal(hub.storage(), *queued)
+                .unwrap(),
+            _ => panic!("not a proposal"),
+        }
+    });
+    assert!(
+        queued >= 2,
+        "the proposal and the list naming it are stored"
+    );
+    let listed: Vec<ProposalRef> = hub
+        .storage()
+        .queued_proposal_refs(group.group_id())
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+
+    // ...commits to it, and both sides merge, which clears the queue.
+    let ((commit, _, _), _) = journaled(&hub, || {
+        group.commit_to_pending_proposals(&hub, &hub_key).unwrap()
+    });
+    journaled(&hub, || group.merge_pending_commit(&hub).unwrap());
+    journaled(&member, || apply_commit(&member, &mut joined, &commit));
+    for provider in [&hub, &member] {
+        let left: Vec<(ProposalRef, QueuedProposal)> = provider
+            .storage()
+            .queued_proposals(group.group_id())
+            .unwrap();
+        assert!(left.is_empty(), "the queue is cleared by the merge");
+        assert!(
+            !provider
+                .storage()
+                .entries()
+                .iter()
+                .any(|(key, _)| key.starts_with(b"QueuedProposal")),
+            "no proposal is left behind"
+        );
+    }
+    assert_eq!(group.epoch(), joined.epoch());
+}
+
+#[test]
+fn a_journaled_store_is_read_by_openmls_memory_storage() {
+    let (hub, member) = (Provider::default(), Provider::default());
+    let (hub_key, member_key) = (Key::generate(), Key::generate());
+    let package = journaled(&member, || key_package(&member, &member_key, "NG")).0;
+    let mut group = journaled(&hub, || create(&hub, &hub_key, "GH")).0;
+    let welcome_message = journaled(&hub, || {
+        group.add_members(&hub, &hub_key, &[package]).unwrap().1
+    })
+    .0;
+    journaled(&hub, || group.merge_pending_commit(&hub).unwrap());
+
+    // Both carry on from copies in openmls' own store (a gateway going back a version).
+    let copy = |provider: &Provider| {
+        let stock = OpenMlsRustCrypto::default();
+        stock
+            .storage()
+            .values
+            .write()
+            .unwrap()
+            .extend(provider.storage().entries());
+        stock
+    };
+    let member_stock = copy(&member);
+    let mut joined = join(&member_stock, &welcome_message);
+    let hub_stock = copy(&hub);
+    let mut group = MlsGroup::load(hub_stock.storage(), group.group_id())
+        .unwrap()
+        .expect("the group is found");
+    let message = group.create_message(&hub_stock, &hub_key, b"back").unwrap();
+    assert_eq!(read(&member_stock, &mut joined, &message), b"back");
 }

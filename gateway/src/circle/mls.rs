@@ -1,5 +1,5 @@
-//! The MLS side of circles: the provider (RustCrypto with the in-memory key-value store that
-//! the circle journal wraps), the ciphersuite, this gateway's credential, and the checks of
+//! The MLS side of circles: the provider (RustCrypto with the journaled in-memory key-value
+//! store of `cordon-mls-store`), the ciphersuite, this gateway's credential, and the checks of
 //! other members' credentials against the federation's pinned keys.
 //!
 //! Storage: openmls writes its state synchronously into the journaled store of

@@ -8,10 +8,10 @@
 //! [`rotate`]); a gateway joins from the hub's Welcome ([`join`]) made with one of its
 //! KeyPackages ([`key_packages`]). [`api`] is the gRPC face of all of it.
 //!
-//! Every MLS operation runs under one lock with a snapshot of the key-value store before it;
-//! the store's changes and the circle's rows (log entry, circle row, indicators, KeyPackages)
-//! are written in one database transaction, and the snapshot is put back if it fails
-//! ([`Circles::apply`]).
+//! Every MLS operation runs under one lock inside a journal of the MLS key-value store
+//! (`cordon-mls-store`); the keys it changed and the circle's rows (log entry, circle row,
+//! indicators, KeyPackages) are written in one database transaction, and the journal is rolled
+//! back if it fails ([`Circles::apply`]).
 //!
 //! This room never releases an indicator to a recipient outside its circle: what a member
 //! decrypts is stored as source-protected, and the release room's hard floor keeps it there.
