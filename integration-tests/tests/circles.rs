@@ -1254,3 +1254,57 @@ fn set_suspended(gateway: &MemberDir, member: &str, suspended: bool) -> Result<(
     std::fs::rename(&staged, gateway.config())?;
     Ok(())
 }
+
+/// A Rotate whose caller gives up while the hub's database write waits (another connection
+/// holds the database's write lock) still lands whole once the lock is released: what the
+/// hub holds in memory is what its database holds, before and after a restart. Stopped with
+/// its caller, the write was rolled back while memory kept the new epoch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_circle_operation_whose_caller_gives_up_mid_write_still_lands_whole() -> Result<()> {
+    use sqlx::Connection as _;
+
+    let federation = Federation::new()?;
+    let (dirs, [gh]) = hub_circle(&federation, ["GH"], [&[]]).await?;
+    let ghana = &dirs[0];
+    let before = members_info(&gh.endpoint, &ghana.identity(), "alpha").await?;
+    let url = ghana.sqlite_url();
+
+    let mut lock = sqlx::SqliteConnection::connect(&url).await?;
+    sqlx::raw_sql("BEGIN EXCLUSIVE").execute(&mut lock).await?;
+    let mut request = tonic::Request::new(RotateRequest {
+        circle: "alpha".into(),
+    });
+    request.set_timeout(Duration::from_millis(300));
+    let given_up = circle_client(&gh.endpoint, &ghana.identity())
+        .await?
+        .rotate(request)
+        .await;
+    ensure!(
+        given_up.is_err(),
+        "the rotation answered while the database was locked: {given_up:?}"
+    );
+    sqlx::raw_sql("COMMIT").execute(&mut lock).await?;
+    lock.close().await?;
+
+    let store = Store::connect(&url).await?;
+    let rotated = before.epoch + 1;
+    wait_until(
+        "the hub's memory and database to hold the rotation",
+        || async {
+            let held = members_info(&gh.endpoint, &ghana.identity(), "alpha")
+                .await?
+                .epoch;
+            let stored = store.circle("alpha").await?.context("circle row")?.epoch;
+            Ok((
+                held == rotated && stored == rotated,
+                format!("in memory epoch {held}, in the database {stored}, expected {rotated}"),
+            ))
+        },
+    )
+    .await?;
+    gh.stop().await?;
+    let gh = ghana.start(&[]).await?;
+    let info = members_info(&gh.endpoint, &ghana.identity(), "alpha").await?;
+    ensure!(info.epoch == rotated, "after a restart: {info:?}");
+    gh.stop().await
+}

@@ -15,7 +15,7 @@ use futures::Stream;
 use tonic::{Request, Response, Status};
 
 use super::hub::{hub_accept, read_limit};
-use super::{Circles, kind_name, kind_of};
+use super::{Circles, kind_name, kind_of, uncancelled};
 use crate::identity::{Identity, caller};
 
 /// Log entries read from storage per page of a Log stream.
@@ -68,7 +68,9 @@ impl CircleService for CircleApi {
     ) -> Result<Response<GetKeyPackageResponse>, Status> {
         let identity = self.caller(&request)?;
         let requester = self.require_partner_gateway(&identity)?;
-        let (key_package, last_resort) = self.circles.key_package_for(&requester).await?;
+        let (circles, asking) = (self.circles.clone(), requester.clone());
+        let (key_package, last_resort) =
+            uncancelled(async move { circles.key_package_for(&asking).await }).await?;
         tracing::info!(%requester, last_resort, "KeyPackage handed out");
         Ok(Response::new(GetKeyPackageResponse {
             key_package,
@@ -83,9 +85,13 @@ impl CircleService for CircleApi {
         let identity = self.caller(&request)?;
         let hub = self.require_partner_gateway(&identity)?;
         let request = request.into_inner();
-        self.circles
-            .join(&hub, &request.circle, &request.welcome, request.position)
-            .await?;
+        let circles = self.circles.clone();
+        uncancelled(async move {
+            circles
+                .join(&hub, &request.circle, &request.welcome, request.position)
+                .await
+        })
+        .await?;
         Ok(Response::new(WelcomeResponse {}))
     }
 
@@ -96,9 +102,13 @@ impl CircleService for CircleApi {
         let kind = MessageKind::try_from(request.kind).unwrap_or(MessageKind::Unspecified);
         let mut messages = vec![request.message];
         messages.extend(request.messages);
-        let response = hub_accept(&self.circles, &sender, &request.circle, kind, &messages)
-            .await
-            .inspect_err(|error| {
+        let (circles, circle, from) =
+            (self.circles.clone(), request.circle.clone(), sender.clone());
+        let response = uncancelled(async move {
+            hub_accept(&circles, &from, &circle, kind, &messages).await
+        })
+        .await
+        .inspect_err(|error| {
                 tracing::warn!(circle = %request.circle, %sender, kind = kind_name(kind), reason = %error, "refused a circle message");
             })?;
         Ok(Response::new(response))
@@ -174,8 +184,9 @@ impl CircleService for CircleApi {
         request: Request<CreateCircleRequest>,
     ) -> Result<Response<CircleInfo>, Status> {
         self.require_own_gateway(&self.caller(&request)?)?;
+        let (circles, name) = (self.circles.clone(), request.into_inner().name);
         Ok(Response::new(
-            self.circles.create(&request.get_ref().name).await?,
+            uncancelled(async move { circles.create(&name).await }).await?,
         ))
     }
 
@@ -185,8 +196,9 @@ impl CircleService for CircleApi {
     ) -> Result<Response<CircleInfo>, Status> {
         self.require_own_gateway(&self.caller(&request)?)?;
         let request = request.into_inner();
+        let circles = self.circles.clone();
         Ok(Response::new(
-            self.circles.add(&request.circle, &request.member).await?,
+            uncancelled(async move { circles.add(&request.circle, &request.member).await }).await?,
         ))
     }
 
@@ -196,9 +208,9 @@ impl CircleService for CircleApi {
     ) -> Result<Response<CircleInfo>, Status> {
         self.require_own_gateway(&self.caller(&request)?)?;
         let request = request.into_inner();
+        let circles = self.circles.clone();
         Ok(Response::new(
-            self.circles
-                .remove(&request.circle, &request.member)
+            uncancelled(async move { circles.remove(&request.circle, &request.member).await })
                 .await?,
         ))
     }
@@ -228,7 +240,8 @@ impl CircleService for CircleApi {
         request: Request<RotateRequest>,
     ) -> Result<Response<RotateResponse>, Status> {
         self.require_own_gateway(&self.caller(&request)?)?;
-        let (epoch, attempts) = self.circles.rotate(&request.get_ref().circle).await?;
+        let (circles, circle) = (self.circles.clone(), request.into_inner().circle);
+        let (epoch, attempts) = uncancelled(async move { circles.rotate(&circle).await }).await?;
         Ok(Response::new(RotateResponse { epoch, attempts }))
     }
 }

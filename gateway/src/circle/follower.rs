@@ -16,7 +16,7 @@ use super::publish::digest;
 use super::state::Inner;
 use super::{
     CircleContext, CircleError, Circles, STATUS_ACTIVE, STATUS_REMOVED, check_circle_indicator,
-    circle_indicator, mls,
+    circle_indicator, mls, uncancelled,
 };
 
 /// Follows `name`'s hub log until shutdown or until this gateway is removed from the circle.
@@ -88,7 +88,8 @@ async fn follow_once(circles: &Arc<Circles>, name: &str) -> Result<bool, CircleE
                 None => break,
             }
         }
-        if apply_entries(circles, name, batch).await? {
+        let (circles, circle) = (circles.clone(), name.to_string());
+        if uncancelled(async move { apply_entries(&circles, &circle, batch).await }).await? {
             return Ok(true);
         }
         if let Some(after) = after {

@@ -132,6 +132,18 @@ impl std::fmt::Debug for Circles {
     }
 }
 
+/// Runs circle work on a task of its own and waits for it. A caller that goes away (a
+/// cancelled or timed-out RPC, an aborted follower) then leaves the work to finish instead of
+/// stopping it between an MLS operation and the write of what the operation changed, which
+/// would leave memory ahead of the database with no rollback.
+pub(crate) async fn uncancelled<T: Send + 'static>(
+    work: impl std::future::Future<Output = Result<T, CircleError>> + Send + 'static,
+) -> Result<T, CircleError> {
+    tokio::spawn(work)
+        .await
+        .map_err(|error| CircleError::internal(format!("a circle operation stopped: {error}")))?
+}
+
 /// The result of one MLS operation: what to return and what to write.
 type OpResult<T> = Result<(T, cordon_storage::CircleWrite), CircleError>;
 

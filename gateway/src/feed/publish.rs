@@ -131,17 +131,20 @@ impl GatewayState {
                 "revisions are not sent into circles",
             ));
         }
-        let response = self
-            .circles
-            .publish(
-                caller,
-                circle,
-                indicators,
-                &now_rfc3339(),
-                now_timestamp(),
-                warnings,
-            )
-            .await?;
+        let (circles, caller, circle) = (self.circles.clone(), caller.clone(), circle.to_string());
+        let response = crate::circle::uncancelled(async move {
+            circles
+                .publish(
+                    &caller,
+                    &circle,
+                    indicators,
+                    &now_rfc3339(),
+                    now_timestamp(),
+                    warnings,
+                )
+                .await
+        })
+        .await?;
         self.metrics.published(response.accepted.len() as u64);
         Ok(response)
     }
