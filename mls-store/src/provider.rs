@@ -69,264 +69,131 @@ fn epoch_key_pairs_key(
     Ok(key)
 }
 
+/// The write, read and delete of an entity stored once per group under `$label`, with the
+/// trait's order of generic parameters (the group's id first, or the entity first).
+macro_rules! per_group {
+    (group_first, $label:ident, $entity:ident, $write:ident, $read:ident, $delete:ident) => {
+        fn $write<GroupId: traits::GroupId<V>, $entity: traits::$entity<V>>(
+            &self,
+            group_id: &GroupId,
+            value: &$entity,
+        ) -> Result<(), Self::Error> {
+            self.put_json($label, group_id, value)
+        }
+
+        fn $read<GroupId: traits::GroupId<V>, $entity: traits::$entity<V>>(
+            &self,
+            group_id: &GroupId,
+        ) -> Result<Option<$entity>, Self::Error> {
+            self.get_json($label, group_id)
+        }
+
+        per_group!(delete, $label, $delete);
+    };
+    (entity_first, $label:ident, $entity:ident, $write:ident, $read:ident, $delete:ident) => {
+        fn $write<$entity: traits::$entity<V>, GroupId: traits::GroupId<V>>(
+            &self,
+            group_id: &GroupId,
+            value: &$entity,
+        ) -> Result<(), Self::Error> {
+            self.put_json($label, group_id, value)
+        }
+
+        fn $read<$entity: traits::$entity<V>, GroupId: traits::GroupId<V>>(
+            &self,
+            group_id: &GroupId,
+        ) -> Result<Option<$entity>, Self::Error> {
+            self.get_json($label, group_id)
+        }
+
+        per_group!(delete, $label, $delete);
+    };
+    (delete, $label:ident, $delete:ident) => {
+        fn $delete<GroupId: traits::GroupId<V>>(
+            &self,
+            group_id: &GroupId,
+        ) -> Result<(), Self::Error> {
+            self.delete_json($label, group_id)
+        }
+    };
+}
+
 impl StorageProvider<V> for JournalStorage {
     type Error = StoreError;
 
-    fn write_mls_join_config<
-        GroupId: traits::GroupId<V>,
-        MlsGroupJoinConfig: traits::MlsGroupJoinConfig<V>,
-    >(
-        &self,
-        group_id: &GroupId,
-        config: &MlsGroupJoinConfig,
-    ) -> Result<(), Self::Error> {
-        self.put_json(JOIN_CONFIG, group_id, config)
-    }
-
-    fn mls_group_join_config<
-        GroupId: traits::GroupId<V>,
-        MlsGroupJoinConfig: traits::MlsGroupJoinConfig<V>,
-    >(
-        &self,
-        group_id: &GroupId,
-    ) -> Result<Option<MlsGroupJoinConfig>, Self::Error> {
-        self.get_json(JOIN_CONFIG, group_id)
-    }
-
-    fn delete_group_config<GroupId: traits::GroupId<V>>(
-        &self,
-        group_id: &GroupId,
-    ) -> Result<(), Self::Error> {
-        self.delete_json(JOIN_CONFIG, group_id)
-    }
-
-    fn write_tree<GroupId: traits::GroupId<V>, TreeSync: traits::TreeSync<V>>(
-        &self,
-        group_id: &GroupId,
-        tree: &TreeSync,
-    ) -> Result<(), Self::Error> {
-        self.put_json(TREE, group_id, tree)
-    }
-
-    fn tree<GroupId: traits::GroupId<V>, TreeSync: traits::TreeSync<V>>(
-        &self,
-        group_id: &GroupId,
-    ) -> Result<Option<TreeSync>, Self::Error> {
-        self.get_json(TREE, group_id)
-    }
-
-    fn delete_tree<GroupId: traits::GroupId<V>>(
-        &self,
-        group_id: &GroupId,
-    ) -> Result<(), Self::Error> {
-        self.delete_json(TREE, group_id)
-    }
-
-    fn write_interim_transcript_hash<
-        GroupId: traits::GroupId<V>,
-        InterimTranscriptHash: traits::InterimTranscriptHash<V>,
-    >(
-        &self,
-        group_id: &GroupId,
-        interim_transcript_hash: &InterimTranscriptHash,
-    ) -> Result<(), Self::Error> {
-        self.put_json(INTERIM_TRANSCRIPT_HASH, group_id, interim_transcript_hash)
-    }
-
-    fn interim_transcript_hash<
-        GroupId: traits::GroupId<V>,
-        InterimTranscriptHash: traits::InterimTranscriptHash<V>,
-    >(
-        &self,
-        group_id: &GroupId,
-    ) -> Result<Option<InterimTranscriptHash>, Self::Error> {
-        self.get_json(INTERIM_TRANSCRIPT_HASH, group_id)
-    }
-
-    fn delete_interim_transcript_hash<GroupId: traits::GroupId<V>>(
-        &self,
-        group_id: &GroupId,
-    ) -> Result<(), Self::Error> {
-        self.delete_json(INTERIM_TRANSCRIPT_HASH, group_id)
-    }
-
-    fn write_context<GroupId: traits::GroupId<V>, GroupContext: traits::GroupContext<V>>(
-        &self,
-        group_id: &GroupId,
-        group_context: &GroupContext,
-    ) -> Result<(), Self::Error> {
-        self.put_json(GROUP_CONTEXT, group_id, group_context)
-    }
-
-    fn group_context<GroupId: traits::GroupId<V>, GroupContext: traits::GroupContext<V>>(
-        &self,
-        group_id: &GroupId,
-    ) -> Result<Option<GroupContext>, Self::Error> {
-        self.get_json(GROUP_CONTEXT, group_id)
-    }
-
-    fn delete_context<GroupId: traits::GroupId<V>>(
-        &self,
-        group_id: &GroupId,
-    ) -> Result<(), Self::Error> {
-        self.delete_json(GROUP_CONTEXT, group_id)
-    }
-
-    fn write_confirmation_tag<
-        GroupId: traits::GroupId<V>,
-        ConfirmationTag: traits::ConfirmationTag<V>,
-    >(
-        &self,
-        group_id: &GroupId,
-        confirmation_tag: &ConfirmationTag,
-    ) -> Result<(), Self::Error> {
-        self.put_json(CONFIRMATION_TAG, group_id, confirmation_tag)
-    }
-
-    fn confirmation_tag<
-        GroupId: traits::GroupId<V>,
-        ConfirmationTag: traits::ConfirmationTag<V>,
-    >(
-        &self,
-        group_id: &GroupId,
-    ) -> Result<Option<ConfirmationTag>, Self::Error> {
-        self.get_json(CONFIRMATION_TAG, group_id)
-    }
-
-    fn delete_confirmation_tag<GroupId: traits::GroupId<V>>(
-        &self,
-        group_id: &GroupId,
-    ) -> Result<(), Self::Error> {
-        self.delete_json(CONFIRMATION_TAG, group_id)
-    }
-
-    fn write_group_state<GroupState: traits::GroupState<V>, GroupId: traits::GroupId<V>>(
-        &self,
-        group_id: &GroupId,
-        group_state: &GroupState,
-    ) -> Result<(), Self::Error> {
-        self.put_json(GROUP_STATE, group_id, group_state)
-    }
-
-    fn group_state<GroupState: traits::GroupState<V>, GroupId: traits::GroupId<V>>(
-        &self,
-        group_id: &GroupId,
-    ) -> Result<Option<GroupState>, Self::Error> {
-        self.get_json(GROUP_STATE, group_id)
-    }
-
-    fn delete_group_state<GroupId: traits::GroupId<V>>(
-        &self,
-        group_id: &GroupId,
-    ) -> Result<(), Self::Error> {
-        self.delete_json(GROUP_STATE, group_id)
-    }
-
-    fn write_message_secrets<
-        GroupId: traits::GroupId<V>,
-        MessageSecrets: traits::MessageSecrets<V>,
-    >(
-        &self,
-        group_id: &GroupId,
-        message_secrets: &MessageSecrets,
-    ) -> Result<(), Self::Error> {
-        self.put_json(MESSAGE_SECRETS, group_id, message_secrets)
-    }
-
-    fn message_secrets<GroupId: traits::GroupId<V>, MessageSecrets: traits::MessageSecrets<V>>(
-        &self,
-        group_id: &GroupId,
-    ) -> Result<Option<MessageSecrets>, Self::Error> {
-        self.get_json(MESSAGE_SECRETS, group_id)
-    }
-
-    fn delete_message_secrets<GroupId: traits::GroupId<V>>(
-        &self,
-        group_id: &GroupId,
-    ) -> Result<(), Self::Error> {
-        self.delete_json(MESSAGE_SECRETS, group_id)
-    }
-
-    fn write_resumption_psk_store<
-        GroupId: traits::GroupId<V>,
-        ResumptionPskStore: traits::ResumptionPskStore<V>,
-    >(
-        &self,
-        group_id: &GroupId,
-        resumption_psk_store: &ResumptionPskStore,
-    ) -> Result<(), Self::Error> {
-        self.put_json(RESUMPTION_PSK_STORE, group_id, resumption_psk_store)
-    }
-
-    fn resumption_psk_store<
-        GroupId: traits::GroupId<V>,
-        ResumptionPskStore: traits::ResumptionPskStore<V>,
-    >(
-        &self,
-        group_id: &GroupId,
-    ) -> Result<Option<ResumptionPskStore>, Self::Error> {
-        self.get_json(RESUMPTION_PSK_STORE, group_id)
-    }
-
-    fn delete_all_resumption_psk_secrets<GroupId: traits::GroupId<V>>(
-        &self,
-        group_id: &GroupId,
-    ) -> Result<(), Self::Error> {
-        self.delete_json(RESUMPTION_PSK_STORE, group_id)
-    }
-
-    fn write_own_leaf_index<
-        GroupId: traits::GroupId<V>,
-        LeafNodeIndex: traits::LeafNodeIndex<V>,
-    >(
-        &self,
-        group_id: &GroupId,
-        own_leaf_index: &LeafNodeIndex,
-    ) -> Result<(), Self::Error> {
-        self.put_json(OWN_LEAF_NODE_INDEX, group_id, own_leaf_index)
-    }
-
-    fn own_leaf_index<GroupId: traits::GroupId<V>, LeafNodeIndex: traits::LeafNodeIndex<V>>(
-        &self,
-        group_id: &GroupId,
-    ) -> Result<Option<LeafNodeIndex>, Self::Error> {
-        self.get_json(OWN_LEAF_NODE_INDEX, group_id)
-    }
-
-    fn delete_own_leaf_index<GroupId: traits::GroupId<V>>(
-        &self,
-        group_id: &GroupId,
-    ) -> Result<(), Self::Error> {
-        self.delete_json(OWN_LEAF_NODE_INDEX, group_id)
-    }
-
-    fn write_group_epoch_secrets<
-        GroupId: traits::GroupId<V>,
-        GroupEpochSecrets: traits::GroupEpochSecrets<V>,
-    >(
-        &self,
-        group_id: &GroupId,
-        group_epoch_secrets: &GroupEpochSecrets,
-    ) -> Result<(), Self::Error> {
-        self.put_json(EPOCH_SECRETS, group_id, group_epoch_secrets)
-    }
-
-    fn group_epoch_secrets<
-        GroupId: traits::GroupId<V>,
-        GroupEpochSecrets: traits::GroupEpochSecrets<V>,
-    >(
-        &self,
-        group_id: &GroupId,
-    ) -> Result<Option<GroupEpochSecrets>, Self::Error> {
-        self.get_json(EPOCH_SECRETS, group_id)
-    }
-
-    fn delete_group_epoch_secrets<GroupId: traits::GroupId<V>>(
-        &self,
-        group_id: &GroupId,
-    ) -> Result<(), Self::Error> {
-        self.delete_json(EPOCH_SECRETS, group_id)
-    }
+    per_group!(
+        group_first,
+        JOIN_CONFIG,
+        MlsGroupJoinConfig,
+        write_mls_join_config,
+        mls_group_join_config,
+        delete_group_config
+    );
+    per_group!(group_first, TREE, TreeSync, write_tree, tree, delete_tree);
+    per_group!(
+        group_first,
+        INTERIM_TRANSCRIPT_HASH,
+        InterimTranscriptHash,
+        write_interim_transcript_hash,
+        interim_transcript_hash,
+        delete_interim_transcript_hash
+    );
+    per_group!(
+        group_first,
+        GROUP_CONTEXT,
+        GroupContext,
+        write_context,
+        group_context,
+        delete_context
+    );
+    per_group!(
+        group_first,
+        CONFIRMATION_TAG,
+        ConfirmationTag,
+        write_confirmation_tag,
+        confirmation_tag,
+        delete_confirmation_tag
+    );
+    per_group!(
+        entity_first,
+        GROUP_STATE,
+        GroupState,
+        write_group_state,
+        group_state,
+        delete_group_state
+    );
+    per_group!(
+        group_first,
+        MESSAGE_SECRETS,
+        MessageSecrets,
+        write_message_secrets,
+        message_secrets,
+        delete_message_secrets
+    );
+    per_group!(
+        group_first,
+        RESUMPTION_PSK_STORE,
+        ResumptionPskStore,
+        write_resumption_psk_store,
+        resumption_psk_store,
+        delete_all_resumption_psk_secrets
+    );
+    per_group!(
+        group_first,
+        OWN_LEAF_NODE_INDEX,
+        LeafNodeIndex,
+        write_own_leaf_index,
+        own_leaf_index,
+        delete_own_leaf_index
+    );
+    per_group!(
+        group_first,
+        EPOCH_SECRETS,
+        GroupEpochSecrets,
+        write_group_epoch_secrets,
+        group_epoch_secrets,
+        delete_group_epoch_secrets
+    );
 
     fn append_own_leaf_node<GroupId: traits::GroupId<V>, LeafNode: traits::LeafNode<V>>(
         &self,
