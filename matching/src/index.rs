@@ -69,6 +69,10 @@ enum Postings<T> {
 }
 
 impl<T: Copy + PartialEq> Postings<T> {
+    /// Adds `id` after the ids held, once. Every push of one id comes in one run (one
+    /// record's insert, one new word's deletions), so a repeat can only be the last id held:
+    /// checking that one keeps a push O(1) however many records share a key (checking them
+    /// all made indexing quadratic in the records naming one vessel).
     fn push(&mut self, id: T) {
         match self {
             Postings::One(first) => {
@@ -77,7 +81,7 @@ impl<T: Copy + PartialEq> Postings<T> {
                 }
             }
             Postings::Many(ids) => {
-                if !ids.contains(&id) {
+                if ids.last() != Some(&id) {
                     ids.push(id);
                 }
             }
@@ -227,7 +231,9 @@ impl Index {
         Index::default()
     }
 
-    /// Adds `record`'s identifiers and names.
+    /// Adds `record`'s identifiers and names. A record is inserted once until it is removed
+    /// (the gateway numbers them by feed sequence or watch number); inserting one that is
+    /// already held lists it twice.
     pub fn insert(&mut self, record: u64, subject: &Prepared) {
         self.records += 1;
         for identifier in &subject.identifiers {
@@ -547,6 +553,26 @@ mod tests {
         assert_eq!(found.len(), MAX_RECORDS_PER_KEY);
         assert_eq!(found.first(), Some(&151));
         assert_eq!(found.last(), Some(&200));
+    }
+
+    #[test]
+    fn an_identifier_named_twice_by_a_record_lists_it_once() {
+        let mut index = Index::new();
+        let twice = subject(
+            &[(IdKind::Imo, "9234563"), (IdKind::Imo, "IMO 9234563")],
+            &[],
+        );
+        let last = 2 * MAX_RECORDS_PER_KEY as u64;
+        for record in 1..=last {
+            index.insert(record, &twice);
+        }
+        // Listed twice, a record would take two of the most recent places.
+        let recent: Vec<u64> = (last - MAX_RECORDS_PER_KEY as u64 + 1..=last).collect();
+        assert_eq!(index.candidates(&twice, 0.9), recent);
+        // Removing one leaves the others, each once.
+        index.remove(last, &twice);
+        let recent: Vec<u64> = (last - MAX_RECORDS_PER_KEY as u64..last).collect();
+        assert_eq!(index.candidates(&twice, 0.9), recent);
     }
 
     #[test]
