@@ -103,7 +103,8 @@ const BATCH: usize = 256;
 
 /// Applies log entries in one transaction; if that fails, one by one, so that the entries
 /// before a failing one are kept and the failure is the failing entry's own. `Ok(true)`
-/// when they removed this gateway from the circle.
+/// when they removed this gateway from the circle. A caller that may be cancelled runs it
+/// through [`super::uncancelled`].
 pub async fn apply_entries(
     circles: &Circles,
     name: &str,
@@ -123,15 +124,6 @@ pub async fn apply_entries(
         }
     }
     Ok(false)
-}
-
-/// Applies one log entry. `Ok(true)` when it removed this gateway from the circle.
-pub async fn apply_entry(
-    circles: &Circles,
-    name: &str,
-    entry: LogEntry,
-) -> Result<bool, CircleError> {
-    apply_batch(circles, name, std::slice::from_ref(&entry)).await
 }
 
 /// One entry's outcome: whether it removed this gateway, and why it was refused, if it was.

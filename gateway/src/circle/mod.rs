@@ -139,9 +139,11 @@ impl std::fmt::Debug for Circles {
 pub(crate) async fn uncancelled<T: Send + 'static>(
     work: impl std::future::Future<Output = Result<T, CircleError>> + Send + 'static,
 ) -> Result<T, CircleError> {
-    tokio::spawn(work)
-        .await
-        .map_err(|error| CircleError::internal(format!("a circle operation stopped: {error}")))?
+    tokio::spawn(work).await.map_err(|error| {
+        // A panic's text stays in this gateway's log; callers (partners among them) get none.
+        tracing::error!(%error, "a circle operation stopped unexpectedly");
+        CircleError::internal("a circle operation stopped unexpectedly")
+    })?
 }
 
 /// The result of one MLS operation: what to return and what to write.
@@ -259,8 +261,8 @@ impl Circles {
         self.inner.lock().await
     }
 
-    /// Runs one MLS operation and writes what it changed in one transaction; on any failure
-    /// the in-memory state is put back as it was.
+    /// Runs one MLS operation and writes what it changed in one transaction; on any failure,
+    /// a panic of the operation included, the in-memory state is put back as it was.
     pub(crate) async fn apply<T>(
         &self,
         inner: &mut MutexGuard<'_, Inner>,
@@ -268,7 +270,14 @@ impl Circles {
     ) -> Result<(T, CircleWriteOutcome), CircleError> {
         inner.provider.storage().begin();
         let rows_before = inner.rows.clone();
-        let (value, mut write) = match operation(inner) {
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| operation(inner)))
+            .unwrap_or_else(|_| {
+                tracing::error!("an MLS operation panicked; its changes are rolled back");
+                Err(CircleError::internal(
+                    "an MLS operation stopped unexpectedly",
+                ))
+            });
+        let (value, mut write) = match ran {
             Ok(done) => done,
             Err(error) => {
                 inner.provider.storage().rollback();
@@ -353,7 +362,11 @@ impl Circles {
     /// Waits until the circle's local epoch passes `epoch`, or patience runs out.
     async fn wait_for_epoch_after(&self, name: &str, epoch: u64) {
         let mut changes = self.changed.subscribe();
-        let _ = tokio::time::timeout(CATCH_UP_PATIENCE, async {
+        let mut shutdown = self.shutdown.clone();
+        let stopping = async move {
+            let _ = shutdown.wait_for(|stopping| *stopping).await;
+        };
+        let caught_up = tokio::time::timeout(CATCH_UP_PATIENCE, async {
             loop {
                 {
                     let inner = self.inner.lock().await;
@@ -368,7 +381,11 @@ impl Circles {
                     return;
                 }
             }
-        })
-        .await;
+        });
+        // Work no caller can cancel (`uncancelled`) must not hold up this gateway's stop.
+        tokio::select! {
+            _ = caught_up => {}
+            () = stopping => {}
+        }
     }
 }

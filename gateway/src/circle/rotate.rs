@@ -14,6 +14,11 @@ impl Circles {
     pub async fn rotate(&self, name: &str) -> Result<(u64, u32), CircleError> {
         let _one_at_a_time = self.rotating.lock().await;
         for attempt in 1..=MAX_ATTEMPTS {
+            if *self.shutdown.borrow() {
+                return Err(CircleError::Unavailable(
+                    "this gateway is stopping; rotate again once it is back".into(),
+                ));
+            }
             // A commit left pending by an earlier rotation whose answer was lost may still be
             // in the hub's log: let the follower settle it (merge it, or drop it for the
             // commit that won) before making another.
