@@ -202,15 +202,16 @@ impl Circles {
                 position: pending.position,
             })
             .await?;
+        // The database first: if its write fails, memory still shows the Welcome awaited.
         let mut inner = self.inner.lock().await;
-        let key = (pending.circle.clone(), pending.member.clone());
-        if inner.awaiting.get(&key) == Some(&pending.position) {
-            inner.awaiting.remove(&key);
-        }
         self.context
             .store
             .welcome_delivered(&pending.circle, &pending.member, pending.position)
             .await?;
+        let key = (pending.circle.clone(), pending.member.clone());
+        if inner.awaiting.get(&key) == Some(&pending.position) {
+            inner.awaiting.remove(&key);
+        }
         tracing::info!(circle = %pending.circle, member = %pending.member, position = pending.position, "Welcome taken");
         Ok(())
     }
