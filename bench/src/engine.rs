@@ -252,7 +252,7 @@ pub async fn measure(size: usize, repetitions: usize) -> Result<Vec<EngineRow>> 
     };
 
     // The hub creates the circle and adds everyone but the joiners in one commit.
-    let provider = mls::provider_with(Vec::new());
+    let provider = Provider::default();
     provider.storage().begin();
     let group = MlsGroup::builder()
         .with_group_id(GroupId::from_slice(format!("{HUB}/{CIRCLE}").as_bytes()))
@@ -271,7 +271,7 @@ pub async fn measure(size: usize, repetitions: usize) -> Result<Vec<EngineRow>> 
         ..CircleWrite::default()
     })
     .await?;
-    let observer_provider = mls::provider_with(Vec::new());
+    let observer_provider = Provider::default();
     let observer_package = KeyPackage::builder()
         .build(
             mls::CIPHERSUITE,

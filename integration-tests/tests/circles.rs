@@ -282,7 +282,7 @@ async fn try_decrypt(
     circle: &str,
     message: &[u8],
 ) -> Result<std::result::Result<Vec<u8>, String>> {
-    let provider = mls::provider_with(store.mls_values().await?);
+    let provider = mls::Provider::with_values(store.mls_values().await?);
     let row = store.circle(circle).await?.context("circle row")?;
     let mut group = MlsGroup::load(provider.storage(), &GroupId::from_slice(&row.group_id))
         .map_err(|error| anyhow!("loading the group: {error:?}"))?

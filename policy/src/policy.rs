@@ -663,7 +663,13 @@ impl Policy {
         if self.shared.rvm_state.load(Ordering::Acquire) != RVM_ACTIVE {
             return None;
         }
-        if self.compared_shapes().len() >= MAX_COMPARED_SHAPES {
+        let shape = crate::shape::shape_of(input, &self.shared.shape_keys);
+        let shapes = self.compared_shapes();
+        if shapes.contains(&shape) {
+            return None;
+        }
+        if shapes.len() >= MAX_COMPARED_SHAPES {
+            drop(shapes);
             if !self.shared.shapes_full_warned.swap(true, Ordering::Relaxed) {
                 tracing::warn!(
                     revision = %self.shared.revision,
@@ -673,8 +679,7 @@ impl Policy {
             }
             return None;
         }
-        let shape = crate::shape::shape_of(input, &self.shared.shape_keys);
-        (!self.compared_shapes().contains(&shape)).then_some(shape)
+        Some(shape)
     }
 
     /// Remembers `shape` as compared when its comparison gave a decision both engines agreed

@@ -20,11 +20,6 @@ pub const CIPHERSUITE: Ciphersuite = Ciphersuite::MLS_128_DHKEMX25519_AES128GCM_
 /// The provider: RustCrypto and the journaled in-memory key-value store.
 pub type Provider = cordon_mls_store::Provider;
 
-/// Fills a fresh provider with the values read from the database.
-pub fn provider_with(values: Vec<(Vec<u8>, Vec<u8>)>) -> Provider {
-    Provider::with_values(values)
-}
-
 /// This gateway's MLS credential: its member id, with its pinned signing key.
 pub fn own_credential(member: &str, key: &SigningKey) -> CredentialWithKey {
     CredentialWithKey {

@@ -160,7 +160,7 @@ impl Circles {
         let rows = context.store.circles().await?;
         let welcomes = context.store.pending_welcomes().await?;
         let mut inner = Inner {
-            provider: mls::provider_with(values),
+            provider: mls::Provider::with_values(values),
             groups: HashMap::new(),
             rows: rows
                 .into_iter()
