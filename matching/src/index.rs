@@ -405,8 +405,10 @@ impl Index {
             }
             for (id, _) in ranked {
                 let entry = &self.names[id as usize];
+                // The length first: it is in the entry, the text is another cache miss away.
                 if entry.live
                     && entry.class == name.class
+                    && comparator.may_reach(usize::from(entry.len), name_threshold)
                     && comparator.reaches(self.name_text(entry), name_threshold)
                 {
                     found.push(entry.record);

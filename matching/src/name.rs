@@ -230,11 +230,7 @@ impl NameComparator {
         if self.name.text == text {
             return true;
         }
-        let (own, other) = (self.chars, char_count(text));
-        // The margin keeps rounding (1 - d/n against 2m/n) from refusing a name on the edge.
-        if own + other == 0
-            || 2.0 * own.min(other) as f64 / ((own + other) as f64) < threshold - 1e-9
-        {
+        if !self.may_reach(char_count(text), threshold) {
             return false;
         }
         if self.text.normalized_similarity(text.chars()) >= threshold {
@@ -243,6 +239,16 @@ impl NameComparator {
         self.sorted
             .normalized_similarity(sorted_words(text).chars())
             >= threshold
+    }
+
+    /// Whether a name of `chars` characters may be at least `threshold` similar to this one:
+    /// a similarity is at most `2·min(a, b) / (a + b)`. An equal name always may. A normalised
+    /// name is ASCII, so its length in bytes is its length in characters: the index asks
+    /// this before it reads the name's text.
+    pub fn may_reach(&self, chars: usize, threshold: f64) -> bool {
+        let own = self.chars;
+        // The margin keeps rounding (1 - d/n against 2m/n) from refusing a name on the edge.
+        own + chars != 0 && 2.0 * own.min(chars) as f64 / ((own + chars) as f64) >= threshold - 1e-9
     }
 
     /// [`similarity`] of the prepared name and a normalised name's text, whose sorted words
