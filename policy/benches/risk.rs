@@ -3,7 +3,8 @@
 //!
 //! Run: `cargo bench -p cordon-policy --bench risk` (release profile). Set
 //! `CORDON_BENCH_SECONDS` to change how long each measurement runs (default 2 seconds), and
-//! `CORDON_RISK_POLICY_DIR` to measure another policy directory than the reference.
+//! `CORDON_RISK_POLICY_DIR` to measure another policy directory than the reference, and
+//! `CORDON_BENCH_ENGINES=vm` to leave the interpreter out.
 //! Before measuring it checks that both engines give the same assessment of every input.
 
 use std::hint::black_box;
@@ -101,7 +102,10 @@ fn main() {
     measure("bytecode VM", budget, &inputs, |input| {
         policy.assess(input).score
     });
-    measure("interpreter", budget, &inputs, |input| {
-        policy.assess_interpreted(input).score
-    });
+    // `CORDON_BENCH_ENGINES=vm` measures the VM alone (for `perf stat` instruction counts).
+    if std::env::var("CORDON_BENCH_ENGINES").as_deref() != Ok("vm") {
+        measure("interpreter", budget, &inputs, |input| {
+            policy.assess_interpreted(input).score
+        });
+    }
 }

@@ -22,6 +22,7 @@ mod files;
 mod input;
 mod policy;
 mod reference;
+pub mod rego_value;
 mod risk;
 mod rvm;
 mod shape;
@@ -44,7 +45,10 @@ pub use policy::{
     Policy,
 };
 pub use reference::{reference_policy_files, write_reference_policy};
-pub use risk::{Assessment, RISK_ENTRYPOINT, RiskContext, RiskLevel, RiskReason, risk_input};
+pub use regorus::Value as RegoValue;
+pub use risk::{
+    Assessment, RISK_ENTRYPOINT, RiskContext, RiskLevel, RiskReason, risk_input, risk_input_value,
+};
 pub use source::{MAX_BUNDLE_BYTES, MAX_ENTRIES, MAX_ENTRY_BYTES, MAX_UNCOMPRESSED_BYTES};
 pub use testing::{
     CoverageReport, FileCoverage, TestReport, TestResult, load_with_tests, run_tests,

@@ -370,7 +370,12 @@ impl Policy {
                 tracing::debug!("the risk VM was not compared on every input in time");
                 return;
             }
-            let interpreter = self.assess_with(None, input);
+            // Neither engine can take an input that is not a Rego value (both would answer
+            // UNASSESSED alike): nothing to compare.
+            let Ok(input) = to_rego_value(input) else {
+                continue;
+            };
+            let interpreter = self.assess_with(None, input.clone());
             if interpreter
                 .error
                 .as_deref()

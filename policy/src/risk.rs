@@ -134,6 +134,30 @@ pub fn risk_input(
     })
 }
 
+/// [`risk_input`] in Rego's form, built without a JSON tree in between: the declaration and
+/// each match as [`crate::rego_value::to_rego`] and [`crate::rego_value::object`] give them.
+pub fn risk_input_value(
+    declaration: regorus::Value,
+    matches: Vec<regorus::Value>,
+    findings: Vec<regorus::Value>,
+    context: RiskContext<'_>,
+) -> regorus::Value {
+    use crate::rego_value::{object, text};
+    object([
+        ("declaration", declaration),
+        ("matches", regorus::Value::from(matches)),
+        ("findings", regorus::Value::from(findings)),
+        (
+            "context",
+            object([
+                ("member", text(context.member)),
+                ("agency", text(context.agency)),
+                ("now", text(context.now)),
+            ]),
+        ),
+    ])
+}
+
 /// The keys an assessment may have.
 const ASSESSMENT_FIELDS: [&str; 3] = ["score", "level", "reasons"];
 const REASON_FIELDS: [&str; 3] = ["flag", "weight", "explanation"];
@@ -153,13 +177,22 @@ impl Policy {
     /// the interpreter; on any disagreement the VM is retired for this revision and the
     /// interpreter's assessment stands.
     pub fn assess(&self, input: &Value) -> Assessment {
+        match to_rego_value(input) {
+            Ok(input) => self.assess_value(input),
+            Err(error) => Assessment::unassessed(error),
+        }
+    }
+
+    /// [`Policy::assess`] of an input already in Rego's form (see [`risk_input_value`]): what the
+    /// gateway calls, without a JSON tree in between.
+    pub fn assess_value(&self, input: regorus::Value) -> Assessment {
         let Some(vm) = self.risk_vm() else {
             return self.assess_with(None, input);
         };
-        let assessment = self.assess_with(Some(vm), input);
         if !self.sample_assessment() {
-            return assessment;
+            return self.assess_with(Some(vm), input);
         }
+        let assessment = self.assess_with(Some(vm), input.clone());
         let reference = self.assess_with(None, input);
         if !same_assessment(&reference, &assessment) {
             self.retire_risk_vm(&reference, &assessment);
@@ -171,16 +204,18 @@ impl Policy {
     /// [`Policy::assess`] on the interpreter, whichever engine assesses: for comparisons and
     /// benchmarks.
     pub fn assess_interpreted(&self, input: &Value) -> Assessment {
-        self.assess_with(None, input)
+        match to_rego_value(input) {
+            Ok(input) => self.assess_with(None, input),
+            Err(error) => Assessment::unassessed(error),
+        }
     }
 
     /// [`Policy::assess`] on the given engine: the VM's program, or the interpreter.
-    pub(crate) fn assess_with(&self, vm: Option<&RvmEngine>, input: &Value) -> Assessment {
+    pub(crate) fn assess_with(&self, vm: Option<&RvmEngine>, input: regorus::Value) -> Assessment {
         if !self.has_risk_assessment() {
             return Assessment::unassessed(format!("the policy does not define {RISK_ENTRYPOINT}"));
         }
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            let input = to_rego_value(input)?;
             let value = match vm {
                 Some(vm) => vm.evaluate(input, self.time_limit())?,
                 None => {

@@ -212,8 +212,11 @@ reason_set contains flagged("flagged_transshipment", sprintf("transshipment port
 
 reason_set contains flagged("weak_control_port", sprintf("transshipment through %s, a port the board lists as weakly controlled", [port])) if {
 	some port in transshipment_ports
-	upper(port) in {upper(listed) | some listed in weak_control_ports}
+	upper(port) in weak_ports
 }
+
+# Built once per assessment, not once per port.
+weak_ports := {upper(listed) | some listed in weak_control_ports}
 
 reason_set contains flagged("route_matched", sprintf("the route matches route indicator %s (%s)", [id, concat(", ", sort(route_features(id)))])) if {
 	some m in input.matches
