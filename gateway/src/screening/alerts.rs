@@ -5,11 +5,11 @@
 use std::collections::{BTreeSet, HashMap};
 
 use cordon_matching::{FieldMatch, compare};
-use cordon_policy::{RiskContext, risk_input};
+use cordon_policy::rego_value::{object, text};
+use cordon_policy::{RiskContext, risk_input_value};
 use cordon_proto::v1::{Alert, Declaration, Indicator, WatchEntry};
 use cordon_storage::{NewAlert, StorageError, StoredIndicator, WatchKind, WatchRow};
 use prost::Message;
-use serde_json::{Value, json};
 
 use super::follower::watch_subject;
 use super::screen::{explain, level_of, reasons_of, valid_at};
@@ -165,17 +165,17 @@ pub(super) async fn alerts_for(
                 let (_, for_policy) = explain(&hit.matches[0], &hit.indicator);
                 let agency = hit.agency.to_string();
                 let now = now_rfc3339();
-                let input = risk_input(
-                    json!({"reference": entry.id}),
-                    Value::Array(vec![for_policy]),
-                    Value::Array(Vec::new()),
+                let input = risk_input_value(
+                    object([("reference", text(&entry.id))]),
+                    vec![for_policy],
+                    Vec::new(),
                     RiskContext {
                         member: &screening.context.member,
                         agency: &agency,
                         now: &now,
                     },
                 );
-                let assessment = screening.context.releaser.policy().assess(&input);
+                let assessment = screening.context.releaser.policy().assess_value(input);
                 alert.reference = entry.id.clone();
                 alert.watch_id = entry.id;
                 alert.score = assessment.score;

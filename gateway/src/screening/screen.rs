@@ -6,13 +6,13 @@ use std::time::Duration;
 
 use cordon_indicator::kind_name;
 use cordon_matching::{FieldMatch, Method, Prepared, compare};
-use cordon_policy::{Assessment, Policy, RiskContext, risk_input};
+use cordon_policy::rego_value::{object, text, to_rego};
+use cordon_policy::{Assessment, Policy, RegoValue, RiskContext, risk_input_value};
 use cordon_proto::v1::{
     Declaration, Indicator, MatchMethod, RiskLevel, RiskReason, ScreeningMatch, ScreeningResult,
 };
 use cordon_storage::{ScreeningRow, StoredIndicator};
 use prost::Message;
-use serde_json::{Value, json};
 use tonic::Status;
 
 use super::subjects::{declaration_subject, findings, indicator_subject};
@@ -95,8 +95,14 @@ pub(super) fn reasons_of(assessment: &Assessment) -> Vec<RiskReason> {
         .collect()
 }
 
+/// `value` as the risk policy reads it; `null` if it cannot be one (it always can: the
+/// messages have string keys only).
+fn rego<T: serde::Serialize + ?Sized>(value: &T) -> RegoValue {
+    to_rego(value).unwrap_or(RegoValue::Null)
+}
+
 /// A match for the result, and as the risk policy reads it.
-pub(super) fn explain(found: &FieldMatch, indicator: &Indicator) -> (ScreeningMatch, Value) {
+pub(super) fn explain(found: &FieldMatch, indicator: &Indicator) -> (ScreeningMatch, RegoValue) {
     let kind = kind_name(indicator).unwrap_or("unknown").to_string();
     let method = method_of(found.method);
     let explained = ScreeningMatch {
@@ -111,22 +117,22 @@ pub(super) fn explain(found: &FieldMatch, indicator: &Indicator) -> (ScreeningMa
         originator: indicator.originator.clone(),
         feature: found.feature.to_string(),
     };
-    let for_policy = json!({
-        "declarationField": found.query_field,
-        "value": found.value,
-        "indicatorId": indicator.id,
-        "kind": kind,
-        "indicatorField": found.record_field,
-        "method": found.method.name(),
-        "similarity": found.similarity,
-        "feature": found.feature,
-        "tlp": indicator.tlp().as_str_name(),
-        "originator": indicator.originator,
-        "severity": indicator.severity().as_str_name(),
-        "confidence": indicator.confidence,
-        "tags": indicator.tags,
-        "indicator": serde_json::to_value(indicator).unwrap_or(Value::Null),
-    });
+    let for_policy = object([
+        ("declarationField", text(&found.query_field)),
+        ("value", text(&found.value)),
+        ("indicatorId", text(&indicator.id)),
+        ("kind", text(&kind)),
+        ("indicatorField", text(&found.record_field)),
+        ("method", text(found.method.name())),
+        ("similarity", rego(&found.similarity)),
+        ("feature", text(found.feature)),
+        ("tlp", text(indicator.tlp().as_str_name())),
+        ("originator", text(&indicator.originator)),
+        ("severity", text(indicator.severity().as_str_name())),
+        ("confidence", rego(&indicator.confidence)),
+        ("tags", rego(&indicator.tags)),
+        ("indicator", rego(indicator)),
+    ]);
     (explained, for_policy)
 }
 
@@ -237,25 +243,29 @@ fn evaluate_one(
             policy_matches.push(for_policy);
         }
     }
-    let findings: Vec<Value> = findings(declaration)
+    let findings: Vec<RegoValue> = findings(declaration)
         .into_iter()
         .map(|finding| {
-            json!({"field": finding.field, "flag": finding.flag, "explanation": finding.explanation})
+            object([
+                ("field", text(&finding.field)),
+                ("flag", text(finding.flag)),
+                ("explanation", text(&finding.explanation)),
+            ])
         })
         .collect();
     let now = now_rfc3339();
     let agency_name = agency.to_string();
-    let input = risk_input(
-        serde_json::to_value(declaration).unwrap_or(Value::Null),
-        Value::Array(policy_matches),
-        Value::Array(findings),
+    let input = risk_input_value(
+        rego(declaration),
+        policy_matches,
+        findings,
         RiskContext {
             member,
             agency: &agency_name,
             now: &now,
         },
     );
-    let assessment = policy.assess(&input);
+    let assessment = policy.assess_value(input);
     if let Some(error) = &assessment.error {
         tracing::warn!(reference = %declaration.reference, %error, "risk assessment failed closed (UNASSESSED)");
     }
@@ -420,5 +430,64 @@ impl Screening {
         self.context.metrics.screened(results.len() as u64);
         tracing::info!(%agency, count = results.len(), "screened");
         Ok(results)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn examples<T: serde::de::DeserializeOwned>(text: &str) -> Vec<T> {
+        text.lines()
+            .filter(|line| line.trim_start().starts_with('{'))
+            .map(|line| serde_json::from_str(line).expect("an example"))
+            .collect()
+    }
+
+    /// The JSON form the risk policy was handed before its input was built directly.
+    fn through_json<T: serde::Serialize>(value: &T) -> RegoValue {
+        RegoValue::from(serde_json::to_value(value).expect("JSON"))
+    }
+
+    #[test]
+    fn the_risk_policy_reads_declarations_and_indicators_as_their_json() {
+        let declarations: Vec<Declaration> =
+            examples(include_str!("../../demo/declarations.jsonl"));
+        let indicators: Vec<Indicator> = examples(include_str!("../../demo/indicators.jsonl"));
+        assert!(declarations.len() > 3 && indicators.len() > 3);
+        for declaration in &declarations {
+            assert_eq!(rego(declaration), through_json(declaration));
+        }
+        for indicator in &indicators {
+            assert_eq!(rego(indicator), through_json(indicator));
+        }
+        let found = FieldMatch {
+            query_field: "parties[1].name".into(),
+            value: "Example Trading F.Z.E.".into(),
+            record_field: "broker.name".into(),
+            method: Method::Fuzzy,
+            similarity: 0.93,
+            feature: "party_name",
+        };
+        let indicator = &indicators[0];
+        let (_, for_policy) = explain(&found, indicator);
+        let expected = json!({
+            "declarationField": found.query_field,
+            "value": found.value,
+            "indicatorId": indicator.id,
+            "kind": kind_name(indicator).unwrap_or("unknown"),
+            "indicatorField": found.record_field,
+            "method": "fuzzy",
+            "similarity": 0.93,
+            "feature": "party_name",
+            "tlp": indicator.tlp().as_str_name(),
+            "originator": indicator.originator,
+            "severity": indicator.severity().as_str_name(),
+            "confidence": indicator.confidence,
+            "tags": indicator.tags,
+            "indicator": serde_json::to_value(indicator).expect("JSON"),
+        });
+        assert_eq!(for_policy, RegoValue::from(expected));
     }
 }
