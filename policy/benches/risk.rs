@@ -102,7 +102,7 @@ fn main() {
     measure("bytecode VM", budget, &inputs, |input| {
         policy.assess(input).score
     });
-    // `CORDON_BENCH_ENGINES=vm` measures the VM alone (for `perf stat` instruction counts).
+    // `CORDON_BENCH_ENGINES=vm` measures the VM alone (for instruction counts under callgrind).
     if std::env::var("CORDON_BENCH_ENGINES").as_deref() != Ok("vm") {
         measure("interpreter", budget, &inputs, |input| {
             policy.assess_interpreted(input).score
