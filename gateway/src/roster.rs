@@ -190,7 +190,7 @@ pub fn watch_config(
     path: &Path,
     environment: std::collections::HashMap<String, String>,
     roster: Roster,
-) -> anyhow::Result<notify::RecommendedWatcher> {
+) -> anyhow::Result<crate::file_watch::FileWatch> {
     let path: PathBuf = path.to_path_buf();
     let watched = path.clone();
     crate::file_watch::watch_file(&watched, move || {

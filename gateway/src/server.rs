@@ -139,7 +139,7 @@ fn acceptor(files: &TlsFiles, alpn: &[u8]) -> Result<tokio_rustls::TlsAcceptor> 
 fn watch_crl(
     files: TlsFiles,
     acceptors: Vec<(SharedAcceptor, &'static [u8])>,
-) -> Result<notify::RecommendedWatcher> {
+) -> Result<crate::file_watch::FileWatch> {
     let crl_path = files.crl.clone().context("tls.crl: not set")?;
     let watched = crl_path.clone();
     crate::file_watch::watch_file(&watched, move || {
@@ -243,7 +243,7 @@ pub struct RunningGateway {
     /// Holds the gateway state (and so the decision log's sender) until it stops.
     dispatcher_task: JoinHandle<()>,
     _watcher: Option<notify::RecommendedWatcher>,
-    _crl_watcher: Option<notify::RecommendedWatcher>,
+    _crl_watcher: Option<crate::file_watch::FileWatch>,
 }
 
 impl RunningGateway {
