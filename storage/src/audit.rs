@@ -101,7 +101,7 @@ pub(crate) fn entries_to_number(entries: usize) -> i64 {
 }
 
 /// Takes `$1` positions (0 only takes the lock) and returns the size after.
-const ADVANCE_AUDIT_HEAD: &str =
+pub(crate) const ADVANCE_AUDIT_HEAD: &str =
     "UPDATE feed_head SET audit_size = audit_size + $1 RETURNING audit_size";
 
 const SELECT_AUDIT_SIZE: &str = "SELECT audit_size FROM feed_head";

@@ -106,6 +106,22 @@ pub(crate) async fn with_writer<T>(
     }
 }
 
+/// Rolls back the transaction still open on its connection when dropped (none after a commit,
+/// or after SQLite rolled back on its own): however a transaction on the borrowed handle ends
+/// (an error, a failed commit, a panic), the connection goes back to sqlx outside any
+/// transaction, as sqlx believes it is.
+pub(crate) struct OpenTransaction<'a>(pub(crate) &'a rusqlite::Connection);
+
+impl Drop for OpenTransaction<'_> {
+    fn drop(&mut self) {
+        if !self.0.is_autocommit()
+            && let Err(error) = self.0.execute_batch("ROLLBACK")
+        {
+            tracing::warn!(%error, "rolling back a transaction on the writer's handle failed");
+        }
+    }
+}
+
 /// Turns on SQLite's query planner stability guarantee for `connection`: a statement's plan
 /// no longer depends on the values bound to it. Without it, a statement with a bound
 /// `LIMIT` (most reads of the feed and the logs) is marked to be prepared again whenever a

@@ -3455,6 +3455,91 @@ async fn screenings_round_trip_with_their_watches(fixture: &Fixture) {
     store.close().await;
 }
 
+/// A batch's screenings and the release decisions they made, in one transaction where the
+/// backend stores them so (SQLite, once the audit log's edge is held): the decisions under one
+/// audit entry, the screenings and their watches beside them; a refused batch stores none of
+/// it. Where it cannot, it says so and stores nothing.
+async fn screenings_are_stored_with_their_decisions_or_not_at_all(fixture: &Fixture) {
+    let store = fixture.open().await;
+    let decided = |n: u64| decision(&decision_id(n), 1_790_000_000_000_000, "GH/customs", "v-1");
+    let all = |store: &Store| {
+        let store = store.clone();
+        async move { every_decision(&store, all_decisions_query()).await }
+    };
+    // The first audit append after the store opened reads what it needs; the combined write
+    // may leave that to the ordinary path.
+    store
+        .record_decisions(&[decided(1)])
+        .await
+        .expect("record decisions");
+    let size = store.audit_size().await.expect("audit size");
+    let watched = screening("s-1", "GH/customs", Some((7, 2_000)));
+    let combined = store
+        .record_screenings_with_decisions(
+            &[watched.clone(), screening("s-2", "GH/customs", None)],
+            &[decided(2), decided(3)],
+        )
+        .await
+        .expect("record screenings with decisions");
+    if !combined {
+        assert_eq!(
+            fixture.backend(),
+            Backend::Postgres,
+            "SQLite stores them together"
+        );
+        assert_eq!(store.screening("s-1").await, Ok(None));
+        assert_eq!(ids(&all(&store).await), [decision_id(1)]);
+        assert_eq!(store.audit_size().await, Ok(size));
+        store.close().await;
+        return;
+    }
+    assert_eq!(
+        store.screening("s-1").await.expect("read"),
+        Some(ScreeningRow {
+            watch: None,
+            ..watched.clone()
+        })
+    );
+    assert!(store.screening("s-2").await.expect("read").is_some());
+    let watches = store.watches_after(0, 1_000, 100).await.expect("watches");
+    assert_eq!(watches.len(), 1, "{watches:?}");
+    assert_eq!(watches[0].watch.reference_id, "s-1");
+    assert_eq!(watches[0].watch.subject, watched.declaration);
+    assert_eq!(
+        (
+            watches[0].watch.from_sequence,
+            watches[0].watch.until_micros
+        ),
+        (7, Some(2_000))
+    );
+    assert_eq!(all(&store).await, vec![decided(1), decided(2), decided(3)]);
+    // One audit entry covers the two decisions, and the log still proves consistent.
+    assert_eq!(store.audit_size().await, Ok(size + 1));
+    assert_eq!(
+        store.audit_decisions(size).await,
+        Ok(vec![decided(2), decided(3)])
+    );
+    let root = store.audit_root(size + 1).await.expect("root");
+    let proof = store
+        .audit_consistency_proof(size, size + 1)
+        .await
+        .expect("consistency proof");
+    let old_root = store.audit_root(size).await.expect("root");
+    cordon_tlog::verify_consistency(size, size + 1, &old_root, &root, &proof).expect("consistent");
+    // A screening id stored already refuses the whole batch, its decisions and entry too.
+    let again = store
+        .record_screenings_with_decisions(
+            &[screening("s-3", "GH/customs", None), watched],
+            &[decided(4)],
+        )
+        .await;
+    assert!(again.is_err(), "{again:?}");
+    assert_eq!(store.screening("s-3").await, Ok(None));
+    assert_eq!(all(&store).await.len(), 3);
+    assert_eq!(store.audit_size().await, Ok(size + 1));
+    store.close().await;
+}
+
 async fn watch_entries_are_added_listed_and_removed_by_their_agency(fixture: &Fixture) {
     let store = fixture.open().await;
     let entry = |id: &str, agency: &str| NewWatch {
@@ -4012,6 +4097,7 @@ conformance_suite! {
         pending_welcomes_are_kept_with_their_add_and_forgotten_once,
         outbox_entries_are_kept_and_forgotten_with_their_writes,
         screenings_round_trip_with_their_watches,
+        screenings_are_stored_with_their_decisions_or_not_at_all,
         watch_entries_are_added_listed_and_removed_by_their_agency,
         alerts_are_numbered_in_order_and_stored_once,
         indicators_are_read_by_the_sequence_that_published_them,

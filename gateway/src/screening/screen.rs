@@ -19,7 +19,7 @@ use super::subjects::{declaration_subject, findings, indicator_subject};
 use super::{Screening, name_threshold};
 use crate::clock::{micros_of, now_micros, now_rfc3339, timestamp_from_micros};
 use crate::identity::Identity;
-use crate::release::{DecisionRecord, Releaser, channel_for};
+use crate::release::{DecisionRecord, Releaser, channel_for, decision_log};
 use crate::status::{invalid_fields, storage_status};
 
 /// How long a screening waits for the candidate index to catch up with the feed (it has
@@ -199,6 +199,15 @@ fn release_held(
     held
 }
 
+/// Runs `work`, CPU-bound, off the async workers on the multi-threaded runtime (its other
+/// tasks move to another worker meanwhile); in place elsewhere.
+fn off_the_runtime<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|runtime| runtime.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
+        _ => work(),
+    }
+}
+
 /// What every declaration of one evaluation is judged with.
 struct Judge<'a> {
     policy: &'a Policy,
@@ -284,18 +293,20 @@ impl Screening {
     ) -> Result<Evaluated, Status> {
         let policy = self.context.releaser.policy();
         let threshold = name_threshold(&policy);
-        let subjects: Vec<Prepared> = declarations
-            .iter()
-            .map(|declaration| declaration_subject(declaration).prepare())
-            .collect();
-        let (candidates, position) = {
+        // Preparing and looking up a batch is milliseconds of CPU: off the async workers, which
+        // meanwhile carry the writer's and the readers' hand-offs.
+        let (subjects, candidates, position) = off_the_runtime(|| {
+            let subjects: Vec<Prepared> = declarations
+                .iter()
+                .map(|declaration| declaration_subject(declaration).prepare())
+                .collect();
             let index = self.candidates();
             let candidates: Vec<Vec<u64>> = subjects
                 .iter()
                 .map(|subject| index.candidates(subject, threshold))
                 .collect();
-            (candidates, self.position())
-        };
+            (subjects, candidates, self.position())
+        });
         let wanted: Vec<u64> = candidates
             .iter()
             .flatten()
@@ -352,6 +363,26 @@ impl Screening {
         .map_err(|error| Status::internal(format!("screening task failed: {error}")))
     }
 
+    /// Stores screenings with the release decisions they made. A match shows what an indicator
+    /// holds: no screening is stored (and answered) without its decisions, in the same
+    /// transaction where the store can, else written first through the decision log.
+    async fn store(
+        &self,
+        rows: &[ScreeningRow],
+        records: &[DecisionRecord],
+    ) -> Result<(), cordon_storage::StorageError> {
+        let store = &self.context.store;
+        let decisions: Vec<_> = records.iter().map(decision_log::row_of).collect();
+        if store
+            .record_screenings_with_decisions(rows, &decisions)
+            .await?
+        {
+            return Ok(());
+        }
+        self.context.decision_log.write(records).await?;
+        store.record_screenings(rows).await
+    }
+
     /// Screens `declarations` for `agency`, an agency of this member: every result stored, each
     /// declaration watched for [`super::ScreeningContext::watch_for`].
     pub async fn screen(
@@ -372,12 +403,6 @@ impl Screening {
             )));
         }
         let evaluated = self.evaluate(agency, &declarations).await?;
-        // A match shows what an indicator holds: its release decision is stored first.
-        self.context
-            .decision_log
-            .write(&evaluated.records)
-            .await
-            .map_err(storage_status)?;
         let at = now_micros();
         let until = at
             .saturating_add(i64::try_from(self.context.watch_for.as_micros()).unwrap_or(i64::MAX));
@@ -421,7 +446,7 @@ impl Screening {
         if !self.context.watch_for.is_zero() {
             self.hand_over(handed.into_iter());
         }
-        if let Err(error) = self.context.store.record_screenings(&rows).await {
+        if let Err(error) = self.store(&rows, &evaluated.records).await {
             let ids: Vec<&str> = rows.iter().map(|row| row.id.as_str()).collect();
             self.withdraw(&ids);
             return Err(storage_status(error));

@@ -20,7 +20,7 @@ use super::sql::{
 use crate::audit::{KeptEdge, TransactionEdge};
 use crate::decisions::{Encoded, WithPublish};
 use crate::direct::{
-    Values, blob, execute, failed, int, numbered, optional_text, text, with_writer,
+    OpenTransaction, Values, blob, execute, failed, int, numbered, optional_text, text, with_writer,
 };
 use crate::error::StorageError;
 use crate::model::NewIndicator;
@@ -68,20 +68,6 @@ pub(crate) async fn publish(
         }
     })
     .await
-}
-
-/// Rolls back the transaction still open on its connection when dropped (none after a commit,
-/// or after SQLite rolled back on its own).
-struct OpenTransaction<'a>(&'a rusqlite::Connection);
-
-impl Drop for OpenTransaction<'_> {
-    fn drop(&mut self) {
-        if !self.0.is_autocommit()
-            && let Err(error) = self.0.execute_batch("ROLLBACK")
-        {
-            tracing::warn!(%error, "rolling back a publish transaction failed");
-        }
-    }
 }
 
 /// The statements of the transaction; `None` if the audit edge is not held.

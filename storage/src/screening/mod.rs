@@ -7,8 +7,12 @@
 //! and indicator: a writer drops the pairs already stored (under the head lock), so that two
 //! replicas raising the same alert store it once.
 
+mod direct;
+
 use crate::error::StorageError;
-use crate::model::{AlertCursors, AlertRow, NewAlert, NewWatch, ScreeningRow, WatchKind, WatchRow};
+use crate::model::{
+    AlertCursors, AlertRow, DecisionRow, NewAlert, NewWatch, ScreeningRow, WatchKind, WatchRow,
+};
 use crate::placeholders::push_rows;
 use crate::values::{sequence_from_database, sequence_to_database};
 
@@ -544,6 +548,26 @@ impl Store {
             Pools::Postgres(pools) => {
                 postgres_screening::record_screenings(&pools.pool, rows).await
             }
+        }
+    }
+
+    /// Stores `rows` as [`Store::record_screenings`] does together with `decisions`, the release
+    /// decisions those screenings made, in one transaction: `true` once committed; `false`, with
+    /// nothing stored, where this backend or moment cannot (PostgreSQL, or the audit log's edge
+    /// not held on SQLite: see `screening::direct`), and the caller stores the decisions through
+    /// the decision log and then the screenings.
+    pub async fn record_screenings_with_decisions(
+        &self,
+        rows: &[ScreeningRow],
+        decisions: &[DecisionRow],
+    ) -> Result<bool, StorageError> {
+        match &self.inner.pools {
+            Pools::Sqlite(pools) => {
+                let recorded =
+                    direct::record(&pools.write, &self.inner.audit, rows, decisions).await?;
+                Ok(matches!(recorded, direct::Recorded::Committed))
+            }
+            Pools::Postgres(_) => Ok(false),
         }
     }
 
