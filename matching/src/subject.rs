@@ -268,12 +268,15 @@ fn name_matches(
     matches: &mut Vec<FieldMatch>,
 ) {
     for asked in &query.names {
-        let comparator = NameComparator::new(&asked.normalised);
+        // Prepared only for a record with a name of the same class: most have none.
+        let mut comparator = None;
         for held in &record.names {
             if asked.class != held.class {
                 continue;
             }
-            let similarity = comparator.similarity(&held.normalised);
+            let similarity = comparator
+                .get_or_insert_with(|| NameComparator::new(&asked.normalised))
+                .similarity(&held.normalised);
             if similarity < name_threshold {
                 continue;
             }
