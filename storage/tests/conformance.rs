@@ -3440,6 +3440,8 @@ async fn screenings_round_trip_with_their_watches(fixture: &Fixture) {
     assert_eq!(watch.agency, "GH/customs");
     assert_eq!(watch.subject, watched.declaration);
     assert_eq!((watch.from_sequence, watch.until_micros), (7, Some(2_000)));
+    // The declaration is stored once, with its screening; the watch reads it from there.
+    assert_eq!(stored_subject_length(fixture, "s-1").await, 0);
     // Ended watches are not read; nor those up to a number already read.
     assert_eq!(store.watches_after(0, 2_000, 100).await, Ok(Vec::new()));
     assert_eq!(
@@ -3505,6 +3507,7 @@ async fn screenings_are_stored_with_their_decisions_or_not_at_all(fixture: &Fixt
     assert_eq!(watches.len(), 1, "{watches:?}");
     assert_eq!(watches[0].watch.reference_id, "s-1");
     assert_eq!(watches[0].watch.subject, watched.declaration);
+    assert_eq!(stored_subject_length(fixture, "s-1").await, 0);
     assert_eq!(
         (
             watches[0].watch.from_sequence,
@@ -3538,6 +3541,30 @@ async fn screenings_are_stored_with_their_decisions_or_not_at_all(fixture: &Fixt
     assert_eq!(all(&store).await.len(), 3);
     assert_eq!(store.audit_size().await, Ok(size + 1));
     store.close().await;
+}
+
+/// The length of the subject stored in the row of the watch of `reference_id`.
+async fn stored_subject_length(fixture: &Fixture, reference_id: &str) -> i64 {
+    const LENGTH: &str = "SELECT length(subject) FROM watches WHERE reference_id = $1";
+    match fixture {
+        Fixture::Sqlite { url, .. } => {
+            let mut connection = SqliteConnection::connect(url).await.expect("connect");
+            sqlx::query_scalar(LENGTH)
+                .bind(reference_id)
+                .fetch_one(&mut connection)
+                .await
+                .expect("subject length")
+        }
+        Fixture::Postgres { options, .. } => {
+            let mut connection = PgConnection::connect_with(options).await.expect("connect");
+            let length: i32 = sqlx::query_scalar(LENGTH)
+                .bind(reference_id)
+                .fetch_one(&mut connection)
+                .await
+                .expect("subject length");
+            i64::from(length)
+        }
+    }
 }
 
 async fn watch_entries_are_added_listed_and_removed_by_their_agency(fixture: &Fixture) {

@@ -121,7 +121,8 @@ fn insert_watches(db: &rusqlite::Connection, rows: &[ScreeningRow]) -> Result<()
                 text(WatchKind::Declaration.as_str()),
                 text(&row.agency),
                 text(&row.id),
-                blob(&row.declaration),
+                // The subject is the screening's declaration (see `watch_columns`).
+                blob(&[]),
                 int(sequence_to_database(*from_sequence)),
                 int(*until_micros),
                 int(row.at_micros),

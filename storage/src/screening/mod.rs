@@ -37,15 +37,32 @@ const INSERT_WATCH: &str = "INSERT INTO watches \
 const DELETE_ENTRY: &str =
     "DELETE FROM watches WHERE kind = 'entry' AND agency = $1 AND reference_id = $2";
 
-const SELECT_WATCHES_OF: &str = "SELECT number, kind, agency, reference_id, subject, \
-     from_sequence, until_micros, created_micros FROM watches \
-     WHERE agency = $1 AND kind = $2 ORDER BY number";
+/// The columns a watch is read with. A screened declaration's watch stores no subject of its own
+/// (an empty one): its subject is the declaration stored with its screening in the same
+/// transaction, read from there, so that each screening writes the declaration once.
+macro_rules! watch_columns {
+    () => {
+        "number, kind, agency, reference_id, \
+         CASE WHEN kind = 'declaration' AND length(subject) = 0 \
+         THEN COALESCE((SELECT s.declaration FROM screenings s \
+         WHERE s.id = watches.reference_id), subject) ELSE subject END, \
+         from_sequence, until_micros, created_micros"
+    };
+}
+
+const SELECT_WATCHES_OF: &str = concat!(
+    "SELECT ",
+    watch_columns!(),
+    " FROM watches WHERE agency = $1 AND kind = $2 ORDER BY number"
+);
 
 /// Active watches after a number, in number order.
-const SELECT_WATCHES_AFTER: &str = "SELECT number, kind, agency, reference_id, subject, \
-     from_sequence, until_micros, created_micros FROM watches \
-     WHERE number > $1 AND (until_micros IS NULL OR until_micros > $2) \
-     ORDER BY number LIMIT $3";
+const SELECT_WATCHES_AFTER: &str = concat!(
+    "SELECT ",
+    watch_columns!(),
+    " FROM watches WHERE number > $1 AND (until_micros IS NULL OR until_micros > $2) \
+     ORDER BY number LIMIT $3"
+);
 
 /// Takes the alert head's row lock (the first statement of an alert write).
 const LOCK_ALERT_HEAD: &str = "UPDATE alert_head SET head = head RETURNING head";
@@ -57,8 +74,11 @@ const MOVE_ALERT_HEAD: &str = "UPDATE alert_head SET head = $1, \
 
 const SELECT_ALERT_HEAD: &str = "SELECT head, feed_cursor, watch_cursor FROM alert_head";
 
-const SELECT_WATCHES_NUMBERED_PREFIX: &str = "SELECT number, kind, agency, reference_id, subject, \
-     from_sequence, until_micros, created_micros FROM watches WHERE number IN (";
+const SELECT_WATCHES_NUMBERED_PREFIX: &str = concat!(
+    "SELECT ",
+    watch_columns!(),
+    " FROM watches WHERE number IN ("
+);
 
 const SELECT_ALERTS_AFTER: &str = "SELECT sequence, agency, watch, indicator_id, at_micros, \
      payload FROM alerts WHERE agency = $1 AND sequence > $2 ORDER BY sequence LIMIT $3";
@@ -215,7 +235,8 @@ macro_rules! screening_operations {
                             kind: WatchKind::Declaration,
                             agency: row.agency.clone(),
                             reference_id: row.id.clone(),
-                            subject: row.declaration.clone(),
+                            // Read from the screening (see `watch_columns`).
+                            subject: Vec::new(),
                             from_sequence,
                             until_micros: Some(until_micros),
                             created_micros: row.at_micros,
