@@ -16,7 +16,7 @@
 
 use sqlx::SqlitePool;
 
-use super::{insert_screenings_sql, insert_watches_sql};
+use super::{SCREENINGS_PER_STATEMENT, insert_screenings_sql, insert_watches_sql};
 use crate::audit::KeptEdge;
 use crate::decisions::Encoded;
 use crate::direct::{
@@ -26,25 +26,17 @@ use crate::error::StorageError;
 use crate::model::{DecisionRow, ScreeningRow, WatchKind};
 use crate::values::sequence_to_database;
 
-/// Rows per statement: SQLite allows 32,766 parameters, 9 per screening and 7 per watch.
-const ROWS_PER_STATEMENT: usize = 500;
-
-/// What [`record`] did.
-pub(crate) enum Recorded {
-    Committed,
-    /// Rolled back: the audit edge was not held (see the module documentation).
-    EdgeNotHeld,
-}
-
-/// Stores `rows` (each watched as its `watch` says) and `decisions` in one transaction.
+/// Stores `rows` (each watched as its `watch` says) and `decisions` in one transaction: `true`
+/// once committed, `false` (rolled back) if the audit edge was not held (see the module
+/// documentation).
 pub(crate) async fn record(
     pool: &SqlitePool,
     audit: &KeptEdge,
     rows: &[ScreeningRow],
     decisions: &[DecisionRow],
-) -> Result<Recorded, StorageError> {
+) -> Result<bool, StorageError> {
     if rows.is_empty() && decisions.is_empty() {
-        return Ok(Recorded::Committed);
+        return Ok(true);
     }
     let encoded = if decisions.is_empty() {
         None
@@ -68,7 +60,7 @@ pub(crate) async fn record(
                 .map_err(failed("advance audit head"))?;
             let Some((position, audit_rows)) = crate::audit::plan_kept(&mut edge, &entries, after)?
             else {
-                return Ok(Recorded::EdgeNotHeld);
+                return Ok(false);
             };
             crate::audit::insert_rows(db, &audit_rows)?;
             crate::decisions::write_encoded_direct(db, encoded, position, &[])?;
@@ -78,13 +70,13 @@ pub(crate) async fn record(
         db.execute_batch("COMMIT")
             .map_err(failed("commit record screenings transaction"))?;
         edge.committed();
-        Ok(Recorded::Committed)
+        Ok(true)
     })
     .await
 }
 
 fn insert_screenings(db: &rusqlite::Connection, rows: &[ScreeningRow]) -> Result<(), StorageError> {
-    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+    for chunk in rows.chunks(SCREENINGS_PER_STATEMENT) {
         let mut values = Values::with_capacity(chunk.len() * 9);
         for row in chunk {
             values.extend([
@@ -114,7 +106,7 @@ fn insert_watches(db: &rusqlite::Connection, rows: &[ScreeningRow]) -> Result<()
         .iter()
         .filter_map(|row| row.watch.map(|(from, until)| (row, from, until)))
         .collect();
-    for chunk in watched.chunks(ROWS_PER_STATEMENT) {
+    for chunk in watched.chunks(SCREENINGS_PER_STATEMENT) {
         let mut values = Values::with_capacity(chunk.len() * 7);
         for (row, from_sequence, until_micros) in chunk {
             values.extend([

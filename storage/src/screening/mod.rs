@@ -584,9 +584,7 @@ impl Store {
     ) -> Result<bool, StorageError> {
         match &self.inner.pools {
             Pools::Sqlite(pools) => {
-                let recorded =
-                    direct::record(&pools.write, &self.inner.audit, rows, decisions).await?;
-                Ok(matches!(recorded, direct::Recorded::Committed))
+                direct::record(&pools.write, &self.inner.audit, rows, decisions).await
             }
             Pools::Postgres(_) => Ok(false),
         }
