@@ -77,7 +77,7 @@ pub(crate) struct ReadPaths {
 }
 
 impl ReadPaths {
-    fn insert(&mut self, path: &[String]) {
+    pub(crate) fn insert(&mut self, path: &[String]) {
         let mut node = self;
         for component in path {
             if node.whole {

@@ -75,14 +75,20 @@ pub fn recipient_input(facts: Option<&Map<String, Value>>, id: &str) -> Value {
 /// The whole input of one decision: the indicator (proto3 JSON), the recipient (as
 /// [`recipient_input`] builds it) and the context.
 pub fn decision_input(indicator: Value, recipient: Value, context: InputContext<'_>) -> Value {
+    // Built by moving the values in: `json!` would serialize a copy of the indicator.
+    let mut input = Map::new();
+    input.insert("indicator".into(), indicator);
+    input.insert("recipient".into(), recipient);
+    input.insert("context".into(), context_input(context));
+    Value::Object(input)
+}
+
+/// `input.context`.
+pub fn context_input(context: InputContext<'_>) -> Value {
     json!({
-        "indicator": indicator,
-        "recipient": recipient,
-        "context": {
-            "gateway": context.gateway,
-            "channel": context.channel.as_str(),
-            "now": context.now,
-        },
+        "gateway": context.gateway,
+        "channel": context.channel.as_str(),
+        "now": context.now,
     })
 }
 

@@ -21,6 +21,7 @@ mod error;
 mod files;
 mod input;
 mod policy;
+mod project;
 mod reference;
 pub mod rego_value;
 mod risk;
@@ -39,7 +40,7 @@ pub use diff::{
     ChangeKind, DecisionChange, DiffInput, DiffReport, DiffSummary, diff, diff_with_inputs,
 };
 pub use error::PolicyError;
-pub use input::{Channel, InputContext, decision_input, recipient_input};
+pub use input::{Channel, InputContext, context_input, decision_input, recipient_input};
 pub use policy::{
     DEFAULT_TIME_LIMIT, EngineKind, EngineMismatch, EngineVerification, LIVE_COMPARISON_EVERY,
     Policy,

@@ -107,6 +107,8 @@ struct CompiledPolicy {
     /// cheaper to convert and yields the same decision. `None` when it reads input whole.
     projection: Option<Projection>,
     read_paths: Vec<String>,
+    /// What the sharing decision reads of `input.indicator`: `None` when it reads all of it.
+    indicator_reads: Option<crate::analysis::ReadPaths>,
     /// Whether `data.cordon.risk.assessment` is defined.
     has_risk: bool,
     /// The risk entrypoint's bytecode program, used once it has matched the interpreter on
@@ -290,6 +292,18 @@ impl Policy {
             .cacheable()
             .then(|| DecisionCache::new(analysis.reads.clone(), DEFAULT_CACHE_ENTRIES));
         let projection = (!analysis.reads.whole).then(|| Projection::new(&analysis.reads));
+        let indicator_reads = if analysis.reads.whole {
+            None
+        } else {
+            Some(
+                analysis
+                    .reads
+                    .children
+                    .get("indicator")
+                    .cloned()
+                    .unwrap_or_default(),
+            )
+        };
         let read_paths = if analysis.reads.whole {
             vec!["input".to_owned()]
         } else {
@@ -309,6 +323,7 @@ impl Policy {
                 cache_disabled_reason,
                 projection,
                 read_paths,
+                indicator_reads,
                 has_risk,
                 risk_rvm,
                 risk_rvm_state: AtomicU8::new(RVM_UNVERIFIED),
@@ -615,6 +630,26 @@ impl Policy {
             hits,
             misses,
         }
+    }
+
+    /// `indicator` serialized as this policy's `input.indicator`: its JSON form holding only
+    /// what the sharing decision reads (all of it when the policy reads the indicator whole).
+    /// Decisions, the cache key and the shape of a comparison are the same as for the full
+    /// JSON, which the engines never see beyond the read paths anyway; the rest is not built.
+    pub fn indicator_input<T: serde::Serialize + ?Sized>(
+        &self,
+        indicator: &T,
+    ) -> Result<serde_json::Value, serde_json::Error> {
+        match &self.shared.indicator_reads {
+            Some(reads) => crate::project::to_value_projected(indicator, reads),
+            None => serde_json::to_value(indicator),
+        }
+    }
+
+    /// Whether `other` is this same loaded policy (a clone of it), not another load, even of
+    /// the same revision: what was built for one (its input) is valid for the other.
+    pub fn same_load(&self, other: &Policy) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
     }
 
     /// The parts of `input` the policy reads, as `input.a.b` paths (`input` alone when it reads

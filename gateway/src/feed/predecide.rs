@@ -17,7 +17,7 @@ use super::GatewayState;
 use super::dispatch::{Delivered, Predecided};
 use crate::clock::timestamp_from_micros;
 use crate::identity::Identity;
-use crate::release::{DecisionRecord, Prepared, Releaser, channel_for};
+use crate::release::{DecisionRecord, Prepared, Releaser, Visible, channel_for, withheld};
 
 /// Above this many decisions (indicators × identities) a publish decides off the async
 /// workers; below it, inline (a blocking task's hand-off costs more than a few cached
@@ -50,54 +50,69 @@ impl Forms {
 }
 
 /// Decides `indicator` (created at `at_micros`) for each of `recipients`, appending every
-/// decision to `records` (each is counted in the releaser's metrics).
+/// decision to `records` (each is counted in the releaser's metrics). The indicator itself
+/// becomes the event of those it is released to whole.
 pub(super) fn decide_published(
     releaser: &Releaser,
     member: &str,
     recipients: &[Identity],
-    indicator: &Indicator,
+    indicator: Indicator,
     at_micros: i64,
     now: &str,
     records: &mut Vec<DecisionRecord>,
 ) -> Forms {
-    let mut prepared = Prepared::new(indicator);
-    let at = Some(timestamp_from_micros(at_micros));
+    let mut prepared = Prepared::new(&indicator);
     // Each form released (the whole indicator, or it without some paths), made once for
-    // everyone it goes to in that form.
-    let mut paths: Vec<Vec<String>> = Vec::new();
-    let mut forms = Forms {
-        events: Vec::new(),
-        of_recipient: Vec::with_capacity(recipients.len()),
-    };
+    // everyone it goes to in that form: its redacted paths and what remains. The whole form
+    // holds a placeholder until the indicator itself moves in, once decided for everyone.
+    let mut forms: Vec<(Vec<String>, Indicator)> = Vec::new();
+    let mut whole_form = None;
+    let mut of_recipient = Vec::with_capacity(recipients.len());
     for recipient in recipients {
         let channel = channel_for(&indicator.originator, recipient, member);
-        let release = releaser.release_prepared(&mut prepared, recipient, channel, now);
-        releaser.record(&release.record);
-        let form = release.indicator.as_ref().map(|visible| {
+        let (visible, record) = releaser.decide_prepared(&mut prepared, recipient, channel, now);
+        releaser.record(&record);
+        let form = visible.map(|visible| match visible {
+            Visible::Whole => *whole_form.get_or_insert_with(|| {
+                forms.push((Vec::new(), Indicator::default()));
+                forms.len() - 1
+            }),
             // The same indicator less the same paths: the same event.
-            match paths
-                .iter()
-                .position(|redact| *redact == release.record.redact)
-            {
-                Some(index) => index,
-                None => {
-                    paths.push(release.record.redact.clone());
-                    forms.events.push(Event {
-                        sequence: 0,
-                        at,
-                        body: Some(event::Body::Published(Published {
-                            indicator: Some(visible.clone()),
-                            redacted: release.withheld(),
-                        })),
-                    });
-                    forms.events.len() - 1
+            Visible::Redacted(redacted) => {
+                match forms.iter().enumerate().position(|(index, (redact, _))| {
+                    Some(index) != whole_form && *redact == record.redact
+                }) {
+                    Some(index) => index,
+                    None => {
+                        forms.push((record.redact.clone(), redacted));
+                        forms.len() - 1
+                    }
                 }
             }
         });
-        forms.of_recipient.push(form);
-        records.push(release.record);
+        of_recipient.push(form);
+        records.push(record);
     }
-    forms
+    drop(prepared);
+    if let Some(index) = whole_form {
+        forms[index].1 = indicator;
+    }
+    let at = Some(timestamp_from_micros(at_micros));
+    let events = forms
+        .into_iter()
+        .map(|(redact, visible)| Event {
+            sequence: 0,
+            at,
+            body: Some(event::Body::Published(Published {
+                redacted: withheld(&redact, &visible),
+                indicator: Some(visible),
+            })),
+        })
+        .collect();
+    Forms {
+        events,
+        of_recipient,
+    }
 }
 
 /// A publish's decisions, to store with it, and what to hand the dispatcher on commit.
@@ -126,7 +141,7 @@ impl GatewayState {
             let now = crate::clock::now_rfc3339();
             let mut records = Vec::with_capacity(indicators.len() * recipients.len());
             let forms: Vec<Forms> = indicators
-                .iter()
+                .into_iter()
                 .map(|indicator| {
                     decide_published(
                         &releaser,
@@ -175,5 +190,90 @@ impl GatewayState {
             dispatcher.deposit(decided);
         });
         Ok(Some(Decided { records, on_commit }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cordon_proto::v1::{Source, Tlp, Vessel, indicator};
+
+    #[test]
+    fn each_form_is_one_event_and_the_whole_one_is_the_indicator_itself() {
+        // NG's agencies get the indicator without its source, CI nothing, the rest all of it.
+        let policy = cordon_policy::Policy::from_modules(
+            vec![(
+                "test.rego".into(),
+                r#"package cordon.outbound
+import rego.v1
+default decision := {"allow": true, "redact": [], "reasons": []}
+decision := {"allow": true, "redact": ["source"], "reasons": []} if input.recipient.member == "NG"
+decision := {"allow": false, "redact": [], "reasons": []} if input.recipient.member == "CI""#
+                    .into(),
+            )],
+            serde_json::json!({}),
+            "test-revision".into(),
+        )
+        .unwrap();
+        let releaser = Releaser::new("GH".into(), policy, Vec::new());
+        let subject = Indicator {
+            id: "0196f1a2-0000-7000-8000-000000000001".into(),
+            originator: "GH".into(),
+            tlp: Tlp::Green as i32,
+            source: Some(Source {
+                description: "informant".into(),
+                ..Default::default()
+            }),
+            kind: Some(indicator::Kind::Vessel(Vessel {
+                imo: "9234563".into(),
+                ..Default::default()
+            })),
+            ..Default::default()
+        };
+        let recipients = [
+            "GH/customs",
+            "NG/customs",
+            "CI/customs",
+            "GH/police",
+            "NG/police",
+        ]
+        .map(|name| Identity::parse(name).unwrap());
+        let mut records = Vec::new();
+        let forms = decide_published(
+            &releaser,
+            "GH",
+            &recipients,
+            subject.clone(),
+            1_700_000_000_000_000,
+            "2026-11-25T00:00:00Z",
+            &mut records,
+        );
+        assert_eq!(records.len(), recipients.len());
+        assert_eq!(
+            forms.of_recipient,
+            [Some(0), Some(1), None, Some(0), Some(1)]
+        );
+        let published = |index: usize| match &forms.events[index].body {
+            Some(event::Body::Published(published)) => published.clone(),
+            other => panic!("not a publication: {other:?}"),
+        };
+        assert_eq!(forms.events.len(), 2);
+        assert_eq!(published(0).indicator.as_ref(), Some(&subject));
+        assert!(published(0).redacted.is_empty());
+        let redacted = published(1);
+        assert!(redacted.indicator.as_ref().unwrap().source.is_none());
+        assert_eq!(redacted.indicator.unwrap().kind, subject.kind);
+        assert_eq!(redacted.redacted, ["source"]);
+        let delivered = forms.delivered(42);
+        assert!(
+            delivered
+                .iter()
+                .flatten()
+                .all(|shared| shared.event.sequence == 42)
+        );
+        assert!(Arc::ptr_eq(
+            delivered[0].as_ref().unwrap(),
+            delivered[3].as_ref().unwrap()
+        ));
     }
 }

@@ -438,11 +438,12 @@ impl GatewayState {
                 match (stored.body, item) {
                     (EventBody::Published { .. }, PageItem::Published(indicator)) => {
                         let first = records.len();
+                        let id = indicator.id.clone();
                         let forms = super::predecide::decide_published(
                             &releaser,
                             &member,
                             &recipients,
-                            &indicator,
+                            *indicator,
                             at_micros,
                             &now,
                             &mut records,
@@ -451,7 +452,7 @@ impl GatewayState {
                         {
                             if let Some(delivered) = delivered {
                                 released_in_page[index].insert(
-                                    indicator.id.clone(),
+                                    id.clone(),
                                     records[first + index].policy_revision.clone(),
                                 );
                                 released[index].push(delivered);

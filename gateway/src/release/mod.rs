@@ -7,6 +7,7 @@
 
 pub mod decision_log;
 mod hard_floor;
+mod prepared;
 mod record;
 pub mod redaction;
 
@@ -21,6 +22,8 @@ use crate::identity::Identity;
 use crate::metrics::{Metrics, Outcome};
 pub use decision_log::{DecisionLog, pages_of, row_of};
 pub use hard_floor::{channel_for, handling_label, hard_floor};
+pub use prepared::Prepared;
+use prepared::without_commitments;
 pub use record::{DecisionRecord, DecisionSink, MemoryDecisionSink};
 use redaction::RedactionSchema;
 
@@ -36,22 +39,39 @@ impl Release {
     /// gateway's policy redacted, then those withheld before the indicator reached it (its
     /// commitments without salts) that the policy's paths do not already name.
     pub fn withheld(&self) -> Vec<String> {
-        let mut paths = self.record.redact.clone();
-        if let Some(indicator) = &self.indicator {
-            for path in disclosure::withheld_paths(indicator) {
-                let named = paths.iter().any(|named| {
-                    path == *named
-                        || path
-                            .strip_prefix(named.as_str())
-                            .is_some_and(|rest| rest.starts_with('.'))
-                });
-                if !named {
-                    paths.push(path);
-                }
-            }
+        match &self.indicator {
+            Some(indicator) => withheld(&self.record.redact, indicator),
+            None => self.record.redact.clone(),
         }
-        paths
     }
+}
+
+/// The paths withheld from `visible`, released with `redacted` removed by this gateway's
+/// policy: those, then the ones withheld before it reached this gateway (see
+/// [`Release::withheld`]).
+pub fn withheld(redacted: &[String], visible: &Indicator) -> Vec<String> {
+    let mut paths = redacted.to_vec();
+    for path in disclosure::withheld_paths(visible) {
+        let named = paths.iter().any(|named| {
+            path == *named
+                || path
+                    .strip_prefix(named.as_str())
+                    .is_some_and(|rest| rest.starts_with('.'))
+        });
+        if !named {
+            paths.push(path);
+        }
+    }
+    paths
+}
+
+/// What a decision released, without a copy of an indicator released whole.
+#[derive(Debug)]
+pub enum Visible {
+    /// The indicator as it is.
+    Whole,
+    /// The indicator without the paths the decision redacted.
+    Redacted(Indicator),
 }
 
 /// Decides releases for one member's gateway.
@@ -140,6 +160,26 @@ impl Releaser {
         channel: Channel,
         now: &str,
     ) -> Release {
+        let indicator = prepared.indicator;
+        let (visible, record) = self.decide_prepared(prepared, recipient, channel, now);
+        Release {
+            indicator: visible.map(|visible| match visible {
+                Visible::Whole => indicator.clone(),
+                Visible::Redacted(redacted) => redacted,
+            }),
+            record,
+        }
+    }
+
+    /// [`Releaser::release_prepared`] without the copy of an indicator released whole: for a
+    /// caller that holds the indicator and can move it where it goes.
+    pub fn decide_prepared(
+        &self,
+        prepared: &mut Prepared<'_>,
+        recipient: &Identity,
+        channel: Channel,
+        now: &str,
+    ) -> (Option<Visible>, DecisionRecord) {
         let started = Instant::now();
         let indicator = prepared.indicator;
         // A source-protected indicator held here (published in or received through a
@@ -179,10 +219,7 @@ impl Releaser {
             policy.revision(),
             decision,
         );
-        Release {
-            indicator: released,
-            record,
-        }
+        (released, record)
     }
 
     /// The revision of the active policy.
@@ -206,7 +243,7 @@ impl Releaser {
         recipient: &Identity,
         channel: Channel,
         now: &str,
-    ) -> (Decision, Option<Indicator>) {
+    ) -> (Decision, Option<Visible>) {
         let indicator = prepared.indicator;
         let context = InputContext {
             gateway: &self.member,
@@ -222,7 +259,7 @@ impl Releaser {
             return (decision, None);
         }
         if decision.redact.is_empty() {
-            return (decision, Some(indicator.clone()));
+            return (decision, Some(Visible::Whole));
         }
         let commitments = indicator
             .signature
@@ -245,21 +282,25 @@ impl Releaser {
             .find(|(paths, _)| *paths == decision.redact)
         {
             return match redacted {
-                Ok(redacted) => (decision, Some(redacted.clone())),
+                Ok(redacted) => (decision, Some(Visible::Redacted(redacted.clone()))),
                 Err(error) => {
                     let error = error.clone();
                     (decision.into_fail_closed(error), None)
                 }
             };
         }
-        // Redact a copy: the input serves this event's other recipients.
-        let indicator_json = prepared.indicator_json().cloned().unwrap_or_default();
-        let redacted = self.redact(indicator, indicator_json, &decision.redact);
+        // The input holds only what the policy reads: the redaction starts from all of it.
+        let redacted = serde_json::to_value(indicator)
+            .map_err(|error| format!("indicator does not encode as JSON: {error}"))
+            .and_then(|mut indicator_json| {
+                without_commitments(&mut indicator_json);
+                self.redact(indicator, indicator_json, &decision.redact)
+            });
         prepared
             .redacted
             .push((decision.redact.clone(), redacted.clone()));
         match redacted {
-            Ok(redacted) => (decision, Some(redacted)),
+            Ok(redacted) => (decision, Some(Visible::Redacted(redacted))),
             Err(error) => (decision.into_fail_closed(error), None),
         }
     }
@@ -292,79 +333,6 @@ impl Releaser {
             _ => redacted.signature = None,
         }
         Ok(redacted)
-    }
-}
-
-/// One indicator about to be decided for one or more recipients: its policy input (proto3
-/// JSON, without the signature's commitments) is built once, on the first decision past the
-/// hard floor, and only the recipient and context change between decisions.
-pub struct Prepared<'a> {
-    indicator: &'a Indicator,
-    input: Option<Result<serde_json::Value, String>>,
-    /// The indicator redacted by each list of paths asked for so far (or why it could not
-    /// be): recipients whose decisions redact the same paths get the same indicator.
-    redacted: Vec<(Vec<String>, Result<Indicator, String>)>,
-}
-
-impl<'a> Prepared<'a> {
-    pub fn new(indicator: &'a Indicator) -> Prepared<'a> {
-        Prepared {
-            indicator,
-            input: None,
-            redacted: Vec::new(),
-        }
-    }
-
-    /// The indicator's proto3 JSON as the policy's input holds it, once built.
-    fn indicator_json(&self) -> Option<&serde_json::Value> {
-        match &self.input {
-            Some(Ok(input)) => input.get("indicator"),
-            _ => None,
-        }
-    }
-
-    /// The input of deciding the indicator for `recipient` in `context`.
-    fn input(
-        &mut self,
-        policy: &Policy,
-        recipient: &Identity,
-        context: InputContext<'_>,
-    ) -> Result<&mut serde_json::Value, String> {
-        let indicator = self.indicator;
-        let input = self.input.get_or_insert_with(|| {
-            let mut indicator_json = serde_json::to_value(indicator)
-                .map_err(|error| format!("indicator does not encode as JSON: {error}"))?;
-            // The policy decides on the indicator, not on its commitments: they stay out of
-            // its input (smaller to convert and to hash for the cache), and a redaction takes
-            // them from the indicator itself.
-            if let Some(signature) = indicator_json
-                .get_mut("signature")
-                .and_then(serde_json::Value::as_object_mut)
-            {
-                signature.remove("fields");
-            }
-            Ok(cordon_policy::decision_input(
-                indicator_json,
-                serde_json::Value::Null,
-                context,
-            ))
-        });
-        let input = input.as_mut().map_err(|error| error.clone())?;
-        // Only the recipient and the context differ from one decision to the next.
-        let fresh = cordon_policy::decision_input(
-            serde_json::Value::Null,
-            policy.recipient_input(&recipient.to_string()),
-            context,
-        );
-        let serde_json::Value::Object(mut fresh) = fresh else {
-            unreachable!("decision_input builds an object")
-        };
-        for key in ["recipient", "context"] {
-            if let Some(value) = fresh.remove(key) {
-                input[key] = value;
-            }
-        }
-        Ok(input)
     }
 }
 
@@ -525,6 +493,31 @@ decision := {"allow": true, "redact": ["sauce"], "reasons": []} if input.recipie
         let for_ci =
             releaser.release_prepared(&mut prepared, &recipients[3], Channel::Subscribe, now);
         assert!(for_ci.indicator.is_none() && for_ci.record.error.is_some());
+    }
+
+    #[test]
+    fn a_reload_between_recipients_builds_the_input_again() {
+        // The first policy reads only the label, so the input built for it holds nothing
+        // else; the one loaded next reads the source, and must see it.
+        let releaser = Releaser::new(
+            "GH".into(),
+            policy(
+                r#"decision := {"allow": input.indicator.tlp == "TLP_GREEN", "redact": [], "reasons": []}"#,
+            ),
+            Vec::new(),
+        );
+        let subject = indicator("GH", Tlp::Green);
+        let recipient = Identity::parse("NG/customs").unwrap();
+        let now = "2026-11-25T00:00:00Z";
+        let mut prepared = Prepared::new(&subject);
+        let first = releaser.release_prepared(&mut prepared, &recipient, Channel::Subscribe, now);
+        assert!(first.record.allow);
+        releaser.set_policy(policy(
+            r#"decision := {"allow": input.indicator.source.description == "informant", "redact": [], "reasons": []}"#,
+        ));
+        let second = releaser.release_prepared(&mut prepared, &recipient, Channel::Subscribe, now);
+        assert!(second.record.allow, "{:?}", second.record);
+        assert_eq!(second.indicator.as_ref(), Some(&subject));
     }
 
     #[test]
