@@ -608,13 +608,14 @@ macro_rules! feed_operations {
                 let mut head = None;
                 let mut events = Vec::with_capacity(rows.len());
                 for row in rows {
-                    let (row_head, columns) =
-                        decode_read_row(&row).map_err(failed("decode event row"))?;
-                    head = Some(row_head);
-                    if let Some(columns) = columns {
-                        events.push(columns.into_event()?);
+                    match decode_read_row(&row).map_err(failed("decode event row"))? {
+                        ReadRow::Head(row_head) => head = Some(row_head),
+                        ReadRow::Event(columns) => events.push(columns.into_event()?),
                     }
                 }
+                // In order whatever order the two parts of the union arrived in (they come
+                // sorted: this only checks).
+                events.sort_by_key(|event| event.sequence);
                 let head = head.ok_or_else(|| {
                     StorageError::corrupt("table feed_head has no row".to_owned())
                 })?;
@@ -626,10 +627,9 @@ macro_rules! feed_operations {
             /// matched no event.
             fn decode_read_row(
                 row: &<Database as sqlx::Database>::Row,
-            ) -> Result<(i64, Option<EventColumns>), sqlx::Error> {
-                let head = row.try_get(0)?;
+            ) -> Result<ReadRow, sqlx::Error> {
                 let Some(sequence) = row.try_get(1)? else {
-                    return Ok((head, None));
+                    return Ok(ReadRow::Head(row.try_get(0)?));
                 };
                 let columns = EventColumns {
                     sequence,
@@ -642,7 +642,7 @@ macro_rules! feed_operations {
                     at_micros: row.try_get(8)?,
                     signature: row.try_get(9)?,
                 };
-                Ok((head, Some(columns)))
+                Ok(ReadRow::Event(columns))
             }
 
             pub(crate) async fn indicator(

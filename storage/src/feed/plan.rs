@@ -62,6 +62,12 @@ pub(super) fn batch_scanned_to(
     }
 }
 
+/// One row of [`read_after_sql`]: the feed's head, or an event.
+pub(super) enum ReadRow {
+    Head(i64),
+    Event(EventColumns),
+}
+
 /// The columns of one event row, as read by [`read_after_sql`].
 pub(super) struct EventColumns {
     pub(super) sequence: i64,

@@ -134,16 +134,19 @@ pub(super) fn mark_many_retracted_sql(count: usize) -> String {
 }
 
 /// One statement, so the head and the events come from one snapshot: the events are bounded by
-/// the head that snapshot saw, and that head is returned (on the left-joined row even when no
-/// event matches) to compute `scanned_to`. The inner query is an index range scan on the
-/// primary key that stops after `$2` rows; the outer sort only orders those.
+/// the head that snapshot saw, and that head is returned (on a row of its own, the first, whose
+/// sequence is NULL, and so even when no event matches) to compute `scanned_to`. The events
+/// are an index range scan on the primary key that stops after `$2` rows, streamed as they are
+/// found: a `UNION ALL` rather than a join, which SQLite answered by copying every row, its
+/// payload included, into a temporary table and again into a sorter.
 pub(super) fn read_after_sql(kind_count: usize) -> String {
     let mut sql = String::from(
-        "SELECT feed_head.head, e.sequence, e.event_type, e.kind, e.indicator_id, e.originator, \
-         e.payload, e.reason, e.at_micros, e.signature \
-         FROM feed_head LEFT JOIN ( \
-         SELECT sequence, event_type, kind, indicator_id, originator, payload, reason, at_micros, \
-         signature \
+        "SELECT head, NULL AS sequence, NULL AS event_type, NULL AS kind, NULL AS indicator_id, \
+         NULL AS originator, NULL AS payload, NULL AS reason, NULL AS at_micros, \
+         NULL AS signature FROM feed_head \
+         UNION ALL SELECT * FROM ( \
+         SELECT CAST(NULL AS BIGINT) AS head, sequence, event_type, kind, indicator_id, \
+         originator, payload, reason, at_micros, signature \
          FROM events \
          WHERE sequence > $1 AND sequence <= (SELECT head FROM feed_head)",
     );
@@ -157,7 +160,7 @@ pub(super) fn read_after_sql(kind_count: usize) -> String {
         }
         sql.push(')');
     }
-    sql.push_str(" ORDER BY sequence LIMIT $2) AS e ON TRUE ORDER BY e.sequence");
+    sql.push_str(" ORDER BY sequence LIMIT $2) AS e");
     sql
 }
 
