@@ -84,7 +84,7 @@ pub(super) fn decide_published(
                 }) {
                     Some(index) => index,
                     None => {
-                        forms.push((record.redact.clone(), redacted));
+                        forms.push((record.redact.clone(), *redacted));
                         forms.len() - 1
                     }
                 }

@@ -71,7 +71,7 @@ pub enum Visible {
     /// The indicator as it is.
     Whole,
     /// The indicator without the paths the decision redacted.
-    Redacted(Indicator),
+    Redacted(Box<Indicator>),
 }
 
 /// Decides releases for one member's gateway.
@@ -165,7 +165,7 @@ impl Releaser {
         Release {
             indicator: visible.map(|visible| match visible {
                 Visible::Whole => indicator.clone(),
-                Visible::Redacted(redacted) => redacted,
+                Visible::Redacted(redacted) => *redacted,
             }),
             record,
         }
@@ -282,7 +282,10 @@ impl Releaser {
             .find(|(paths, _)| *paths == decision.redact)
         {
             return match redacted {
-                Ok(redacted) => (decision, Some(Visible::Redacted(redacted.clone()))),
+                Ok(redacted) => (
+                    decision,
+                    Some(Visible::Redacted(Box::new(redacted.clone()))),
+                ),
                 Err(error) => {
                     let error = error.clone();
                     (decision.into_fail_closed(error), None)
@@ -300,7 +303,7 @@ impl Releaser {
             .redacted
             .push((decision.redact.clone(), redacted.clone()));
         match redacted {
-            Ok(redacted) => (decision, Some(Visible::Redacted(redacted))),
+            Ok(redacted) => (decision, Some(Visible::Redacted(Box::new(redacted)))),
             Err(error) => (decision.into_fail_closed(error), None),
         }
     }
