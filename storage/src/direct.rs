@@ -1,7 +1,8 @@
-//! Running statements on the SQLite writer connection's own handle, synchronously, while
-//! sqlx's worker thread for that connection waits: one hand-off for a whole transaction
-//! instead of two thread wake-ups per statement (see `feed::direct`). The one use of `unsafe`
-//! in the project: borrowing the handle sqlx hands out for this (`LockedSqliteHandle`).
+//! Running statements on a SQLite connection's own handle, synchronously, while sqlx's worker
+//! thread for that connection waits: one hand-off for a whole transaction (on the writer) or a
+//! whole page of rows (on a reader) instead of two thread wake-ups per statement and a copy of
+//! every value of every row (see `feed::direct`). The one use of `unsafe` in the project:
+//! borrowing the handle sqlx hands out for this (`LockedSqliteHandle`).
 #![allow(unsafe_code)]
 
 use rusqlite::types::{ToSqlOutput, Value, ValueRef};
@@ -77,17 +78,27 @@ pub(crate) async fn with_writer<T>(
     pool: &SqlitePool,
     work: impl FnOnce(&rusqlite::Connection) -> Result<T, StorageError>,
 ) -> Result<T, StorageError> {
+    with_connection(pool, work).await
+}
+
+/// Runs `work` with the SQLite handle of a connection of `pool` (the writer's, or one of the
+/// readers'), synchronously, while sqlx's worker for it waits (it is locked for this caller
+/// meanwhile).
+pub(crate) async fn with_connection<T>(
+    pool: &SqlitePool,
+    work: impl FnOnce(&rusqlite::Connection) -> Result<T, StorageError>,
+) -> Result<T, StorageError> {
     let sqlx_failed = |action: &'static str| {
         move |error| StorageError::from_sqlx(crate::Backend::Sqlite, action, error)
     };
     let mut connection = pool
         .acquire()
         .await
-        .map_err(sqlx_failed("take the writer connection"))?;
+        .map_err(sqlx_failed("take a connection"))?;
     let mut locked = connection
         .lock_handle()
         .await
-        .map_err(sqlx_failed("lock the writer connection"))?;
+        .map_err(sqlx_failed("lock the connection"))?;
     let handle = locked.as_raw_handle();
     let run = move || {
         // SAFETY: `handle` is the open SQLite connection of `locked`, which sqlx keeps locked
@@ -95,7 +106,7 @@ pub(crate) async fn with_writer<T>(
         // thread uses the connection meanwhile. `from_handle` borrows it (it does not close it
         // on drop), and `db` drops, finalizing the statements it prepared, before this returns.
         let db = unsafe { rusqlite::Connection::from_handle(handle.as_ptr()) }
-            .map_err(failed("borrow the writer connection"))?;
+            .map_err(failed("borrow the connection"))?;
         work(&db)
     };
     // Blocking for one transaction: on the multi-threaded runtime the other tasks of this

@@ -440,6 +440,10 @@ impl Store {
         kinds: &[String],
     ) -> Result<EventBatch, StorageError> {
         match &self.inner.pools {
+            // A page in one hand-off, each payload copied once (`feed::direct_read`).
+            Pools::Sqlite(pools) if limit > 0 => {
+                crate::feed::direct_read::read_after(&pools.read, after, limit, kinds).await
+            }
             Pools::Sqlite(pools) => sqlite_feed::read_after(&pools.read, after, limit, kinds).await,
             Pools::Postgres(pools) => {
                 postgres_feed::read_after(&pools.pool, after, limit, kinds).await

@@ -16,6 +16,7 @@
 //! `column1`, `column2`, ….
 
 pub(crate) mod direct;
+pub(crate) mod direct_read;
 pub(crate) mod plan;
 mod sql;
 #[cfg(test)]
