@@ -196,40 +196,20 @@ impl GatewayState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cordon_proto::v1::{Source, Tlp, Vessel, indicator};
+    use cordon_proto::v1::Tlp;
 
     #[test]
     fn each_form_is_one_event_and_the_whole_one_is_the_indicator_itself() {
         // NG's agencies get the indicator without its source, CI nothing, the rest all of it.
-        let policy = cordon_policy::Policy::from_modules(
-            vec![(
-                "test.rego".into(),
-                r#"package cordon.outbound
-import rego.v1
-default decision := {"allow": true, "redact": [], "reasons": []}
+        let policy = crate::release::tests::policy(
+            r#"default decision := {"allow": true, "redact": [], "reasons": []}
 decision := {"allow": true, "redact": ["source"], "reasons": []} if input.recipient.member == "NG"
-decision := {"allow": false, "redact": [], "reasons": []} if input.recipient.member == "CI""#
-                    .into(),
-            )],
-            serde_json::json!({}),
-            "test-revision".into(),
-        )
-        .unwrap();
+decision := {"allow": false, "redact": [], "reasons": []} if input.recipient.member == "CI""#,
+        );
         let releaser = Releaser::new("GH".into(), policy, Vec::new());
-        let subject = Indicator {
-            id: "0196f1a2-0000-7000-8000-000000000001".into(),
-            originator: "GH".into(),
-            tlp: Tlp::Green as i32,
-            source: Some(Source {
-                description: "informant".into(),
-                ..Default::default()
-            }),
-            kind: Some(indicator::Kind::Vessel(Vessel {
-                imo: "9234563".into(),
-                ..Default::default()
-            })),
-            ..Default::default()
-        };
+        // Unsigned: redacted for an agency, it loses its source and nothing else.
+        let mut subject = crate::release::tests::indicator("GH", Tlp::Green);
+        subject.signature = None;
         let recipients = [
             "GH/customs",
             "NG/customs",

@@ -340,11 +340,12 @@ impl Releaser {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use cordon_proto::v1::{Source, Tlp, Vessel, indicator};
 
-    fn policy(decision: &str) -> Policy {
+    /// A policy of the one `decision` rule (a test helper of the release and feed rooms).
+    pub(crate) fn policy(decision: &str) -> Policy {
         let module = format!("package cordon.outbound\nimport rego.v1\n{decision}\n");
         Policy::from_modules(
             vec![("test.rego".into(), module)],
@@ -354,7 +355,8 @@ mod tests {
         .unwrap()
     }
 
-    fn indicator(originator: &str, tlp: Tlp) -> Indicator {
+    /// A vessel indicator with a source and a dummy signature.
+    pub(crate) fn indicator(originator: &str, tlp: Tlp) -> Indicator {
         Indicator {
             id: "0196f1a2-0000-7000-8000-000000000001".into(),
             originator: originator.into(),

@@ -80,39 +80,12 @@ pub(super) fn without_commitments(indicator_json: &mut serde_json::Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::release::tests::policy;
     use cordon_policy::Channel;
-    use cordon_proto::v1::{Source, Tlp, Vessel, indicator};
-
-    fn policy(decision: &str) -> Policy {
-        let module = format!("package cordon.outbound\nimport rego.v1\n{decision}\n");
-        Policy::from_modules(
-            vec![("test.rego".into(), module)],
-            serde_json::json!({}),
-            "test-revision".into(),
-        )
-        .unwrap()
-    }
+    use cordon_proto::v1::Tlp;
 
     fn indicator() -> Indicator {
-        Indicator {
-            id: "0196f1a2-0000-7000-8000-000000000001".into(),
-            originator: "GH".into(),
-            tlp: Tlp::Green as i32,
-            source: Some(Source {
-                description: "informant".into(),
-                ..Default::default()
-            }),
-            signature: Some(cordon_proto::v1::Signature {
-                key_id: "GH:00".into(),
-                signature: vec![7; 64],
-                ..Default::default()
-            }),
-            kind: Some(indicator::Kind::Vessel(Vessel {
-                imo: "9234563".into(),
-                ..Default::default()
-            })),
-            ..Default::default()
-        }
+        crate::release::tests::indicator("GH", Tlp::Green)
     }
 
     #[test]
